@@ -1,0 +1,71 @@
+"""Command line: `python -m gapbench VERB ...`; the Snakemake rules call these verbs."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _json(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text!r}") from None
+
+
+def _clip_dir(text: str) -> tuple[str, str]:
+    clip, sep, folder = text.partition("=")
+    if not sep or not clip or not folder:
+        raise argparse.ArgumentTypeError(f"expected CLIP=FOLDER, got {text!r}")
+    return clip, folder
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gapbench", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    gen = verbs.add_parser("generate", help="write one dataset (train/validation/test + meta.json)")
+    gen.add_argument("--task", required=True)
+    gen.add_argument("--gap", type=int, required=True)
+    gen.add_argument("--seed", type=int, required=True)
+    gen.add_argument("--params", type=_json, default={}, help="task options as JSON")
+    gen.add_argument("--sizes", type=_json, required=True, help='{"train": n, "validation": n, "test": n}')
+    gen.add_argument("--out", required=True)
+
+    train = verbs.add_parser("train", help="train one (task, gap, model, seed) under each clip arm")
+    train.add_argument("--spec", type=_json, required=True, help="run specification as JSON")
+    train.add_argument("--data", required=True, help="dataset folder written by `generate`")
+    train.add_argument("--run", type=_clip_dir, action="append", required=True, metavar="CLIP=FOLDER")
+    train.add_argument("--threads", type=int, default=1)
+
+    tables = verbs.add_parser("tables", help="collect run folders into tidy tables")
+    tables.add_argument("--runs", nargs="+", required=True, help="run folders")
+    tables.add_argument("--accuracy", required=True, help="accuracy_vs_gap.csv to write")
+    tables.add_argument("--decay", required=True, help="gradient_decay.csv to write")
+
+    figures = verbs.add_parser("figures", help="draw the figures from the tables")
+    figures.add_argument("--accuracy", required=True)
+    figures.add_argument("--decay", required=True)
+    figures.add_argument("--out-dir", required=True)
+    figures.add_argument("--decay-gap", type=_json, default={}, help='{"task": gap} shown in the decay figure')
+
+    args = parser.parse_args(argv)
+    if args.verb == "generate":
+        from gapbench import data
+
+        meta = data.generate(args.task, args.gap, args.params, args.seed, args.sizes, args.out)
+        print(f"wrote {args.out}: {meta['task']} gap={meta['gap']} seq_len={meta['seq_len']} "
+              f"sizes={meta['sizes']}", file=sys.stderr)
+    elif args.verb == "train":
+        from gapbench import train as training
+
+        training.run(args.spec, args.data, dict(args.run), threads=args.threads)
+    elif args.verb == "tables":
+        from gapbench import tables as tabling
+
+        tabling.collect(args.runs, args.accuracy, args.decay)
+    elif args.verb == "figures":
+        from gapbench import figures as drawing
+
+        drawing.draw_all(args.accuracy, args.decay, args.out_dir, args.decay_gap)
+    return 0

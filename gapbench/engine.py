@@ -1,0 +1,128 @@
+"""The recurrence engine: every elementwise RNN in gapbench runs through `recurrence`.
+
+    a_t = W_h h_{t-1} + u_t,    h_t = φ(a_t),    u_t = W_in x_t + b (computed by the caller)
+
+Forward and backpropagation through time are one hand-written loop each (a custom
+autograd Function), instead of one autograd graph node per step:
+
+    δ_t = g_t ⊙ φ'(a_t),   g_{t-1} = ∂L/∂h_{t-1}|_direct + δ_t W_h,
+    ∂L/∂u_t = δ_t,         ∂L/∂W_h = Σ_t δ_tᵀ h_{t-1}  (one matrix product over all steps)
+
+g_k = ∂L/∂h_k is the quantity whose norm the lecture bounds by (ρ(D)ρ(W_h))^(t-k)
+(Bengio et al. 1994; Pascanu et al. 2013). The loops are the only place the recurrence
+is written; models differ only in how they produce W_h and which φ they use.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise φ with its derivative written in terms of the output h = φ(a).
+
+    Every activation gapbench uses has φ' expressible from φ(a) alone, so the engine
+    stores only the hidden states, not the pre-activations.
+    """
+
+    name: str
+    forward_: Callable[[torch.Tensor], torch.Tensor]  # in place
+    derivative_from_output: Callable[[torch.Tensor], torch.Tensor] | None
+
+
+ACTIVATIONS = {
+    "tanh": Activation("tanh", torch.tanh_, lambda h: 1.0 - h * h),
+    "relu": Activation("relu", torch.relu_, lambda h: (h > 0).to(h.dtype)),
+    # identity: φ' = 1 everywhere, so the backward loop skips the multiplication
+    "linear": Activation("linear", lambda a: a, None),
+}
+
+
+def activation(name: str) -> Activation:
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {name!r}; allowed: {sorted(ACTIVATIONS)}"
+        ) from None
+
+
+class _Recurrence(torch.autograd.Function):
+    """Time-major fused recurrence: u (T, B, H), h0 (B, H), weight_hh (H, H)."""
+
+    @staticmethod
+    def forward(ctx, u, weight_hh, h0, act_name):
+        act = ACTIVATIONS[act_name]
+        steps = u.shape[0]
+        states = u.new_empty((steps + 1,) + tuple(h0.shape))
+        states[0] = h0
+        w_t = weight_hh.t()
+        for t in range(steps):
+            torch.addmm(u[t], states[t], w_t, out=states[t + 1])
+            act.forward_(states[t + 1])
+        ctx.act_name = act_name
+        ctx.save_for_backward(states, weight_hh)
+        return states[1:], states[steps].clone()
+
+    @staticmethod
+    def backward(ctx, grad_output, grad_hn):
+        states, weight_hh = ctx.saved_tensors
+        derivative = ACTIVATIONS[ctx.act_name].derivative_from_output
+        steps = states.shape[0] - 1
+        if grad_output is None:
+            grad_output = torch.zeros_like(states[1:])
+        delta = torch.empty_like(grad_output)
+        g = grad_output[steps - 1] if grad_hn is None else grad_output[steps - 1] + grad_hn
+        for t in range(steps - 1, -1, -1):
+            if derivative is None:
+                delta[t] = g
+            else:
+                torch.mul(g, derivative(states[t + 1]), out=delta[t])
+            if t > 0:
+                g = torch.addmm(grad_output[t - 1], delta[t], weight_hh)
+        grad_h0 = delta[0] @ weight_hh
+        hidden = weight_hh.shape[0]
+        grad_weight = delta.reshape(-1, hidden).t() @ states[:-1].reshape(-1, hidden)
+        return delta, grad_weight, grad_h0, None
+
+
+def recurrence(
+    u: torch.Tensor,
+    weight_hh: torch.Tensor,
+    h0: torch.Tensor | None = None,
+    activation_name: str = "tanh",
+    batch_first: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run h_t = φ(W_h h_{t-1} + u_t) over all steps; return (output, h_n) like torch.nn.RNN.
+
+    u: (batch, time, hidden) if batch_first else (time, batch, hidden), the already
+    projected inputs W_in x_t + b. h0: (batch, hidden) or (1, batch, hidden); zeros if
+    None. Returns output with u's layout and h_n of shape (1, batch, hidden).
+    """
+    activation(activation_name)  # fail early with the allowed names
+    u_tm = u.transpose(0, 1).contiguous() if batch_first else u.contiguous()
+    batch, hidden = u_tm.shape[1], u_tm.shape[2]
+    if h0 is None:
+        h0 = u_tm.new_zeros(batch, hidden)
+    elif h0.dim() == 3:
+        h0 = h0[0]
+    output, h_n = _Recurrence.apply(u_tm, weight_hh, h0.to(u_tm.dtype), activation_name)
+    if batch_first:
+        output = output.transpose(0, 1)
+    return output, h_n.unsqueeze(0)
+
+
+def reference_recurrence(u, weight_hh, h0=None, activation_name="tanh", batch_first=True):
+    """The same recurrence as a plain autograd loop: the correctness oracle for tests."""
+    phi = {"tanh": torch.tanh, "relu": torch.relu, "linear": lambda a: a}[activation_name]
+    u_tm = u.transpose(0, 1) if batch_first else u
+    h = u_tm.new_zeros(u_tm.shape[1], u_tm.shape[2]) if h0 is None else h0.reshape(u_tm.shape[1:])
+    outputs = []
+    for t in range(u_tm.shape[0]):
+        h = phi(h @ weight_hh.t() + u_tm[t])
+        outputs.append(h)
+    output = torch.stack(outputs, 1 if batch_first else 0)
+    return output, h.unsqueeze(0)

@@ -1,0 +1,66 @@
+"""A name → builder registry shared by `tasks` and `models` (one mechanism for both)."""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+
+class Registry:
+    """Builders registered by name; modules of the owning package are imported on first use.
+
+    Adding a task or model is one new module in the package that decorates its class
+    with `@register("name")`: discovery imports every module whose name does not start
+    with an underscore, so nothing else needs editing.
+    """
+
+    def __init__(self, package: str, kind: str):
+        self._package = package
+        self._kind = kind
+        self._builders: dict[str, type] = {}
+        self._discovered = False
+
+    def register(self, name: str):
+        def decorator(builder):
+            if name in self._builders and self._builders[name] is not builder:
+                raise ValueError(f"{self._kind} {name!r} is registered twice")
+            self._builders[name] = builder
+            builder.registry_name = name
+            return builder
+
+        return decorator
+
+    def _discover(self):
+        if self._discovered:
+            return
+        package = importlib.import_module(self._package)
+        for module in pkgutil.iter_modules(package.__path__):
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{self._package}.{module.name}")
+        self._discovered = True
+
+    def names(self) -> list[str]:
+        self._discover()
+        return sorted(self._builders)
+
+    def get(self, name: str):
+        self._discover()
+        if name not in self._builders:
+            raise ValueError(f"unknown {self._kind} {name!r}; allowed: {self.names()}")
+        return self._builders[name]
+
+    def build(self, name: str, *args, **options):
+        builder = self.get(name)
+        allowed = options_of(builder)
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {unknown} for {self._kind} {name!r}; allowed: {allowed}"
+            )
+        return builder(*args, **options)
+
+
+def options_of(builder) -> list[str]:
+    """Keyword options a builder accepts (its keyword-only parameters)."""
+    params = inspect.signature(builder).parameters.values()
+    return sorted(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)

@@ -1,0 +1,63 @@
+"""The shared body of every model of the form h_t = φ(W_h h_{t-1} + W_in x_t + b)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from gapbench.engine import activation as check_activation
+from gapbench.engine import recurrence
+
+INITS = ("uniform", "normal", "orthogonal", "identity")
+
+
+def init_recurrent_(weight: torch.Tensor, init: str, gain: float) -> torch.Tensor:
+    """Fill a square W_h in place. `uniform` is torch.nn.RNN's U(-1/√H, 1/√H) (ρ ≈ 0.58),
+    `normal` is N(0, 1/H) (ρ ≈ 1, circular law), `orthogonal` a random orthogonal matrix,
+    `identity` the identity (Le et al. 2015); every one is then multiplied by `gain`."""
+    hidden = weight.shape[0]
+    with torch.no_grad():
+        if init == "uniform":
+            bound = 1.0 / math.sqrt(hidden)
+            weight.uniform_(-bound, bound)
+        elif init == "normal":
+            weight.normal_(0.0, 1.0 / math.sqrt(hidden))
+        elif init == "orthogonal":
+            nn.init.orthogonal_(weight)
+        elif init == "identity":
+            weight.copy_(torch.eye(hidden))
+        else:
+            raise ValueError(f"unknown init {init!r}; allowed: {list(INITS)}")
+        weight.mul_(gain)
+    return weight
+
+
+class ElementwiseRNN(nn.Module):
+    """h_t = φ(W_h h_{t-1} + W_in x_t + b); subclasses say how W_h is made.
+
+    The input projection is one batched product over all steps; the recurrence itself
+    runs in `gapbench.engine.recurrence`, the one loop every model shares.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, activation: str, batch_first: bool = True):
+        super().__init__()
+        check_activation(activation)
+        if input_size < 1 or hidden_size < 1:
+            raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.activation, self.batch_first = activation, batch_first
+        bound = 1.0 / math.sqrt(hidden_size)
+        self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.zeros(hidden_size))
+
+    def recurrent_weight(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
+        u = F.linear(x, self.weight_ih, self.bias)
+        return recurrence(u, self.recurrent_weight(), h0, self.activation, self.batch_first)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, activation={self.activation!r}"

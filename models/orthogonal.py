@@ -1,0 +1,24 @@
+"""RNN whose W_h stays orthogonal during training (Arjovsky et al. 2016; Lezcano-Casado 2019)."""
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations
+
+from models import register
+from models._elementwise import ElementwiseRNN
+
+
+@register("orthogonal")
+class OrthogonalRNN(ElementwiseRNN):
+    """h_t = φ(Q h_{t-1} + W_in x_t + b), Q = exp(A − Aᵀ) orthogonal: ||J_l|| = 1 when φ is linear.
+
+    `orthogonal_map` is any map torch.nn.utils.parametrizations.orthogonal accepts.
+    """
+
+    def __init__(self, input_size, hidden_size, *, activation="linear", orthogonal_map="matrix_exp", batch_first=True):
+        super().__init__(input_size, hidden_size, activation, batch_first)
+        holder = nn.Module()
+        holder.weight = nn.Parameter(nn.init.orthogonal_(torch.empty(hidden_size, hidden_size)))
+        self.recurrent = parametrizations.orthogonal(holder, "weight", orthogonal_map=orthogonal_map)
+
+    def recurrent_weight(self):
+        return self.recurrent.weight
