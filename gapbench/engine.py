@@ -74,13 +74,15 @@ class _Recurrence(torch.autograd.Function):
         steps = states.shape[0] - 1
         if grad_output is None:
             grad_output = torch.zeros_like(states[1:])
+        # φ'(a_t) for all steps in one vectorised op, so the sequential loop is two ops a step
+        slopes = None if derivative is None else derivative(states[1:])
         delta = torch.empty_like(grad_output)
         g = grad_output[steps - 1] if grad_hn is None else grad_output[steps - 1] + grad_hn
         for t in range(steps - 1, -1, -1):
-            if derivative is None:
+            if slopes is None:
                 delta[t] = g
             else:
-                torch.mul(g, derivative(states[t + 1]), out=delta[t])
+                torch.mul(g, slopes[t], out=delta[t])
             if t > 0:
                 g = torch.addmm(grad_output[t - 1], delta[t], weight_hh)
         grad_h0 = delta[0] @ weight_hh

@@ -1,0 +1,25 @@
+# gapbench: how far back can a recurrent network carry information, and why does it fail?
+# `snakemake --cores N` runs the grid in config/default.yaml; see README.md.
+from snakemake.utils import min_version
+
+min_version("9.17")
+
+
+configfile: f"{workflow.basedir}/config/default.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/collect.smk"
+
+
+rule all:
+    input:
+        ACCURACY_TABLE,
+        DECAY_TABLE,
+        FIGURES,
+    default_target: True

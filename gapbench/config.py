@@ -1,0 +1,82 @@
+"""Checks of a pipeline config beyond its JSON schema, and the per-run specification.
+
+The schema (workflow/schemas/config.schema.yaml) fixes the structure and types; the
+names of tasks and models come from their registries, so they are checked here, by
+building every task at every gap and every model once, before any job runs.
+"""
+from __future__ import annotations
+
+import models
+import tasks
+from gapbench.train import CLIP_ARMS, OPTIMIZERS
+
+
+class ConfigError(ValueError):
+    """A config value that cannot run; the message names the key and the allowed values."""
+
+
+def _unique_names(entries: list, key: str) -> None:
+    names = [entry["name"] for entry in entries]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"config key {key}: {repeated} listed more than once")
+
+
+def task_entry(config: dict, name: str) -> dict:
+    return next(entry for entry in config["tasks"] if entry["name"] == name)
+
+
+def model_options(config: dict, name: str) -> dict:
+    return next(entry for entry in config["models"] if entry["name"] == name)["options"]
+
+
+def check_config(config: dict) -> None:
+    _unique_names(config["tasks"], "tasks")
+    _unique_names(config["models"], "models")
+    for entry in config["tasks"]:
+        name = entry["name"]
+        if name not in tasks.names():
+            raise ConfigError(f"config key tasks: unknown task {name!r}; allowed: {tasks.names()}")
+        if len(set(entry["gaps"])) != len(entry["gaps"]):
+            raise ConfigError(f"config key tasks[{name}].gaps: repeated gap in {entry['gaps']}")
+        for gap in entry["gaps"]:
+            try:
+                tasks.build(name, gap, **entry["params"])
+            except (ValueError, TypeError) as error:
+                raise ConfigError(f"config key tasks[{name}] (gap {gap}): {error}") from None
+    for entry in config["models"]:
+        name = entry["name"]
+        if name not in models.names():
+            raise ConfigError(f"config key models: unknown model {name!r}; allowed: {models.names()}")
+        try:
+            models.build(name, 2, 2, **entry["options"])
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"config key models[{name}].options: {error}") from None
+    for arm in config["clip"]["arms"]:
+        if arm not in CLIP_ARMS:
+            raise ConfigError(f"config key clip.arms: unknown arm {arm!r}; allowed: {list(CLIP_ARMS)}")
+        if arm != "none" and arm not in config["clip"]["thresholds"]:
+            raise ConfigError(f"config key clip.thresholds.{arm}: missing threshold θ0 for clip arm {arm!r}")
+    if config["train"]["optimizer"] not in OPTIMIZERS:
+        raise ConfigError(
+            f"config key train.optimizer: {config['train']['optimizer']!r}; allowed: {sorted(OPTIMIZERS)}"
+        )
+    gaps = {entry["name"]: entry["gaps"] for entry in config["tasks"]}
+    for task, gap in config["figures"]["decay_gap"].items():
+        if gap not in gaps.get(task, []):
+            raise ConfigError(
+                f"config key figures.decay_gap.{task}: {gap} is not a gap of task {task!r} in this config"
+            )
+
+
+def run_spec(config: dict, task: str, model: str, seed: int) -> dict:
+    """Everything a training job needs besides the dataset, as plain data (recorded per run)."""
+    return {
+        "task": task,
+        "model": model,
+        "model_options": model_options(config, model),
+        "hidden_size": config["hidden_size"],
+        "seed": seed,
+        "clip_thresholds": config["clip"]["thresholds"],
+        "train": config["train"],
+    }

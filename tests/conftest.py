@@ -1,0 +1,34 @@
+"""Shared helpers: run the real Snakemake CLI on a config, as a user would."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "config" / "smoke.yaml"
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path = SMOKE, check: bool = True):
+    """Run `python -m snakemake` on the repository's Snakefile in `workdir`."""
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+        "--directory", str(workdir), "--workflow-profile", "none", "--cores", "2",
+        "--configfile", str(configfile), *args,
+    ]
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The smoke pipeline, run once for the whole session; returns its working directory."""
+    workdir = tmp_path_factory.mktemp("smoke")
+    snakemake(workdir)
+    return workdir

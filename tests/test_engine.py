@@ -1,0 +1,76 @@
+"""The fused recurrence against a plain autograd loop: outputs and every gradient."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gapbench.engine import recurrence, reference_recurrence
+
+ACTIVATIONS = ["tanh", "relu", "linear"]
+
+
+def _gradients(fn, u, weight, h0, loss_kind, activation):
+    u, weight, h0 = (t.detach().clone().requires_grad_(True) for t in (u, weight, h0))
+    output, h_n = fn(u, weight, h0, activation)
+    if loss_kind == "every_step":
+        loss = (output * torch.linspace(-1, 1, output.shape[-1], dtype=u.dtype)).sum() + h_n.sum()
+    else:
+        loss = (output[:, -1] ** 2).sum()
+    loss.backward()
+    return output.detach(), u.grad, weight.grad, h0.grad
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("loss_kind", ["every_step", "last_step"])
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_engine_matches_autograd(activation, loss_kind, dtype, rtol):
+    generator = torch.Generator().manual_seed(0)
+    u = torch.randn(4, 30, 6, generator=generator, dtype=dtype)
+    weight = 0.4 * torch.randn(6, 6, generator=generator, dtype=dtype)
+    h0 = torch.randn(4, 6, generator=generator, dtype=dtype)
+    fused = _gradients(recurrence, u, weight, h0, loss_kind, activation)
+    plain = _gradients(reference_recurrence, u, weight, h0, loss_kind, activation)
+    for name, a, b in zip(["output", "u", "W_h", "h0"], fused, plain):
+        scale = b.abs().max().clamp_min(1e-30)
+        assert ((a - b).abs().max() / scale) < rtol, name
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    batch=st.integers(1, 5), steps=st.integers(1, 12), hidden=st.integers(1, 7),
+    activation=st.sampled_from(ACTIVATIONS), seed=st.integers(0, 10_000),
+)
+def test_engine_gradcheck_over_shapes(batch, steps, hidden, activation, seed):
+    generator = torch.Generator().manual_seed(seed)
+    u = torch.randn(batch, steps, hidden, generator=generator, dtype=torch.float64, requires_grad=True)
+    weight = (0.5 * torch.randn(hidden, hidden, generator=generator, dtype=torch.float64)).requires_grad_()
+    h0 = torch.randn(batch, hidden, generator=generator, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: recurrence(*a, activation), (u, weight, h0))
+
+
+def test_interface_matches_torch_rnn():
+    """Same weights ⇒ same (output, h_n) as torch.nn.RNN(batch_first=True), h0 optional."""
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(3, 5, batch_first=True)
+    x = torch.randn(2, 7, 3)
+    u = x @ rnn.weight_ih_l0.t() + rnn.bias_ih_l0 + rnn.bias_hh_l0
+    for h0 in (None, torch.randn(1, 2, 5)):
+        expected = rnn(x, h0)
+        got = recurrence(u, rnn.weight_hh_l0, h0, "tanh")
+        for a, b in zip(got, expected):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b)
+
+
+def test_time_major_layout():
+    u = torch.randn(7, 2, 4)
+    weight = torch.randn(4, 4) * 0.3
+    output, h_n = recurrence(u, weight, batch_first=False)
+    ref_output, ref_h_n = reference_recurrence(u, weight, batch_first=False)
+    torch.testing.assert_close(output, ref_output)
+    torch.testing.assert_close(h_n, ref_h_n)
+
+
+def test_unknown_activation_names_the_allowed_ones():
+    with pytest.raises(ValueError, match="allowed: \\['linear', 'relu', 'tanh'\\]"):
+        recurrence(torch.zeros(1, 2, 3), torch.eye(3), activation_name="sigmoidish")

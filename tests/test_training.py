@@ -1,0 +1,129 @@
+"""Training: determinism, clipping arithmetic, divergence handling, atomic outputs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from gapbench import data
+from gapbench.io import atomic_path
+from gapbench.train import Net, clip_gradients_
+
+SPEC = {
+    "model": "vanilla", "model_options": {}, "hidden_size": 8, "seed": 3,
+    "clip_thresholds": {"norm": 0.5, "value": 0.01},
+    "train": {"steps": 30, "batch_size": 8, "optimizer": "adam", "lr": 0.01,
+              "eval_every": 10, "probe_batch": 4},
+}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    data.generate("adding", 6, {}, 0, {"train": 64, "validation": 16, "test": 16}, folder)
+    return folder
+
+
+def _train(dataset, folder, spec=SPEC, steps_hint=None):
+    runs = []
+    for clip in ("none", "norm", "value"):
+        runs += ["--run", f"{clip}={folder / clip}"]
+    subprocess.run(
+        [sys.executable, "-m", "gapbench", "train", "--spec", json.dumps(spec), "--data", str(dataset), *runs],
+        check=True, capture_output=True, text=True,
+    )
+
+
+def test_same_seed_same_numbers(dataset, tmp_path):
+    _train(dataset, tmp_path / "a")
+    _train(dataset, tmp_path / "b")
+    for clip in ("none", "norm", "value"):
+        first = json.loads((tmp_path / "a" / clip / "metrics.json").read_text())
+        second = json.loads((tmp_path / "b" / clip / "metrics.json").read_text())
+        for key in ("test_loss", "test_score", "clip_fraction", "train_steps", "success", "diverged"):
+            assert first[key] == second[key], (clip, key)
+        for name in ("history.csv", "gradient_decay.csv"):
+            pd.testing.assert_frame_equal(
+                pd.read_csv(tmp_path / "a" / clip / name), pd.read_csv(tmp_path / "b" / clip / name)
+            )
+        weights_a = torch.load(tmp_path / "a" / clip / "model.pt", weights_only=True)
+        weights_b = torch.load(tmp_path / "b" / clip / "model.pt", weights_only=True)
+        assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+    # the clip arms start from the same weights but train differently
+    none = json.loads((tmp_path / "a" / "none" / "metrics.json").read_text())
+    value = json.loads((tmp_path / "a" / "value" / "metrics.json").read_text())
+    assert value["clip_fraction"] > 0 and none["clip_fraction"] == 0
+    assert value["test_loss"] != none["test_loss"]
+    decay = pd.read_csv(tmp_path / "a" / "none" / "gradient_decay.csv")
+    decay_value = pd.read_csv(tmp_path / "a" / "value" / "gradient_decay.csv")
+    pd.testing.assert_series_equal(
+        decay[decay.stage == "init"].log10_grad_norm, decay_value[decay_value.stage == "init"].log10_grad_norm
+    )
+
+
+def test_norm_clipping_rescales_to_threshold():
+    net = torch.nn.Linear(3, 2)
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 2.0)
+    params = list(net.parameters())
+    norm, fired = clip_gradients_(params, "norm", 1.0)
+    assert fired and norm == pytest.approx(2.0 * 8**0.5)
+    total = torch.linalg.vector_norm(torch.cat([p.grad.ravel() for p in params]))
+    assert total.item() == pytest.approx(1.0)
+    assert clip_gradients_(params, "norm", 5.0) == (pytest.approx(1.0), False)
+    _, fired = clip_gradients_(params, "value", 0.1)
+    assert fired and max(p.grad.abs().max().item() for p in params) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="allowed: \\['none', 'norm', 'value'\\]"):
+        clip_gradients_(params, "gradual", 1.0)
+
+
+def test_divergence_is_recorded_not_raised(dataset, tmp_path):
+    """A linear RNN with a huge W_h overflows; the run ends as diverged with finite weights."""
+    spec = {**SPEC, "model": "linear", "model_options": {"init": "identity", "init_gain": 30.0},
+            "train": {**SPEC["train"], "lr": 10.0}}
+    _train(dataset, tmp_path, spec)
+    metrics = json.loads((tmp_path / "none" / "metrics.json").read_text())
+    assert metrics["diverged"] and metrics["train_steps"] < spec["train"]["steps"]
+    weights = torch.load(tmp_path / "none" / "model.pt", weights_only=True)
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_saved_weights_load_into_the_model(dataset, tmp_path):
+    _train(dataset, tmp_path)
+    import models
+
+    net = Net(models.build("vanilla", 2, 8), 1)
+    net.load_state_dict(torch.load(tmp_path / "norm" / "model.pt", weights_only=True))
+
+
+def test_atomic_path_leaves_nothing_when_interrupted(tmp_path):
+    target = tmp_path / "table.csv"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_training_leaves_no_complete_looking_run(dataset, tmp_path):
+    spec = {**SPEC, "train": {**SPEC["train"], "steps": 10**6, "eval_every": 50}}
+    runs = []
+    for clip in ("none", "norm"):
+        runs += ["--run", f"{clip}={tmp_path / clip}"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gapbench", "train", "--spec", json.dumps(spec), "--data", str(dataset), *runs],
+        stderr=subprocess.PIPE, text=True,
+    )
+    for line in process.stderr:  # wait until training is under way
+        if "step 50/" in line:
+            break
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    final_names = {"metrics.json", "history.csv", "gradient_decay.csv", "model.pt"}
+    leftovers = [p.name for p in tmp_path.rglob("*") if p.is_file()]
+    assert not final_names & set(leftovers), leftovers

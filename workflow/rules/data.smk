@@ -1,0 +1,25 @@
+# Datasets: one folder per (task, gap, seed), generated deterministically.
+
+
+rule generate_data:
+    output:
+        splits=expand(f"{DATA_DIR}/{{split}}.npz", split=["train", "validation", "test"], allow_missing=True),
+        meta=f"{DATA_DIR}/meta.json",
+    params:
+        task_params=lambda wc: json.dumps(task_entry(config, wc.task)["params"], sort_keys=True),
+        sizes=json.dumps(config["data"]["sizes"], sort_keys=True),
+        out=lambda wc: DATA_DIR.format(**wc),
+    log:
+        f"{RESULTS}/logs/generate_data/{{task}}/gap{{gap}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/generate_data/{{task}}/gap{{gap}}/seed{{seed}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m gapbench generate --task {wildcards.task} --gap {wildcards.gap}"
+        " --seed {wildcards.seed} --params {params.task_params:q} --sizes {params.sizes:q}"
+        " --out {params.out} 2> {log}"
