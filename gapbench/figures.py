@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -34,15 +35,19 @@ def accuracy_vs_gap(accuracy: pd.DataFrame, out_dir) -> None:
     sns.set_theme(style="whitegrid", context="paper")
     grid = sns.relplot(
         data=accuracy, x="gap", y="test_score", col="task", hue="model", style="clip",
-        kind="line", facet_kws={"sharey": False}, height=3.2, aspect=1.2, **STYLE,
+        kind="line", facet_kws={"sharey": False, "sharex": False}, height=3.2, aspect=1.3, **STYLE,
     )
     for task, ax in grid.axes_dict.items():
         rows = accuracy[accuracy.task == task]
         ax.set_xscale("log")
+        ax.set_xticks(sorted(rows.gap.unique()))  # label the gaps that were run, nothing else
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel(METRIC_LABEL.get(rows.metric.iloc[0], rows.metric.iloc[0]))
         ax.axhline(rows.chance_score.mean(), color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"{task} (dotted: memoryless)")
     grid.set_xlabels("gap (steps)")
+    grid.figure.subplots_adjust(wspace=0.3)
     _save(grid, Path(out_dir), "accuracy_vs_gap")
 
 
