@@ -6,6 +6,9 @@ building every task at every gap and every model once, before any job runs.
 """
 from __future__ import annotations
 
+import os
+import sys
+
 import models
 import tasks
 from gapbench.train import CLIP_ARMS, OPTIMIZERS
@@ -48,6 +51,9 @@ def check_config(config: dict) -> None:
         name = entry["name"]
         if name not in models.names():
             raise ConfigError(f"config key models: unknown model {name!r}; allowed: {models.names()}")
+        if "batch_first" in entry["options"]:
+            raise ConfigError(f"config key models[{name}].options.batch_first: the pipeline always feeds "
+                              "(batch, time, features) tensors; remove this option")
         try:
             models.build(name, 2, 2, **entry["options"])
         except (ValueError, TypeError) as error:
@@ -77,6 +83,15 @@ def run_spec(config: dict, task: str, model: str, seed: int) -> dict:
         "model_options": model_options(config, model),
         "hidden_size": config["hidden_size"],
         "seed": seed,
+        "threads": config["threads_per_job"],
         "clip_thresholds": config["clip"]["thresholds"],
         "train": config["train"],
     }
+
+
+def prepare_job_environment(source_root: str) -> None:
+    """Make every job's `python` the interpreter running Snakemake (so the environment it
+    was installed into) unless a job's conda env puts its own first, and let jobs import
+    gapbench, tasks and models from the source tree whether or not it is installed."""
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))

@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -31,10 +32,14 @@ def accuracy_vs_gap(accuracy: pd.DataFrame, out_dir) -> None:
 
     Lines are the mean over seeds with a 95% bootstrap confidence band; the dotted
     horizontal line is the score of the memoryless predictor (chance accuracy or baseline MSE).
+    Runs whose test score is not finite (diverged forward pass) are left out and counted
+    in the panel title; diverged runs with finite scores stay in.
     """
+    finite = accuracy[np.isfinite(accuracy.test_score)]
+    dropped = accuracy[~np.isfinite(accuracy.test_score)].groupby("task").size()
     sns.set_theme(style="whitegrid", context="paper")
     grid = sns.relplot(
-        data=accuracy, x="gap", y="test_score", col="task", hue="model", style="clip",
+        data=finite, x="gap", y="test_score", col="task", hue="model", style="clip",
         kind="line", facet_kws={"sharey": False, "sharex": False}, height=3.2, aspect=1.3, **STYLE,
     )
     for task, ax in grid.axes_dict.items():
@@ -45,7 +50,8 @@ def accuracy_vs_gap(accuracy: pd.DataFrame, out_dir) -> None:
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel(METRIC_LABEL.get(rows.metric.iloc[0], rows.metric.iloc[0]))
         ax.axhline(rows.chance_score.mean(), color="grey", linestyle=":", linewidth=1)
-        ax.set_title(f"{task} (dotted: memoryless)")
+        lost = f"; {dropped[task]} non-finite runs left out" if task in dropped else ""
+        ax.set_title(f"{task} (dotted: memoryless{lost})")
     grid.set_xlabels("gap (steps)")
     grid.figure.subplots_adjust(wspace=0.3)
     _save(grid, Path(out_dir), "accuracy_vs_gap")
@@ -55,7 +61,8 @@ def gradient_decay(decay: pd.DataFrame, out_dir, gaps: dict | None = None) -> No
     """log10 ||∂L_t/∂h_k|| against the lag t − k, at initialisation and after training.
 
     One column per task (at the gap in `gaps`, default the task's largest), one row per
-    stage, a line per model, clip arm as style, mean over seeds with a 95% band.
+    stage, a line per model, clip arm as style. Each run's value is the mean norm over its
+    probe sequences; lines are the mean of log10 over seeds (a geometric mean) with a 95% band.
     """
     gaps = gaps or {}
     chosen = {task: gaps.get(task, rows.gap.max()) for task, rows in decay.groupby("task")}

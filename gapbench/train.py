@@ -33,7 +33,10 @@ def clip_gradients_(params, arm: str, threshold: float | None) -> tuple[float, b
     value: g_i ← clamp(g_i, −θ0, θ0)           (elementwise, Mikolov 2012)
     """
     grads = [p.grad for p in params if p.grad is not None]
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
+    # float64, so that a large but finite gradient has a finite norm and gets clipped
+    norm = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g, dtype=torch.float64) for g in grads])
+    ).item()
     if arm == "none" or not math.isfinite(norm):
         return norm, False
     if arm == "norm":
@@ -80,6 +83,7 @@ def train_arm(spec: dict, clip: str, splits: dict, task, run_dir: Path, log=prin
     """Train from the seed's initial weights under one clip arm; write the run folder."""
     seed, cfg = spec["seed"], spec["train"]
     started = time.perf_counter()
+    (run_dir / "metrics.json").unlink(missing_ok=True)  # the folder is incomplete until it is rewritten
     torch.manual_seed(seed)
     rnn = models.build(spec["model"], task.input_size, spec["hidden_size"], **spec["model_options"])
     net = Net(rnn, task.output_size)
@@ -89,25 +93,28 @@ def train_arm(spec: dict, clip: str, splits: dict, task, run_dir: Path, log=prin
     optimizer = OPTIMIZERS[cfg["optimizer"]](net.parameters(), lr=cfg["lr"])
     batches = torch.Generator().manual_seed(seed)
     x_train, y_train = splits["train"]
-    history, clipped_steps, steps_done, diverged = [], 0, 0, False
+    history, clipped_steps, steps_done, diverged, last_finite = [], 0, 0, False, None
     for step in range(1, cfg["steps"] + 1):
         index = torch.randint(len(x_train), (cfg["batch_size"],), generator=batches)
         loss = task.loss(net(x_train[index]), y_train[index])
+        if not math.isfinite(loss.item()):
+            diverged = True
+            log(f"[{clip}] step {step}: non-finite loss; back to the last weights with a finite loss")
+            break
+        # the weights that just gave a finite loss: where a divergence rolls back to
+        last_finite = [p.detach().clone() for p in net.parameters()]
+        steps_done = step - 1
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm, clipped = clip_gradients_(list(net.parameters()), clip, spec["clip_thresholds"].get(clip))
-        if not (math.isfinite(loss.item()) and math.isfinite(grad_norm)):
-            diverged = True  # the weights are still the last finite ones: no step was taken
-            log(f"[{clip}] step {step}: non-finite loss or gradient; stopping (diverged)")
+        if not all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None):
+            diverged = True
+            log(f"[{clip}] step {step}: non-finite gradient; stopping (diverged)")
             break
-        last_finite = [p.detach().clone() for p in net.parameters()]
         optimizer.step()
         if not all(torch.isfinite(p).all() for p in net.parameters()):
-            with torch.no_grad():
-                for p, kept in zip(net.parameters(), last_finite):
-                    p.copy_(kept)
             diverged = True
-            log(f"[{clip}] step {step}: the update made weights non-finite; undone, stopping (diverged)")
+            log(f"[{clip}] step {step}: the update made weights non-finite; stopping (diverged)")
             break
         steps_done, clipped_steps = step, clipped_steps + clipped
         if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
@@ -118,6 +125,10 @@ def train_arm(spec: dict, clip: str, splits: dict, task, run_dir: Path, log=prin
             )
             log(f"[{clip}] step {step}/{cfg['steps']} train_loss {loss.item():.4g} "
                 f"val_loss {val_loss:.4g} val_{task.metric} {val_score:.4g}")
+    if diverged and last_finite is not None:
+        with torch.no_grad():
+            for p, kept in zip(net.parameters(), last_finite):
+                p.copy_(kept)
 
     test_loss, test_score = evaluate(net, task, splits["test"])
     diverged = diverged or not math.isfinite(test_loss)  # finite weights, exploding states
@@ -137,6 +148,7 @@ def train_arm(spec: dict, clip: str, splits: dict, task, run_dir: Path, log=prin
         "train_steps": steps_done,
         "wall_seconds": time.perf_counter() - started,
         "clip_threshold": spec["clip_thresholds"].get(clip),
+        "threads": torch.get_num_threads(),
         "spec": spec,
         "provenance": provenance(),
     }

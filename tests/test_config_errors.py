@@ -32,6 +32,9 @@ CASES = [
     ("unknown key", _with(hiden_size=8), ["hiden_size"]),
     ("unknown model option", _with(models=[{"name": "vanilla", "options": {"nonlinearity": "relu"}}]),
      ["models[vanilla]", "nonlinearity", "allowed", "init_gain"]),
+    ("repeated seed", _with(seeds=[0, 0]), ["seeds", "non-unique"]),
+    ("batch_first option", _with(models=[{"name": "vanilla", "options": {"batch_first": False}}]),
+     ["models[vanilla].options.batch_first"]),
     ("unknown optimiser", _with(**{"train.optimizer": "lbfgs"}), ["optimizer", "lbfgs", "adam"]),
 ]
 

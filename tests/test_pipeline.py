@@ -45,7 +45,8 @@ def test_accuracy_table_has_one_row_per_run(accuracy):
     assert accuracy.metric.isin(["accuracy", "mse"]).all()
     assert (accuracy.train_steps == CONFIG["train"]["steps"])[~accuracy.diverged].all()
     assert accuracy.clip_fraction.between(0, 1).all()
-    assert (accuracy[accuracy.clip == "none"].clip_fraction == 0).all()
+    assert (accuracy[accuracy["clip"] == "none"].clip_fraction == 0).all()
+    assert (accuracy[accuracy["clip"] == "value"].clip_fraction > 0).any()
 
 
 def test_baselines_and_success_follow_their_formulas(accuracy):
@@ -97,6 +98,15 @@ def test_figures_are_drawn(smoke_run):
 def test_second_run_has_nothing_to_do(smoke_run):
     result = snakemake(smoke_run, "--dry-run")
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changed_training_config_reruns_training(smoke_run, tmp_path):
+    changed = {**CONFIG, "train": {**CONFIG["train"], "steps": CONFIG["train"]["steps"] + 1}}
+    configfile = tmp_path / "changed.yaml"
+    configfile.write_text(yaml.safe_dump(changed))
+    result = snakemake(smoke_run, "--dry-run", configfile=configfile)
+    output = result.stdout + result.stderr
+    assert "rule train:" in output and "rule generate_data:" not in output
 
 
 def test_lint_is_clean(tmp_path):

@@ -8,15 +8,14 @@ rule tables:
         accuracy=report(ACCURACY_TABLE, caption="../report/accuracy_table.rst", category="Tables"),
         decay=report(DECAY_TABLE, caption="../report/decay_table.rst", category="Tables"),
     params:
-        runs=" ".join(all_run_dirs()),
+        runs=all_run_dirs(),
     log:
         f"{RESULTS}/logs/tables.log",
     localrule: True
     conda:
         "../../environment.yml"
-    shell:
-        "python -m gapbench tables --runs {params.runs} --accuracy {output.accuracy}"
-        " --decay {output.decay} 2> {log}"
+    script:
+        "../scripts/tables.py"
 
 
 rule figures:
@@ -30,7 +29,7 @@ rule figures:
             category="Figures",
         ),
     params:
-        out_dir=f"{RESULTS}/figures",
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
         decay_gap=json.dumps(config["figures"]["decay_gap"]),
     log:
         f"{RESULTS}/logs/figures.log",

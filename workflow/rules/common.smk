@@ -1,17 +1,18 @@
 # Config validation, the run grid and the file layout shared by every rule.
 import json
 import os
+import re
 import sys
 
 from snakemake.utils import validate
 
 validate(config, "../schemas/config.schema.yaml")
 
-# Jobs call `python -m gapbench`: make that the interpreter running Snakemake (and so the
-# environment it was installed into), unless a job's conda env puts its own first.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+sys.path.insert(0, workflow.basedir)
+from gapbench.config import check_config, prepare_job_environment, run_spec, task_entry  # noqa: E402
 
-from gapbench.config import check_config, run_spec, task_entry  # noqa: E402
+# Jobs run `python -m gapbench` with this interpreter and import this source tree.
+prepare_job_environment(workflow.basedir)
 
 check_config(config)  # registry names, options and gaps, before any job runs
 
@@ -33,9 +34,9 @@ FIGURES = expand(
 
 
 wildcard_constraints:
-    task="|".join(TASKS),
-    model="|".join(MODELS),
-    clip="|".join(CLIPS),
+    task="|".join(map(re.escape, TASKS)),
+    model="|".join(map(re.escape, MODELS)),
+    clip="|".join(map(re.escape, CLIPS)),
     gap=r"[1-9][0-9]*",
     seed=r"[0-9]+",
 
@@ -50,3 +51,8 @@ def all_run_dirs():
         for clip in CLIPS
         for seed in SEEDS
     ]
+
+
+def run_folders(wc):
+    """`--run CLIP=FOLDER` for every clip arm of one training job."""
+    return " ".join(f"--run {clip}={RUN_DIR.format(clip=clip, **wc)}" for clip in CLIPS)

@@ -2,12 +2,6 @@
 # initial weights (a paired comparison, and one Python/torch start-up instead of three).
 
 
-def run_folders(wc):
-    return " ".join(
-        f"--run {clip}={RUN_DIR.format(clip=clip, **wc)}" for clip in CLIPS
-    )
-
-
 rule train:
     input:
         rules.generate_data.output,
@@ -28,5 +22,5 @@ rule train:
     conda:
         "../../environment.yml"
     shell:
-        "python -m gapbench train --spec {params.spec:q} --data {params.data}"
+        "python -m gapbench train --spec {params.spec:q} --data {params.data:q}"
         " {params.runs} --threads {threads} 2> {log}"

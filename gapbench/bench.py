@@ -1,0 +1,151 @@
+"""Benchmark of the recurrence engine: `python -m gapbench.bench`.
+
+For each activation and sequence length T it times one forward+backward pass over
+(batch, T, hidden) inputs, median of several repeats, side by side in one process:
+
+- engine:     gapbench.engine.recurrence (what every gapbench model runs on)
+- nn.RNN:     torch.nn.RNN with the same nonlinearity (tanh and relu only)
+- autograd:   the same recurrence as a plain autograd loop (one graph node per op and step)
+- floor:      the matrix products of the pass alone (input projection, T recurrent products
+              forward, T backward, the input and W_h gradient products), no elementwise work
+
+and prints the ratios engine/nn.RNN, autograd/engine, engine/floor and the growth of the
+engine's time from each T to the next.
+Ratios, not absolute times, are the claims: this machine is shared and noisy. The rows
+are appended to results/bench/engine.csv with the machine and versions.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.nn import functional as F
+
+from gapbench.engine import recurrence, reference_recurrence
+from gapbench.io import code_version, write_csv
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: allocator, lazy initialisation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _cases(batch, steps, hidden, activation, generator):
+    x = torch.randn(batch, steps, hidden, generator=generator)
+    grad = torch.randn(batch, steps, hidden, generator=generator)
+    weight_ih = (torch.randn(hidden, hidden, generator=generator) / hidden**0.5).requires_grad_()
+    weight_hh = (torch.randn(hidden, hidden, generator=generator) / hidden**0.5).requires_grad_()
+    bias = torch.zeros(hidden, requires_grad=True)
+
+    def engine():
+        output, _ = recurrence(F.linear(x, weight_ih, bias), weight_hh, None, activation)
+        output.backward(grad)
+
+    def autograd_loop():
+        output, _ = reference_recurrence(F.linear(x, weight_ih, bias), weight_hh, None, activation)
+        output.backward(grad)
+
+    cases = {"engine": engine, "autograd": autograd_loop}
+    if activation in ("tanh", "relu"):
+        rnn = torch.nn.RNN(hidden, hidden, nonlinearity=activation, batch_first=True)
+
+        def torch_rnn():
+            output, _ = rnn(x)
+            output.backward(grad)
+
+        cases["nn.RNN"] = torch_rnn
+
+    w = weight_hh.detach()
+    h = torch.randn(batch, hidden, generator=generator)
+    u_steps = torch.randn(steps, batch, hidden, generator=generator)
+    flat = x.reshape(-1, hidden)
+
+    def floor():
+        u = flat @ weight_ih.detach().t()
+        for t in range(steps):  # forward recurrent products
+            torch.addmm(u_steps[t], h, w.t())
+        for t in range(steps):  # backward recurrent products
+            torch.addmm(u_steps[t], h, w)
+        flat.t() @ u  # ∂L/∂W_h
+        u.t() @ flat  # ∂L/∂W_in
+        u @ weight_ih.detach()  # ∂L/∂x
+
+    cases["floor"] = floor
+    return cases
+
+
+def run(batch, hidden, lengths, activations, repeats, autograd_max_steps, seed=0) -> pd.DataFrame:
+    torch.set_flush_denormal(True)  # as in training: vanishing gradients hit subnormals
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for activation in activations:
+        for steps in lengths:
+            for name, fn in _cases(batch, steps, hidden, activation, generator).items():
+                if name == "autograd" and steps > autograd_max_steps:
+                    continue
+                seconds = _median_seconds(fn, repeats)
+                rows.append({"activation": activation, "T": steps, "implementation": name, "seconds": seconds})
+                print(f"  {activation:6s} T={steps:5d} {name:9s} {seconds * 1e3:9.2f} ms", flush=True)
+    return pd.DataFrame(rows)
+
+
+def ratios(times: pd.DataFrame) -> pd.DataFrame:
+    table = times.pivot_table(index=["activation", "T"], columns="implementation", values="seconds")
+    out = pd.DataFrame(index=table.index)
+    if "nn.RNN" in table:
+        out["engine/nn.RNN"] = table["engine"] / table["nn.RNN"]
+    if "autograd" in table:
+        out["autograd/engine"] = table["autograd"] / table["engine"]
+    out["engine/floor"] = table["engine"] / table["floor"]
+    lengths = sorted(times["T"].unique())
+    if len(lengths) >= 2:
+        growth = table["engine"].unstack("T")
+        out["engine T/T_prev"] = (growth / growth.shift(axis=1)).stack().reindex(out.index)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gapbench.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[100, 500, 2000])
+    parser.add_argument("--activations", nargs="+", default=["tanh", "relu", "linear"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--autograd-max-steps", type=int, default=2000,
+                        help="skip the (slow) autograd loop above this T")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--out", default="results/bench/engine.csv", help="CSV the rows are appended to")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"B={args.batch} H={args.hidden} threads={torch.get_num_threads()} torch {torch.__version__} "
+          f"on {platform.processor() or platform.machine()}; median of {args.repeats}, forward+backward")
+    times = run(args.batch, args.hidden, args.lengths, args.activations, args.repeats, args.autograd_max_steps)
+    print("\nratios (engine/nn.RNN < 1 and engine/floor near 1 are good):")
+    print(ratios(times).round(3).to_string())
+    stamp = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "code_version": code_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "batch": args.batch, "hidden": args.hidden, "machine": platform.platform(), "repeats": args.repeats,
+    }
+    out = Path(args.out)
+    previous = pd.read_csv(out) if out.exists() else None
+    write_csv(out, pd.concat([previous, times.assign(**stamp)], ignore_index=True))
+    print(f"\nappended {len(times)} rows to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
