@@ -51,19 +51,26 @@ def activation(name: str) -> Activation:
 
 
 class _Recurrence(torch.autograd.Function):
-    """Time-major fused recurrence: u (T, B, H), h0 (B, H), weight_hh (H, H)."""
+    """Time-major fused recurrence: u (T, B, H), h0 (B, H), weight_hh (H, H).
+
+    Both loops work on pre-split views (`unbind`) and write into preallocated buffers
+    (`out=`), so a step costs one matrix product and one elementwise op, forward and back.
+    """
 
     @staticmethod
-    def forward(ctx, u, weight_hh, h0, act_name):
+    def forward(ctx, u, weight_hh, h0, act_name, grad_norms):
         act = ACTIVATIONS[act_name]
         steps = u.shape[0]
         states = u.new_empty((steps + 1,) + tuple(h0.shape))
         states[0] = h0
         w_t = weight_hh.t()
+        state, inputs = states.unbind(0), u.unbind(0)
+        nonlinear = act.derivative_from_output is not None
         for t in range(steps):
-            torch.addmm(u[t], states[t], w_t, out=states[t + 1])
-            act.forward_(states[t + 1])
-        ctx.act_name = act_name
+            torch.addmm(inputs[t], state[t], w_t, out=state[t + 1])
+            if nonlinear:
+                act.forward_(state[t + 1])
+        ctx.act_name, ctx.grad_norms = act_name, grad_norms
         ctx.save_for_backward(states, weight_hh)
         return states[1:], states[steps].clone()
 
@@ -71,24 +78,30 @@ class _Recurrence(torch.autograd.Function):
     def backward(ctx, grad_output, grad_hn):
         states, weight_hh = ctx.saved_tensors
         derivative = ACTIVATIONS[ctx.act_name].derivative_from_output
+        norms = ctx.grad_norms
         steps = states.shape[0] - 1
         if grad_output is None:
             grad_output = torch.zeros_like(states[1:])
-        # φ'(a_t) for all steps in one vectorised op, so the sequential loop is two ops a step
-        slopes = None if derivative is None else derivative(states[1:])
-        delta = torch.empty_like(grad_output)
-        g = grad_output[steps - 1] if grad_hn is None else grad_output[steps - 1] + grad_hn
+        # φ'(a_t) for all steps in one vectorised op, outside the sequential loop
+        slopes = None if derivative is None else derivative(states[1:]).unbind(0)
+        # delta[t] first holds g_t = ∂L/∂h_t, then (in place) δ_t = g_t ⊙ φ'(a_t)
+        delta = torch.empty_like(states[1:])
+        deltas, direct = delta.unbind(0), grad_output.unbind(0)
+        if grad_hn is None:
+            deltas[steps - 1].copy_(direct[steps - 1])
+        else:
+            torch.add(direct[steps - 1], grad_hn, out=deltas[steps - 1])
         for t in range(steps - 1, -1, -1):
-            if slopes is None:
-                delta[t] = g
-            else:
-                torch.mul(g, slopes[t], out=delta[t])
+            if norms is not None:
+                norms[t] = torch.linalg.vector_norm(deltas[t])
+            if slopes is not None:
+                deltas[t].mul_(slopes[t])
             if t > 0:
-                g = torch.addmm(grad_output[t - 1], delta[t], weight_hh)
-        grad_h0 = delta[0] @ weight_hh
+                torch.addmm(direct[t - 1], deltas[t], weight_hh, out=deltas[t - 1])
+        grad_h0 = deltas[0] @ weight_hh
         hidden = weight_hh.shape[0]
         grad_weight = delta.reshape(-1, hidden).t() @ states[:-1].reshape(-1, hidden)
-        return delta, grad_weight, grad_h0, None
+        return delta, grad_weight, grad_h0, None, None
 
 
 def recurrence(
@@ -97,12 +110,18 @@ def recurrence(
     h0: torch.Tensor | None = None,
     activation_name: str = "tanh",
     batch_first: bool = True,
+    grad_norms: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run h_t = φ(W_h h_{t-1} + u_t) over all steps; return (output, h_n) like torch.nn.RNN.
 
     u: (batch, time, hidden) if batch_first else (time, batch, hidden), the already
     projected inputs W_in x_t + b. h0: (batch, hidden) or (1, batch, hidden); zeros if
     None. Returns output with u's layout and h_n of shape (1, batch, hidden).
+
+    grad_norms: an optional tensor of shape (time,); the backward pass fills entry k with
+    ||∂L/∂h_k|| (Frobenius norm over the batch) as it goes, for one extra reduction a step.
+    These are in the working dtype: float32 norms underflow near 1e-38 (1e-45 subnormal,
+    zero where subnormals are flushed); `gapbench.probes` measures decay exactly in float64.
     """
     activation(activation_name)  # fail early with the allowed names
     u_tm = u.transpose(0, 1).contiguous() if batch_first else u.contiguous()
@@ -111,7 +130,7 @@ def recurrence(
         h0 = u_tm.new_zeros(batch, hidden)
     elif h0.dim() == 3:
         h0 = h0[0]
-    output, h_n = _Recurrence.apply(u_tm, weight_hh, h0.to(u_tm.dtype), activation_name)
+    output, h_n = _Recurrence.apply(u_tm, weight_hh, h0.to(u_tm.dtype), activation_name, grad_norms)
     if batch_first:
         output = output.transpose(0, 1)
     return output, h_n.unsqueeze(0)

@@ -13,8 +13,8 @@ from gapbench.engine import activation as get_activation
 
 @torch.no_grad()
 def _float64_states(model, x):
-    model64 = copy.deepcopy(model).double()
-    output, _ = model64(x.double())
+    model64 = copy.deepcopy(model).cpu().double()
+    output, _ = model64(x.cpu().double())
     return model64, output
 
 
@@ -39,7 +39,8 @@ def gradient_decay(model, readout, task, x, y) -> pd.DataFrame:
     t = task.probe_step
 
     h_t = states[:, t].clone().requires_grad_(True)
-    readout64 = copy.deepcopy(readout).double()
+    readout64 = copy.deepcopy(readout).cpu().double()
+    y = y.cpu()
     with torch.enable_grad():
         loss = task.probe_loss(readout64(h_t), y).sum()  # sum: sequences stay independent
         (g,) = torch.autograd.grad(loss, h_t)

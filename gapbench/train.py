@@ -86,8 +86,9 @@ def train_arm(spec: dict, clip: str, splits: dict, task, run_dir: Path, log=prin
     (run_dir / "metrics.json").unlink(missing_ok=True)  # the folder is incomplete until it is rewritten
     torch.manual_seed(seed)
     rnn = models.build(spec["model"], task.input_size, spec["hidden_size"], **spec["model_options"])
-    net = Net(rnn, task.output_size)
-    probe_x, probe_y = (t[: cfg["probe_batch"]] for t in splits["test"])
+    device = splits["train"][0].device
+    net = Net(rnn, task.output_size).to(device)  # initialised on the CPU: same weights on any device
+    probe_x, probe_y = (t[: cfg["probe_batch"]].cpu() for t in splits["test"])
     decay = [gradient_decay(net.rnn, net.readout, task, probe_x, probe_y).assign(stage="init")]
 
     optimizer = OPTIMIZERS[cfg["optimizer"]](net.parameters(), lr=cfg["lr"])
@@ -95,7 +96,7 @@ def train_arm(spec: dict, clip: str, splits: dict, task, run_dir: Path, log=prin
     x_train, y_train = splits["train"]
     history, clipped_steps, steps_done, diverged, last_finite = [], 0, 0, False, None
     for step in range(1, cfg["steps"] + 1):
-        index = torch.randint(len(x_train), (cfg["batch_size"],), generator=batches)
+        index = torch.randint(len(x_train), (cfg["batch_size"],), generator=batches).to(device)
         loss = task.loss(net(x_train[index]), y_train[index])
         if not math.isfinite(loss.item()):
             diverged = True
@@ -155,7 +156,7 @@ def train_arm(spec: dict, clip: str, splits: dict, task, run_dir: Path, log=prin
     write_csv(run_dir / "history.csv", pd.DataFrame(history).assign(**keys))
     write_csv(run_dir / "gradient_decay.csv", pd.concat(decay).assign(**keys))
     with atomic_path(run_dir / "model.pt") as tmp:
-        torch.save(net.state_dict(), tmp)
+        torch.save({name: value.cpu() for name, value in net.state_dict().items()}, tmp)
     write_json(run_dir / "metrics.json", metrics)  # last: it marks the run complete
     log(f"[{clip}] done: test_loss {test_loss:.4g} (baseline {task.baseline:.4g}) "
         f"test_{task.metric} {test_score:.4g} diverged={diverged} in {metrics['wall_seconds']:.1f} s")
@@ -172,12 +173,15 @@ def run(spec: dict, data_dir, run_dirs: dict[str, str], threads: int = 1) -> lis
     torch.set_flush_denormal(True)
     # CPU kernels are deterministic for a fixed thread count, which the spec's config fixes;
     # torch.use_deterministic_algorithms would cost 1.7 s of imports per job for nothing here.
+    device = torch.device(spec["train"].get("device", "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("train.device is 'cuda' but torch sees no CUDA device here; use 'cpu'")
     meta = json.loads((Path(data_dir) / "meta.json").read_text())
     task = tasks.build(meta["task"], meta["gap"], **meta["params"])
     splits = {}
     for split in data.SPLITS:
         arrays = data.load(data_dir, split)
-        splits[split] = (torch.from_numpy(arrays["x"]).float(), torch.from_numpy(arrays["y"]))
+        splits[split] = (torch.from_numpy(arrays["x"]).float().to(device), torch.from_numpy(arrays["y"]).to(device))
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     log(f"training {spec['model']} on {task.registry_name} gap={task.gap} seed={spec['seed']} "
         f"arms={list(run_dirs)}")

@@ -74,3 +74,25 @@ def test_time_major_layout():
 def test_unknown_activation_names_the_allowed_ones():
     with pytest.raises(ValueError, match="allowed: \\['linear', 'relu', 'tanh'\\]"):
         recurrence(torch.zeros(1, 2, 3), torch.eye(3), activation_name="sigmoidish")
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_backward_reports_the_gradient_norm_at_every_step(activation):
+    """grad_norms[k] = ||∂L/∂h_k||, the total derivative, as autograd's retained grads give it."""
+    generator = torch.Generator().manual_seed(1)
+    u = torch.randn(3, 25, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    weight = 0.6 * torch.randn(5, 5, generator=generator, dtype=torch.float64)
+    target = torch.randn(3, 25, 5, generator=generator, dtype=torch.float64)
+    norms = torch.zeros(25, dtype=torch.float64)
+    output, _ = recurrence(u, weight, None, activation, grad_norms=norms)
+    (output * target).sum().backward()
+
+    phi = {"tanh": torch.tanh, "relu": torch.relu, "linear": lambda a: a}[activation]
+    h, states = torch.zeros(3, 5, dtype=torch.float64), []
+    for t in range(25):
+        h = phi(h @ weight.t() + u[:, t])
+        h.retain_grad()
+        states.append(h)
+    (torch.stack(states, 1) * target).sum().backward()
+    expected = torch.stack([state.grad.norm() for state in states])
+    torch.testing.assert_close(norms, expected, rtol=1e-12, atol=0)
