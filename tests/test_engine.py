@@ -96,3 +96,19 @@ def test_backward_reports_the_gradient_norm_at_every_step(activation):
     (torch.stack(states, 1) * target).sum().backward()
     expected = torch.stack([state.grad.norm() for state in states])
     torch.testing.assert_close(norms, expected, rtol=1e-12, atol=0)
+
+
+def test_benchmark_script_runs_and_appends_rows(tmp_path):
+    """The benchmark is a script, not a timed test: this only keeps it from rotting."""
+    import pandas as pd
+
+    from gapbench import bench
+
+    out = tmp_path / "engine.csv"
+    for _ in range(2):
+        bench.main(["--batch", "2", "--hidden", "4", "--lengths", "3", "6", "--repeats", "1",
+                    "--activations", "tanh", "linear", "--out", str(out)])
+    rows = pd.read_csv(out)
+    assert len(rows) == 2 * (2 * 4 + 2 * 3)  # two calls; per T: tanh 4 implementations, linear 3 (no nn.RNN)
+    assert set(rows.implementation) == {"engine", "autograd", "nn.RNN", "floor"}
+    assert (rows.seconds > 0).all()
