@@ -11,7 +11,6 @@ import sys
 
 import models
 import tasks
-from gapbench.train import CLIP_ARMS, OPTIMIZERS
 
 
 class ConfigError(ValueError):
@@ -40,8 +39,6 @@ def check_config(config: dict) -> None:
         name = entry["name"]
         if name not in tasks.names():
             raise ConfigError(f"config key tasks: unknown task {name!r}; allowed: {tasks.names()}")
-        if len(set(entry["gaps"])) != len(entry["gaps"]):
-            raise ConfigError(f"config key tasks[{name}].gaps: repeated gap in {entry['gaps']}")
         for gap in entry["gaps"]:
             try:
                 tasks.build(name, gap, **entry["params"])
@@ -58,15 +55,10 @@ def check_config(config: dict) -> None:
             models.build(name, 2, 2, **entry["options"])
         except (ValueError, TypeError) as error:
             raise ConfigError(f"config key models[{name}].options: {error}") from None
+    # clip arm and optimiser names are enums of the schema; only the pairing is checked here
     for arm in config["clip"]["arms"]:
-        if arm not in CLIP_ARMS:
-            raise ConfigError(f"config key clip.arms: unknown arm {arm!r}; allowed: {list(CLIP_ARMS)}")
         if arm != "none" and arm not in config["clip"]["thresholds"]:
             raise ConfigError(f"config key clip.thresholds.{arm}: missing threshold θ0 for clip arm {arm!r}")
-    if config["train"]["optimizer"] not in OPTIMIZERS:
-        raise ConfigError(
-            f"config key train.optimizer: {config['train']['optimizer']!r}; allowed: {sorted(OPTIMIZERS)}"
-        )
     gaps = {entry["name"]: entry["gaps"] for entry in config["tasks"]}
     for task, gap in config["figures"]["decay_gap"].items():
         if gap not in gaps.get(task, []):

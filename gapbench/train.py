@@ -91,7 +91,8 @@ def train_arm(spec: dict, clip: str, splits: dict, task, run_dir: Path, log=prin
     probe_x, probe_y = (t[: cfg["probe_batch"]].cpu() for t in splits["test"])
     decay = [gradient_decay(net.rnn, net.readout, task, probe_x, probe_y).assign(stage="init")]
 
-    optimizer = OPTIMIZERS[cfg["optimizer"]](net.parameters(), lr=cfg["lr"])
+    params = list(net.parameters())
+    optimizer = OPTIMIZERS[cfg["optimizer"]](params, lr=cfg["lr"])
     batches = torch.Generator().manual_seed(seed)
     x_train, y_train = splits["train"]
     history, clipped_steps, steps_done, diverged, last_finite = [], 0, 0, False, None
@@ -103,17 +104,17 @@ def train_arm(spec: dict, clip: str, splits: dict, task, run_dir: Path, log=prin
             log(f"[{clip}] step {step}: non-finite loss; back to the last weights with a finite loss")
             break
         # the weights that just gave a finite loss: where a divergence rolls back to
-        last_finite = [p.detach().clone() for p in net.parameters()]
+        last_finite = [p.detach().clone() for p in params]
         steps_done = step - 1
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm, clipped = clip_gradients_(list(net.parameters()), clip, spec["clip_thresholds"].get(clip))
-        if not all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None):
+        grad_norm, clipped = clip_gradients_(params, clip, spec["clip_thresholds"].get(clip))
+        if not math.isfinite(grad_norm):  # pre-clip float64 norm: finite iff every entry is
             diverged = True
             log(f"[{clip}] step {step}: non-finite gradient; stopping (diverged)")
             break
         optimizer.step()
-        if not all(torch.isfinite(p).all() for p in net.parameters()):
+        if not all(torch.isfinite(p).all() for p in params):
             diverged = True
             log(f"[{clip}] step {step}: the update made weights non-finite; stopping (diverged)")
             break
@@ -128,7 +129,7 @@ def train_arm(spec: dict, clip: str, splits: dict, task, run_dir: Path, log=prin
                 f"val_loss {val_loss:.4g} val_{task.metric} {val_score:.4g}")
     if diverged and last_finite is not None:
         with torch.no_grad():
-            for p, kept in zip(net.parameters(), last_finite):
+            for p, kept in zip(params, last_finite):
                 p.copy_(kept)
 
     test_loss, test_score = evaluate(net, task, splits["test"])
