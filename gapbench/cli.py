@@ -50,6 +50,14 @@ def main(argv=None) -> int:
     figures.add_argument("--decay-gap", type=_json, default={}, help='{"task": gap} shown in the decay figure')
 
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except FileNotFoundError as error:  # a missing input: say which, without a traceback
+        print(f"gapbench {args.verb}: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     if args.verb == "generate":
         from gapbench import data
 

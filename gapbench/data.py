@@ -59,6 +59,11 @@ def generate(task_name: str, gap: int, params: dict, seed: int, sizes: dict, out
 def load(data_dir, split: str) -> dict[str, np.ndarray]:
     """Load one split and check it against the checksum recorded in meta.json."""
     data_dir = Path(data_dir)
+    if not (data_dir / "meta.json").exists():
+        raise FileNotFoundError(
+            f"no complete dataset in {data_dir} (meta.json is missing); make one with "
+            "`python -m gapbench generate ...` or let the pipeline generate it"
+        )
     meta = json.loads((data_dir / "meta.json").read_text())
     with np.load(data_dir / f"{split}.npz") as archive:
         arrays = {name: archive[name] for name in archive.files}

@@ -177,12 +177,13 @@ def run(spec: dict, data_dir, run_dirs: dict[str, str], threads: int = 1) -> lis
     device = torch.device(spec["train"].get("device", "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train.device is 'cuda' but torch sees no CUDA device here; use 'cpu'")
+    splits = {split: data.load(data_dir, split) for split in data.SPLITS}  # checked against meta.json
     meta = json.loads((Path(data_dir) / "meta.json").read_text())
     task = tasks.build(meta["task"], meta["gap"], **meta["params"])
-    splits = {}
-    for split in data.SPLITS:
-        arrays = data.load(data_dir, split)
-        splits[split] = (torch.from_numpy(arrays["x"]).float().to(device), torch.from_numpy(arrays["y"]).to(device))
+    splits = {
+        split: (torch.from_numpy(arrays["x"]).float().to(device), torch.from_numpy(arrays["y"]).to(device))
+        for split, arrays in splits.items()
+    }
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     log(f"training {spec['model']} on {task.registry_name} gap={task.gap} seed={spec['seed']} "
         f"arms={list(run_dirs)}")

@@ -101,3 +101,8 @@ def test_corrupted_dataset_is_refused(tmp_path):
     np.savez_compressed(tmp_path / "test.npz", **arrays)
     with pytest.raises(ValueError, match="does not match its checksum"):
         data.load(tmp_path, "test")
+
+
+def test_missing_dataset_names_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no complete dataset in .*meta.json is missing"):
+        data.load(tmp_path / "nowhere", "train")
