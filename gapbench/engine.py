@@ -31,13 +31,25 @@ class Activation:
     name: str
     forward_: Callable[[torch.Tensor], torch.Tensor]  # in place
     derivative_from_output: Callable[[torch.Tensor], torch.Tensor] | None
+    # g ← g ⊙ φ'(a) in place, given h = φ(a) and a scratch buffer shaped like g: the
+    # backward loop's per-step form, on one (batch, hidden) slice that stays in cache
+    mul_derivative_: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None
+
+
+def _tanh_mul_derivative_(g, h, scratch):
+    torch.mul(h, h, out=scratch)
+    g.addcmul_(g, scratch, value=-1.0)  # g − g h² = g (1 − h²)
+
+
+def _relu_mul_derivative_(g, h, scratch):
+    g.mul_(torch.gt(h, 0, out=scratch))  # scratch holds 1.0 where h > 0, else 0.0
 
 
 ACTIVATIONS = {
-    "tanh": Activation("tanh", torch.tanh_, lambda h: 1.0 - h * h),
-    "relu": Activation("relu", torch.relu_, lambda h: (h > 0).to(h.dtype)),
+    "tanh": Activation("tanh", torch.tanh_, lambda h: 1.0 - h * h, _tanh_mul_derivative_),
+    "relu": Activation("relu", torch.relu_, lambda h: (h > 0).to(h.dtype), _relu_mul_derivative_),
     # identity: φ' = 1 everywhere, so the backward loop skips the multiplication
-    "linear": Activation("linear", lambda a: a, None),
+    "linear": Activation("linear", lambda a: a, None, None),
 }
 
 
@@ -63,11 +75,12 @@ class _Recurrence(torch.autograd.Function):
         steps = u.shape[0]
         states = u.new_empty((steps + 1,) + tuple(h0.shape))
         states[0] = h0
+        states[1:] = u  # one bulk copy (from any layout); each step then adds W_h h_{t-1} in place
         w_t = weight_hh.t()
-        state, inputs = states.unbind(0), u.unbind(0)
+        state = states.unbind(0)
         nonlinear = act.derivative_from_output is not None
         for t in range(steps):
-            torch.addmm(inputs[t], state[t], w_t, out=state[t + 1])
+            state[t + 1].addmm_(state[t], w_t)  # in place: no per-step copy of u_t
             if nonlinear:
                 act.forward_(state[t + 1])
         ctx.act_name, ctx.grad_norms = act_name, grad_norms
@@ -77,27 +90,25 @@ class _Recurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output, grad_hn):
         states, weight_hh = ctx.saved_tensors
-        derivative = ACTIVATIONS[ctx.act_name].derivative_from_output
+        mul_derivative_ = ACTIVATIONS[ctx.act_name].mul_derivative_
         norms = ctx.grad_norms
         steps = states.shape[0] - 1
-        if grad_output is None:
+        if grad_output is None:  # only h_n is used by the loss
             grad_output = torch.zeros_like(states[1:])
-        # φ'(a_t) for all steps in one vectorised op, outside the sequential loop
-        slopes = None if derivative is None else derivative(states[1:]).unbind(0)
-        # delta[t] first holds g_t = ∂L/∂h_t, then (in place) δ_t = g_t ⊙ φ'(a_t)
-        delta = torch.empty_like(states[1:])
-        deltas, direct = delta.unbind(0), grad_output.unbind(0)
-        if grad_hn is None:
-            deltas[steps - 1].copy_(direct[steps - 1])
-        else:
-            torch.add(direct[steps - 1], grad_hn, out=deltas[steps - 1])
+        # delta[t] first holds the direct gradient ∂L/∂h_t (one bulk copy), then g_t = ∂L/∂h_t
+        # once δ_{t+1} W_h has been added in place, then (in place) δ_t = g_t ⊙ φ'(a_t)
+        delta = grad_output.clone(memory_format=torch.contiguous_format)  # time-major, writable
+        if grad_hn is not None:
+            delta[steps - 1] += grad_hn
+        deltas, state = delta.unbind(0), states.unbind(0)
+        scratch = torch.empty_like(states[0])
         for t in range(steps - 1, -1, -1):
             if norms is not None:
                 norms[t] = torch.linalg.vector_norm(deltas[t])
-            if slopes is not None:
-                deltas[t].mul_(slopes[t])
+            if mul_derivative_ is not None:
+                mul_derivative_(deltas[t], state[t + 1], scratch)
             if t > 0:
-                torch.addmm(direct[t - 1], deltas[t], weight_hh, out=deltas[t - 1])
+                deltas[t - 1].addmm_(deltas[t], weight_hh)
         grad_h0 = deltas[0] @ weight_hh
         hidden = weight_hh.shape[0]
         grad_weight = delta.reshape(-1, hidden).t() @ states[:-1].reshape(-1, hidden)
@@ -124,7 +135,7 @@ def recurrence(
     zero where subnormals are flushed); `gapbench.probes` measures decay exactly in float64.
     """
     activation(activation_name)  # fail early with the allowed names
-    u_tm = u.transpose(0, 1).contiguous() if batch_first else u.contiguous()
+    u_tm = u.transpose(0, 1) if batch_first else u  # the engine copies it once, in any layout
     batch, hidden = u_tm.shape[1], u_tm.shape[2]
     if h0 is None:
         h0 = u_tm.new_zeros(batch, hidden)
