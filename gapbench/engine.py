@@ -65,8 +65,10 @@ def activation(name: str) -> Activation:
 class _Recurrence(torch.autograd.Function):
     """Time-major fused recurrence: u (T, B, H), h0 (B, H), weight_hh (H, H).
 
-    Both loops work on pre-split views (`unbind`) and write into preallocated buffers
-    (`out=`), so a step costs one matrix product and one elementwise op, forward and back.
+    Both loops work in place on pre-split views (`unbind`) of one preallocated buffer,
+    which first holds u (forward) or ∂L/∂h (backward) copied in bulk: a step costs one
+    in-place matrix product (addmm_) and the activation or its derivative on one
+    (batch, hidden) slice that stays in cache, forward and back.
     """
 
     @staticmethod
