@@ -19,7 +19,6 @@ include: "workflow/rules/collect.smk"
 
 rule all:
     input:
-        ACCURACY_TABLE,
-        DECAY_TABLE,
+        TABLE_FILES.values(),
         FIGURES,
     default_target: True

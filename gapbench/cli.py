@@ -40,12 +40,10 @@ def main(argv=None) -> int:
 
     tables = verbs.add_parser("tables", help="collect run folders into tidy tables")
     tables.add_argument("--runs", nargs="+", required=True, help="run folders")
-    tables.add_argument("--accuracy", required=True, help="accuracy_vs_gap.csv to write")
-    tables.add_argument("--decay", required=True, help="gradient_decay.csv to write")
+    tables.add_argument("--out-dir", required=True, help="folder the tables (CSV) are written to")
 
     figures = verbs.add_parser("figures", help="draw the figures from the tables")
-    figures.add_argument("--accuracy", required=True)
-    figures.add_argument("--decay", required=True)
+    figures.add_argument("--tables", required=True, help="folder holding the tables")
     figures.add_argument("--out-dir", required=True)
     figures.add_argument("--decay-gap", type=_json, default={}, help='{"task": gap} shown in the decay figure')
 
@@ -71,9 +69,9 @@ def _run(args) -> int:
     elif args.verb == "tables":
         from gapbench import tables as tabling
 
-        tabling.collect(args.runs, args.accuracy, args.decay)
+        tabling.collect(args.runs, args.out_dir)
     elif args.verb == "figures":
         from gapbench import figures as drawing
 
-        drawing.draw_all(args.accuracy, args.decay, args.out_dir, args.decay_gap)
+        drawing.draw_all(args.tables, args.out_dir, args.decay_gap)
     return 0

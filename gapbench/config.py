@@ -17,15 +17,20 @@ class ConfigError(ValueError):
     """A config value that cannot run; the message names the key and the allowed values."""
 
 
-def _unique_names(entries: list, key: str) -> None:
-    names = [entry["name"] for entry in entries]
+def _unique(names: list, key: str) -> None:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise ConfigError(f"config key {key}: {repeated} listed more than once")
+        raise ConfigError(f"config key {key}: {repeated} listed more than once"
+                          + ("; give repeated tasks distinct `label`s" if key == "tasks" else ""))
 
 
-def task_entry(config: dict, name: str) -> dict:
-    return next(entry for entry in config["tasks"] if entry["name"] == name)
+def task_label(entry: dict) -> str:
+    """The name results use for a task entry: its `label`, else its registry name."""
+    return entry.get("label", entry["name"])
+
+
+def task_entry(config: dict, label: str) -> dict:
+    return next(entry for entry in config["tasks"] if task_label(entry) == label)
 
 
 def model_options(config: dict, name: str) -> dict:
@@ -33,17 +38,17 @@ def model_options(config: dict, name: str) -> dict:
 
 
 def check_config(config: dict) -> None:
-    _unique_names(config["tasks"], "tasks")
-    _unique_names(config["models"], "models")
+    _unique([task_label(entry) for entry in config["tasks"]], "tasks")
+    _unique([entry["name"] for entry in config["models"]], "models")
     for entry in config["tasks"]:
-        name = entry["name"]
+        name, label = entry["name"], task_label(entry)
         if name not in tasks.names():
             raise ConfigError(f"config key tasks: unknown task {name!r}; allowed: {tasks.names()}")
         for gap in entry["gaps"]:
             try:
                 tasks.build(name, gap, **entry["params"])
             except (ValueError, TypeError) as error:
-                raise ConfigError(f"config key tasks[{name}] (gap {gap}): {error}") from None
+                raise ConfigError(f"config key tasks[{label}] (gap {gap}): {error}") from None
     for entry in config["models"]:
         name = entry["name"]
         if name not in models.names():
@@ -59,7 +64,7 @@ def check_config(config: dict) -> None:
     for arm in config["clip"]["arms"]:
         if arm != "none" and arm not in config["clip"]["thresholds"]:
             raise ConfigError(f"config key clip.thresholds.{arm}: missing threshold θ0 for clip arm {arm!r}")
-    gaps = {entry["name"]: entry["gaps"] for entry in config["tasks"]}
+    gaps = {task_label(entry): entry["gaps"] for entry in config["tasks"]}
     for task, gap in config["figures"]["decay_gap"].items():
         if gap not in gaps.get(task, []):
             raise ConfigError(
@@ -68,7 +73,8 @@ def check_config(config: dict) -> None:
 
 
 def run_spec(config: dict, task: str, model: str, seed: int) -> dict:
-    """Everything a training job needs besides the dataset, as plain data (recorded per run)."""
+    """Everything a training job needs besides the dataset, as plain data (recorded per run).
+    `task` is the entry's label; the dataset's meta.json names the registered task and options."""
     return {
         "task": task,
         "model": model,

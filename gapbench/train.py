@@ -5,6 +5,7 @@ share the dataset and the initial weights, so their comparison is paired.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -19,11 +20,12 @@ import models
 import tasks
 from gapbench import data
 from gapbench.io import atomic_path, provenance, write_csv, write_json
-from gapbench.probes import gradient_decay
+from gapbench.probes import clipping_statistics, probe_all
+from gapbench.tables import PROBE_TABLES
 
 CLIP_ARMS = ("none", "norm", "value")
+STEP_COLUMNS = ["step", "train_loss", "grad_norm", "clipped"]  # grad_norm: pre-clip ||g||
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
-RUN_FILES = ("metrics.json", "history.csv", "gradient_decay.csv", "model.pt")
 
 
 def clip_gradients_(params, arm: str, threshold: float | None) -> tuple[float, bool]:
@@ -66,39 +68,84 @@ class Net(nn.Module):
         return self.readout(output)
 
 
+def batches(data_dir, split: str, batch_size: int, device, repeat: bool = False):
+    """(x, y) tensors read from the split file in order, batch by batch, never the whole split.
+
+    The sequences are i.i.d. draws, so the file order is as good as a shuffle. With `repeat`
+    the split is read again from the start (an epoch: the same batches in the same order),
+    and a partial last batch is skipped so that every optimiser step sees `batch_size`
+    sequences (unless the whole split is smaller than one batch).
+    """
+    size = json.loads((Path(data_dir) / "meta.json").read_text())["sizes"][split]
+    skip_partial = repeat and size >= batch_size
+    verify = True  # the checksum is checked on the first pass only
+    while True:
+        for arrays in data.iter_batches(data_dir, split, batch_size, verify=verify):
+            if skip_partial and len(arrays["x"]) < batch_size:
+                continue
+            yield torch.from_numpy(arrays["x"]).float().to(device), torch.from_numpy(arrays["y"]).to(device)
+        verify = False
+        if not repeat:
+            return
+
+
 @torch.no_grad()
-def evaluate(net, task, split, batch_size=512) -> tuple[float, float]:
+def evaluate(net, task, data_dir, split, device, batch_size=512) -> tuple[float, float]:
     """Mean loss and score over a whole split, batch by batch (weighted by batch size)."""
-    x, y = split
     total_loss = total_score = 0.0
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+    count = 0
+    for xb, yb in batches(data_dir, split, batch_size, device):
         pred = net(xb)
         total_loss += task.loss(pred, yb).item() * len(xb)
         total_score += task.score(pred, yb).item() * len(xb)
-    return total_loss / len(x), total_score / len(x)
+        count += len(xb)
+    return total_loss / count, total_score / count
 
 
-def train_arm(spec: dict, clip: str, splits: dict, task, run_dir: Path, log=print) -> dict:
-    """Train from the seed's initial weights under one clip arm; write the run folder."""
+@contextlib.contextmanager
+def exact_subnormals():
+    """Training flushes float32 subnormals to zero for speed; the flag also covers float64,
+    so the probes run with it off and measure exactly what they would anywhere else."""
+    torch.set_flush_denormal(False)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(True)
+
+
+def measure(net, task, x, y, stage: str) -> dict:
+    """Every probe of gapbench.probes on the probe batch, each table tagged with the stage."""
+    with exact_subnormals():
+        tables = probe_all(net.rnn, net.readout, task, x, y)
+    summary = tables.pop("summary")
+    return {**{name: table.assign(stage=stage) for name, table in tables.items()},
+            "summary": {"stage": stage, **summary}}
+
+
+def train_arm(spec: dict, clip: str, data_dir, task, run_dir: Path, device, log=print, cache=None) -> dict:
+    """Train from the seed's initial weights under one clip arm; write the run folder.
+
+    `cache` carries the probes of the initial weights from one arm to the next: every arm
+    starts from the same weights, so they are measured once per job."""
     seed, cfg = spec["seed"], spec["train"]
     started = time.perf_counter()
     (run_dir / "metrics.json").unlink(missing_ok=True)  # the folder is incomplete until it is rewritten
     torch.manual_seed(seed)
     rnn = models.build(spec["model"], task.input_size, spec["hidden_size"], **spec["model_options"])
-    device = splits["train"][0].device
     net = Net(rnn, task.output_size).to(device)  # initialised on the CPU: same weights on any device
-    probe_x, probe_y = (t[: cfg["probe_batch"]].cpu() for t in splits["test"])
-    decay = [gradient_decay(net.rnn, net.readout, task, probe_x, probe_y).assign(stage="init")]
+    probe_x, probe_y = (t.cpu() for t in next(batches(data_dir, "test", cfg["probe_batch"], "cpu")))
+    cache = {} if cache is None else cache
+    if "init" not in cache:
+        cache["init"] = measure(net, task, probe_x, probe_y, "init")
+    probes = [cache["init"]]
 
     params = list(net.parameters())
     optimizer = OPTIMIZERS[cfg["optimizer"]](params, lr=cfg["lr"])
-    batches = torch.Generator().manual_seed(seed)
-    x_train, y_train = splits["train"]
-    history, clipped_steps, steps_done, diverged, last_finite = [], 0, 0, False, None
+    train_batches = batches(data_dir, "train", cfg["batch_size"], device, repeat=True)
+    history, steps_log, clipped_steps, steps_done, diverged, last_finite = [], [], 0, 0, False, None
     for step in range(1, cfg["steps"] + 1):
-        index = torch.randint(len(x_train), (cfg["batch_size"],), generator=batches).to(device)
-        loss = task.loss(net(x_train[index]), y_train[index])
+        x_batch, y_batch = next(train_batches)
+        loss = task.loss(net(x_batch), y_batch)
         if not math.isfinite(loss.item()):
             diverged = True
             log(f"[{clip}] step {step}: non-finite loss; back to the last weights with a finite loss")
@@ -109,6 +156,7 @@ def train_arm(spec: dict, clip: str, splits: dict, task, run_dir: Path, log=prin
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm, clipped = clip_gradients_(params, clip, spec["clip_thresholds"].get(clip))
+        steps_log.append({"step": step, "train_loss": loss.item(), "grad_norm": grad_norm, "clipped": clipped})
         if not math.isfinite(grad_norm):  # pre-clip float64 norm: finite iff every entry is
             diverged = True
             log(f"[{clip}] step {step}: non-finite gradient; stopping (diverged)")
@@ -120,7 +168,7 @@ def train_arm(spec: dict, clip: str, splits: dict, task, run_dir: Path, log=prin
             break
         steps_done, clipped_steps = step, clipped_steps + clipped
         if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
-            val_loss, val_score = evaluate(net, task, splits["validation"])
+            val_loss, val_score = evaluate(net, task, data_dir, "validation", device)
             history.append(
                 {"step": step, "train_loss": loss.item(), "grad_norm": grad_norm,
                  "val_loss": val_loss, "val_score": val_score, "clip_fraction": clipped_steps / step}
@@ -132,30 +180,39 @@ def train_arm(spec: dict, clip: str, splits: dict, task, run_dir: Path, log=prin
             for p, kept in zip(params, last_finite):
                 p.copy_(kept)
 
-    test_loss, test_score = evaluate(net, task, splits["test"])
+    test_loss, test_score = evaluate(net, task, data_dir, "test", device)
     diverged = diverged or not math.isfinite(test_loss)  # finite weights, exploding states
-    decay.append(gradient_decay(net.rnn, net.readout, task, probe_x, probe_y).assign(stage="trained"))
+    probes.append(measure(net, task, probe_x, probe_y, "trained"))
+    stability = clipping_statistics([row["grad_norm"] for row in steps_log], [row["clipped"] for row in steps_log])
 
-    keys = {"task": task.registry_name, "model": spec["model"], "clip": clip, "gap": task.gap, "seed": seed}
+    keys = {"task": spec.get("task", task.registry_name), "model": spec["model"], "clip": clip, "gap": task.gap, "seed": seed}
     metrics = {
         **keys,
+        "task_name": task.registry_name,
+        "task_params": task.params(),
         "metric": task.metric,
         "test_loss": test_loss,
         "test_score": test_score,
         "baseline": task.baseline,
         "chance_score": task.chance_score,
-        "success": task.success(test_loss),
+        "success": task.success(test_loss, test_score),
         "diverged": diverged,
         "clip_fraction": clipped_steps / steps_done if steps_done else 0.0,
         "train_steps": steps_done,
         "wall_seconds": time.perf_counter() - started,
         "clip_threshold": spec["clip_thresholds"].get(clip),
+        "stability": stability,
         "threads": torch.get_num_threads(),
         "spec": spec,
         "provenance": provenance(),
     }
     write_csv(run_dir / "history.csv", pd.DataFrame(history).assign(**keys))
-    write_csv(run_dir / "gradient_decay.csv", pd.concat(decay).assign(**keys))
+    write_csv(run_dir / "steps.csv", pd.DataFrame(steps_log, columns=STEP_COLUMNS).assign(**keys))
+    for name in PROBE_TABLES:
+        write_csv(run_dir / f"{name}.csv", pd.concat([p[name] for p in probes]).assign(**keys))
+    summary = pd.DataFrame([p["summary"] for p in probes]).assign(
+        **keys, diverged=diverged, **{k: v for k, v in stability.items() if k != "steps"})
+    write_csv(run_dir / "propagation_summary.csv", summary)
     with atomic_path(run_dir / "model.pt") as tmp:
         torch.save({name: value.cpu() for name, value in net.state_dict().items()}, tmp)
     write_json(run_dir / "metrics.json", metrics)  # last: it marks the run complete
@@ -177,14 +234,12 @@ def run(spec: dict, data_dir, run_dirs: dict[str, str], threads: int = 1) -> lis
     device = torch.device(spec["train"].get("device", "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train.device is 'cuda' but torch sees no CUDA device here; use 'cpu'")
-    splits = {split: data.load(data_dir, split) for split in data.SPLITS}  # checked against meta.json
+    if not (Path(data_dir) / "meta.json").exists():
+        data.load(data_dir, "test")  # raises the one-line "no complete dataset" error
     meta = json.loads((Path(data_dir) / "meta.json").read_text())
     task = tasks.build(meta["task"], meta["gap"], **meta["params"])
-    splits = {
-        split: (torch.from_numpy(arrays["x"]).float().to(device), torch.from_numpy(arrays["y"]).to(device))
-        for split, arrays in splits.items()
-    }
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    log(f"training {spec['model']} on {task.registry_name} gap={task.gap} seed={spec['seed']} "
+    log(f"training {spec['model']} on {spec.get('task', task.registry_name)} ({task.registry_name}) gap={task.gap} seed={spec['seed']} "
         f"arms={list(run_dirs)}")
-    return [train_arm(spec, clip, splits, task, Path(folder), log) for clip, folder in run_dirs.items()]
+    cache = {}
+    return [train_arm(spec, clip, data_dir, task, Path(folder), device, log, cache) for clip, folder in run_dirs.items()]

@@ -1,8 +1,11 @@
 """What every task provides; the training loop and the probes use nothing else."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 SUCCESS_FRACTION = 0.1
 """A run succeeds when its test loss is below SUCCESS_FRACTION × the task's baseline."""
@@ -11,14 +14,16 @@ SUCCESS_FRACTION = 0.1
 class Task:
     """A seeded generator of (x, y) plus the loss and metric that score a model on it.
 
-    Subclasses set `metric` ("accuracy" or "mse"), `input_size`, `output_size`,
-    and implement `seq_len`, `baseline`, `sample`, `loss`, `score` and `probe_loss`.
+    Subclasses set `metric` ("accuracy" or "mse"), `input_size`, `output_size`, `scored`
+    (which steps the loss and metric read, in words), and implement `seq_len`, `baseline`,
+    `chance_score`, `sample`, `loss`, `score` and `probe_loss`.
     Model outputs reach the task as `pred`: the readout at every step, (batch, time, output_size).
     """
 
     metric: str
     input_size: int
     output_size: int
+    scored: str = "last step"
     min_gap = 1
     version = 1  # bump when the generator changes, so old datasets are not mistaken for new
 
@@ -66,7 +71,8 @@ class Task:
         """Per-sequence loss at `probe_step` from the readout there, shape (batch,)."""
         raise NotImplementedError
 
-    def success(self, test_loss: float) -> bool:
+    def success(self, test_loss: float, test_score: float | None = None) -> bool:
+        """Solved: test loss below SUCCESS_FRACTION × baseline (tasks with a published criterion override)."""
         return bool(np.isfinite(test_loss) and test_loss < SUCCESS_FRACTION * self.baseline)
 
     def describe(self) -> dict:
@@ -81,5 +87,72 @@ class Task:
             "baseline": self.baseline,
             "chance_score": self.chance_score,
             "probe_step": self.probe_step,
+            "scored": self.scored,
             "generator_version": self.version,
         }
+
+
+class LastStepClassification(Task):
+    """One class label per sequence (y: int64 (n,)), read at the last step; chance is uniform.
+
+    Loss: cross-entropy of the last step's readout. The memoryless predictor outputs the
+    uniform distribution over balanced classes: loss ln(classes), accuracy 1/classes.
+    """
+
+    metric = "accuracy"
+    scored = "last step"
+
+    @property
+    def baseline(self):
+        return math.log(self.output_size)
+
+    @property
+    def chance_score(self):
+        return 1.0 / self.output_size
+
+    def loss(self, pred, y):
+        return F.cross_entropy(pred[:, -1], y)
+
+    def score(self, pred, y):
+        return (pred[:, -1].argmax(-1) == y).to(torch.float64).mean()
+
+    def probe_loss(self, pred_t, y):
+        return F.cross_entropy(pred_t, y, reduction="none")
+
+
+class LastStepRegression(Task):
+    """One real target per sequence (y: float32 (n,)), read at the last step; loss and metric MSE."""
+
+    metric = "mse"
+    scored = "last step"
+    output_size = 1
+
+    @property
+    def chance_score(self):
+        return self.baseline
+
+    def loss(self, pred, y):
+        return ((pred[:, -1, 0] - y) ** 2).mean()
+
+    def score(self, pred, y):
+        return self.loss(pred, y)
+
+    def probe_loss(self, pred_t, y):
+        return (pred_t[:, 0] - y) ** 2
+
+
+def choice(task: str, name: str, value, allowed) -> str:
+    """`value` if it is one of `allowed`, else a ValueError naming the option and the allowed values."""
+    if value not in allowed:
+        raise ValueError(f"{task}: {name} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def check(task: str, name: str, ok: bool, value, wanted: str) -> None:
+    """Raise a ValueError naming the option, what was wanted and what was given, unless `ok`."""
+    if not ok:
+        raise ValueError(f"{task}: {name} must be {wanted}, got {value!r}")
+
+
+def is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -10,15 +10,23 @@ import yaml
 import models
 import tasks
 from conftest import SMOKE, snakemake
-from gapbench.tables import ACCURACY_COLUMNS, DECAY_COLUMNS
+from gapbench.config import task_label
+from gapbench.tables import ACCURACY_COLUMNS, KEYS, RUN_FILES, TABLES
 from gapbench.train import Net
 
 CONFIG = yaml.safe_load(SMOKE.read_text())
+ENTRIES = {task_label(task): task for task in CONFIG["tasks"]}
 GRID = [
-    (task["name"], gap, model["name"], clip, seed)
-    for task in CONFIG["tasks"] for gap in task["gaps"] for model in CONFIG["models"]
+    (label, gap, model["name"], clip, seed)
+    for label, task in ENTRIES.items() for gap in task["gaps"] for model in CONFIG["models"]
     for clip in CONFIG["clip"]["arms"] for seed in CONFIG["seeds"]
 ]
+FIGURES = ["accuracy_vs_gap", "gradient_decay", "sensitivity", "jacobian_spectrum", "lyapunov",
+           "memory_capacity", "decay_rate_vs_gap_solved"]
+
+
+def build_task(label, gap):
+    return tasks.build(ENTRIES[label]["name"], gap, **ENTRIES[label].get("params", {}))
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +39,16 @@ def decay(smoke_run):
     return pd.read_csv(smoke_run / "results/tables/gradient_decay.csv")
 
 
+@pytest.fixture(scope="module")
+def summary(smoke_run):
+    return pd.read_csv(smoke_run / "results/tables/propagation_summary.csv")
+
+
 def test_smoke_covers_every_task_model_and_clip_arm_of_the_default():
     default = yaml.safe_load((SMOKE.parent / "default.yaml").read_text())
-    assert {t["name"] for t in default["tasks"]} <= {t["name"] for t in CONFIG["tasks"]}
+    assert {task_label(t) for t in default["tasks"]} <= set(ENTRIES)
+    for entry in default["tasks"]:  # the same task options, so the smoke run tests what the default runs
+        assert entry.get("params", {}) == ENTRIES[task_label(entry)].get("params", {})
     assert {m["name"] for m in default["models"]} <= {m["name"] for m in CONFIG["models"]}
     assert set(default["clip"]["arms"]) <= set(CONFIG["clip"]["arms"])
 
@@ -50,6 +65,9 @@ def test_accuracy_table_has_one_row_per_run(accuracy):
 
 
 def test_baselines_and_success_follow_their_formulas(accuracy):
+    assert (accuracy.task_name == accuracy.task.map(lambda label: ENTRIES[label]["name"])).all()
+    for row in accuracy.itertuples():
+        assert row.baseline == pytest.approx(build_task(row.task, row.gap).baseline, rel=1e-12)
     copy = accuracy[accuracy.task == "copy"]
     assert ((copy.baseline - 10 * math.log(8) / (copy.gap + 20)).abs() < 1e-12).all()
     assert (copy.chance_score == 1 / 8).all() and (copy.metric == "accuracy").all()
@@ -61,19 +79,46 @@ def test_baselines_and_success_follow_their_formulas(accuracy):
 
 
 def test_gradient_decay_table_covers_every_lag(decay):
-    assert list(decay.columns) == DECAY_COLUMNS
+    assert set(KEYS + ["stage", "lag", "log10_grad_norm", "grad_norm", "decay_rate", "half_life"]) == set(decay.columns)
     assert set(decay.stage) == {"init", "trained"}
     for (task, gap, *_), rows in decay.groupby(["task", "gap", "model", "clip", "seed", "stage"]):
-        seq_len = tasks.build(task, gap).seq_len
-        assert sorted(rows.lag) == list(range(seq_len))
+        built = build_task(task, gap)
+        assert sorted(rows.lag) == list(range(built.probe_step + 1))
     identity = decay[(decay.model == "identity")]
     spread = identity.groupby(["task", "gap", "clip", "seed", "stage"]).log10_grad_norm.agg(lambda s: s.max() - s.min())
     assert (spread < 1e-9).all()  # J = I: the gradient norm is the same at every lag
 
 
-def test_run_folders_hold_metrics_history_decay_and_weights(smoke_run):
+def test_propagation_summary_joins_accuracy_and_matches_theory(summary, accuracy):
+    assert len(summary) == 2 * len(accuracy)  # one row per run and stage
+    joined = accuracy.merge(summary[summary.stage == "trained"], on=KEYS, validate="one_to_one")
+    assert len(joined) == len(accuracy)
+    assert ((joined.clip_fraction - joined.clipped_fraction).abs() < 1e-12).all()
+    identity = summary[summary.model == "identity"]  # J = I exactly: no decay, λ ≡ 0, ρ(W_h) = 1
+    assert (identity.decay_rate.abs() < 1e-9).all() and (identity.lyapunov_max.abs() < 1e-9).all()
+    assert ((identity.spectral_radius - 1).abs() < 1e-12).all()
+    measured = summary[summary.memory_capacity.notna()]
+    assert (measured.memory_capacity <= CONFIG["hidden_size"] + 0.5).all()  # MC ≤ N (Jaeger 2001)
+    # MC is left NaN only where the driven states overflow: an expanding map (λ1 > 0)
+    assert (summary[summary.memory_capacity.isna()].lyapunov_max > 0).all()
+    vanilla = summary[(summary.model == "vanilla") & (summary.stage == "init")]
+    assert (vanilla.decay_rate > 0).all() and (vanilla.lyapunov_max < 0).all()  # contracting at init
+
+
+def test_every_table_is_written_with_run_keys(smoke_run):
+    for name in TABLES:
+        table = pd.read_csv(smoke_run / f"results/tables/{name}.csv")
+        assert set(KEYS) <= set(table.columns) and len(table) >= len(GRID), name
+        runs = set(table[["task", "gap", "model", "clip", "seed"]].itertuples(index=False, name=None))
+        assert runs == set(GRID), name
+
+
+def test_run_folders_hold_metrics_history_probes_and_weights(smoke_run):
     task, gap, model, clip, seed = GRID[0]
     folder = smoke_run / f"results/runs/{task}/gap{gap}/{model}/{clip}/seed{seed}"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(RUN_FILES)
+    steps = pd.read_csv(folder / "steps.csv")
+    assert list(steps.step) == list(range(1, CONFIG["train"]["steps"] + 1))
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["spec"]["seed"] == seed
     assert metrics["spec"]["train"] == {**CONFIG["train"], "device": "cpu"}  # schema default filled in
@@ -81,7 +126,7 @@ def test_run_folders_hold_metrics_history_decay_and_weights(smoke_run):
         assert metrics["provenance"][key]
     history = pd.read_csv(folder / "history.csv")
     assert list(history.step) == list(range(10, CONFIG["train"]["steps"] + 1, 10))
-    built = tasks.build(task, gap)
+    built = build_task(task, gap)
     net = Net(models.build(model, built.input_size, CONFIG["hidden_size"]), built.output_size)
     net.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
     meta = json.loads((smoke_run / f"results/data/{task}/gap{gap}/seed{seed}/meta.json").read_text())
@@ -89,7 +134,7 @@ def test_run_folders_hold_metrics_history_decay_and_weights(smoke_run):
 
 
 def test_figures_are_drawn(smoke_run):
-    for name in ("accuracy_vs_gap", "gradient_decay"):
+    for name in FIGURES:
         png = (smoke_run / f"results/figures/{name}.png").read_bytes()
         pdf = (smoke_run / f"results/figures/{name}.pdf").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000

@@ -1,13 +1,24 @@
-"""The gradient-decay probe against autograd and against the analytic cases of the lecture."""
+"""The propagation probes against autograd and against the analytic cases of the lecture."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import models
 import tasks
-from gapbench.probes import gradient_decay
+from gapbench.probes import (
+    clipping_statistics,
+    fit_decay_rate,
+    gradient_decay,
+    jacobian_spectrum,
+    lyapunov,
+    memory_capacity,
+    probe_all,
+    propagation_summary,
+    sensitivity,
+)
 
 
 def _setup(model_name, gap=6, hidden=8, **options):
@@ -18,6 +29,31 @@ def _setup(model_name, gap=6, hidden=8, **options):
     readout = torch.nn.Linear(hidden, task.output_size)
     return task, model, readout, torch.from_numpy(batch["x"]), torch.from_numpy(batch["y"])
 
+
+def _with_recurrent_weight(model, weight):
+    """The model in float64 with W_h set exactly (float32 would leave ~1e-7 errors)."""
+    model = model.double()
+    with torch.no_grad():
+        model.weight_hh.copy_(weight)
+    return model
+
+
+def _random_orthogonal(hidden, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(hidden, hidden, generator=generator, dtype=torch.float64))[0]
+
+
+def _scaled_orthogonal(a, hidden=8, inputs=3, name="linear", seed=0):
+    """W_h = aQ, Q orthogonal: J_l = aQ for the linear φ, so every norm scales exactly as a^lag."""
+    torch.manual_seed(seed)
+    return _with_recurrent_weight(models.build(name, inputs, hidden), a * _random_orthogonal(hidden, seed))
+
+
+def _inputs(batch, steps, inputs=3, seed=0):
+    return torch.randn(batch, steps, inputs, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+# ------------------------------------------------------------------------ gradient decay
 
 @pytest.mark.parametrize("name", ["vanilla", "linear", "irnn", "orthogonal"])
 def test_matches_autograd_with_retained_gradients(name):
@@ -43,15 +79,23 @@ def test_identity_model_gradient_is_exactly_flat():
     task, model, readout, x, y = _setup("identity", gap=200)
     table = gradient_decay(model, readout, task, x, y)
     assert np.ptp(table.log10_grad_norm) < 1e-12
+    assert abs(fit_decay_rate(table.lag, table.log10_grad_norm)[0]) < 1e-12
 
 
 def test_orthogonal_linear_gradient_is_flat():
     """Q is orthogonal to float32 precision (the model's own dtype): rate below 1e-8 per step."""
     task, model, readout, x, y = _setup("orthogonal", gap=200)
     table = gradient_decay(model, readout, task, x, y)
-    rate = np.polyfit(table.lag, table.log10_grad_norm * math.log(10), 1)[0]
+    rate, _ = fit_decay_rate(table.lag, table.log10_grad_norm)
     assert abs(rate) < 1e-8
     assert np.ptp(table.log10_grad_norm) < 1e-5
+
+
+def test_linear_with_orthogonal_init_has_zero_fitted_rate():
+    task, model, readout, x, y = _setup("linear", gap=200, init="orthogonal")
+    rate, half_life = fit_decay_rate(*gradient_decay(model, readout, task, x, y)[["lag", "log10_grad_norm"]].T.values)
+    assert abs(rate) < 1e-6
+    assert half_life > 1e5  # ln 2 / rate: effectively never halves
 
 
 def test_scaled_orthogonal_decays_at_rate_log_a_far_below_float64():
@@ -63,6 +107,23 @@ def test_scaled_orthogonal_decays_at_rate_log_a_far_below_float64():
     np.testing.assert_allclose(slope, math.log10(a), atol=1e-9)
     assert table.log10_grad_norm.iloc[-1] < -600  # exact where float64 itself would be 0
     assert table.grad_norm.iloc[-1] == 0.0
+    # the underflowed tail is excluded by the default floor, kept with floor=-inf: same rate
+    for floor in (None, -np.inf):
+        options = {} if floor is None else {"floor": floor}
+        rate, half_life = fit_decay_rate(table.lag, table.log10_grad_norm, **options)
+        assert rate == pytest.approx(-math.log(a), abs=1e-7)  # the model's float32 aQ: ~1e-8 off
+        assert half_life == pytest.approx(1.0, abs=1e-6)  # a = 1/2 halves every step
+
+
+def test_fit_decay_rate_uses_only_finite_points_above_the_floor():
+    lag = np.arange(6)
+    value = np.array([0.0, -1.0, -2.0, -np.inf, -400.0, np.nan])  # 1 decade per step, then junk
+    rate, half_life = fit_decay_rate(lag, value)
+    assert rate == pytest.approx(math.log(10.0))
+    assert half_life == pytest.approx(math.log(2.0) / math.log(10.0))
+    assert fit_decay_rate(lag, value, floor=-1.5)[0] == pytest.approx(math.log(10.0))  # 2 points
+    assert all(math.isnan(v) for v in fit_decay_rate(lag, value, floor=-0.5))  # 1 point left
+    assert fit_decay_rate(lag[:3], [0.0, 1.0, 2.0]) == (pytest.approx(-math.log(10.0)), math.inf)
 
 
 def test_tanh_decays_at_least_as_fast_as_the_norm_bound():
@@ -73,3 +134,235 @@ def test_tanh_decays_at_least_as_fast_as_the_norm_bound():
     bound = table.log10_grad_norm.iloc[0] + table.lag * math.log10(sigma)
     assert (table.log10_grad_norm <= bound + 1e-9).all()
     assert table.log10_grad_norm.iloc[-1] < table.log10_grad_norm.iloc[0] - 10
+
+
+def test_tanh_per_step_ratio_is_below_the_step_jacobian_bound():
+    """Per step: ||g_{k-1}|| / ||g_k|| ≤ ||J_k||₂ ≤ ||D_k|| ||W_h||, with both norms from jacobian_spectrum."""
+    task, model, readout, x, y = _setup("vanilla", gap=40, hidden=16, init="normal", init_gain=1.5)
+    x, y = x[:1], y[:1]  # one sequence: the batch mean of the norm is that sequence's norm
+    t = task.probe_step
+    decay = gradient_decay(model, readout, task, x, y).log10_grad_norm.to_numpy()
+    spectrum = jacobian_spectrum(model, x, jacobian_steps=10_000)
+    pick = lambda q, s: spectrum[(spectrum.quantity == q) & (spectrum.statistic == s)].set_index("step").value
+    w_norm = pick("W_h", "sigma_max").iloc[0]
+    d_norm, j_norm = pick("D", "sigma_max"), pick("J", "sigma_max")
+    assert (d_norm <= 1.0).all() and len(j_norm) == x.shape[1]
+    steps = t - np.arange(t)  # the step k whose Jacobian takes g_k to g_(k-1)
+    ratio = np.diff(decay)
+    j_bound, d_bound = np.log10(j_norm.loc[steps].to_numpy()), np.log10(d_norm.loc[steps].to_numpy() * w_norm)
+    assert (ratio <= j_bound + 1e-9).all() and (j_bound <= d_bound + 1e-12).all()
+    assert ratio.max() > np.log10(d_norm.max() * w_norm) - 1.0  # a bound that is tight-ish, not vacuous
+
+
+# ------------------------------------------------------------------------- Jacobian spectra
+
+def test_jacobian_spectrum_of_scaled_orthogonal_is_flat_at_a_to_the_lag():
+    a, hidden = 0.7, 8
+    model = _scaled_orthogonal(a, hidden)
+    table = jacobian_spectrum(model, _inputs(3, 40), lags=(1, 5, 40, 41))
+    for quantity in ("W_h", "J"):
+        values = table[table.quantity == quantity].value
+        np.testing.assert_allclose(values, a, atol=1e-12)  # ρ = σ_max = σ_min = a
+    np.testing.assert_allclose(table[table.quantity == "D"].value, 1.0)
+    product = table[table.quantity == "product"]
+    assert sorted(product.lag.unique()) == [1, 5, 40]  # 41 > T is dropped
+    assert list(product[product.lag == 5]["index"]) == list(range(1, hidden + 1))
+    np.testing.assert_allclose(product.value, product.lag * math.log10(a), atol=1e-10)
+
+
+def test_jacobian_product_matches_autograd_jacobian():
+    """∂h_T/∂h_{T-L} of a tanh net: singular values against torch.autograd.functional.jacobian."""
+    torch.manual_seed(3)
+    model = models.build("vanilla", 3, 5, init="normal", init_gain=1.3).double()
+    x = _inputs(1, 12)
+    lag = 7
+    states, _ = model(x)
+    weight, u = model.weight_hh.detach(), torch.nn.functional.linear(x, model.weight_ih, model.bias)[0]
+
+    def run(h):  # h_{T-L} → h_T
+        for step in range(12 - lag, 12):
+            h = torch.tanh(weight @ h + u[step])
+        return h
+
+    expected = torch.linalg.svdvals(torch.autograd.functional.jacobian(run, states[0, 11 - lag].detach()))
+    table = jacobian_spectrum(model, x, lags=(lag,))
+    got = table[table.quantity == "product"].value.to_numpy()
+    np.testing.assert_allclose(got, torch.log10(expected).numpy(), atol=1e-9)
+
+
+# ----------------------------------------------------------------------- forward sensitivity
+
+@pytest.mark.parametrize("name", ["vanilla", "irnn", "linear", "orthogonal"])
+def test_sensitivity_matches_autograd_jacobian(name):
+    torch.manual_seed(1)
+    model = models.build(name, 3, 4).double()
+    with torch.no_grad():  # move the IRNN/biases off the trivial point so some ReLUs are off
+        model.bias.normal_(0.0, 0.5)
+    x = _inputs(2, 6)
+    full = torch.autograd.functional.jacobian(lambda inp: model(inp)[0][:, -1], x)  # (B, H, B, T, I)
+    per_sequence = torch.stack([full[b, :, b] for b in range(2)])  # (B, H, T, I)
+    norms = torch.linalg.vector_norm(per_sequence, dim=(1, 3))  # (B, T): ||∂h_T/∂x_l||_F
+    expected = torch.log10(norms.mean(0)).flip(0).numpy()  # lag = T − 1 − l
+    table = sensitivity(model, x)
+    assert list(table.lag) == list(range(6))
+    np.testing.assert_allclose(table.log10_sensitivity, expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("a", [1.0, 0.5, 0.01])
+def test_sensitivity_of_scaled_orthogonal_is_a_to_the_lag(a):
+    """||∂h_t/∂x_l||_F = ||a^(t−l) Q^(t−l) W_in||_F = a^(t−l) ||W_in||_F, exactly, even below 1e-308."""
+    model = _scaled_orthogonal(a)
+    table = sensitivity(model, _inputs(4, 200))
+    w_in = torch.linalg.matrix_norm(model.weight_ih.detach()).item()
+    np.testing.assert_allclose(table.log10_sensitivity, math.log10(w_in) + table.lag * math.log10(a), atol=1e-9)
+
+
+def test_identity_model_sensitivity_is_constant():
+    _, model, _, x, _ = _setup("identity", gap=100)
+    assert np.ptp(sensitivity(model, x).log10_sensitivity) < 1e-12
+
+
+# ------------------------------------------------------------------------ Lyapunov exponents
+
+@pytest.mark.parametrize("a", [1.0, 0.6])
+def test_lyapunov_exponents_of_scaled_orthogonal_are_all_log_a(a):
+    table = lyapunov(_scaled_orthogonal(a), _inputs(3, 50))
+    assert list(table["index"]) == list(range(1, 9))
+    np.testing.assert_allclose(table.exponent, math.log(a), atol=1e-12)
+    assert table.cumulative_sum.iloc[-1] == pytest.approx(8 * math.log(a), abs=1e-10)
+
+
+def test_identity_model_lyapunov_exponents_are_zero():
+    _, model, _, x, _ = _setup("identity", gap=30)
+    np.testing.assert_allclose(lyapunov(model, x).exponent, 0.0, atol=1e-12)
+
+
+def test_lyapunov_exponents_of_diagonalisable_linear_map_are_log_abs_eigenvalues():
+    eigenvalues = torch.tensor([0.95, -0.8, 0.6, 0.45, -0.3, 0.15], dtype=torch.float64)
+    basis = torch.eye(6, dtype=torch.float64) + 0.4 * torch.randn(6, 6, generator=torch.Generator().manual_seed(2),
+                                                                   dtype=torch.float64)
+    weight = basis @ torch.diag(eigenvalues[torch.randperm(6)]) @ torch.linalg.inv(basis)  # not normal
+    torch.manual_seed(0)
+    model = _with_recurrent_weight(models.build("linear", 3, 6), weight)
+    table = lyapunov(model, _inputs(2, 400), warmup=100)
+    expected = np.sort(np.log(eigenvalues.abs().numpy()))[::-1]
+    np.testing.assert_allclose(table.exponent, expected, atol=1e-3)
+    top3 = lyapunov(model, _inputs(2, 400), k=3, warmup=100)
+    np.testing.assert_allclose(top3.exponent, expected[:3], atol=1e-3)
+
+
+def test_lyapunov_sum_is_the_mean_log_determinant_for_tanh():
+    """Σ_i λ_i = mean_l ln|det(D_l W_h)| = ln|det W_h| + mean_l Σ_i ln φ'(a_l,i) (volume contraction)."""
+    torch.manual_seed(0)
+    model = models.build("vanilla", 3, 6, init="normal", init_gain=1.5).double()
+    x = _inputs(2, 80)
+    table = lyapunov(model, x, warmup=20, sequences=2)
+    states, _ = model(x)
+    log_slopes = torch.log(1 - states[:, 20:].detach() ** 2).sum(-1).mean()
+    expected = torch.linalg.slogdet(model.weight_hh.detach())[1] + log_slopes
+    assert table.cumulative_sum.iloc[-1] == pytest.approx(expected.item(), abs=1e-10)
+    assert (np.diff(table.exponent) <= 0).all()
+
+
+# --------------------------------------------------------------------------- memory capacity
+
+def _analytic_memory(model, max_delay, seed=0):
+    """MC_k = c_kᵀ C⁻¹ c_k / var u for the linear net: c_k = W^k w, C = W C Wᵀ + w wᵀ (infinite data)."""
+    weight = model.weight_hh.detach().numpy()
+    hidden = weight.shape[0]
+    direction = np.random.default_rng(seed).standard_normal(model.input_size)  # memory_capacity's own v
+    w = model.weight_ih.detach().numpy() @ (direction / np.linalg.norm(direction))
+    covariance = np.linalg.solve(np.eye(hidden**2) - np.kron(weight, weight), np.outer(w, w).ravel())
+    covariance = covariance.reshape(hidden, hidden)
+    columns = [np.linalg.matrix_power(weight, k) @ w for k in range(max_delay + 1)]
+    return np.array([c @ np.linalg.solve(covariance, c) for c in columns])
+
+
+@pytest.mark.parametrize("a, hidden, tolerance", [(0.5, 8, 0.1), (0.9, 16, 0.3)])
+def test_linear_network_memory_capacity_reaches_n(a, hidden, tolerance):
+    """Jaeger 2001: i.i.d. input, linear W_h = aQ, generic w: MC = N over all delays; K = 2N holds
+    all but ~0.05 of it (exact formula) and finite data adds ±0.2 for a = 0.9 (slow, long memory)."""
+    model = _scaled_orthogonal(a, hidden)
+    table = memory_capacity(model, max_delay=2 * hidden)
+    assert list(table.delay) == list(range(2 * hidden + 1))
+    expected = _analytic_memory(model, 2 * hidden)
+    assert expected.sum() == pytest.approx(hidden, abs=0.05)
+    assert table.mc.sum() == pytest.approx(hidden, abs=tolerance)
+    np.testing.assert_allclose(table.mc, expected, atol=0.03)  # the memory curve, delay by delay (±1/√5000 noise)
+
+
+def test_memory_curve_matches_the_infinite_data_formula():
+    """N = 8, a = 0.9: with this Q ~0.3 of the capacity lies beyond K = 2N, so compare delay by delay."""
+    model = _scaled_orthogonal(0.9, 8, seed=1)
+    table = memory_capacity(model, max_delay=40)
+    expected = _analytic_memory(model, 40)
+    np.testing.assert_allclose(table.mc, expected, atol=0.02)
+    assert expected[:17].sum() < 7.5 and expected.sum() == pytest.approx(8, abs=0.01)
+    assert table.mc.sum() == pytest.approx(8, abs=0.25)
+
+
+def test_memory_capacity_collapses_without_forgetting():
+    """a = 1: the state sums all inputs forever (not stationary); one input is lost in the pile-up."""
+    assert memory_capacity(_scaled_orthogonal(1.0, 8)).mc.sum() < 0.5
+    _, identity, *_ = _setup("identity")
+    assert memory_capacity(identity).mc.sum() < 0.5
+
+
+def test_saturating_tanh_network_stays_well_below_n():
+    model = _scaled_orthogonal(0.9, 16, name="vanilla")
+    small = memory_capacity(model, input_scale=0.1).mc.sum()
+    large = memory_capacity(model, input_scale=20.0).mc.sum()
+    assert small == pytest.approx(16, abs=0.5)  # near-linear regime: like the linear net
+    assert large < 0.5 * 16
+
+
+@pytest.mark.parametrize("name, options", [("vanilla", {}), ("vanilla", {"init": "normal", "init_gain": 1.5}),
+                                           ("irnn", {}), ("linear", {"init": "normal", "init_gain": 0.9})])
+def test_memory_capacity_never_exceeds_n(name, options):
+    torch.manual_seed(0)
+    table = memory_capacity(models.build(name, 3, 12, **options))
+    assert (table.mc >= 0).all() and (table.mc <= 1 + 1e-12).all()
+    assert table.mc.sum() <= 12 + 0.1
+
+
+def test_unstable_linear_network_memory_is_nan():
+    assert memory_capacity(_scaled_orthogonal(1.5, 8)).mc.isna().all()
+
+
+# ------------------------------------------------------------------------------ summaries
+
+def test_every_probe_rejects_a_model_without_recurrent_weight():
+    rnn, x = torch.nn.RNN(3, 4, batch_first=True), torch.zeros(1, 5, 3)
+    for probe in (jacobian_spectrum, sensitivity, lyapunov):
+        with pytest.raises(TypeError, match="recurrent_weight"):
+            probe(rnn, x)
+    with pytest.raises(TypeError, match="recurrent_weight"):
+        memory_capacity(rnn)
+
+
+def test_clipping_statistics():
+    stats = clipping_statistics([0.5, 2.0, 4.0, np.inf, 1.0], [False, True, True, True, False])
+    assert stats["steps"] == 5 and stats["nonfinite_norms"] == 1
+    assert stats["clipped_fraction"] == pytest.approx(0.6)
+    assert stats["norm_median"] == pytest.approx(1.5) and stats["norm_max"] == 4.0
+    assert math.isnan(clipping_statistics([1.0])["clipped_fraction"])
+    with pytest.raises(ValueError):
+        clipping_statistics([1.0, 2.0], [True])
+
+
+def test_propagation_summary_of_scaled_orthogonal():
+    a = 0.5
+    task, model, readout, x, y = _setup("linear", gap=30, init="orthogonal", init_gain=a)
+    tables = probe_all(model, readout, task, x, y)
+    summary = tables["summary"]
+    assert set(summary) == {"decay_rate", "half_life", "lyapunov_max", "lyapunov_sum", "spectral_radius",
+                            "memory_capacity"}
+    assert summary["decay_rate"] == pytest.approx(-math.log(a), abs=1e-6)
+    assert summary["half_life"] == pytest.approx(1.0, abs=1e-5)
+    assert summary["lyapunov_max"] == pytest.approx(math.log(a), abs=1e-6)
+    assert summary["lyapunov_sum"] == pytest.approx(8 * math.log(a), abs=1e-5)
+    assert summary["spectral_radius"] == pytest.approx(a, abs=1e-6)
+    assert summary["memory_capacity"] == pytest.approx(8, abs=0.2)
+    assert all(isinstance(tables[name], pd.DataFrame) for name in tables if name != "summary")
+    empty = propagation_summary()
+    assert all(math.isnan(v) for v in empty.values())

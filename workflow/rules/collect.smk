@@ -3,12 +3,15 @@
 
 rule tables:
     input:
-        [f"{run}/{name}" for run in all_run_dirs() for name in ("metrics.json", "gradient_decay.csv")],
+        [f"{run}/{name}" for run in all_run_dirs() for name in RUN_FILES if name.endswith((".csv", ".json"))],
     output:
-        accuracy=report(ACCURACY_TABLE, caption="../report/accuracy_table.rst", category="Tables"),
-        decay=report(DECAY_TABLE, caption="../report/decay_table.rst", category="Tables"),
+        **{
+            name: report(path, caption="../report/tables.rst", category="Tables")
+            for name, path in TABLE_FILES.items()
+        },
     params:
         runs=all_run_dirs(),
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{RESULTS}/logs/tables.log",
     localrule: True
@@ -20,15 +23,11 @@ rule tables:
 
 rule figures:
     input:
-        accuracy=ACCURACY_TABLE,
-        decay=DECAY_TABLE,
+        **TABLE_FILES,
     output:
-        report(
-            FIGURES,
-            caption="../report/figures.rst",
-            category="Figures",
-        ),
+        report(FIGURES, caption="../report/figures.rst", category="Figures"),
     params:
+        tables=lambda wc, input: os.path.dirname(input[0]),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
         decay_gap=json.dumps(config["figures"]["decay_gap"]),
     log:
@@ -37,5 +36,5 @@ rule figures:
     conda:
         "../../environment.yml"
     shell:
-        "python -m gapbench figures --accuracy {input.accuracy} --decay {input.decay}"
-        " --out-dir {params.out_dir} --decay-gap {params.decay_gap:q} 2> {log}"
+        "python -m gapbench figures --tables {params.tables} --out-dir {params.out_dir}"
+        " --decay-gap {params.decay_gap:q} 2> {log}"

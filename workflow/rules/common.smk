@@ -9,7 +9,8 @@ from snakemake.utils import validate
 validate(config, "../schemas/config.schema.yaml")
 
 sys.path.insert(0, workflow.basedir)
-from gapbench.config import check_config, prepare_job_environment, run_spec, task_entry  # noqa: E402
+from gapbench.config import check_config, prepare_job_environment, run_spec, task_entry, task_label  # noqa: E402
+from gapbench.tables import RUN_FILES, TABLES  # noqa: E402
 
 # Jobs run `python -m gapbench` with this interpreter and import this source tree.
 prepare_job_environment(workflow.basedir)
@@ -17,20 +18,18 @@ prepare_job_environment(workflow.basedir)
 check_config(config)  # registry names, options and gaps, before any job runs
 
 RESULTS = "results"
-TASKS = [entry["name"] for entry in config["tasks"]]
+TASKS = [task_label(entry) for entry in config["tasks"]]  # labels; default: registry names
 MODELS = [entry["name"] for entry in config["models"]]
 CLIPS = list(config["clip"]["arms"])
 SEEDS = list(config["seeds"])
-RUN_FILES = ["metrics.json", "history.csv", "gradient_decay.csv", "model.pt"]
 DATA_DIR = f"{RESULTS}/data/{{task}}/gap{{gap}}/seed{{seed}}"
 RUN_DIR = f"{RESULTS}/runs/{{task}}/gap{{gap}}/{{model}}/{{clip}}/seed{{seed}}"
-ACCURACY_TABLE = f"{RESULTS}/tables/accuracy_vs_gap.csv"
-DECAY_TABLE = f"{RESULTS}/tables/gradient_decay.csv"
-FIGURES = expand(
-    f"{RESULTS}/figures/{{name}}.{{ext}}",
-    name=["accuracy_vs_gap", "gradient_decay"],
-    ext=["pdf", "png"],
-)
+TABLE_FILES = {name: f"{RESULTS}/tables/{name}.csv" for name in TABLES}
+FIGURE_NAMES = [
+    "accuracy_vs_gap", "gradient_decay", "jacobian_spectrum", "sensitivity", "lyapunov",
+    "memory_capacity", "decay_rate_vs_gap_solved",
+]
+FIGURES = expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=FIGURE_NAMES, ext=["pdf", "png"])
 
 
 wildcard_constraints:

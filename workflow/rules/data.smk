@@ -1,4 +1,4 @@
-# Datasets: one folder per (task, gap, seed), generated deterministically.
+# Datasets: one folder per (task label, gap, seed), generated deterministically.
 
 
 rule generate_data:
@@ -6,6 +6,7 @@ rule generate_data:
         splits=expand(f"{DATA_DIR}/{{split}}.npz", split=["train", "validation", "test"], allow_missing=True),
         meta=f"{DATA_DIR}/meta.json",
     params:
+        task_name=lambda wc: task_entry(config, wc.task)["name"],
         task_params=lambda wc: json.dumps(task_entry(config, wc.task)["params"], sort_keys=True),
         sizes=json.dumps(config["data"]["sizes"], sort_keys=True),
         out=lambda wc: DATA_DIR.format(**wc),
@@ -20,6 +21,6 @@ rule generate_data:
     conda:
         "../../environment.yml"
     shell:
-        "python -m gapbench generate --task {wildcards.task} --gap {wildcards.gap}"
+        "python -m gapbench generate --task {params.task_name} --gap {wildcards.gap}"
         " --seed {wildcards.seed} --params {params.task_params:q} --sizes {params.sizes:q}"
         " --out {params.out} 2> {log}"

@@ -6,5 +6,6 @@ from gapbench.tables import collect
 
 with open(snakemake.log[0], "w") as log:  # noqa: F821 (snakemake is injected)
     sys.stderr = log
-    accuracy, decay = collect(snakemake.params.runs, snakemake.output.accuracy, snakemake.output.decay)  # noqa: F821
-    print(f"{len(accuracy)} runs, {len(decay)} gradient-decay rows", file=log)
+    tables = collect(snakemake.params.runs, snakemake.params.out_dir)  # noqa: F821
+    for name, table in tables.items():
+        print(f"{name}: {len(table)} rows", file=log)

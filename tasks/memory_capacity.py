@@ -1,0 +1,65 @@
+"""Short-term memory capacity (Jaeger 2001): recall i.i.d. inputs at several delays."""
+from __future__ import annotations
+
+import numpy as np
+
+from tasks import register
+from tasks._base import Task, check, is_int
+
+
+@register("memory_capacity")
+class MemoryCapacity(Task):
+    """Output u(t − k) for each delay k of a set ending at `gap`, from i.i.d. u(t) ~ U(−1, 1).
+
+    The `delays` (K) delays are k_j = ⌈j·gap/K⌉, j = 1..K (Jaeger's k = 1..K when gap = K; the
+    distinct values, i.e. 1..gap, when gap < K), one output unit each. Length gap + outputs: the
+    first gap steps are the washout (every target exists after it), the last `outputs` steps are
+    scored. Loss and metric: MSE over scored steps and delays; predicting the mean 0 scores
+    Var(u) = 1/3, the baseline. Jaeger's capacity Σ_k r_k² can be computed from the predictions;
+    1 − MSE_k / Var(u) is its value for a prediction with the optimal scale.
+    """
+
+    metric = "mse"
+    input_size = 1
+
+    def __init__(self, gap, *, delays=10, outputs=10):
+        super().__init__(gap)
+        check("memory_capacity", "delays", is_int(delays) and delays >= 1, delays, "an integer >= 1")
+        check("memory_capacity", "outputs", is_int(outputs) and outputs >= 1, outputs, "an integer >= 1")
+        self.n_delays, self.outputs = int(delays), int(outputs)
+        j = np.arange(1, self.n_delays + 1)
+        self.delays = np.unique(-(-j * self.gap // self.n_delays))  # integer ceil
+        self.output_size = len(self.delays)
+
+    def params(self):
+        return {"delays": self.n_delays, "outputs": self.outputs}
+
+    @property
+    def seq_len(self):
+        return self.gap + self.outputs
+
+    @property
+    def scored(self):
+        return f"last {self.outputs} steps × delays {self.delays.tolist()}"
+
+    @property
+    def baseline(self):
+        return 1.0 / 3.0
+
+    @property
+    def chance_score(self):
+        return self.baseline
+
+    def sample(self, n, rng):
+        u = rng.uniform(-1.0, 1.0, size=(n, self.seq_len)).astype(np.float32)
+        source = self.gap + np.arange(self.outputs)[:, None] - self.delays[None, :]  # (outputs, K)
+        return {"x": u[..., None], "y": u[:, source]}
+
+    def loss(self, pred, y):
+        return ((pred[:, -self.outputs :] - y) ** 2).mean()
+
+    def score(self, pred, y):
+        return self.loss(pred, y)
+
+    def probe_loss(self, pred_t, y):
+        return ((pred_t - y[:, -1]) ** 2).mean(-1)
