@@ -11,6 +11,8 @@ For each activation and sequence length T it times one forward+backward pass ove
               steps), i.e. only the recurrence in autograd: a stricter baseline
 - floor:      the matrix products of the pass alone (input projection, T recurrent products
               forward, T backward, the input and W_h gradient products), no elementwise work
+- floor+φ:    the same plus the activation φ once per forward step (tanh and relu): a lower
+              bound for any implementation built from torch's CPU kernels
 
 and prints the ratios engine/nn.RNN, autograd/engine, engine/floor and the growth of the
 engine's time from each T to the next.
@@ -30,7 +32,7 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from gapbench.engine import recurrence, reference_recurrence
+from gapbench.engine import ACTIVATIONS, recurrence, reference_recurrence
 from gapbench.io import code_version, write_csv
 
 
@@ -86,10 +88,14 @@ def _cases(batch, steps, hidden, activation, generator):
     u_steps = torch.randn(steps, batch, hidden, generator=generator)
     flat = x.reshape(-1, hidden)
 
-    def floor():
+    act = ACTIVATIONS[activation]
+
+    def floor(with_activation=False):
         u = flat @ weight_ih.detach().t()
         for t in range(steps):  # forward recurrent products
-            torch.addmm(u_steps[t], h, w.t())
+            a = torch.addmm(u_steps[t], h, w.t())
+            if with_activation:
+                act.forward_(a)
         for t in range(steps):  # backward recurrent products
             torch.addmm(u_steps[t], h, w)
         flat.t() @ u  # ∂L/∂W_h
@@ -97,6 +103,9 @@ def _cases(batch, steps, hidden, activation, generator):
         u @ weight_ih.detach()  # ∂L/∂x
 
     cases["floor"] = floor
+    if act.derivative_from_output is not None:
+        # the products plus φ itself, once per step: no implementation can go below this
+        cases["floor+φ"] = lambda: floor(with_activation=True)
     return cases
 
 
@@ -124,6 +133,8 @@ def ratios(times: pd.DataFrame) -> pd.DataFrame:
         if baseline in table:
             out[f"{baseline}/engine"] = table[baseline] / table["engine"]
     out["engine/floor"] = table["engine"] / table["floor"]
+    if "nn.RNN" in table and "floor+φ" in table:
+        out["(floor+φ)/nn.RNN"] = table["floor+φ"] / table["nn.RNN"]  # the best engine/nn.RNN possible
     lengths = sorted(times["T"].unique())
     if len(lengths) >= 2:
         growth = table["engine"].unstack("T")

@@ -109,6 +109,6 @@ def test_benchmark_script_runs_and_appends_rows(tmp_path):
         bench.main(["--batch", "2", "--hidden", "4", "--lengths", "3", "6", "--repeats", "1",
                     "--activations", "tanh", "linear", "--out", str(out)])
     rows = pd.read_csv(out)
-    assert len(rows) == 2 * (2 * 5 + 2 * 4)  # two calls; per T: tanh 5 implementations, linear 4 (no nn.RNN)
-    assert set(rows.implementation) == {"engine", "autograd", "autograd-u", "nn.RNN", "floor"}
+    assert len(rows) == 2 * (2 * 6 + 2 * 4)  # two calls; per T: tanh 6 implementations, linear 4 (no nn.RNN, no φ)
+    assert set(rows.implementation) == {"engine", "autograd", "autograd-u", "nn.RNN", "floor", "floor+φ"}
     assert (rows.seconds > 0).all()
