@@ -36,6 +36,14 @@ CASES = [
     ("batch_first option", _with(models=[{"name": "vanilla", "options": {"batch_first": False}}]),
      ["models[vanilla].options.batch_first"]),
     ("unknown optimiser", _with(**{"train.optimizer": "lbfgs"}), ["optimizer", "lbfgs", "adam"]),
+    ("task listed twice without labels",
+     _with(tasks=[{"name": "copy", "gaps": [2]}, {"name": "copy", "gaps": [4], "params": {"convention": "selective"}}]),
+     ["['copy'] listed more than once", "distinct `label`s"]),
+    ("unknown task option value", _with(tasks=[{"name": "adding", "gaps": [4], "params": {"sampling": "uniform"}}]),
+     ["tasks[adding]", "sampling", "uniform", "poisson", "thinned"]),
+    ("sampling probability out of range",
+     _with(tasks=[{"name": "adding", "label": "adding_thinned", "gaps": [4], "params": {"sampling": "thinned", "keep": 1.5}}]),
+     ["tasks[adding_thinned]", "keep", "1.5"]),
 ]
 
 
