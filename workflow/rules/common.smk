@@ -25,6 +25,7 @@ SEEDS = list(config["seeds"])
 DATA_DIR = f"{RESULTS}/data/{{task}}/gap{{gap}}/seed{{seed}}"
 RUN_DIR = f"{RESULTS}/runs/{{task}}/gap{{gap}}/{{model}}/{{clip}}/seed{{seed}}"
 TABLE_FILES = {name: f"{RESULTS}/tables/{name}.csv" for name in TABLES}
+REPORT_TABLES = ["accuracy_vs_gap", "propagation_summary"]
 FIGURE_NAMES = [
     "accuracy_vs_gap", "gradient_decay", "jacobian_spectrum", "sensitivity", "lyapunov",
     "memory_capacity", "decay_rate_vs_gap_solved",
