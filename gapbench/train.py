@@ -78,13 +78,11 @@ def batches(data_dir, split: str, batch_size: int, device, repeat: bool = False)
     """
     size = json.loads((Path(data_dir) / "meta.json").read_text())["sizes"][split]
     skip_partial = repeat and size >= batch_size
-    verify = True  # the checksum is checked on the first pass only
-    while True:
-        for arrays in data.iter_batches(data_dir, split, batch_size, verify=verify):
+    while True:  # checksums are checked once per job, in `run`
+        for arrays in data.iter_batches(data_dir, split, batch_size, verify=False):
             if skip_partial and len(arrays["x"]) < batch_size:
                 continue
             yield torch.from_numpy(arrays["x"]).float().to(device), torch.from_numpy(arrays["y"]).to(device)
-        verify = False
         if not repeat:
             return
 
@@ -102,15 +100,22 @@ def evaluate(net, task, data_dir, split, device, batch_size=512) -> tuple[float,
     return total_loss / count, total_score / count
 
 
+def flushing_subnormals() -> bool:
+    """Whether the CPU currently flushes subnormals to zero (torch has no getter for it)."""
+    return (torch.tensor([2.2e-308], dtype=torch.float64) / 4).item() == 0.0
+
+
 @contextlib.contextmanager
 def exact_subnormals():
     """Training flushes float32 subnormals to zero for speed; the flag also covers float64,
-    so the probes run with it off and measure exactly what they would anywhere else."""
+    so the probes run with it off and measure exactly what they would anywhere else.
+    The previous setting is restored on exit."""
+    flushing = flushing_subnormals()
     torch.set_flush_denormal(False)
     try:
         yield
     finally:
-        torch.set_flush_denormal(True)
+        torch.set_flush_denormal(flushing)
 
 
 def measure(net, task, x, y, stage: str) -> dict:
@@ -126,7 +131,7 @@ def train_arm(spec: dict, clip: str, data_dir, task, run_dir: Path, device, log=
     """Train from the seed's initial weights under one clip arm; write the run folder.
 
     `cache` carries the probes of the initial weights from one arm to the next: every arm
-    starts from the same weights, so they are measured once per job."""
+    starts from the same weights (checked), so they are measured once per job."""
     seed, cfg = spec["seed"], spec["train"]
     started = time.perf_counter()
     (run_dir / "metrics.json").unlink(missing_ok=True)  # the folder is incomplete until it is rewritten
@@ -135,8 +140,12 @@ def train_arm(spec: dict, clip: str, data_dir, task, run_dir: Path, device, log=
     net = Net(rnn, task.output_size).to(device)  # initialised on the CPU: same weights on any device
     probe_x, probe_y = (t.cpu() for t in next(batches(data_dir, "test", cfg["probe_batch"], "cpu")))
     cache = {} if cache is None else cache
+    initial = {name: value.detach().cpu().clone() for name, value in net.state_dict().items()}
     if "init" not in cache:
-        cache["init"] = measure(net, task, probe_x, probe_y, "init")
+        cache["init"], cache["weights"] = measure(net, task, probe_x, probe_y, "init"), initial
+    elif not all(torch.equal(initial[name], cache["weights"][name]) for name in initial):
+        raise RuntimeError(f"clip arm {clip!r} does not start from the weights the other arms started from; "
+                           "the paired comparison (and the shared initial probes) would be wrong")
     probes = [cache["init"]]
 
     params = list(net.parameters())
@@ -184,6 +193,8 @@ def train_arm(spec: dict, clip: str, data_dir, task, run_dir: Path, device, log=
     diverged = diverged or not math.isfinite(test_loss)  # finite weights, exploding states
     probes.append(measure(net, task, probe_x, probe_y, "trained"))
     stability = clipping_statistics([row["grad_norm"] for row in steps_log], [row["clipped"] for row in steps_log])
+    # over the steps whose update was applied (a diverging step's non-finite norm is still counted)
+    stability["clipped_fraction"] = clipped_steps / steps_done if steps_done else 0.0
 
     keys = {"task": spec.get("task", task.registry_name), "model": spec["model"], "clip": clip, "gap": task.gap, "seed": seed}
     metrics = {
@@ -226,16 +237,16 @@ def run(spec: dict, data_dir, run_dirs: dict[str, str], threads: int = 1) -> lis
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
     # Vanishing gradients pass through float32 subnormals, which are 3-5x slower on CPUs;
-    # flushing them to zero changes nothing above 1e-38. The probes work in float64 with
-    # renormalised vectors, so they never meet subnormals.
+    # flushing them to zero changes nothing above 1e-38. The probes turn it off while they
+    # run (`exact_subnormals`), so they measure exactly what they would anywhere else.
     torch.set_flush_denormal(True)
     # CPU kernels are deterministic for a fixed thread count, which the spec's config fixes;
     # torch.use_deterministic_algorithms would cost 1.7 s of imports per job for nothing here.
     device = torch.device(spec["train"].get("device", "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train.device is 'cuda' but torch sees no CUDA device here; use 'cpu'")
-    if not (Path(data_dir) / "meta.json").exists():
-        data.load(data_dir, "test")  # raises the one-line "no complete dataset" error
+    for split in data.SPLITS:  # check every split against meta.json once, before any training
+        next(data.iter_batches(data_dir, split, 1, verify=True))
     meta = json.loads((Path(data_dir) / "meta.json").read_text())
     task = tasks.build(meta["task"], meta["gap"], **meta["params"])
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731

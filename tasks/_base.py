@@ -25,7 +25,7 @@ class Task:
     output_size: int
     scored: str = "last step"
     min_gap = 1
-    version = 1  # bump when the generator changes, so old datasets are not mistaken for new
+    version = 2  # bump when the generator changes, so old datasets are not mistaken for new
 
     def __init__(self, gap: int):
         if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < self.min_gap:

@@ -95,6 +95,13 @@ def test_divergence_is_recorded_not_raised(dataset, tmp_path):
     norm = json.loads((tmp_path / "norm" / "metrics.json").read_text())
     assert norm["clip_fraction"] > 0.5
     assert norm["train_steps"] > none["train_steps"]
+    for clip in ("none", "norm", "value"):  # the two tables agree on diverged runs too
+        metrics = json.loads((tmp_path / clip / "metrics.json").read_text())
+        summary = pd.read_csv(tmp_path / clip / "propagation_summary.csv").set_index("stage").loc["trained"]
+        assert summary.clipped_fraction == pytest.approx(metrics["clip_fraction"], abs=1e-12)
+        assert bool(summary.diverged) == metrics["diverged"]
+        steps = pd.read_csv(tmp_path / clip / "steps.csv")
+        assert len(steps) >= metrics["train_steps"]
 
 
 def test_saved_weights_load_into_the_model(dataset, tmp_path):
@@ -133,3 +140,29 @@ def test_killed_training_leaves_no_complete_looking_run(dataset, tmp_path):
     assert process.wait() == -signal.SIGKILL
     assert not (tmp_path / "norm" / "metrics.json").exists()
     assert (tmp_path / "none" / "metrics.json").exists() and (tmp_path / "value" / "metrics.json").exists()
+
+
+def test_arms_that_start_from_different_weights_are_refused(dataset, tmp_path):
+    """The initial probes are measured once per job; that is only right if every arm starts
+    from the same weights, which train_arm checks against the first arm's."""
+    import tasks
+    from gapbench.train import train_arm
+
+    task = tasks.build("adding", 6)
+    spec = {**SPEC, "train": {**SPEC["train"], "steps": 2}}
+    cache = {}
+    train_arm(spec, "none", dataset, task, tmp_path / "none", "cpu", log=lambda _: None, cache=cache)
+    cache["weights"] = {name: value + 1 for name, value in cache["weights"].items()}
+    with pytest.raises(RuntimeError, match="does not start from the weights"):
+        train_arm(spec, "norm", dataset, task, tmp_path / "norm", "cpu", log=lambda _: None, cache=cache)
+
+
+def test_subnormal_setting_is_restored_after_the_probes():
+    from gapbench.train import exact_subnormals, flushing_subnormals
+
+    for flushing in (True, False):
+        torch.set_flush_denormal(flushing)
+        with exact_subnormals():
+            assert not flushing_subnormals()
+        assert flushing_subnormals() == flushing
+    torch.set_flush_denormal(False)
