@@ -82,11 +82,17 @@ def stream(task, seed: int, split: str, batch_size: int, n: int | None = None) -
         yield pending
 
 
+def _digest_header(name: str, dtype: np.dtype, shape: tuple) -> bytes:
+    """What array_digest hashes before an array's bytes (shared by the streaming writer and reader)."""
+    return f"{name}:{dtype.str}:{tuple(shape)}".encode()
+
+
 def array_digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the arrays in name order: each one's name, dtype and shape, then its bytes."""
     digest = hashlib.sha256()
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(_digest_header(name, array.dtype, array.shape))
         digest.update(array.tobytes())
     return digest.hexdigest()
 
@@ -120,7 +126,7 @@ def write_split(task, seed: int, split: str, n: int, path, compress: bool = True
         with zipfile.ZipFile(path, "w") as archive:
             for name in sorted(spools):
                 shape = (n, *first[name].shape[1:])
-                digest.update(f"{name}:{first[name].dtype.str}:{shape}".encode())
+                digest.update(_digest_header(name, first[name].dtype, shape))
                 header = {"descr": np.lib.format.dtype_to_descr(first[name].dtype),
                           "fortran_order": False, "shape": shape}
                 with archive.open(_member_info(name, compress), "w", force_zip64=True) as member:
@@ -204,7 +210,7 @@ def iter_batches(data_dir, split: str, batch_size: int, verify: bool = True) -> 
             for name in names:
                 with archive.open(f"{name}.npy") as member:
                     shape, dtype = _read_header(member)
-                    digest.update(f"{name}:{dtype.str}:{shape}".encode())
+                    digest.update(_digest_header(name, dtype, shape))
                     while block := member.read(COPY_BLOCK):
                         digest.update(block)
             if digest.hexdigest() != meta["sha256"][split]:
