@@ -6,6 +6,10 @@ import json
 import sys
 
 
+class InputError(Exception):
+    """Bad input named in the message (a task, gap or option): reported in one line."""
+
+
 def _json(text: str):
     try:
         return json.loads(text)
@@ -50,14 +54,20 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(args)
-    except FileNotFoundError as error:  # a missing input: say which, without a traceback
+    except (FileNotFoundError, InputError) as error:  # bad or missing input: say which, no traceback
         print(f"gapbench {args.verb}: {error}", file=sys.stderr)
         return 2
 
 
 def _run(args) -> int:
     if args.verb == "generate":
+        import tasks
         from gapbench import data
+
+        try:  # an unknown task, a bad gap or option stops here with the registry's message
+            tasks.build(args.task, args.gap, **args.params)
+        except (ValueError, TypeError) as error:
+            raise InputError(error) from None
 
         meta = data.generate(args.task, args.gap, args.params, args.seed, args.sizes, args.out)
         print(f"wrote {args.out}: {meta['task']} gap={meta['gap']} seq_len={meta['seq_len']} "

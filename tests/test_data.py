@@ -114,3 +114,18 @@ def test_a_gap_of_10000_streams_and_writes_with_bounded_memory(tmp_path):
     assert generate_peak < split_bytes / 3, (generate_peak, split_bytes)  # about one chunk
     batch_bytes = 4 * split_bytes // n
     assert read_peak < min(split_bytes / 4, 8 * batch_bytes), (read_peak, split_bytes)  # zip buffers: a few batches
+
+
+def test_generate_command_reports_a_bad_option_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gapbench", "generate", "--task", "adding", "--gap", "10", "--seed", "0",
+         "--params", '{"sampling": "poisson", "rate": -1}', "--sizes", '{"train": 4, "validation": 4, "test": 4}',
+         "--out", str(tmp_path / "data")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert "rate must be a number > 0, got -1" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()  # nothing half-written
