@@ -61,7 +61,7 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     if args.verb == "generate":
-        import tasks
+        from gapbench import tasks
         from gapbench import data
 
         try:  # an unknown task, a bad gap or option stops here with the registry's message

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-import models
-import tasks
+from gapbench import models
+from gapbench import tasks
 
 
 class ConfigError(ValueError):

@@ -26,7 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
-import tasks
+from gapbench import tasks
 from gapbench.io import atomic_path, provenance, write_json
 
 SPLITS = ("train", "validation", "test")

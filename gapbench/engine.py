@@ -28,7 +28,7 @@ class Activation:
     stores only the hidden states, not the pre-activations.
     """
 
-    name: str
+    function: Callable[[torch.Tensor], torch.Tensor]  # out of place, differentiable: for `step`
     forward_: Callable[[torch.Tensor], torch.Tensor]  # in place
     derivative_from_output: Callable[[torch.Tensor], torch.Tensor] | None
     # g ← g ⊙ φ'(a) in place, given h = φ(a) and a scratch buffer shaped like g: the
@@ -46,10 +46,10 @@ def _relu_mul_derivative_(g, h, scratch):
 
 
 ACTIVATIONS = {
-    "tanh": Activation("tanh", torch.tanh_, lambda h: 1.0 - h * h, _tanh_mul_derivative_),
-    "relu": Activation("relu", torch.relu_, lambda h: (h > 0).to(h.dtype), _relu_mul_derivative_),
+    "tanh": Activation(torch.tanh, torch.tanh_, lambda h: 1.0 - h * h, _tanh_mul_derivative_),
+    "relu": Activation(torch.relu, torch.relu_, lambda h: (h > 0).to(h.dtype), _relu_mul_derivative_),
     # identity: φ' = 1 everywhere, so the backward loop skips the multiplication
-    "linear": Activation("linear", lambda a: a, None, None),
+    "linear": Activation(lambda a: a, lambda a: a, None, None),
 }
 
 
@@ -151,7 +151,7 @@ def recurrence(
 
 def reference_recurrence(u, weight_hh, h0=None, activation_name="tanh", batch_first=True):
     """The same recurrence as a plain autograd loop: the correctness oracle for tests."""
-    phi = {"tanh": torch.tanh, "relu": torch.relu, "linear": lambda a: a}[activation_name]
+    phi = ACTIVATIONS[activation_name].function
     u_tm = u.transpose(0, 1) if batch_first else u
     h = u_tm.new_zeros(u_tm.shape[1], u_tm.shape[2]) if h0 is None else h0.reshape(u_tm.shape[1:])
     outputs = []

@@ -49,6 +49,10 @@ class Registry:
             raise ValueError(f"unknown {self._kind} {name!r}; allowed: {self.names()}")
         return self._builders[name]
 
+    def options(self, name: str) -> list[str]:
+        """The keyword options `name` accepts (what a config entry's `params`/`options` may set)."""
+        return options_of(self.get(name))
+
     def build(self, name: str, *args, **options):
         builder = self.get(name)
         allowed = options_of(builder)
@@ -61,6 +65,7 @@ class Registry:
 
 
 def options_of(builder) -> list[str]:
-    """Keyword options a builder accepts (its keyword-only parameters)."""
+    """Keyword options a builder accepts: its keyword-only parameters, less `batch_first`
+    (the pipeline always feeds (batch, time, features) tensors, so it is no option of a run)."""
     params = inspect.signature(builder).parameters.values()
-    return sorted(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    return sorted(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "batch_first")

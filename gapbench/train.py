@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-import models
-import tasks
+from gapbench import models
+from gapbench import tasks
 from gapbench import data
 from gapbench.io import atomic_path, provenance, write_csv, write_json
 from gapbench.probes import clipping_statistics, probe_all

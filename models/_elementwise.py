@@ -7,8 +7,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gapbench.engine import activation as check_activation
+from gapbench.engine import activation as get_activation
 from gapbench.engine import recurrence
+from gapbench.models._base import RecurrentModel
 
 INITS = ("uniform", "normal", "orthogonal", "identity")
 
@@ -34,19 +35,21 @@ def init_recurrent_(weight: torch.Tensor, init: str, gain: float) -> torch.Tenso
     return weight
 
 
-class ElementwiseRNN(nn.Module):
+class ElementwiseRNN(RecurrentModel):
     """h_t = φ(W_h h_{t-1} + W_in x_t + b); subclasses say how W_h is made.
 
     The input projection is one batched product over all steps; the recurrence itself
-    runs in `gapbench.engine.recurrence`, the one loop every model shares.
+    runs in `gapbench.engine.recurrence`, the one loop every elementwise model shares.
+    The state is h itself (state_size = hidden_size), and the probes use the analytic
+    Jacobian J_l = diag(φ'(a_l)) W_h instead of differentiating `step`.
     """
 
     def __init__(self, input_size: int, hidden_size: int, activation: str, batch_first: bool = True):
         super().__init__()
-        check_activation(activation)
+        self.phi = get_activation(activation)
         if input_size < 1 or hidden_size < 1:
             raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
-        self.input_size, self.hidden_size = input_size, hidden_size
+        self.input_size, self.hidden_size, self.state_size = input_size, hidden_size, hidden_size
         self.activation, self.batch_first = activation, batch_first
         bound = 1.0 / math.sqrt(hidden_size)
         self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size).uniform_(-bound, bound))
@@ -54,6 +57,9 @@ class ElementwiseRNN(nn.Module):
 
     def recurrent_weight(self) -> torch.Tensor:
         raise NotImplementedError
+
+    def step(self, state, x_t):
+        return self.phi.function(F.linear(state, self.recurrent_weight()) + F.linear(x_t, self.weight_ih, self.bias))
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
         u = F.linear(x, self.weight_ih, self.bias)

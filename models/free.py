@@ -1,6 +1,6 @@
 """RNNs with a free, trained recurrent matrix W_h: vanilla (tanh), linear and IRNN."""
-from models import register
-from models._elementwise import ElementwiseRNN, init_recurrent_
+from gapbench.models import register
+from gapbench.models._elementwise import ElementwiseRNN, init_recurrent_
 
 import torch
 from torch import nn

@@ -1,8 +1,8 @@
 """The lecture's "constant error propagation" model: φ = identity and W_h fixed to I."""
 import torch
 
-from models import register
-from models._elementwise import ElementwiseRNN
+from gapbench.models import register
+from gapbench.models._elementwise import ElementwiseRNN
 
 
 @register("identity")

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from models import register
-from models._elementwise import ElementwiseRNN
+from gapbench.models import register
+from gapbench.models._elementwise import ElementwiseRNN
 
 
 @register("orthogonal")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks._base import check, choice
+from gapbench.tasks._base import check, choice
 
 SAMPLINGS = ("regular", "poisson", "thinned")
 GAP_UNITS = ("time", "steps")

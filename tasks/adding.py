@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tasks import register
-from tasks._base import LastStepRegression, choice
-from tasks._sampling import Sampling
+from gapbench.tasks import register
+from gapbench.tasks._base import LastStepRegression, choice
+from gapbench.tasks._sampling import Sampling
 
 CONVENTIONS = ("arjovsky", "hochreiter")
 TOLERANCE = 0.04  # Hochreiter & Schmidhuber: a sequence is processed correctly if |error| < 0.04

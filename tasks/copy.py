@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from tasks import register
-from tasks._base import Task, check, choice, is_int
-from tasks._sampling import Sampling
+from gapbench.tasks import register
+from gapbench.tasks._base import Task, check, choice, is_int
+from gapbench.tasks._sampling import Sampling
 
 CONVENTIONS = ("arjovsky", "expRNN", "selective")
 

@@ -5,9 +5,9 @@ import math
 
 import numpy as np
 
-from tasks import register
-from tasks._base import Task, check, is_int
-from tasks._sampling import Sampling
+from gapbench.tasks import register
+from gapbench.tasks._base import Task, check, is_int
+from gapbench.tasks._sampling import Sampling
 
 
 def random_signal(times, frequencies, phases):

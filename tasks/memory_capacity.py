@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks import register
-from tasks._base import Task, check, is_int
+from gapbench.tasks import register
+from gapbench.tasks._base import Task, check, is_int
 
 
 @register("memory_capacity")

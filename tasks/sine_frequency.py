@@ -5,9 +5,9 @@ import math
 
 import numpy as np
 
-from tasks import register
-from tasks._base import LastStepClassification, check, is_int
-from tasks._sampling import Sampling
+from gapbench.tasks import register
+from gapbench.tasks._base import LastStepClassification, check, is_int
+from gapbench.tasks._sampling import Sampling
 
 FREQUENCIES = (1 / 100, 1 / 4)  # cycles per unit time: periods 4..100, below the unit grid's Nyquist 1/2
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks import register
-from tasks._base import LastStepClassification, choice
+from gapbench.tasks import register
+from gapbench.tasks._base import LastStepClassification, choice
 
 # one-hot input tokens: distractors a, b, c, d; end and start markers B, E; relevant symbols X, Y
 DISTRACTORS, B, E, X = 4, 4, 5, 6

@@ -5,7 +5,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-import tasks
+from gapbench import tasks
 from gapbench import data
 
 SIZES = {"train": 40, "validation": 8, "test": 8}

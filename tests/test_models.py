@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import models
+from gapbench import models
 
 
 def test_registry_lists_the_models():

@@ -7,8 +7,8 @@ import pytest
 import torch
 import yaml
 
-import models
-import tasks
+from gapbench import models
+from gapbench import tasks
 from conftest import SMOKE, snakemake
 from gapbench.config import task_label
 from gapbench.tables import ACCURACY_COLUMNS, KEYS, RUN_FILES, TABLES

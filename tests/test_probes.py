@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-import models
-import tasks
+from gapbench import models
+from gapbench import tasks
 from gapbench.probes import (
     clipping_statistics,
     fit_decay_rate,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import tasks
+from gapbench import tasks
 from gapbench.data import array_digest as digest
 
 ALL = ["adding", "copy", "delay", "latch", "memory_capacity", "multiplication", "parity",

@@ -106,7 +106,7 @@ def test_divergence_is_recorded_not_raised(dataset, tmp_path):
 
 def test_saved_weights_load_into_the_model(dataset, tmp_path):
     _train(dataset, tmp_path)
-    import models
+    from gapbench import models
 
     net = Net(models.build("vanilla", 2, 8), 1)
     net.load_state_dict(torch.load(tmp_path / "norm" / "model.pt", weights_only=True))
@@ -145,7 +145,7 @@ def test_killed_training_leaves_no_complete_looking_run(dataset, tmp_path):
 def test_arms_that_start_from_different_weights_are_refused(dataset, tmp_path):
     """The initial probes are measured once per job; that is only right if every arm starts
     from the same weights, which train_arm checks against the first arm's."""
-    import tasks
+    from gapbench import tasks
     from gapbench.train import train_arm
 
     task = tasks.build("adding", 6)

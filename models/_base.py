@@ -1,0 +1,70 @@
+"""The contract every model of gapbench meets, and the readout that turns one into a predictor.
+
+A model is a torch.nn.Module with torch.nn.RNN's interface plus its state update:
+
+    forward(x, h0=None) -> (output, h_n)     x: (batch, time, input_size), output: (batch, time, hidden_size)
+    step(state, x_t) -> state                s_t = F(s_{t-1}, x_t) on a flat real state (batch, state_size)
+    observe(state) -> (batch, hidden_size)   the part of the state the readout sees: output_t = observe(s_t)
+    initial_state(batch, like) -> s_0        zeros unless the model says otherwise
+    recurrent_weight() -> W_h or None        only models of the form h_t = φ(W_h h_{t-1} + W_in x_t + b)
+
+`forward` is what training runs (the fused engine, cuDNN, a parallel scan: whatever is fast);
+`step` is what the propagation probes differentiate (Jacobians ∂s_t/∂s_{t-1} and ∂s_t/∂x_t,
+in float64). The two must describe the same map: `unroll` runs `step` over a sequence, and
+the conformance test checks that it reproduces `forward` for every registered model.
+The state is real: a complex state (LRU) is stored as [real part, imaginary part]; a pair of
+states (LSTM's (h, c), coRNN's (y, z)) is stored concatenated.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RecurrentModel(nn.Module):
+    """Base class of every model: subclasses set input_size, hidden_size and state_size
+    and implement `forward` and `step` (and `observe` when the readout sees part of the state)."""
+
+    input_size: int
+    hidden_size: int
+    state_size: int
+
+    def step(self, state: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def observe(self, state: torch.Tensor) -> torch.Tensor:
+        """The readout's view of the state; by default the first hidden_size entries."""
+        return state[..., : self.hidden_size]
+
+    def initial_state(self, batch: int, like: torch.Tensor) -> torch.Tensor:
+        return like.new_zeros(batch, self.state_size)
+
+    def recurrent_weight(self) -> torch.Tensor | None:
+        """W_h for models of the form h_t = φ(W_h h_{t-1} + W_in x_t + b); None otherwise
+        (the probes then write ρ(W_h) as missing, not as a number)."""
+        return None
+
+    def unroll(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(observed outputs (batch, time, hidden_size), full states (batch, time, state_size))
+        from `step` alone: the reference the probes and the conformance test use."""
+        state = self.initial_state(x.shape[0], x) if state is None else state
+        states = []
+        for t in range(x.shape[1]):
+            state = self.step(state, x[:, t])
+            states.append(state)
+        states = torch.stack(states, 1)
+        return self.observe(states), states
+
+
+class Net(nn.Module):
+    """A recurrent model followed by a linear readout of its output at every step:
+    pred_t = W_out · observe(s_t) + b_out, shape (batch, time, output_size)."""
+
+    def __init__(self, rnn: RecurrentModel, output_size: int):
+        super().__init__()
+        self.rnn = rnn
+        self.readout = nn.Linear(rnn.hidden_size, output_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output, _ = self.rnn(x)
+        return self.readout(output)
