@@ -37,14 +37,10 @@ def main(argv=None) -> int:
     gen.add_argument("--out", required=True)
 
     train = verbs.add_parser("train", help="train one (task, gap, model, seed) under each clip arm")
-    train.add_argument("--spec", type=_json, required=True, help="run specification as JSON")
+    train.add_argument("--spec", required=True, help="run specification (gapbench.spec.RunSpec) as JSON")
     train.add_argument("--data", required=True, help="dataset folder written by `generate`")
     train.add_argument("--run", type=_clip_dir, action="append", required=True, metavar="CLIP=FOLDER")
     train.add_argument("--threads", type=int, default=1)
-
-    tables = verbs.add_parser("tables", help="collect run folders into tidy tables")
-    tables.add_argument("--runs", nargs="+", required=True, help="run folders")
-    tables.add_argument("--out-dir", required=True, help="folder the tables (CSV) are written to")
 
     figures = verbs.add_parser("figures", help="draw the figures from the tables")
     figures.add_argument("--tables", required=True, help="folder holding the tables")
@@ -61,25 +57,24 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     if args.verb == "generate":
-        from gapbench import tasks
-        from gapbench import data
+        from gapbench import data, tasks
 
         try:  # an unknown task, a bad gap or option stops here with the registry's message
-            tasks.build(args.task, args.gap, **args.params)
+            task = tasks.build(args.task, args.gap, **args.params)
         except (ValueError, TypeError) as error:
             raise InputError(error) from None
-
-        meta = data.generate(args.task, args.gap, args.params, args.seed, args.sizes, args.out)
+        meta = data.generate(task, args.seed, args.sizes, args.out)
         print(f"wrote {args.out}: {meta['task']} gap={meta['gap']} seq_len={meta['seq_len']} "
               f"sizes={meta['sizes']}", file=sys.stderr)
     elif args.verb == "train":
-        from gapbench import train as training
+        from gapbench import job
+        from gapbench.spec import RunSpec
 
-        training.run(args.spec, args.data, dict(args.run), threads=args.threads)
-    elif args.verb == "tables":
-        from gapbench import tables as tabling
-
-        tabling.collect(args.runs, args.out_dir)
+        try:
+            spec = RunSpec.from_json(args.spec)
+        except (ValueError, TypeError, KeyError) as error:
+            raise InputError(f"bad --spec: {error}") from None
+        job.run(spec, args.data, dict(args.run), threads=args.threads)
     elif args.verb == "figures":
         from gapbench import figures as drawing
 

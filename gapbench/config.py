@@ -6,11 +6,7 @@ building every task at every gap and every model once, before any job runs.
 """
 from __future__ import annotations
 
-import os
-import sys
-
-from gapbench import models
-from gapbench import tasks
+from gapbench import models, tasks
 
 
 class ConfigError(ValueError):
@@ -31,10 +27,6 @@ def task_label(entry: dict) -> str:
 
 def task_entry(config: dict, label: str) -> dict:
     return next(entry for entry in config["tasks"] if task_label(entry) == label)
-
-
-def model_options(config: dict, name: str) -> dict:
-    return next(entry for entry in config["models"] if entry["name"] == name)["options"]
 
 
 def check_config(config: dict) -> None:
@@ -70,26 +62,3 @@ def check_config(config: dict) -> None:
             raise ConfigError(
                 f"config key figures.decay_gap.{task}: {gap} is not a gap of task {task!r} in this config"
             )
-
-
-def run_spec(config: dict, task: str, model: str, seed: int) -> dict:
-    """Everything a training job needs besides the dataset, as plain data (recorded per run).
-    `task` is the entry's label; the dataset's meta.json names the registered task and options."""
-    return {
-        "task": task,
-        "model": model,
-        "model_options": model_options(config, model),
-        "hidden_size": config["hidden_size"],
-        "seed": seed,
-        "threads": config["threads_per_job"],
-        "clip_thresholds": config["clip"]["thresholds"],
-        "train": config["train"],
-    }
-
-
-def prepare_job_environment(source_root: str) -> None:
-    """Make every job's `python` the interpreter running Snakemake (so the environment it
-    was installed into) unless a job's conda env puts its own first, and let jobs import
-    gapbench, tasks and models from the source tree whether or not it is installed."""
-    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))

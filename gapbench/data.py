@@ -138,9 +138,8 @@ def write_split(task, seed: int, split: str, n: int, path, compress: bool = True
     return digest.hexdigest()
 
 
-def generate(task_name: str, gap: int, params: dict, seed: int, sizes: dict, out_dir, compress: bool = True) -> dict:
-    """Write the three splits and meta.json (last: its presence marks a complete dataset)."""
-    task = tasks.build(task_name, gap, **params)
+def generate(task, seed: int, sizes: dict, out_dir, compress: bool = True) -> dict:
+    """Write the three splits of a built task and meta.json (last: its presence marks a complete dataset)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     checksums = {}
@@ -159,7 +158,9 @@ def generate(task_name: str, gap: int, params: dict, seed: int, sizes: dict, out
     return meta
 
 
-def _meta(data_dir: Path) -> dict:
+def read_meta(data_dir) -> dict:
+    """The dataset's meta.json: task, gap, params, sizes, checksums, provenance."""
+    data_dir = Path(data_dir)
     if not (data_dir / "meta.json").exists():
         raise FileNotFoundError(
             f"no complete dataset in {data_dir} (meta.json is missing); make one with "
@@ -178,12 +179,24 @@ def _mismatch(data_dir: Path, split: str) -> ValueError:
 def load(data_dir, split: str) -> dict[str, np.ndarray]:
     """Load one split and check it against the checksum recorded in meta.json."""
     data_dir = Path(data_dir)
-    meta = _meta(data_dir)
+    meta = read_meta(data_dir)
     with np.load(data_dir / f"{split}.npz") as archive:
         arrays = {name: archive[name] for name in archive.files}
     if array_digest(arrays) != meta["sha256"][split]:
         raise _mismatch(data_dir, split)
     return arrays
+
+
+def task_of(meta: dict):
+    """The task a dataset was generated from, rebuilt from its meta.json."""
+    return tasks.build(meta["task"], meta["gap"], **meta["params"])
+
+
+def verify(data_dir) -> None:
+    """Check every split against the checksums in meta.json; raise naming the first bad file."""
+    for split in SPLITS:
+        for _ in iter_batches(data_dir, split, 1, verify=True):
+            break
 
 
 def _read_header(member) -> tuple[tuple, np.dtype]:
@@ -202,7 +215,7 @@ def iter_batches(data_dir, split: str, batch_size: int, verify: bool = True) -> 
     corrupted split raises before any batch is used; it costs one extra read of the file.
     """
     data_dir = Path(data_dir)
-    meta, path = _meta(data_dir), data_dir / f"{split}.npz"
+    meta, path = read_meta(data_dir), data_dir / f"{split}.npz"
     with zipfile.ZipFile(path) as archive:
         names = sorted(name[: -len(".npy")] for name in archive.namelist())
         if verify:

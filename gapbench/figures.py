@@ -1,7 +1,14 @@
-"""Publication figures drawn from the tidy tables only (never from in-memory training state)."""
+"""Publication figures drawn from the tidy tables only (never from in-memory training state).
+
+Each figure is one function decorated with `@figure("name")`: it gets `read(table_name)`
+(the tidy table as a DataFrame) and the per-task gaps to show, and returns its seaborn grid;
+`draw_all` saves every registered figure as name.pdf and name.png. Adding a figure touches
+nothing outside this module: the pipeline's targets come from `FIGURES`.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
@@ -13,17 +20,68 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from gapbench.io import atomic_path  # noqa: E402
+from gapbench.results import FIGURE_FORMATS, KEYS  # noqa: E402
 
 METRIC_LABEL = {"accuracy": "test accuracy (recall positions)", "mse": "test MSE"}
-KEY_COLUMNS = ["task", "model", "clip", "gap", "seed"]
 STYLE = {"errorbar": ("ci", 95), "seed": 0, "markers": True, "dashes": True}
 # Per-lag curves have hundreds of points per line: a bootstrap at each would take minutes, and
 # over a few seeds a 95% interval says little, so their band is the range over seeds.
 CURVE_STYLE = {**STYLE, "errorbar": ("pi", 100), "markers": False}
+# One colour per model in every figure: a hue per family (Okabe & Ito's colour-blind-safe
+# palette), shades of it for the models of a family; legends list models family by family.
+FAMILY_COLOURS = {
+    "elementwise": "#0072B2", "orthogonal/unitary": "#CC79A7", "gated": "#D55E00", "reservoir": "#009E73",
+    "diagonal": "#E69F00", "oscillator": "#56B4E9", "other": "#000000",
+}
+
+
+def model_colours(names) -> dict[str, tuple]:
+    """{model: RGB} for the models in `names`, ordered family by family, then by name.
+
+    A model's family is its class attribute in gapbench.models (a name the registry does not
+    know, e.g. from someone else's tables, counts as "other"). Shades depend only on the
+    family's registered members, so a model keeps its colour whichever subset a figure shows.
+    """
+    from matplotlib.colors import to_rgb
+
+    from gapbench import models
+
+    registered = set(models.names())
+    family = {name: models.family(name) if name in registered else "other" for name in set(names) | registered}
+    order = list(FAMILY_COLOURS)
+    colours = {}
+    for name in sorted(family, key=lambda n: (order.index(family[n]) if family[n] in order else len(order), n)):
+        members = sorted(n for n in family if family[n] == family[name])
+        base = np.array(to_rgb(FAMILY_COLOURS.get(family[name], "#000000")))
+        # from a darker (55% of the hue) to a lighter shade (a third of the way to white)
+        position = members.index(name) / (len(members) - 1) if len(members) > 1 else 0.5
+        dark, light = 0.55 * base, base + 0.35 * (1 - base)
+        colours[name] = tuple(float(c) for c in (1 - position) * dark + position * light)
+    return {name: colour for name, colour in colours.items() if name in set(names)}
+
+
+def _hue(table: pd.DataFrame) -> dict:
+    """seaborn keywords that give each model its fixed colour and the family order."""
+    colours = model_colours(table["model"].unique())
+    return {"hue": "model", "palette": colours, "hue_order": list(colours)}
+
+
+FIGURES: dict[str, Callable] = {}  # name -> function(read, gaps) returning the figure's grid
+
+
+def figure(name: str):
+    """Register a figure under `name` (its file stem)."""
+    def decorator(function):
+        if name in FIGURES:
+            raise ValueError(f"figure {name!r} is registered twice")
+        FIGURES[name] = function
+        return function
+
+    return decorator
 
 
 def _save(grid, out_dir: Path, stem: str) -> None:
-    for suffix in ("pdf", "png"):
+    for suffix in FIGURE_FORMATS:
         with atomic_path(out_dir / f"{stem}.{suffix}") as tmp:
             # no timestamps in the files: same tables, same bytes
             metadata = {"CreationDate": None} if suffix == "pdf" else {"Software": None}
@@ -31,7 +89,8 @@ def _save(grid, out_dir: Path, stem: str) -> None:
     plt.close(grid.figure)
 
 
-def accuracy_vs_gap(accuracy: pd.DataFrame, out_dir) -> None:
+@figure("accuracy_vs_gap")
+def accuracy_vs_gap(read, gaps=None):
     """Test score against the gap (log x): one panel per task, a line per model, clip as style.
 
     Lines are the mean over seeds with a 95% bootstrap confidence band; the dotted
@@ -39,11 +98,12 @@ def accuracy_vs_gap(accuracy: pd.DataFrame, out_dir) -> None:
     Runs whose test score is not finite (diverged forward pass) are left out and counted
     in the panel title; diverged runs with finite scores stay in.
     """
+    accuracy = read("accuracy_vs_gap")
     finite = accuracy[np.isfinite(accuracy.test_score)]
     dropped = accuracy[~np.isfinite(accuracy.test_score)].groupby("task").size()
     sns.set_theme(style="whitegrid", context="paper")
     grid = sns.relplot(
-        data=finite, x="gap", y="test_score", col="task", hue="model", style="clip",
+        data=finite, x="gap", y="test_score", col="task", style="clip", **_hue(finite),
         kind="line", facet_kws={"sharey": False, "sharex": False}, height=3.2, aspect=1.3, **STYLE,
     )
     for task, ax in grid.axes_dict.items():
@@ -58,7 +118,7 @@ def accuracy_vs_gap(accuracy: pd.DataFrame, out_dir) -> None:
         ax.set_title(f"{task} (dotted: memoryless{lost})")
     grid.set_xlabels("gap (steps)")
     grid.figure.subplots_adjust(wspace=0.3)
-    _save(grid, Path(out_dir), "accuracy_vs_gap")
+    return grid
 
 
 def _at_chosen_gap(table: pd.DataFrame, gaps: dict | None) -> pd.DataFrame:
@@ -71,59 +131,66 @@ def _at_chosen_gap(table: pd.DataFrame, gaps: dict | None) -> pd.DataFrame:
     return shown
 
 
-def _per_stage(table, x, y, out_dir, stem, xlabel, ylabel, gaps=None) -> None:
+def _per_stage(table, x, y, xlabel, ylabel, gaps=None):
     """One column per task (at its chosen gap), one row per stage (init, trained), a line
     per model, clip arm as style; mean over seeds, the band their range (min to max)."""
     shown = _at_chosen_gap(table, gaps)
     sns.set_theme(style="whitegrid", context="paper")
     grid = sns.relplot(
-        data=shown, x=x, y=y, col="task", row="stage", hue="model", style="clip", kind="line",
+        data=shown, x=x, y=y, col="task", row="stage", style="clip", kind="line", **_hue(shown),
         row_order=["init", "trained"], facet_kws={"sharey": False, "sharex": False},
         height=3.0, aspect=1.3, **CURVE_STYLE,
     )
     grid.set_axis_labels(xlabel, ylabel)
-    _save(grid, Path(out_dir), stem)
+    return grid
 
 
-def gradient_decay(decay: pd.DataFrame, out_dir, gaps: dict | None = None) -> None:
+@figure("gradient_decay")
+def gradient_decay(read, gaps=None):
     """log10 ||∂L_t/∂h_k|| against the lag t − k, at initialisation and after training.
 
     Each run's value is the mean norm over its probe sequences; lines are the mean of log10
     over seeds (a geometric mean). A straight line of slope −r/ln10 is exponential decay at
     the fitted rate r; a flat line is a norm-preserving Jacobian product.
     """
-    _per_stage(decay, "lag", "log10_grad_norm", out_dir, "gradient_decay",
-               "lag t − k (steps)", "log₁₀ ‖∂L_t/∂h_k‖", gaps)
+    return _per_stage(read("gradient_decay"), "lag", "log10_grad_norm",
+                      "lag t − k (steps)", "log₁₀ ‖∂L_t/∂h_k‖", gaps)
 
 
-def sensitivity(table: pd.DataFrame, out_dir, gaps: dict | None = None) -> None:
+@figure("sensitivity")
+def sensitivity(read, gaps=None):
     """log10 ||∂h_t/∂x_l||_F against the lag t − l: how much of an input l steps back still
     moves the last state (forward memory), init and trained."""
-    _per_stage(table, "lag", "log10_sensitivity", out_dir, "sensitivity",
-               "lag t − l (steps)", "log₁₀ ‖∂h_t/∂x_l‖", gaps)
+    return _per_stage(read("sensitivity"), "lag", "log10_sensitivity",
+                      "lag t − l (steps)", "log₁₀ ‖∂h_t/∂x_l‖", gaps)
 
 
-def jacobian_spectrum(table: pd.DataFrame, out_dir, gaps: dict | None = None) -> None:
+@figure("jacobian_spectrum")
+def jacobian_spectrum(read, gaps=None):
     """Singular values σ_i of ∂h_t/∂h_{t−L} (log10, descending) at the largest probed lag L:
     a flat top near 0 is dynamical isometry; a steep fall means only a few directions of the
     past state still reach h_t."""
+    table = read("jacobian_spectrum")
     product = table[(table.quantity == "product") & (table.statistic == "log10_singular_value")]
-    longest = product.groupby(KEY_COLUMNS + ["stage"]).lag.transform("max")
-    _per_stage(product[product.lag == longest], "index", "value", out_dir, "jacobian_spectrum",
-               "singular value index i", "log₁₀ σ_i(∂h_t/∂h_{t−L}), L = longest lag", gaps)
+    longest = product.groupby(KEYS + ["stage"]).lag.transform("max")
+    return _per_stage(product[product.lag == longest], "index", "value",
+                      "singular value index i", "log₁₀ σ_i(∂h_t/∂h_{t−L}), L = longest lag", gaps)
 
 
-def lyapunov(table: pd.DataFrame, out_dir, gaps: dict | None = None) -> None:
+@figure("lyapunov")
+def lyapunov(read, gaps=None):
     """Lyapunov exponents λ_i (natural log per step) in decreasing order: λ_1 < 0 means
     perturbations, and memories, fade at rate λ_1; λ ≡ 0 is a norm-preserving map."""
+    table = read("lyapunov")
     finite = table[np.isfinite(table.exponent)]
-    _per_stage(finite, "index", "exponent", out_dir, "lyapunov", "exponent index i", "λ_i (per step)", gaps)
+    return _per_stage(finite, "index", "exponent", "exponent index i", "λ_i (per step)", gaps)
 
 
-def memory_capacity(table: pd.DataFrame, out_dir, gaps: dict | None = None) -> None:
+@figure("memory_capacity")
+def memory_capacity(read, gaps=None):
     """MC_k, the squared correlation of a linear readout of the state with u(t − k), against
     the delay k (Jaeger 2001); the area under each curve is the memory capacity MC ≤ H."""
-    _per_stage(table, "delay", "mc", out_dir, "memory_capacity", "delay k (steps)", "MC_k", gaps)
+    return _per_stage(read("memory_capacity"), "delay", "mc", "delay k (steps)", "MC_k", gaps)
 
 
 def largest_gap_solved(accuracy: pd.DataFrame) -> pd.DataFrame:
@@ -132,32 +199,34 @@ def largest_gap_solved(accuracy: pd.DataFrame) -> pd.DataFrame:
     return solved.groupby(["task", "model", "clip", "seed"], as_index=False).solved_gap.max()
 
 
-def decay_rate_vs_gap_solved(accuracy: pd.DataFrame, summary: pd.DataFrame, out_dir) -> None:
+@figure("decay_rate_vs_gap_solved")
+def decay_rate_vs_gap_solved(read, gaps=None):
     """The fitted gradient decay rate r of the trained network (at the task's largest gap)
     against the largest gap the same (model, clip, seed) solved: theory predicts that fast
     decay (large r, half-life ln2/r short) goes with short solved gaps. One point per
     (model, clip, seed), one panel per task."""
+    accuracy, summary = read("accuracy_vs_gap"), read("propagation_summary")
     trained = summary[summary.stage == "trained"]
     hardest = trained[trained.gap == trained.groupby("task").gap.transform("max")]
     points = largest_gap_solved(accuracy).merge(
         hardest[["task", "model", "clip", "seed", "decay_rate"]], on=["task", "model", "clip", "seed"])
     sns.set_theme(style="whitegrid", context="paper")
     grid = sns.relplot(
-        data=points, x="decay_rate", y="solved_gap", col="task", hue="model", style="clip",
+        data=points, x="decay_rate", y="solved_gap", col="task", style="clip", **_hue(points),
         kind="scatter", facet_kws={"sharey": False, "sharex": False}, height=3.0, aspect=1.2, s=40,
     )
     grid.set_axis_labels("fitted decay rate r (ln per step; trained, largest gap)", "largest gap solved")
-    _save(grid, Path(out_dir), "decay_rate_vs_gap_solved")
+    return grid
 
 
 def draw_all(tables_dir, out_dir, gaps: dict | None = None) -> None:
-    tables_dir = Path(tables_dir)
-    read = lambda name: pd.read_csv(tables_dir / f"{name}.csv")  # noqa: E731
-    accuracy = read("accuracy_vs_gap")
-    accuracy_vs_gap(accuracy, out_dir)
-    gradient_decay(read("gradient_decay"), out_dir, gaps)
-    sensitivity(read("sensitivity"), out_dir, gaps)
-    jacobian_spectrum(read("jacobian_spectrum"), out_dir, gaps)
-    lyapunov(read("lyapunov"), out_dir, gaps)
-    memory_capacity(read("memory_capacity"), out_dir, gaps)
-    decay_rate_vs_gap_solved(accuracy, read("propagation_summary"), out_dir)
+    """Draw every registered figure from the tables in tables_dir (each table read once)."""
+    tables_dir, cache = Path(tables_dir), {}
+
+    def read(name: str) -> pd.DataFrame:
+        if name not in cache:
+            cache[name] = pd.read_csv(tables_dir / f"{name}.csv")
+        return cache[name]
+
+    for name, draw in FIGURES.items():
+        _save(draw(read, gaps), Path(out_dir), name)

@@ -9,7 +9,7 @@ on a float64 CPU copy of it, and returns a tidy DataFrame (one row per observati
     lyapunov           the k largest Lyapunov exponents (QR method)   index, exponent, cumulative_sum
     memory_capacity    Jaeger's MC_k per delay k                       delay, mc
 
-`fit_decay_rate`, `clipping_statistics` and `propagation_summary` reduce tables (or arrays) to
+`fit_decay_rate` and `propagation_summary` reduce tables (or arrays) to
 numbers; `probe_all` runs everything a training run records. Index conventions: states[:, l]
 is h_{l+1} (the model's output at 0-based step l); D_l = diag(φ'(a_l)) uses that step's output,
 and J_l = ∂h_l/∂h_{l-1} = D_l W_h (the lecture writes D_{l+1} W_hᵀ for the row-vector form).
@@ -382,29 +382,6 @@ def _squared_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 # ------------------------------------------------------------------------------ summaries
 
-def clipping_statistics(pre_clip_norms, clipped=None) -> dict:
-    """One row of gradient-clipping and stability statistics over a run's steps.
-
-    pre_clip_norms: the global gradient norm ||∇L|| of every step before clipping (Pascanu
-    et al. 2013, "if ||g|| > θ then g ← θ g/||g||"); clipped: whether that step was clipped.
-    Returns steps, clipped_fraction (NaN without flags), nonfinite_norms (inf/NaN: a blow-up),
-    and norm_min, norm_q10, norm_median, norm_q90, norm_max over the finite norms.
-    """
-    norms = np.asarray(pre_clip_norms, dtype=np.float64).ravel()
-    finite = norms[np.isfinite(norms)]
-    quantiles = np.quantile(finite, [0.0, 0.1, 0.5, 0.9, 1.0]) if finite.size else [math.nan] * 5
-    flags = None if clipped is None else np.asarray(clipped, dtype=bool).ravel()
-    if flags is not None and flags.size != norms.size:
-        raise ValueError(f"{norms.size} norms but {flags.size} clipped flags")
-    return {
-        "steps": int(norms.size),
-        "clipped_fraction": float(flags.mean()) if flags is not None and flags.size else math.nan,
-        "nonfinite_norms": int(norms.size - finite.size),
-        **{name: float(v) for name, v in
-           zip(("norm_min", "norm_q10", "norm_median", "norm_q90", "norm_max"), quantiles)},
-    }
-
-
 def propagation_summary(decay=None, spectrum=None, lyapunov_table=None, memory=None,
                         floor: float = FLOAT64_LOG10_FLOOR) -> dict:
     """One dict per run (and stage) from the probe tables; NaN for a table not given.
@@ -428,6 +405,17 @@ def propagation_summary(decay=None, spectrum=None, lyapunov_table=None, memory=N
         "spectral_radius": radius,
         "memory_capacity": math.nan if memory is None else float(memory.mc.sum(skipna=False)),
     }
+
+
+# table name -> the columns its rows are sorted by after the run keys and stage
+TABLES = {
+    "gradient_decay": ["lag"],
+    "jacobian_spectrum": ["quantity", "lag", "step", "statistic", "index"],
+    "sensitivity": ["lag"],
+    "lyapunov": ["index"],
+    "memory_capacity": ["delay"],
+}
+SUMMARY_COLUMNS = ["decay_rate", "half_life", "lyapunov_max", "lyapunov_sum", "spectral_radius", "memory_capacity"]
 
 
 def probe_all(model, readout, task, x, y) -> dict:

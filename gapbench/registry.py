@@ -65,7 +65,14 @@ class Registry:
 
 
 def options_of(builder) -> list[str]:
-    """Keyword options a builder accepts: its keyword-only parameters, less `batch_first`
-    (the pipeline always feeds (batch, time, features) tensors, so it is no option of a run)."""
+    """Keyword options a builder accepts, sorted: see `declared_options`."""
+    return sorted(declared_options(builder))
+
+
+def declared_options(builder) -> list[str]:
+    """Keyword options a builder accepts, in the order its signature declares them: its keyword-only
+    parameters, less `batch_first` (the pipeline always feeds (batch, time, features) tensors, so it
+    is no option of a run). A class may set `__signature__` (tasks taking the shared sampling
+    options do, see tasks/_sampling.py `Sampled`): that is what is read then."""
     params = inspect.signature(builder).parameters.values()
-    return sorted(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "batch_first")
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "batch_first"]

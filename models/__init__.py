@@ -13,7 +13,12 @@ register = _registry.register
 names = _registry.names
 options = _registry.options
 
-__all__ = ["Net", "RecurrentModel", "build", "names", "options", "register"]
+__all__ = ["Net", "RecurrentModel", "build", "family", "names", "options", "register"]
+
+
+def family(name: str) -> str:
+    """The family a model belongs to (what figures group and colour by)."""
+    return _registry.get(name).family
 
 
 def build(name: str, input_size: int, hidden_size: int, **options):

@@ -28,6 +28,12 @@ class RecurrentModel(nn.Module):
     input_size: int
     hidden_size: int
     state_size: int
+    # what figures group and colour models by: elementwise, gated, reservoir,
+    # orthogonal/unitary, diagonal, oscillator (or a new family of one's own)
+    family: str = "other"
+    # how gapbench.train fits it: "gradient" (the optimiser and clip arm of the config) or
+    # "guessing" (random weight search, models/random_guess.py)
+    trained_by: str = "gradient"
 
     def step(self, state: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

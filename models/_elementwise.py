@@ -44,6 +44,8 @@ class ElementwiseRNN(RecurrentModel):
     Jacobian J_l = diag(φ'(a_l)) W_h instead of differentiating `step`.
     """
 
+    family = "elementwise"
+
     def __init__(self, input_size: int, hidden_size: int, activation: str, batch_first: bool = True):
         super().__init__()
         self.phi = get_activation(activation)

@@ -14,6 +14,8 @@ class OrthogonalRNN(ElementwiseRNN):
     `orthogonal_map` is any map torch.nn.utils.parametrizations.orthogonal accepts.
     """
 
+    family = "orthogonal/unitary"
+
     def __init__(self, input_size, hidden_size, *, activation="linear", orthogonal_map="matrix_exp", batch_first=True):
         super().__init__(input_size, hidden_size, activation, batch_first)
         holder = nn.Module()

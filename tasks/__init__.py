@@ -9,6 +9,7 @@ from gapbench.registry import Registry
 _registry = Registry(__name__, "task")
 register = _registry.register
 names = _registry.names
+options = _registry.options
 
 
 def build(name: str, gap: int, **params):

@@ -7,6 +7,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from gapbench import tasks
+from gapbench.registry import declared_options
+
 SUCCESS_FRACTION = 0.1
 """A run succeeds when its test loss is below SUCCESS_FRACTION × the task's baseline."""
 
@@ -28,11 +31,16 @@ class Task:
     version = 2  # bump when the generator changes, so old datasets are not mistaken for new
 
     def __init__(self, gap: int):
-        if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < self.min_gap:
+        self.gap = self.checked_gap(gap)
+
+    @classmethod
+    def checked_gap(cls, gap) -> int:
+        """`gap` as an int, or a ValueError naming the task and the smallest gap it takes."""
+        if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < cls.min_gap:
             raise ValueError(
-                f"task {self.registry_name!r}: gap must be an integer >= {self.min_gap}, got {gap!r}"
+                f"task {cls.registry_name!r}: gap must be an integer >= {cls.min_gap}, got {gap!r}"
             )
-        self.gap = int(gap)
+        return int(gap)
 
     @property
     def seq_len(self) -> int:
@@ -54,8 +62,14 @@ class Task:
         return self.seq_len - 1
 
     def params(self) -> dict:
-        """The options this instance was built with (recorded next to every dataset)."""
-        return {}
+        """The options this instance was built with (recorded next to every dataset, and what
+        `tasks.build(registry_name, gap, **params)` takes back): the value of each of
+        `recorded_options()`, which a task keeps under the option's own name."""
+        return {name: getattr(self, name) for name in self.recorded_options()}
+
+    def recorded_options(self) -> list[str]:
+        """The options `params()` records: those the task's registered builder declares, in order."""
+        return declared_options(tasks._registry.get(self.registry_name))
 
     def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """n sequences: {'x': float32 (n, seq_len, input_size), 'y': targets}."""

@@ -1,6 +1,10 @@
 """Irregular sampling, shared by every task that takes the options `sampling`, `rate`, `keep`,
 `gap_unit` and `time_channels` (copy, adding, multiplication, delay, sine_frequency).
 
+The options are defined once, by the keyword-only parameters of `Sampling`. A task takes them by
+deriving from `Sampled` and accepting `**sampling_options`, which it hands to `Sampling`; `Sampled`
+gives the class a signature listing them one by one (what the registry reports as its options).
+
 Each step of a sequence is one observation. A task lays its sequence out as
 
     [left padding] [prefix: p steps, the last is the cue] [gap region: g steps, the last is the query] [suffix: s steps]
@@ -25,6 +29,7 @@ appended after the task's own inputs so any model consumes them unchanged:
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -50,17 +55,11 @@ class Timeline:
     query: int  # index of the query, the same in every row: T − suffix − 1
     gap_steps: np.ndarray  # (n,) steps from the cue to the query
 
-    @property
-    def delta(self) -> np.ndarray:
-        """Δ = t_query − t_cue per sequence."""
-        rows = np.arange(len(self.cue))
-        return self.time[:, self.query] - self.time[rows, self.cue]
-
 
 class Sampling:
     """The sampling options of one task instance; `timeline` draws the observation times."""
 
-    def __init__(self, task: str, sampling="regular", rate=1.0, keep=0.5, gap_unit="time", time_channels=()):
+    def __init__(self, task: str, *, sampling="regular", rate=1.0, keep=0.5, gap_unit="time", time_channels=()):
         self.sampling = choice(task, "sampling", sampling, SAMPLINGS)
         self.gap_unit = choice(task, "gap_unit", gap_unit, GAP_UNITS)
         check(task, "rate", isinstance(rate, (int, float)) and 0 < rate < math.inf, rate, "a number > 0")
@@ -145,3 +144,38 @@ class Sampling:
     def with_channels(self, x: np.ndarray, timeline: Timeline) -> np.ndarray:
         """The task's inputs x (n, T, k) followed by the time channels."""
         return np.concatenate([x, self.channels(timeline)], axis=-1) if self.time_channels else x
+
+
+SAMPLING_OPTIONS = tuple(
+    p for p in inspect.signature(Sampling).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
+)
+"""The sampling options with their defaults: the keyword-only parameters of `Sampling`, their one definition."""
+SAMPLING_NAMES = frozenset(p.name for p in SAMPLING_OPTIONS)
+
+
+class Sampled:
+    """A task, or a builder of tasks, that takes the sampling options.
+
+    Its `__init__` (or `__new__`) takes them as `**sampling_options` and passes them on to
+    `Sampling(task_name, **sampling_options)`, stored as `self.sampling`. The class's signature,
+    which the registry reads for the options a builder accepts, lists them in place of the
+    `**sampling_options`, with their defaults. `params()` records them as `Sampling.params()`
+    does: only those that matter for the chosen sampling.
+    """
+
+    sampling: Sampling
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = None  # read this class's own __init__/__new__, not an inherited signature
+        signature = inspect.signature(cls)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        if len(own) == len(signature.parameters):
+            raise TypeError(f"{cls.__name__} takes the sampling options: its signature needs **sampling_options")
+        cls.__signature__ = signature.replace(parameters=[*own, *SAMPLING_OPTIONS])
+
+    def recorded_options(self) -> list[str]:
+        return [name for name in super().recorded_options() if name not in SAMPLING_NAMES]
+
+    def params(self) -> dict:
+        return {**super().params(), **self.sampling.params()}

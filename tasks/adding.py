@@ -1,4 +1,8 @@
-"""The adding problem (Hochreiter & Schmidhuber 1997) in two conventions, and its multiplication twin."""
+"""The adding problem (Hochreiter & Schmidhuber 1997) in two conventions, and its multiplication twin.
+
+`tasks.build("adding", gap, convention=...)` builds one class per convention: AddingArjovsky (the
+default) or AddingHochreiter; both are recorded as task 'adding' with their convention.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -6,98 +10,52 @@ import torch
 
 from gapbench.tasks import register
 from gapbench.tasks._base import LastStepRegression, choice
-from gapbench.tasks._sampling import Sampling
+from gapbench.tasks._sampling import Sampled, Sampling
 
-CONVENTIONS = ("arjovsky", "hochreiter")
 TOLERANCE = 0.04  # Hochreiter & Schmidhuber: a sequence is processed correctly if |error| < 0.04
 FIRST_WINDOW = 10  # ... X1 is one of the first ten pairs
 
 
-@register("adding")
-class Adding(LastStepRegression):
-    """Output a function of the two marked values of a sequence, read at the last step.
+class MarkedPair(Sampled, LastStepRegression):
+    """What both conventions share: x_t = (v_t, m_t) (then any time channels), and one target per
+    sequence, a function of the two values marked m = 1, read at the last step."""
 
-    arjovsky (Arjovsky et al. 2016 / Le et al. 2015; the default): length `gap`; x_t = (v_t, m_t),
-        v_t ~ U(0, 1), m_t = 1 at one step of the first half and one of the second half (0
-        elsewhere); target v_i + v_j. Loss and metric MSE; predicting the mean 1 scores
-        Var(v_i + v_j) = 1/6, the baseline.
-    hochreiter (Hochreiter & Schmidhuber 1997, experiment 4): with T = gap (>= 20), lengths
-        uniform in [T, T + ⌊T/10⌋]; v_t ~ U[−1, 1]; X1 marked (m = 1) among the first ten steps,
-        X2 among the other steps of the first ⌊T/2⌋; m = −1 at the first and last step (unless
-        marked); a marked first step has its value set to 0. Target 0.5 + (X1 + X2)/4.
-        Shorter sequences are LEFT-padded with zero inputs so every one ends at the last step.
-        Loss MSE; the metric is the fraction processed correctly (|error| < 0.04). With
-        q = 1/10 + (9/10)/(⌊T/2⌋ − 1) the chance that one marked value is the zeroed first step,
-        predicting the mean 0.5 scores baseline (2 − q)/48 and chance score
-        (1 − q)(a − a²/4) + q·a with a = 4·0.04 (the triangular law of X1 + X2).
-        Success: test MSE < 0.01 and every sequence processed correctly (their stopping rule).
-    Irregular sampling (arjovsky; tasks/_sampling.py): the cue is the first step, the query
-    the last, span gap − 1 (the regular length gap); the markers fall in the first and second
-    half of each sequence's observations.
-    """
-
+    registry_name = "adding"
+    convention: str
     input_size = 2
     min_gap = 2
 
-    def __init__(self, gap, *, convention="arjovsky",
-                 sampling="regular", rate=1.0, keep=0.5, gap_unit="time", time_channels=()):
+    def __init__(self, gap, **sampling_options):
         super().__init__(gap)
-        self.convention = choice(self.registry_name, "convention", convention, CONVENTIONS)
-        self.sampling = Sampling(self.registry_name, sampling, rate, keep, gap_unit, time_channels)
-        if convention == "hochreiter":
-            if self.gap < 2 * FIRST_WINDOW:
-                raise ValueError(f"task 'adding': gap must be an integer >= 20 with convention "
-                                 f"'hochreiter', got {gap!r}")
-            if not self.sampling.regular:
-                raise ValueError("adding: convention 'hochreiter' needs sampling 'regular'; "
-                                 "irregular sampling is implemented for ['arjovsky']")
-            self.metric = "accuracy"
-            self.scored = "last step (each sequence ends there; left-padded)"
+        self.sampling = Sampling(self.registry_name, **sampling_options)
         self.input_size = 2 + self.sampling.n_channels
 
-    def params(self):
-        return {"convention": self.convention, **self.sampling.params()}
+
+class AddingArjovsky(MarkedPair):
+    """The adding problem of Arjovsky et al. 2016 / Le et al. 2015 (adding's default convention).
+
+    Length `gap`; x_t = (v_t, m_t), v_t ~ U(0, 1), m_t = 1 at one step of the first half and one
+    of the second half (0 elsewhere); target v_i + v_j. Loss and metric MSE; predicting the mean 1
+    scores Var(v_i + v_j) = 1/6, the baseline.
+    Irregular sampling (tasks/_sampling.py): the cue is the first step, the query the last, span
+    gap − 1 (the regular length gap); the markers fall in the first and second half of each
+    sequence's observations.
+    """
+
+    convention = "arjovsky"
 
     @property
     def seq_len(self):
-        if self.convention == "hochreiter":
-            return self.gap + self.gap // 10
         return 1 + self.sampling.max_gap_steps(self.gap - 1)
 
     def _combine(self, a, b):
         return a + b
 
     @property
-    def _zeroed(self):
-        """Hochreiter: chance that one of the two marked values is the zeroed first step."""
-        return 0.1 + 0.9 / (self.gap // 2 - 1)
-
-    @property
     def baseline(self):
-        if self.convention == "hochreiter":
-            return (2.0 - self._zeroed) / 48.0
         return 1.0 / 6.0
 
-    @property
-    def chance_score(self):
-        if self.convention == "hochreiter":
-            a, q = 4 * TOLERANCE, self._zeroed
-            return (1 - q) * (a - a * a / 4) + q * a
-        return self.baseline
-
-    def success(self, test_loss, test_score=None):
-        if self.convention == "hochreiter":
-            return bool(test_loss < 0.01 and (test_score is None or test_score >= 1.0))
-        return super().success(test_loss, test_score)
-
-    def score(self, pred, y):
-        if self.convention == "hochreiter":
-            return ((pred[:, -1, 0] - y).abs() < TOLERANCE).to(torch.float64).mean()
-        return self.loss(pred, y)
-
     def sample(self, n, rng):
-        if self.convention == "hochreiter":
-            return self._sample_hochreiter(n, rng)
         if self.sampling.regular and not self.sampling.time_channels:
             return self._sample_regular(n, rng)
         return self._sample_timeline(n, rng)
@@ -129,7 +87,60 @@ class Adding(LastStepRegression):
         x = self.sampling.with_channels(np.stack([values, markers], axis=-1), timeline)
         return {"x": x, "y": y.astype(np.float32)}
 
-    def _sample_hochreiter(self, n, rng):
+
+class AddingHochreiter(MarkedPair):
+    """The adding problem of Hochreiter & Schmidhuber 1997, experiment 4.
+
+    With T = gap (>= 20), lengths uniform in [T, T + ⌊T/10⌋]; v_t ~ U[−1, 1]; X1 marked (m = 1)
+    among the first ten steps, X2 among the other steps of the first ⌊T/2⌋; m = −1 at the first
+    and last step (unless marked); a marked first step has its value set to 0. Target
+    0.5 + (X1 + X2)/4. Shorter sequences are LEFT-padded with zero inputs so every one ends at
+    the last step. Loss MSE; the metric is the fraction processed correctly (|error| < 0.04).
+    With q = 1/10 + (9/10)/(⌊T/2⌋ − 1) the chance that one marked value is the zeroed first step,
+    predicting the mean 0.5 scores baseline (2 − q)/48 and chance score (1 − q)(a − a²/4) + q·a
+    with a = 4·0.04 (the triangular law of X1 + X2).
+    Success: test MSE < 0.01 and every sequence processed correctly (their stopping rule).
+    Sampling must be regular.
+    """
+
+    convention = "hochreiter"
+    metric = "accuracy"
+    scored = "last step (each sequence ends there; left-padded)"
+
+    def __init__(self, gap, **sampling_options):
+        super().__init__(gap, **sampling_options)
+        if self.gap < 2 * FIRST_WINDOW:
+            raise ValueError(f"task 'adding': gap must be an integer >= 20 with convention "
+                             f"'hochreiter', got {gap!r}")
+        if not self.sampling.regular:
+            raise ValueError("adding: convention 'hochreiter' needs sampling 'regular'; "
+                             "irregular sampling is implemented for ['arjovsky']")
+
+    @property
+    def seq_len(self):
+        return self.gap + self.gap // 10
+
+    @property
+    def _zeroed(self):
+        """The chance that one of the two marked values is the zeroed first step."""
+        return 0.1 + 0.9 / (self.gap // 2 - 1)
+
+    @property
+    def baseline(self):
+        return (2.0 - self._zeroed) / 48.0
+
+    @property
+    def chance_score(self):
+        a, q = 4 * TOLERANCE, self._zeroed
+        return (1 - q) * (a - a * a / 4) + q * a
+
+    def success(self, test_loss, test_score=None):
+        return bool(test_loss < 0.01 and (test_score is None or test_score >= 1.0))
+
+    def score(self, pred, y):
+        return ((pred[:, -1, 0] - y).abs() < TOLERANCE).to(torch.float64).mean()
+
+    def sample(self, n, rng):
         T, rows = self.seq_len, np.arange(n)
         start = T - rng.integers(self.gap, T + 1, size=n)  # left padding
         observed = np.arange(T) >= start[:, None]
@@ -147,8 +158,25 @@ class Adding(LastStepRegression):
         return {"x": x, "y": y.astype(np.float32)}
 
 
+CONVENTIONS = {"arjovsky": AddingArjovsky, "hochreiter": AddingHochreiter}
+
+
+@register("adding")
+class Adding(Sampled):
+    """The adding problem: output a function of the two marked values of a sequence, read at the
+    last step. `convention` picks the published variant, whose class is built: "arjovsky"
+    (AddingArjovsky, the default) or "hochreiter" (AddingHochreiter). Both take the sampling
+    options (tasks/_sampling.py); hochreiter only regular sampling.
+    """
+
+    def __new__(cls, gap, *, convention="arjovsky", **sampling_options):
+        MarkedPair.checked_gap(gap)  # the gap first, as every task checks it
+        convention = choice("adding", "convention", convention, tuple(CONVENTIONS))
+        return CONVENTIONS[convention](gap, **sampling_options)
+
+
 @register("multiplication")
-class Multiplication(Adding):
+class Multiplication(AddingArjovsky):
     """The multiplication problem (Hochreiter & Schmidhuber 1997 exp. 5; Pascanu et al. 2013).
 
     The adding task's arjovsky layout (v_t ~ U(0, 1), one marker in each half, length `gap`)
@@ -156,13 +184,6 @@ class Multiplication(Adding):
     Var(v_i v_j) = E[v²]² − E[v]⁴ = 1/9 − 1/16 = 7/144, the baseline.
     Takes the same sampling options as adding.
     """
-
-    def __init__(self, gap, *, sampling="regular", rate=1.0, keep=0.5, gap_unit="time", time_channels=()):
-        super().__init__(gap, convention="arjovsky", sampling=sampling, rate=rate, keep=keep,
-                         gap_unit=gap_unit, time_channels=time_channels)
-
-    def params(self):
-        return self.sampling.params()
 
     def _combine(self, a, b):
         return a * b

@@ -9,13 +9,13 @@ from torch.nn import functional as F
 
 from gapbench.tasks import register
 from gapbench.tasks._base import Task, check, choice, is_int
-from gapbench.tasks._sampling import Sampling
+from gapbench.tasks._sampling import Sampled, Sampling
 
 CONVENTIONS = ("arjovsky", "expRNN", "selective")
 
 
 @register("copy")
-class Copy(Task):
+class Copy(Sampled, Task):
     """Remember `length` (L) symbols from an alphabet of `alphabet` (A) across `gap` steps.
 
     Input tokens (one-hot): symbols 1..A, blank 0, delimiter A+1. All conventions have length
@@ -40,13 +40,12 @@ class Copy(Task):
 
     metric = "accuracy"
 
-    def __init__(self, gap, *, length=10, alphabet=8, convention="arjovsky",
-                 sampling="regular", rate=1.0, keep=0.5, gap_unit="time", time_channels=()):
+    def __init__(self, gap, *, length=10, alphabet=8, convention="arjovsky", **sampling_options):
         super().__init__(gap)
         check("copy", "length", is_int(length) and length >= 1, length, "an integer >= 1")
         check("copy", "alphabet", is_int(alphabet) and alphabet >= 2, alphabet, "an integer >= 2")
         self.convention = choice("copy", "convention", convention, CONVENTIONS)
-        self.sampling = Sampling("copy", sampling, rate, keep, gap_unit, time_channels)
+        self.sampling = Sampling("copy", **sampling_options)
         if convention == "selective" and not self.sampling.regular:
             raise ValueError("copy: convention 'selective' needs sampling 'regular'; "
                              "irregular sampling is implemented for ['arjovsky', 'expRNN']")
@@ -56,10 +55,6 @@ class Copy(Task):
         self.recall_only = convention == "selective"
         # (prefix, span, suffix) of the timeline: symbols, cue → delimiter, steps after the delimiter
         self.layout = (self.length, self.gap + (convention == "expRNN"), self.length - (convention == "expRNN"))
-
-    def params(self):
-        return {"length": self.length, "alphabet": self.alphabet, "convention": self.convention,
-                **self.sampling.params()}
 
     @property
     def seq_len(self):

@@ -7,7 +7,7 @@ import numpy as np
 
 from gapbench.tasks import register
 from gapbench.tasks._base import Task, check, is_int
-from gapbench.tasks._sampling import Sampling
+from gapbench.tasks._sampling import Sampled, Sampling
 
 
 def random_signal(times, frequencies, phases):
@@ -19,7 +19,7 @@ def random_signal(times, frequencies, phases):
 
 
 @register("delay")
-class Delay(Task):
+class Delay(Sampled, Task):
     """Output, at each of the last `outputs` steps, the input signal as it was `gap` time units ago.
 
     The input is s(t) = sqrt(2/M) Σ_m cos(2π f_m t + φ_m) with M = `components`, f_m ~ U(0,
@@ -36,20 +36,15 @@ class Delay(Task):
     metric = "mse"
     output_size = 1
 
-    def __init__(self, gap, *, outputs=10, components=16, bandwidth=0.1,
-                 sampling="regular", rate=1.0, keep=0.5, gap_unit="time", time_channels=()):
+    def __init__(self, gap, *, outputs=10, components=16, bandwidth=0.1, **sampling_options):
         super().__init__(gap)
         check("delay", "outputs", is_int(outputs) and outputs >= 1, outputs, "an integer >= 1")
         check("delay", "components", is_int(components) and components >= 1, components, "an integer >= 1")
         check("delay", "bandwidth", isinstance(bandwidth, (int, float)) and 0 < bandwidth <= 0.5,
               bandwidth, "a frequency in (0, 0.5] cycles per unit time")
         self.outputs, self.components, self.bandwidth = int(outputs), int(components), float(bandwidth)
-        self.sampling = Sampling("delay", sampling, rate, keep, gap_unit, time_channels)
+        self.sampling = Sampling("delay", **sampling_options)
         self.input_size = 1 + self.sampling.n_channels
-
-    def params(self):
-        return {"outputs": self.outputs, "components": self.components, "bandwidth": self.bandwidth,
-                **self.sampling.params()}
 
     @property
     def seq_len(self):

@@ -23,10 +23,8 @@ class Latch(LastStepClassification):
         super().__init__(gap)
         check("latch", "classes", is_int(classes) and classes >= 2, classes, "an integer >= 2")
         check("latch", "noise", isinstance(noise, (int, float)) and 0 <= noise < np.inf, noise, "a number >= 0")
-        self.output_size, self.noise = int(classes), float(noise)
-
-    def params(self):
-        return {"classes": self.output_size, "noise": self.noise}
+        self.classes, self.noise = int(classes), float(noise)
+        self.output_size = self.classes
 
     @property
     def seq_len(self):

@@ -11,12 +11,12 @@ from gapbench.tasks._base import Task, check, is_int
 class MemoryCapacity(Task):
     """Output u(t − k) for each delay k of a set ending at `gap`, from i.i.d. u(t) ~ U(−1, 1).
 
-    The `delays` (K) delays are k_j = ⌈j·gap/K⌉, j = 1..K (Jaeger's k = 1..K when gap = K; the
-    distinct values, i.e. 1..gap, when gap < K), one output unit each. Length gap + outputs: the
-    first gap steps are the washout (every target exists after it), the last `outputs` steps are
-    scored. Loss and metric: MSE over scored steps and delays; predicting the mean 0 scores
-    Var(u) = 1/3, the baseline. Jaeger's capacity Σ_k r_k² can be computed from the predictions;
-    1 − MSE_k / Var(u) is its value for a prediction with the optimal scale.
+    The `delays` (K) delays, kept as `lags`, are k_j = ⌈j·gap/K⌉, j = 1..K (Jaeger's k = 1..K
+    when gap = K; the distinct values, i.e. 1..gap, when gap < K), one output unit each. Length
+    gap + outputs: the first gap steps are the washout (every target exists after it), the last
+    `outputs` steps are scored. Loss and metric: MSE over scored steps and delays; predicting the
+    mean 0 scores Var(u) = 1/3, the baseline. Jaeger's capacity Σ_k r_k² can be computed from the
+    predictions; 1 − MSE_k / Var(u) is its value for a prediction with the optimal scale.
     """
 
     metric = "mse"
@@ -26,13 +26,10 @@ class MemoryCapacity(Task):
         super().__init__(gap)
         check("memory_capacity", "delays", is_int(delays) and delays >= 1, delays, "an integer >= 1")
         check("memory_capacity", "outputs", is_int(outputs) and outputs >= 1, outputs, "an integer >= 1")
-        self.n_delays, self.outputs = int(delays), int(outputs)
-        j = np.arange(1, self.n_delays + 1)
-        self.delays = np.unique(-(-j * self.gap // self.n_delays))  # integer ceil
-        self.output_size = len(self.delays)
-
-    def params(self):
-        return {"delays": self.n_delays, "outputs": self.outputs}
+        self.delays, self.outputs = int(delays), int(outputs)
+        j = np.arange(1, self.delays + 1)
+        self.lags = np.unique(-(-j * self.gap // self.delays))  # the delays k_j (integer ceil)
+        self.output_size = len(self.lags)
 
     @property
     def seq_len(self):
@@ -40,7 +37,7 @@ class MemoryCapacity(Task):
 
     @property
     def scored(self):
-        return f"last {self.outputs} steps × delays {self.delays.tolist()}"
+        return f"last {self.outputs} steps × delays {self.lags.tolist()}"
 
     @property
     def baseline(self):
@@ -52,7 +49,7 @@ class MemoryCapacity(Task):
 
     def sample(self, n, rng):
         u = rng.uniform(-1.0, 1.0, size=(n, self.seq_len)).astype(np.float32)
-        source = self.gap + np.arange(self.outputs)[:, None] - self.delays[None, :]  # (outputs, K)
+        source = self.gap + np.arange(self.outputs)[:, None] - self.lags[None, :]  # (outputs, K)
         return {"x": u[..., None], "y": u[:, source]}
 
     def loss(self, pred, y):

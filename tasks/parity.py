@@ -24,9 +24,6 @@ class Parity(LastStepClassification):
         check("parity", "distractors", isinstance(distractors, bool), distractors, "true or false")
         self.distractors = distractors
 
-    def params(self):
-        return {"distractors": self.distractors}
-
     @property
     def seq_len(self):
         return self.gap + 1

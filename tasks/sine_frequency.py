@@ -7,13 +7,13 @@ import numpy as np
 
 from gapbench.tasks import register
 from gapbench.tasks._base import LastStepClassification, check, is_int
-from gapbench.tasks._sampling import Sampling
+from gapbench.tasks._sampling import Sampled, Sampling
 
 FREQUENCIES = (1 / 100, 1 / 4)  # cycles per unit time: periods 4..100, below the unit grid's Nyquist 1/2
 
 
 @register("sine_frequency")
-class SineFrequency(LastStepClassification):
+class SineFrequency(Sampled, LastStepClassification):
     """Classify which frequency band a noisy sine observed over `gap` time units belongs to.
 
     The range FREQUENCIES is cut into `classes` bands of equal width in log-frequency; a class
@@ -28,19 +28,16 @@ class SineFrequency(LastStepClassification):
 
     min_gap = 2
 
-    def __init__(self, gap, *, classes=2, noise=0.1,
-                 sampling="regular", rate=1.0, keep=0.5, gap_unit="time", time_channels=()):
+    def __init__(self, gap, *, classes=2, noise=0.1, **sampling_options):
         super().__init__(gap)
         check("sine_frequency", "classes", is_int(classes) and classes >= 2, classes, "an integer >= 2")
         check("sine_frequency", "noise", isinstance(noise, (int, float)) and 0 <= noise < math.inf,
               noise, "a number >= 0")
-        self.output_size, self.noise = int(classes), float(noise)
-        self.sampling = Sampling("sine_frequency", sampling, rate, keep, gap_unit, time_channels)
+        self.classes, self.noise = int(classes), float(noise)
+        self.output_size = self.classes
+        self.sampling = Sampling("sine_frequency", **sampling_options)
         self.input_size = 1 + self.sampling.n_channels
         self.band_edges = np.geomspace(*FREQUENCIES, self.output_size + 1)
-
-    def params(self):
-        return {"classes": self.output_size, "noise": self.noise, **self.sampling.params()}
 
     @property
     def seq_len(self):

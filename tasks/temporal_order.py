@@ -33,9 +33,6 @@ class TemporalOrder(LastStepClassification):
         self.output_size = 2 ** self.relevant
         self.windows = [(round(lo * self.gap), round(hi * self.gap)) for lo, hi in WINDOWS[self.relevant]]
 
-    def params(self):
-        return {"relevant": self.relevant}
-
     @property
     def seq_len(self):
         return self.gap

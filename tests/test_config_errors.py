@@ -23,7 +23,7 @@ def _with(**changes):
 
 CASES = [
     ("unknown task", _with(tasks=[{"name": "kopy", "gaps": [3]}]), ["kopy", "allowed", "'adding'", "'copy'"]),
-    ("unknown model", _with(models=[{"name": "lstm"}]), ["lstm", "allowed", "'vanilla'"]),
+    ("unknown model", _with(models=[{"name": "transformer"}]), ["transformer", "allowed", "'lstm'", "'vanilla'"]),
     ("unknown clip arm", _with(**{"clip.arms": ["none", "adaptive"]}), ["adaptive", "'none'", "'norm'", "'value'"]),
     ("non-positive gap", _with(tasks=[{"name": "copy", "gaps": [0, 4]}]), ["gaps", "0", "minimum"]),
     ("gap too small for the task", _with(tasks=[{"name": "adding", "gaps": [1]}]), ["tasks[adding]", "gap must be an integer >= 2"]),

@@ -5,17 +5,16 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from gapbench import tasks
-from gapbench import data
+from gapbench import data, tasks
 
 SIZES = {"train": 40, "validation": 8, "test": 8}
 
 
 def test_generation_is_deterministic_and_checksummed(tmp_path):
     sizes = {"train": 16, "validation": 8, "test": 8}
-    first = data.generate("adding", 6, {}, 4, sizes, tmp_path / "a")
-    second = data.generate("adding", 6, {}, 4, sizes, tmp_path / "b")
-    other_seed = data.generate("adding", 6, {}, 5, sizes, tmp_path / "c")
+    first = data.generate(tasks.build("adding", 6), 4, sizes, tmp_path / "a")
+    second = data.generate(tasks.build("adding", 6), 4, sizes, tmp_path / "b")
+    other_seed = data.generate(tasks.build("adding", 6), 5, sizes, tmp_path / "c")
     assert first["sha256"] == second["sha256"] != other_seed["sha256"]
     assert len(set(first["sha256"].values())) == 3  # splits are independent streams
     loaded = data.load(tmp_path / "a", "test")
@@ -26,7 +25,7 @@ def test_generation_is_deterministic_and_checksummed(tmp_path):
 def test_two_generations_are_byte_identical(tmp_path, compress):
     params = {"sampling": "poisson", "rate": 1.5, "time_channels": ["dt"]}
     for folder in ("a", "b"):
-        data.generate("copy", 9, params, 3, SIZES, tmp_path / folder, compress=compress)
+        data.generate(tasks.build("copy", 9, **params), 3, SIZES, tmp_path / folder, compress=compress)
     for split in data.SPLITS:
         assert (tmp_path / "a" / f"{split}.npz").read_bytes() == (tmp_path / "b" / f"{split}.npz").read_bytes()
     import zipfile
@@ -39,7 +38,7 @@ def test_two_generations_are_byte_identical(tmp_path, compress):
 def test_files_hold_the_streamed_sequences_whatever_the_batch_size(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "CHUNK_SEQUENCES", 16)  # several chunks, the last one partial
     task = tasks.build("delay", 12)
-    meta = data.generate("delay", 12, {}, 7, SIZES, tmp_path)
+    meta = data.generate(tasks.build("delay", 12), 7, SIZES, tmp_path)
     assert meta["chunk_size"] == 16 and meta["scored"] == "last 10 steps"
     stored = data.load(tmp_path, "train")
     for batch_size in (1, 7, 16, 100):
@@ -56,7 +55,7 @@ def test_files_hold_the_streamed_sequences_whatever_the_batch_size(tmp_path, mon
 
 
 def test_iter_batches_reads_what_load_reads(tmp_path):
-    data.generate("copy", 5, {"convention": "selective"}, 1, SIZES, tmp_path)
+    data.generate(tasks.build("copy", 5, convention="selective"), 1, SIZES, tmp_path)
     whole = data.load(tmp_path, "train")
     batches = list(data.iter_batches(tmp_path, "train", 12))
     assert [len(b["x"]) for b in batches] == [12, 12, 12, 4]
@@ -67,7 +66,7 @@ def test_iter_batches_reads_what_load_reads(tmp_path):
 
 @pytest.mark.parametrize("name", tasks.names())
 def test_every_task_makes_a_dataset_that_train_can_rebuild(tmp_path, name):
-    meta = data.generate(name, 24, {}, 0, {"train": 4, "validation": 2, "test": 2}, tmp_path)
+    meta = data.generate(tasks.build(name, 24), 0, {"train": 4, "validation": 2, "test": 2}, tmp_path)
     meta = json.loads((tmp_path / "meta.json").read_text())
     task = tasks.build(meta["task"], meta["gap"], **meta["params"])  # as train.py does
     test = data.load(tmp_path, "test")
@@ -75,7 +74,7 @@ def test_every_task_makes_a_dataset_that_train_can_rebuild(tmp_path, name):
 
 
 def test_corrupted_dataset_is_refused(tmp_path):
-    data.generate("copy", 2, {}, 0, {"train": 4, "validation": 4, "test": 4}, tmp_path)
+    data.generate(tasks.build("copy", 2), 0, {"train": 4, "validation": 4, "test": 4}, tmp_path)
     with np.load(tmp_path / "test.npz") as archive:
         arrays = dict(archive)
     arrays["y"][0, -1] = (arrays["y"][0, -1] % 8) + 1
@@ -100,7 +99,7 @@ def test_a_gap_of_10000_streams_and_writes_with_bounded_memory(tmp_path):
     sizes = {"train": n, "validation": 1, "test": 1}
     tracemalloc.start()
     try:
-        data.generate("copy", gap, {}, 0, sizes, tmp_path)
+        data.generate(tasks.build("copy", gap), 0, sizes, tmp_path)
         _, generate_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
         rows, checksum = 0, 0

@@ -100,14 +100,16 @@ def test_backward_reports_the_gradient_norm_at_every_step(activation):
 
 def test_benchmark_script_runs_and_appends_rows(tmp_path):
     """The benchmark is a script, not a timed test: this only keeps it from rotting."""
+    import subprocess
+    import sys
+
     import pandas as pd
 
-    from gapbench import bench
-
     out = tmp_path / "engine.csv"
-    for _ in range(2):
-        bench.main(["--batch", "2", "--hidden", "4", "--lengths", "3", "6", "--repeats", "1",
-                    "--activations", "tanh", "linear", "--out", str(out)])
+    for _ in range(2):  # as users run it; a process of its own, since it sets torch's global flags
+        subprocess.run([sys.executable, "-m", "gapbench.bench", "--batch", "2", "--hidden", "4", "--lengths", "3",
+                        "6", "--repeats", "1", "--activations", "tanh", "linear", "--out", str(out)],
+                       check=True, capture_output=True)
     rows = pd.read_csv(out)
     assert len(rows) == 2 * (2 * 6 + 2 * 4)  # two calls; per T: tanh 6 implementations, linear 4 (no nn.RNN, no φ)
     assert set(rows.implementation) == {"engine", "autograd", "autograd-u", "nn.RNN", "floor", "floor+φ"}

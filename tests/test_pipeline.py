@@ -7,12 +7,11 @@ import pytest
 import torch
 import yaml
 
-from gapbench import models
-from gapbench import tasks
 from conftest import SMOKE, snakemake
+from gapbench import models, tasks
 from gapbench.config import task_label
-from gapbench.tables import ACCURACY_COLUMNS, KEYS, RUN_FILES, TABLES
-from gapbench.train import Net
+from gapbench.models import Net
+from gapbench.results import ACCURACY_COLUMNS, KEYS, RUN_FILES, TABLES, figure_names
 
 CONFIG = yaml.safe_load(SMOKE.read_text())
 ENTRIES = {task_label(task): task for task in CONFIG["tasks"]}
@@ -21,8 +20,7 @@ GRID = [
     for label, task in ENTRIES.items() for gap in task["gaps"] for model in CONFIG["models"]
     for clip in CONFIG["clip"]["arms"] for seed in CONFIG["seeds"]
 ]
-FIGURES = ["accuracy_vs_gap", "gradient_decay", "sensitivity", "jacobian_spectrum", "lyapunov",
-           "memory_capacity", "decay_rate_vs_gap_solved"]
+FIGURES = figure_names()
 
 
 def build_task(label, gap):

@@ -1,5 +1,6 @@
 """Tasks: registry, baselines against their formulas, scored positions, balance, determinism,
 bad parameters, and the irregular-sampling mechanism shared by several tasks."""
+import inspect
 import json
 import math
 
@@ -9,11 +10,15 @@ import torch
 
 from gapbench import tasks
 from gapbench.data import array_digest as digest
+from gapbench.registry import options_of
+from gapbench.tasks._base import Task
+from gapbench.tasks._sampling import Sampled
+from gapbench.tasks.adding import AddingArjovsky, AddingHochreiter
 
 ALL = ["adding", "copy", "delay", "latch", "memory_capacity", "multiplication", "parity",
        "sine_frequency", "temporal_order"]
-
-
+SAMPLED = ["adding", "copy", "delay", "multiplication", "sine_frequency"]
+SAMPLING_OPTIONS = {"sampling": "regular", "rate": 1.0, "keep": 0.5, "gap_unit": "time", "time_channels": ()}
 
 
 def within(sample_mean, expected, values, sds=5):
@@ -56,6 +61,88 @@ def test_every_task_is_deterministic_and_describes_itself(name):
     assert task.loss(pred, yt).ndim == 0 and task.score(pred, yt).ndim == 0
     assert task.probe_loss(pred[:, task.probe_step], yt).shape == (16,)
     assert task.probe_step == task.seq_len - 1
+
+
+# ---------------------------------------------------------------- options and params
+
+SAMPLINGS = [{}, {"time_channels": ["mask", "dt"]}, {"sampling": "poisson", "rate": 2.5},
+             {"sampling": "thinned", "keep": 0.3, "gap_unit": "steps", "time_channels": ["dt"]},
+             {"sampling": "regular", "rate": 3.0, "gap_unit": "steps"}]
+OPTION_SETS = {
+    "adding": [{"convention": "hochreiter"}, *SAMPLINGS],
+    "copy": [{"convention": "selective", "length": 4}, {"convention": "expRNN", "alphabet": 5},
+             *SAMPLINGS, {"convention": "expRNN", "sampling": "poisson", "gap_unit": "steps"}],
+    "delay": [{"outputs": 3, "components": 5, "bandwidth": 0.3}, *SAMPLINGS],
+    "latch": [{"classes": 3, "noise": 1}],
+    "memory_capacity": [{"delays": 4, "outputs": 7}],
+    "multiplication": SAMPLINGS,
+    "parity": [{"distractors": True}],
+    "sine_frequency": [{"classes": 4, "noise": 0}, *SAMPLINGS],
+    "temporal_order": [{"relevant": 3}],
+}
+
+
+def test_every_task_has_option_sets_here():
+    assert set(tasks.names()) <= set(OPTION_SETS)
+
+
+@pytest.mark.parametrize("name, options", [(name, {}) for name in ALL] + [
+    (name, options) for name, sets in OPTION_SETS.items() for options in sets])
+def test_params_rebuild_an_equal_task(name, options):
+    task = tasks.build(name, 30, **options)
+    params = task.params()
+    assert set(params) <= set(tasks.options(name))
+    rebuilt = tasks.build(name, 30, **params)
+    assert rebuilt.describe() == task.describe()
+    assert tasks.build(name, 30, **json.loads(json.dumps(params))).describe() == task.describe()
+    assert rebuilt.params() == params
+    # every option but the sampling ones is recorded, under its own name
+    assert set(params) - set(SAMPLING_OPTIONS) == set(tasks.options(name)) - set(SAMPLING_OPTIONS)
+
+
+@pytest.mark.parametrize("options, params", [
+    ({}, {"sampling": "regular"}),
+    ({"rate": 3.0, "keep": 0.2, "gap_unit": "steps"}, {"sampling": "regular"}),  # regular: nothing else matters
+    ({"time_channels": ("mask", "dt")}, {"sampling": "regular", "time_channels": ["mask", "dt"]}),
+    ({"sampling": "poisson", "rate": 2, "keep": 0.2}, {"sampling": "poisson", "gap_unit": "time", "rate": 2.0}),
+    ({"sampling": "thinned", "rate": 2, "gap_unit": "steps", "time_channels": []},
+     {"sampling": "thinned", "gap_unit": "steps", "keep": 0.5}),
+])
+def test_sampling_options_are_recorded_only_where_they_matter(options, params):
+    assert tasks.build("delay", 30, **options).params() == {
+        "outputs": 10, "components": 16, "bandwidth": 0.1, **params}
+    assert tasks.build("multiplication", 30, **options).params() == params
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_registry_lists_the_shared_sampling_options_with_their_defaults(name):
+    builder = tasks._registry.get(name)
+    assert tasks.options(name) == options_of(builder)
+    if name in SAMPLED:  # one definition: Sampling's defaults, whichever task shows them
+        parameters = inspect.signature(builder).parameters
+        assert {key: parameters[key].default for key in SAMPLING_OPTIONS} == SAMPLING_OPTIONS
+    else:
+        assert not set(SAMPLING_OPTIONS) & set(tasks.options(name))
+
+
+def test_a_sampled_class_must_take_the_sampling_options():
+    with pytest.raises(TypeError, match="sampling_options"):
+        class Forgetful(Sampled, Task):
+            def __init__(self, gap, *, width=3):
+                super().__init__(gap)
+
+
+def test_adding_builds_one_class_per_convention_recorded_as_adding():
+    default, hochreiter = tasks.build("adding", 30), tasks.build("adding", 30, convention="hochreiter")
+    assert type(default) is AddingArjovsky and type(hochreiter) is AddingHochreiter
+    assert default.describe()["task"] == hochreiter.describe()["task"] == "adding"
+    assert default.params() == {"convention": "arjovsky", "sampling": "regular"}
+    assert hochreiter.params() == {"convention": "hochreiter", "sampling": "regular"}
+    assert tasks.options("adding") == ["convention", "gap_unit", "keep", "rate", "sampling", "time_channels"]
+    product = tasks.build("multiplication", 30, sampling="thinned")
+    assert isinstance(product, AddingArjovsky) and product.describe()["task"] == "multiplication"
+    assert product.params() == {"sampling": "thinned", "gap_unit": "time", "keep": 0.5}
+    assert tasks.options("multiplication") == ["gap_unit", "keep", "rate", "sampling", "time_channels"]
 
 
 # ---------------------------------------------------------------- copy
@@ -278,13 +365,13 @@ def test_delay_target_is_the_signal_gap_steps_ago_and_its_variance_is_the_baseli
 
 def test_memory_capacity_targets_and_baseline():
     task = tasks.build("memory_capacity", 25, delays=5, outputs=8)
-    np.testing.assert_array_equal(task.delays, [5, 10, 15, 20, 25])
-    assert tasks.build("memory_capacity", 10, delays=10).delays.tolist() == list(range(1, 11))  # Jaeger's
-    assert tasks.build("memory_capacity", 4, delays=10).delays.tolist() == [1, 2, 3, 4]
+    np.testing.assert_array_equal(task.lags, [5, 10, 15, 20, 25])
+    assert tasks.build("memory_capacity", 10, delays=10).lags.tolist() == list(range(1, 11))  # Jaeger's
+    assert tasks.build("memory_capacity", 4, delays=10).lags.tolist() == [1, 2, 3, 4]
     batch = task.sample(20_000, np.random.default_rng(11))
     u, y = batch["x"][..., 0], batch["y"]
     for i in range(8):
-        for j, k in enumerate(task.delays):
+        for j, k in enumerate(task.lags):
             np.testing.assert_array_equal(y[:, i, j], u[:, 25 + i - k])
     squared = y**2
     assert within(squared.mean(), 1 / 3, squared) and task.baseline == pytest.approx(1 / 3)

@@ -1,4 +1,5 @@
 """Training: determinism, clipping arithmetic, divergence handling, atomic outputs."""
+import dataclasses
 import json
 import os
 import signal
@@ -6,26 +7,33 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from gapbench import data
+from gapbench import data, tasks
 from gapbench.io import atomic_path
-from gapbench.train import Net, clip_gradients_
+from gapbench.models import Net
+from gapbench.spec import RunSpec, TrainConfig
+from gapbench.train import clip_gradients_, clipping_statistics
 
-SPEC = {
-    "model": "vanilla", "model_options": {}, "hidden_size": 8, "seed": 3,
-    "clip_thresholds": {"norm": 0.5, "value": 0.01},
-    "train": {"steps": 30, "batch_size": 8, "optimizer": "adam", "lr": 0.01,
-              "eval_every": 10, "probe_batch": 4},
-}
+SPEC = RunSpec(
+    task="adding", task_name="adding", task_params={}, gap=6, model="vanilla", model_options={},
+    hidden_size=8, seed=3, threads=1, clip_thresholds={"norm": 0.5, "value": 0.01},
+    train=TrainConfig(steps=30, batch_size=8, optimizer="adam", lr=0.01, eval_every=10, probe_batch=4),
+)
+
+
+def _with(spec=SPEC, **train):
+    """SPEC with some training settings replaced."""
+    return dataclasses.replace(spec, train=dataclasses.replace(spec.train, **train))
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
-    data.generate("adding", 6, {}, 0, {"train": 64, "validation": 16, "test": 16}, folder)
+    data.generate(tasks.build("adding", 6), 0, {"train": 64, "validation": 16, "test": 16}, folder)
     return folder
 
 
@@ -34,7 +42,7 @@ def _train(dataset, folder, spec=SPEC, steps_hint=None):
     for clip in ("none", "norm", "value"):
         runs += ["--run", f"{clip}={folder / clip}"]
     subprocess.run(
-        [sys.executable, "-m", "gapbench", "train", "--spec", json.dumps(spec), "--data", str(dataset), *runs],
+        [sys.executable, "-m", "gapbench", "train", "--spec", spec.to_json(), "--data", str(dataset), *runs],
         check=True, capture_output=True, text=True,
     )
 
@@ -85,11 +93,11 @@ def test_norm_clipping_rescales_to_threshold():
 def test_divergence_is_recorded_not_raised(dataset, tmp_path):
     """An exploding linear RNN diverges without clipping: the run stops, is recorded as
     diverged, and keeps the last weights whose loss was finite; norm clipping keeps it alive."""
-    spec = {**SPEC, "model": "linear", "model_options": {"init": "identity", "init_gain": 1.5},
-            "train": {**SPEC["train"], "optimizer": "sgd", "lr": 50.0}}
+    spec = dataclasses.replace(_with(optimizer="sgd", lr=50.0), model="linear",
+                               model_options={"init": "identity", "init_gain": 1.5})
     _train(dataset, tmp_path, spec)
     none = json.loads((tmp_path / "none" / "metrics.json").read_text())
-    assert none["diverged"] and none["train_steps"] < spec["train"]["steps"]
+    assert none["diverged"] and none["train_steps"] < spec.train.steps
     weights = torch.load(tmp_path / "none" / "model.pt", weights_only=True)
     assert all(torch.isfinite(w).all() for w in weights.values())
     norm = json.loads((tmp_path / "norm" / "metrics.json").read_text())
@@ -125,9 +133,9 @@ def test_killed_training_leaves_no_complete_looking_run(dataset, tmp_path):
     """metrics.json marks a complete run: retraining a folder withdraws it first, so a run
     killed with SIGKILL half-way never looks complete, and other runs stay untouched."""
     _train(dataset, tmp_path)  # complete runs in none/, norm/, value/
-    spec = {**SPEC, "train": {**SPEC["train"], "steps": 10**6, "eval_every": 50}}
+    spec = _with(steps=10**6, eval_every=50)
     process = subprocess.Popen(
-        [sys.executable, "-m", "gapbench", "train", "--spec", json.dumps(spec), "--data", str(dataset),
+        [sys.executable, "-m", "gapbench", "train", "--spec", spec.to_json(), "--data", str(dataset),
          "--run", f"norm={tmp_path / 'norm'}"],
         stderr=subprocess.PIPE, text=True,
     )
@@ -142,23 +150,41 @@ def test_killed_training_leaves_no_complete_looking_run(dataset, tmp_path):
     assert (tmp_path / "none" / "metrics.json").exists() and (tmp_path / "value" / "metrics.json").exists()
 
 
-def test_arms_that_start_from_different_weights_are_refused(dataset, tmp_path):
+def test_arms_that_start_from_different_weights_are_refused(dataset, tmp_path, monkeypatch):
     """The initial probes are measured once per job; that is only right if every arm starts
-    from the same weights, which train_arm checks against the first arm's."""
-    from gapbench import tasks
-    from gapbench.train import train_arm
+    from the same weights, which the job checks (here a model build that drifts between calls)."""
+    from gapbench import job
 
-    task = tasks.build("adding", 6)
-    spec = {**SPEC, "train": {**SPEC["train"], "steps": 2}}
-    cache = {}
-    train_arm(spec, "none", dataset, task, tmp_path / "none", "cpu", log=lambda _: None, cache=cache)
-    cache["weights"] = {name: value + 1 for name, value in cache["weights"].items()}
+    built = []
+    honest = job.build_net
+
+    def drifting(spec, task):
+        net = honest(spec, task)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(len(built))
+        built.append(net)
+        return net
+
+    monkeypatch.setattr(job, "build_net", drifting)
     with pytest.raises(RuntimeError, match="does not start from the weights"):
-        train_arm(spec, "norm", dataset, task, tmp_path / "norm", "cpu", log=lambda _: None, cache=cache)
+        job.run(_with(steps=2), dataset, {"none": tmp_path / "none"}, log=lambda _: None)
+    assert not (tmp_path / "none" / "metrics.json").exists()
+
+
+def test_clipping_statistics_count_applied_steps_only():
+    # five steps computed a gradient; the last one (non-finite norm) was not applied
+    stats = clipping_statistics([0.5, 2.0, 4.0, 1.0, np.inf], [False, True, True, False, True], applied_steps=4)
+    assert stats["steps"] == 5 and stats["nonfinite_norms"] == 1
+    assert stats["clipped_fraction"] == pytest.approx(0.5)
+    assert stats["norm_median"] == pytest.approx(1.5) and stats["norm_max"] == 4.0
+    assert clipping_statistics([], [], applied_steps=0)["clipped_fraction"] == 0.0
+    with pytest.raises(ValueError, match="2 norms but 1 clipped flags"):
+        clipping_statistics([1.0, 2.0], [True], applied_steps=2)
 
 
 def test_subnormal_setting_is_restored_after_the_probes():
-    from gapbench.train import exact_subnormals, flushing_subnormals
+    from gapbench.job import exact_subnormals, flushing_subnormals
 
     for flushing in (True, False):
         torch.set_flush_denormal(flushing)

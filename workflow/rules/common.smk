@@ -1,20 +1,16 @@
 # Config validation, the run grid and the file layout shared by every rule.
+# Jobs run `python -m gapbench` and import the installed package (`pip install -e .`).
 import json
 import os
 import re
-import sys
 
 from snakemake.utils import validate
 
+from gapbench.config import check_config, task_entry, task_label
+from gapbench.results import FIGURE_FORMATS, REPORT_TABLES, RUN_FILES, TABLES, figure_names
+from gapbench.spec import RunSpec
+
 validate(config, "../schemas/config.schema.yaml")
-
-sys.path.insert(0, workflow.basedir)
-from gapbench.config import check_config, prepare_job_environment, run_spec, task_entry, task_label  # noqa: E402
-from gapbench.tables import RUN_FILES, TABLES  # noqa: E402
-
-# Jobs run `python -m gapbench` with this interpreter and import this source tree.
-prepare_job_environment(workflow.basedir)
-
 check_config(config)  # registry names, options and gaps, before any job runs
 
 RESULTS = "results"
@@ -25,12 +21,7 @@ SEEDS = list(config["seeds"])
 DATA_DIR = f"{RESULTS}/data/{{task}}/gap{{gap}}/seed{{seed}}"
 RUN_DIR = f"{RESULTS}/runs/{{task}}/gap{{gap}}/{{model}}/{{clip}}/seed{{seed}}"
 TABLE_FILES = {name: f"{RESULTS}/tables/{name}.csv" for name in TABLES}
-REPORT_TABLES = ["accuracy_vs_gap", "propagation_summary"]
-FIGURE_NAMES = [
-    "accuracy_vs_gap", "gradient_decay", "jacobian_spectrum", "sensitivity", "lyapunov",
-    "memory_capacity", "decay_rate_vs_gap_solved",
-]
-FIGURES = expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=FIGURE_NAMES, ext=["pdf", "png"])
+FIGURES = expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=figure_names(), ext=FIGURE_FORMATS)
 
 
 wildcard_constraints:
@@ -51,6 +42,11 @@ def all_run_dirs():
         for clip in CLIPS
         for seed in SEEDS
     ]
+
+
+def run_spec(wc):
+    """The typed specification of one training job, as JSON."""
+    return RunSpec.from_config(config, wc.task, int(wc.gap), wc.model, int(wc.seed)).to_json()
 
 
 def run_folders(wc):

@@ -8,7 +8,7 @@ rule train:
     output:
         expand(f"{RUN_DIR}/{{file}}", clip=CLIPS, file=RUN_FILES, allow_missing=True),
     params:
-        spec=lambda wc: json.dumps(run_spec(config, wc.task, wc.model, int(wc.seed)), sort_keys=True),
+        spec=run_spec,
         data=lambda wc: DATA_DIR.format(**wc),
         runs=run_folders,
     log:

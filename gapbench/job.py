@@ -1,0 +1,123 @@
+"""One training job: a (task, gap, model, seed) of the grid, every clip arm of it.
+
+Set up (threads, dataset checks, the task), probe the initial weights once, then per clip
+arm: build the model from the seed (so every arm starts from the same weights: a paired
+comparison), train (gapbench.train), test, probe the trained weights, and write the run
+folder (gapbench.results). Nothing here trains or measures by itself.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from gapbench import data, models
+from gapbench.io import provenance
+from gapbench.probes import probe_all
+from gapbench.results import write_run
+from gapbench.spec import RunSpec
+from gapbench.train import batches, clipping_statistics, evaluate, train
+
+
+def flushing_subnormals() -> bool:
+    """Whether the CPU currently flushes subnormals to zero (torch has no getter for it)."""
+    return (torch.tensor([2.2e-308], dtype=torch.float64) / 4).item() == 0.0
+
+
+@contextlib.contextmanager
+def exact_subnormals():
+    """Training flushes float32 subnormals to zero for speed; the flag also covers float64,
+    so the probes run with it off and measure exactly what they would anywhere else.
+    The previous setting is restored on exit."""
+    flushing = flushing_subnormals()
+    torch.set_flush_denormal(False)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(flushing)
+
+
+def measure(net, task, x, y, stage: str) -> dict:
+    """Every probe of gapbench.probes on the probe batch, each table tagged with the stage."""
+    with exact_subnormals():
+        tables = probe_all(net.rnn, net.readout, task, x, y)
+    summary = tables.pop("summary")
+    return {**{name: table.assign(stage=stage) for name, table in tables.items()},
+            "summary": {"stage": stage, **summary}}
+
+
+def build_net(spec: RunSpec, task) -> models.Net:
+    """The seed's initial network (built on the CPU: the same weights on any device)."""
+    torch.manual_seed(spec.seed)
+    return models.Net(models.build(spec.model, task.input_size, spec.hidden_size, **spec.model_options),
+                      task.output_size)
+
+
+def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], threads: int = 1,
+        log=lambda message: print(message, file=sys.stderr, flush=True)) -> list[dict]:
+    """Train every clip arm in `run_dirs` ({clip: folder}) on the dataset in `data_dir`."""
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+    # Vanishing gradients pass through float32 subnormals, which are 3-5x slower on CPUs;
+    # flushing them to zero changes nothing above 1e-38. The probes turn it off while they
+    # run (`exact_subnormals`), so they measure exactly what they would anywhere else.
+    torch.set_flush_denormal(True)
+    # CPU kernels are deterministic for a fixed thread count, which the spec's config fixes;
+    # torch.use_deterministic_algorithms would cost 1.7 s of imports per job for nothing here.
+    device = torch.device(spec.train.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("train.device is 'cuda' but torch sees no CUDA device here; use 'cpu'")
+    data.verify(data_dir)  # every split against meta.json, once, before any training
+    task = data.task_of(data.read_meta(data_dir))
+    log(f"training {spec.model} on {spec.task} ({task.registry_name}) gap={task.gap} seed={spec.seed} "
+        f"arms={list(run_dirs)}")
+    probe_x, probe_y = next(batches(data_dir, "test", spec.train.probe_batch, "cpu"))
+
+    initial_net = build_net(spec, task)
+    initial_weights = {name: value.clone() for name, value in initial_net.state_dict().items()}
+    init_probes = measure(initial_net, task, probe_x, probe_y, "init")  # shared by every arm
+    results = []
+    for clip, folder in run_dirs.items():
+        started = time.perf_counter()
+        (Path(folder) / "metrics.json").unlink(missing_ok=True)  # incomplete until rewritten
+        net = build_net(spec, task)
+        if not all(torch.equal(value, initial_weights[name]) for name, value in net.state_dict().items()):
+            raise RuntimeError(f"clip arm {clip!r} does not start from the weights the other arms started from; "
+                               "the paired comparison (and the shared initial probes) would be wrong")
+        net.to(device)
+        training = train(net, task, data_dir, clip, spec.threshold(clip), spec.train, device, log)
+        test_loss, test_score = evaluate(net, task, data_dir, "test", device)
+        diverged = training.diverged or not math.isfinite(test_loss)  # finite weights, exploding states
+        probes = [init_probes, measure(net, task, probe_x, probe_y, "trained")]
+        stability = clipping_statistics([row["grad_norm"] for row in training.steps],
+                                        [row["clipped"] for row in training.steps], training.applied_steps)
+        keys = {"task": spec.task, "model": spec.model, "clip": clip, "gap": task.gap, "seed": spec.seed}
+        metrics = {
+            **keys,
+            "task_name": task.registry_name,
+            "task_params": task.params(),
+            "metric": task.metric,
+            "test_loss": test_loss,
+            "test_score": test_score,
+            "baseline": task.baseline,
+            "chance_score": task.chance_score,
+            "success": task.success(test_loss, test_score),
+            "diverged": diverged,
+            "clip_fraction": stability["clipped_fraction"],
+            "train_steps": training.applied_steps,
+            "wall_seconds": time.perf_counter() - started,
+            "clip_threshold": spec.threshold(clip),
+            "stability": stability,
+            "threads": torch.get_num_threads(),
+            "spec": spec.to_dict(),
+            "provenance": provenance(),
+        }
+        write_run(folder, keys, metrics, training, stability, probes, net.state_dict())
+        log(f"[{clip}] done: test_loss {test_loss:.4g} (baseline {task.baseline:.4g}) "
+            f"test_{task.metric} {test_score:.4g} diverged={diverged} in {metrics['wall_seconds']:.1f} s")
+        results.append(metrics)
+    return results

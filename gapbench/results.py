@@ -1,0 +1,97 @@
+"""The results contract, owned here and imported everywhere else: the run keys, the files of a
+run folder, the tidy tables and their columns, the figures; plus writing a run folder and
+collecting run folders into the tables.
+
+A run is (task, gap, model, clip, seed). Its folder, results/runs/{task}/gap{gap}/{model}/
+{clip}/seed{seed}/, holds RUN_FILES; every CSV in it already carries the run keys, so the
+tables are plain concatenations, sorted, plus accuracy_vs_gap.csv built from each run's
+metrics.json. metrics.json is written last: its presence marks a complete run.
+The probe tables are whatever gapbench.probes registers, and the figures whatever
+gapbench.figures registers: adding either touches no list here.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from gapbench.io import atomic_path, write_csv, write_json
+from gapbench.probes import TABLES as PROBE_ROW_ORDER
+
+KEYS = ["task", "model", "clip", "gap", "seed"]
+STAGES = ("init", "trained")  # when the probes measure: the initial weights and the trained ones
+PROBE_TABLES = tuple(PROBE_ROW_ORDER)
+COMPLETE_MARKER = "metrics.json"
+RUN_FILES = (COMPLETE_MARKER, "history.csv", "steps.csv", "model.pt", "propagation_summary.csv") + tuple(
+    f"{name}.csv" for name in PROBE_TABLES
+)
+TABLES = ("accuracy_vs_gap", "propagation_summary") + PROBE_TABLES
+REPORT_TABLES = ("accuracy_vs_gap", "propagation_summary")  # the per-lag tables are too large for the HTML report
+STEP_COLUMNS = ["step", "train_loss", "grad_norm", "clipped"]  # grad_norm: pre-clip ||g||
+ACCURACY_COLUMNS = KEYS + [
+    "task_name", "metric", "test_loss", "test_score", "baseline", "chance_score", "success", "diverged",
+    "clip_fraction", "clip_threshold", "train_steps", "wall_seconds", "code_version",
+]
+# the order in which each table's rows are sorted, after the run keys
+ROW_ORDER = {"propagation_summary": ["stage"], **{name: ["stage"] + order for name, order in PROBE_ROW_ORDER.items()}}
+FIGURE_FORMATS = ("pdf", "png")
+
+
+def figure_names() -> list[str]:
+    """The figures gapbench.figures registers (imported on demand: it loads matplotlib)."""
+    from gapbench import figures
+
+    return list(figures.FIGURES)
+
+
+def write_run(run_dir, keys: dict, metrics: dict, training, stability: dict, probes: list[dict], weights: dict) -> None:
+    """Write one run folder; metrics.json last, so the folder is complete only once it is there.
+
+    training: gapbench.train.Training; probes: one {table name: DataFrame, "summary": dict}
+    per stage (init, trained); weights: the network's state_dict.
+    """
+    run_dir = Path(run_dir)
+    write_csv(run_dir / "history.csv", pd.DataFrame(training.history).assign(**keys))
+    write_csv(run_dir / "steps.csv", pd.DataFrame(training.steps, columns=STEP_COLUMNS).assign(**keys))
+    for name in PROBE_TABLES:
+        write_csv(run_dir / f"{name}.csv", pd.concat([p[name] for p in probes]).assign(**keys))
+    summary = pd.DataFrame([p["summary"] for p in probes]).assign(
+        **keys, diverged=metrics["diverged"], **{k: v for k, v in stability.items() if k != "steps"})
+    write_csv(run_dir / "propagation_summary.csv", summary)
+    with atomic_path(run_dir / "model.pt") as tmp:
+        torch.save({name: value.cpu() for name, value in weights.items()}, tmp)
+    write_json(run_dir / COMPLETE_MARKER, metrics)
+
+
+def accuracy_row(run_dir) -> dict:
+    metrics = json.loads((Path(run_dir) / COMPLETE_MARKER).read_text())
+    metrics["code_version"] = metrics["provenance"]["code_version"]
+    return {column: metrics[column] for column in ACCURACY_COLUMNS}
+
+
+def _sorted(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    by = KEYS + [column for column in order if column in table.columns]
+    return table.sort_values(by, kind="stable").reset_index(drop=True)
+
+
+def collect(run_dirs, out_dir) -> dict[str, pd.DataFrame]:
+    """Write `{name}.csv` in out_dir for every name in TABLES; return the tables.
+
+    accuracy_vs_gap: one row per run. propagation_summary: one row per (run, stage) with the
+    fitted gradient decay rate, half-life, λ1, Σλ, ρ(W_h), memory capacity and the training's
+    clipping statistics; it joins accuracy_vs_gap on the run keys. gradient_decay also gets
+    each (run, stage)'s fitted decay_rate and half_life next to its per-lag norms.
+    """
+    run_dirs = list(run_dirs)
+    tables = {"accuracy_vs_gap": _sorted(pd.DataFrame([accuracy_row(d) for d in run_dirs],
+                                                      columns=ACCURACY_COLUMNS), [])}
+    for name in ("propagation_summary",) + PROBE_TABLES:
+        parts = [pd.read_csv(Path(d) / f"{name}.csv") for d in run_dirs]
+        tables[name] = _sorted(pd.concat(parts, ignore_index=True), ROW_ORDER[name])
+    rates = tables["propagation_summary"][KEYS + ["stage", "decay_rate", "half_life"]]
+    tables["gradient_decay"] = tables["gradient_decay"].merge(rates, on=KEYS + ["stage"], how="left")
+    for name, table in tables.items():
+        write_csv(Path(out_dir) / f"{name}.csv", table)
+    return tables

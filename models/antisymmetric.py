@@ -1,0 +1,75 @@
+"""AntisymmetricRNN: forward Euler on an ODE whose Jacobian has (nearly) imaginary eigenvalues."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from gapbench.models import register
+from gapbench.models._base import RecurrentModel
+
+
+@register("antisymmetric")
+class AntisymmetricRNN(RecurrentModel):
+    """h_t = h_{t-1} + ε·tanh((W − Wᵀ − γI) h_{t-1} + V x_t + b).
+
+    Chang, Chen, Haber & Chi 2019, "AntisymmetricRNN: a dynamical system view on
+    recurrent neural networks" (ICLR), Eq. 12, the ungated model: W − Wᵀ is
+    antisymmetric, so its eigenvalues are purely imaginary, and the diffusion −γI moves
+    them to real part −γ, which keeps the forward-Euler step stable.
+
+    Options: epsilon (the step size ε), gamma (the diffusion γ), sigma_w (W's init scale).
+    The paper tunes them per task over ε ∈ {0.01, 0.1, 1}, σ_w ∈ {0, 1, 2, 4, 8, 16} and a
+    grid of small γ (App. C); the defaults ε = 0.01, γ = 0.01, σ_w = 1 are points of
+    those grids, not values the paper singles out.
+    Initialisation (App. C): V ~ N(0, 1/input_size), W ~ N(0, σ_w²/hidden_size), b = 0.
+
+    State = h (state_size = hidden_size); the readout sees all of it.
+    recurrent_weight() is None: the update is h + ε·tanh(...), not φ(W_h h + ...);
+    `recurrent_matrix()` gives W − Wᵀ − γI, and the probes use the Jacobian of `step`,
+    ∂h_t/∂h_{t-1} = I + ε·diag(1 − tanh²(a_t))·(W − Wᵀ − γI).
+    """
+
+    family = "oscillator"
+
+    def __init__(self, input_size, hidden_size, *, epsilon=0.01, gamma=0.01, sigma_w=1.0, batch_first=True):
+        super().__init__()
+        if input_size < 1 or hidden_size < 1:
+            raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
+        self.input_size, self.hidden_size, self.state_size = input_size, hidden_size, hidden_size
+        self.epsilon, self.gamma, self.sigma_w = float(epsilon), float(gamma), float(sigma_w)
+        self.batch_first = batch_first
+        self.weight_ih = nn.Parameter(torch.randn(hidden_size, input_size) / math.sqrt(input_size))
+        self.weight_hh = nn.Parameter(torch.randn(hidden_size, hidden_size) * (self.sigma_w / math.sqrt(hidden_size)))
+        self.bias = nn.Parameter(torch.zeros(hidden_size))
+
+    def recurrent_matrix(self) -> torch.Tensor:
+        """W − Wᵀ − γI."""
+        eye = torch.eye(self.hidden_size, dtype=self.weight_hh.dtype, device=self.weight_hh.device)
+        return self.weight_hh - self.weight_hh.mT - self.gamma * eye
+
+    def _update(self, h, u_t, matrix):
+        return h + self.epsilon * torch.tanh(F.linear(h, matrix) + u_t)
+
+    def step(self, state, x_t):
+        return self._update(state, F.linear(x_t, self.weight_ih, self.bias), self.recurrent_matrix())
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
+        if not self.batch_first:
+            x = x.transpose(0, 1)
+        h = self.initial_state(x.shape[0], x) if h0 is None else h0.reshape(x.shape[0], self.state_size).to(x.dtype)
+        matrix = self.recurrent_matrix()
+        u = F.linear(x, self.weight_ih, self.bias)
+        outputs = []
+        for u_t in u.unbind(1):  # unbind: one backward node for all steps, not T slices
+            h = self._update(h, u_t, matrix)
+            outputs.append(h)
+        output = torch.stack(outputs, 1)
+        if not self.batch_first:
+            output = output.transpose(0, 1)
+        return output, h.unsqueeze(0)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, epsilon={self.epsilon}, gamma={self.gamma}, sigma_w={self.sigma_w}"
