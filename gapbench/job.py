@@ -61,7 +61,8 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], threads: int = 1,
         log=lambda message: print(message, file=sys.stderr, flush=True)) -> list[dict]:
     """Train every clip arm in `run_dirs` ({clip: folder}) on the dataset in `data_dir`."""
     torch.set_num_threads(threads)
-    torch.set_num_interop_threads(1)
+    if torch.get_num_interop_threads() != 1:  # settable once per process, before parallel work
+        torch.set_num_interop_threads(1)
     # Vanishing gradients pass through float32 subnormals, which are 3-5x slower on CPUs;
     # flushing them to zero changes nothing above 1e-38. The probes turn it off while they
     # run (`exact_subnormals`), so they measure exactly what they would anywhere else.

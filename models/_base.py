@@ -50,15 +50,33 @@ class RecurrentModel(nn.Module):
         (the probes then write ρ(W_h) as missing, not as a number)."""
         return None
 
+    def iterate(self, update, drive: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """s_t = update(s_{t-1}, drive_t) for every step of a batch-first drive (batch, time, ·);
+        returns every state (batch, time, state_size). The one step-by-step loop of the models
+        that have no fused kernel (it unbinds the drive: indexing drive[:, t] step by step makes
+        the backward pass quadratic in the length)."""
+        states = []
+        for drive_t in drive.unbind(1):
+            state = update(state, drive_t)
+            states.append(state)
+        return torch.stack(states, 1)
+
+    def loop(self, update, drive: torch.Tensor, h0: torch.Tensor | None = None):
+        """torch.nn.RNN's (output, h_n) from `iterate`: drive in the model's layout (batch_first or
+        not), h0 the full state as (1, batch, state_size) or (batch, state_size), zeros if None."""
+        batch_first = getattr(self, "batch_first", True)
+        drive = drive if batch_first else drive.transpose(0, 1)
+        batch = drive.shape[0]
+        state = self.initial_state(batch, drive) if h0 is None else h0.reshape(batch, self.state_size).to(drive.dtype)
+        states = self.iterate(update, drive, state)
+        output = self.observe(states)
+        return (output if batch_first else output.transpose(0, 1)), states[:, -1].unsqueeze(0)
+
     def unroll(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(observed outputs (batch, time, hidden_size), full states (batch, time, state_size))
-        from `step` alone: the reference the probes and the conformance test use."""
+        from `step` alone, batch first: the reference the probes and the conformance test use."""
         state = self.initial_state(x.shape[0], x) if state is None else state
-        states = []
-        for t in range(x.shape[1]):
-            state = self.step(state, x[:, t])
-            states.append(state)
-        states = torch.stack(states, 1)
+        states = self.iterate(self.step, x, state)
         return self.observe(states), states
 
 

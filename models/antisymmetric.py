@@ -57,19 +57,8 @@ class AntisymmetricRNN(RecurrentModel):
         return self._update(state, F.linear(x_t, self.weight_ih, self.bias), self.recurrent_matrix())
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
-        if not self.batch_first:
-            x = x.transpose(0, 1)
-        h = self.initial_state(x.shape[0], x) if h0 is None else h0.reshape(x.shape[0], self.state_size).to(x.dtype)
         matrix = self.recurrent_matrix()
-        u = F.linear(x, self.weight_ih, self.bias)
-        outputs = []
-        for u_t in u.unbind(1):  # unbind: one backward node for all steps, not T slices
-            h = self._update(h, u_t, matrix)
-            outputs.append(h)
-        output = torch.stack(outputs, 1)
-        if not self.batch_first:
-            output = output.transpose(0, 1)
-        return output, h.unsqueeze(0)
+        return self.loop(lambda h, u_t: self._update(h, u_t, matrix), F.linear(x, self.weight_ih, self.bias), h0)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, epsilon={self.epsilon}, gamma={self.gamma}, sigma_w={self.sigma_w}"

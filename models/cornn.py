@@ -67,18 +67,7 @@ class CoRNN(RecurrentModel):
         return self._update(state, F.linear(x_t, self.weight_ih, self.bias))
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
-        if not self.batch_first:
-            x = x.transpose(0, 1)
-        state = self.initial_state(x.shape[0], x) if h0 is None else h0.reshape(x.shape[0], self.state_size).to(x.dtype)
-        u = F.linear(x, self.weight_ih, self.bias)
-        outputs = []
-        for u_t in u.unbind(1):  # unbind: one backward node for all steps, not T slices
-            state = self._update(state, u_t)
-            outputs.append(state[:, : self.hidden_size])
-        output = torch.stack(outputs, 1)
-        if not self.batch_first:
-            output = output.transpose(0, 1)
-        return output, state.unsqueeze(0)
+        return self.loop(self._update, F.linear(x, self.weight_ih, self.bias), h0)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, dt={self.dt}, gamma={self.gamma}, epsilon={self.epsilon}"

@@ -115,15 +115,7 @@ class EchoStateNetwork(RecurrentModel):
         drive = F.linear(x, self.weight_ih, self.bias)
         if self.leak_rate == 1.0:
             return recurrence(drive, self.weight_hh, h0, self.activation, self.batch_first)
-        drive = drive if self.batch_first else drive.transpose(0, 1)
-        batch = drive.shape[0]
-        h = drive.new_zeros(batch, self.hidden_size) if h0 is None else h0.reshape(batch, self.hidden_size).to(drive.dtype)
-        outputs = []
-        for drive_t in drive.unbind(1):  # unbind: indexing drive[:, t] makes backward quadratic in T
-            h = self._update(h, drive_t)
-            outputs.append(h)
-        output = torch.stack(outputs, 1 if self.batch_first else 0)
-        return output, h.unsqueeze(0)
+        return self.loop(self._update, drive, h0)
 
     def extra_repr(self):
         return (f"{self.input_size}, {self.hidden_size}, spectral_radius={self.spectral_radius}, "

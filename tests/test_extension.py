@@ -43,10 +43,7 @@ MINIMAL_GATED_UNIT = textwrap.dedent('''
             return (1 - forget) * state + forget * candidate
 
         def forward(self, x, h0=None):
-            x = x if self.batch_first else x.transpose(0, 1)
-            output, states = self.unroll(x, None if h0 is None else h0.reshape(x.shape[0], -1))
-            output = output if self.batch_first else output.transpose(0, 1)
-            return output, states[:, -1].unsqueeze(0)
+            return self.loop(self.step, x, h0)
 ''')
 
 

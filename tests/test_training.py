@@ -192,3 +192,26 @@ def test_subnormal_setting_is_restored_after_the_probes():
             assert not flushing_subnormals()
         assert flushing_subnormals() == flushing
     torch.set_flush_denormal(False)
+
+
+def test_random_guessing_keeps_the_best_draw_and_takes_no_gradient_step(dataset, tmp_path):
+    """random_guess (Schmidhuber & Hochreiter 1996) draws K weight sets and keeps the one with
+    the lowest validation loss: no optimiser step, the same draws under the same seed."""
+    from gapbench import job
+
+    spec = dataclasses.replace(SPEC, model="random_guess", model_options={"guesses": 5, "weight_range": 0.5})
+    (metrics,) = job.run(spec, dataset, {"none": tmp_path / "a"}, log=lambda _: None)
+    history = pd.read_csv(tmp_path / "a" / "history.csv")
+    assert list(history.step) == [1, 2, 3, 4, 5] and metrics["train_steps"] == 0
+    assert len(pd.read_csv(tmp_path / "a" / "steps.csv")) == 0
+    weights = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    assert all(w.abs().max() <= 0.5 for w in weights.values())  # every weight is a draw from U(-r, r)
+    (again,) = job.run(spec, dataset, {"none": tmp_path / "b"}, log=lambda _: None)
+    assert again["test_loss"] == metrics["test_loss"]
+    # the kept draw is the best on validation, and the test loss is that network's
+    best = history.val_loss.idxmin()
+    from gapbench.train import evaluate
+    net = job.build_net(spec, job.data.task_of(job.data.read_meta(dataset)))
+    net.load_state_dict(weights)
+    val_loss, _ = evaluate(net, job.data.task_of(job.data.read_meta(dataset)), dataset, "validation", "cpu")
+    assert val_loss == pytest.approx(history.val_loss[best], rel=1e-6)
