@@ -9,10 +9,9 @@ on a float64 CPU copy of it, and returns a tidy DataFrame (one row per observati
     lyapunov           the k largest Lyapunov exponents (QR method)   index, exponent, cumulative_sum
     memory_capacity    Jaeger's MC_k per delay k                       delay, mc
 
-`fit_decay_rate`, `clipping_statistics` and `propagation_summary` reduce tables (or arrays) to
-numbers; `probe_all` runs everything a training run records. Index conventions: states[:, l]
-is h_{l+1} (the model's output at 0-based step l); D_l = diag(φ'(a_l)) uses that step's output,
-and J_l = ∂h_l/∂h_{l-1} = D_l W_h (the lecture writes D_{l+1} W_hᵀ for the row-vector form).
+`fit_decay_rate` and `propagation_summary` reduce tables to numbers; `probe_all` runs
+everything a training run records. Index conventions: states[:, l] is h_{l+1} (the
+model's output at 0-based step l); D_l = diag(φ'(a_l)) uses that step's output, and J_l = ∂h_l/∂h_{l-1} = D_l W_h (the lecture writes D_{l+1} W_hᵀ for the row-vector form).
 
 All probes run their small batched linear algebra on one thread: 64×64 QR/SVD do not gain
 from two threads, and with OpenMP on a loaded 2-core machine they were measured 100–400×
@@ -241,7 +240,7 @@ def sensitivity(model, x) -> pd.DataFrame:
 
         ∂h_t/∂x_l = (∏_{i=l+1..t} J_i) D_l W_in,   J_i = D_i W_h
 
-    One reverse sweep per sequence carries the full H×H seed M_L = ∂h_t/∂h_{t-L} (all H
+    One reverse sweep per sequence carries the full H×H propagator M_L = ∂h_t/∂h_{t-L} (all H
     output directions at once, so every lag costs one H×H product instead of a new sweep):
     M_{L+1} = M_L D_{t-L} W_h. M is renormalised every step with its log-norm accumulated,
     so norms far below 1e-308 stay exact; 0 (log −inf) only where a ReLU cut every path.
@@ -253,15 +252,15 @@ def sensitivity(model, x) -> pd.DataFrame:
     weight_in = model64.weight_ih.detach()
     log_rows = np.empty((steps, batch))
     with _one_thread(), torch.no_grad():
-        seed = torch.eye(hidden, dtype=torch.float64).expand(batch, hidden, hidden).clone()
+        propagator = torch.eye(hidden, dtype=torch.float64).expand(batch, hidden, hidden).clone()
         log_scale = torch.zeros(batch, dtype=torch.float64)
         for lag in range(steps):
-            seed = seed * slopes[:, steps - 1 - lag].unsqueeze(1)  # M D_l, shared by both products
-            log_rows[lag] = (log_scale + torch.log(torch.linalg.matrix_norm(seed @ weight_in))).numpy()
-            seed = seed @ weight
-            norm = torch.linalg.matrix_norm(seed)
+            propagator = propagator * slopes[:, steps - 1 - lag].unsqueeze(1)  # M D_l, shared by both products
+            log_rows[lag] = (log_scale + torch.log(torch.linalg.matrix_norm(propagator @ weight_in))).numpy()
+            propagator = propagator @ weight
+            norm = torch.linalg.matrix_norm(propagator)
             log_scale += torch.log(norm)
-            seed /= torch.where(norm > 0, norm, torch.ones_like(norm))[:, None, None]
+            propagator /= torch.where(norm > 0, norm, torch.ones_like(norm))[:, None, None]
     return pd.DataFrame({"lag": np.arange(steps), "log10_sensitivity": _mean_log10(log_rows)})
 
 
@@ -381,29 +380,6 @@ def _squared_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------ summaries
-
-def clipping_statistics(pre_clip_norms, clipped=None) -> dict:
-    """One row of gradient-clipping and stability statistics over a run's steps.
-
-    pre_clip_norms: the global gradient norm ||∇L|| of every step before clipping (Pascanu
-    et al. 2013, "if ||g|| > θ then g ← θ g/||g||"); clipped: whether that step was clipped.
-    Returns steps, clipped_fraction (NaN without flags), nonfinite_norms (inf/NaN: a blow-up),
-    and norm_min, norm_q10, norm_median, norm_q90, norm_max over the finite norms.
-    """
-    norms = np.asarray(pre_clip_norms, dtype=np.float64).ravel()
-    finite = norms[np.isfinite(norms)]
-    quantiles = np.quantile(finite, [0.0, 0.1, 0.5, 0.9, 1.0]) if finite.size else [math.nan] * 5
-    flags = None if clipped is None else np.asarray(clipped, dtype=bool).ravel()
-    if flags is not None and flags.size != norms.size:
-        raise ValueError(f"{norms.size} norms but {flags.size} clipped flags")
-    return {
-        "steps": int(norms.size),
-        "clipped_fraction": float(flags.mean()) if flags is not None and flags.size else math.nan,
-        "nonfinite_norms": int(norms.size - finite.size),
-        **{name: float(v) for name, v in
-           zip(("norm_min", "norm_q10", "norm_median", "norm_q90", "norm_max"), quantiles)},
-    }
-
 
 def propagation_summary(decay=None, spectrum=None, lyapunov_table=None, memory=None,
                         floor: float = FLOAT64_LOG10_FLOOR) -> dict:

@@ -9,7 +9,6 @@ import torch
 from gapbench import models
 from gapbench import tasks
 from gapbench.probes import (
-    clipping_statistics,
     fit_decay_rate,
     gradient_decay,
     jacobian_spectrum,
@@ -338,16 +337,6 @@ def test_every_probe_rejects_a_model_without_recurrent_weight():
             probe(rnn, x)
     with pytest.raises(TypeError, match="recurrent_weight"):
         memory_capacity(rnn)
-
-
-def test_clipping_statistics():
-    stats = clipping_statistics([0.5, 2.0, 4.0, np.inf, 1.0], [False, True, True, True, False])
-    assert stats["steps"] == 5 and stats["nonfinite_norms"] == 1
-    assert stats["clipped_fraction"] == pytest.approx(0.6)
-    assert stats["norm_median"] == pytest.approx(1.5) and stats["norm_max"] == 4.0
-    assert math.isnan(clipping_statistics([1.0])["clipped_fraction"])
-    with pytest.raises(ValueError):
-        clipping_statistics([1.0, 2.0], [True])
 
 
 def test_propagation_summary_of_scaled_orthogonal():
