@@ -86,7 +86,19 @@ def test_identity_model_gradient_is_exactly_flat():
     task, model, readout, x, y = _setup("identity", gap=200)
     table = gradient_decay(model, readout, task, x, y)
     assert np.ptp(table.log10_grad_norm) < 1e-12
-    assert abs(fit_decay_rate(table.lag, table.log10_grad_norm)[0]) < 1e-12
+    # the fitted ±1e-17 is rounding: reported as exactly flat, not as a half-life of 1e16 steps
+    assert fit_decay_rate(table.lag, table.log10_grad_norm) == (0.0, math.inf)
+
+
+def test_fit_decay_rate_reports_rounding_as_zero_and_keeps_real_slopes():
+    lag = np.arange(200)
+    jitter = np.random.default_rng(0).choice([-1.0, 0.0, 1.0], lag.size) * 2e-16  # last-bit noise
+    assert fit_decay_rate(lag, -0.7 + jitter) == (0.0, math.inf)
+    assert fit_decay_rate(lag, 300.0 + 300 * jitter) == (0.0, math.inf)  # relative to the curve's size
+    slow = -0.7 - 1e-9 * lag / math.log(10.0)  # a real drift of 1e-9 per step (float32 orthogonality)
+    rate, half_life = fit_decay_rate(lag, slow)
+    assert rate == pytest.approx(1e-9, rel=1e-3) and half_life == pytest.approx(math.log(2.0) / 1e-9, rel=1e-3)
+    assert fit_decay_rate(lag, -0.7 + 1e-9 * lag)[0] < 0  # growth stays growth
 
 
 def test_orthogonal_linear_gradient_is_flat():
@@ -655,7 +667,8 @@ def test_lstm_with_the_forget_gate_open_carries_the_cell_gradient_unchanged():
     assert np.ptp(full[40:]) < 1e-12
     cell = 0.5 * np.log10(10 ** (2 * full[20:]) - 10 ** (2 * seen[20:]))  # ||g_c|| = √(||g||² − ||g_h||²)
     assert np.ptp(cell) < 1e-9
-    assert abs(fit_decay_rate(table.lag[40:], full[40:])[0]) < 1e-15
+    rate, half_life = fit_decay_rate(table.lag[40:], full[40:])
+    assert (rate, half_life) == (0.0, math.inf)
     # the carousel in the exponents: c never forgets (H exponents 0), h contracts
     exponents = lyapunov(model, x, warmup=20).exponent.to_numpy()
     np.testing.assert_allclose(exponents[: model.hidden_size], 0.0, atol=1e-3)
