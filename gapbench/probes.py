@@ -325,8 +325,8 @@ def gradient_decay(model, readout, task, x, y, *, method: str = "auto") -> pd.Da
     The observed part: with O_k = ∂observe(s_k)/∂s_k (hidden × state), the part of g_k =
     ∂L_t/∂s_k the readout sees is its orthogonal projection P_k g_k onto the row space of
     O_k; `log10_grad_norm_observed` is log10 ||P_k g_k|| (same renormalisation and batch
-    mean). For an observe that selects coordinates (every gapbench model: LSTM's h of
-    [h, c], coRNN's y of [y, z]) it is the norm of g_k restricted to those coordinates; the
+    mean). For an observe that selects coordinates (the usual case: LSTM's h of [h, c],
+    coRNN's y of [y, z]) it is the norm of g_k restricted to those coordinates; the
     rest of g_k (e.g. the cell state's) reaches L_t only through later steps. For an
     elementwise RNN the readout sees the whole state: the two columns are equal.
     Returns one row per lag = t − k: lag, log10_grad_norm, grad_norm (0 where it underflows),
