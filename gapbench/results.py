@@ -35,7 +35,7 @@ ACCURACY_COLUMNS = KEYS + [
     "clip_fraction", "clip_threshold", "train_steps", "wall_seconds", "code_version",
 ]
 # the order in which each table's rows are sorted, after the run keys
-ROW_ORDER = {"propagation_summary": ["stage"], **{name: ["stage"] + order for name, order in PROBE_ROW_ORDER.items()}}
+ROW_ORDER = {"propagation_summary": ["stage"], **PROBE_ROW_ORDER}
 FIGURE_FORMATS = ("pdf", "png")
 
 

@@ -77,7 +77,8 @@ def test_baselines_and_success_follow_their_formulas(accuracy):
 
 
 def test_gradient_decay_table_covers_every_lag(decay):
-    assert set(KEYS + ["stage", "lag", "log10_grad_norm", "grad_norm", "decay_rate", "half_life"]) == set(decay.columns)
+    assert set(KEYS + ["stage", "lag", "log10_grad_norm", "grad_norm", "log10_grad_norm_observed", "grad_norm_observed",
+                       "decay_rate", "half_life"]) == set(decay.columns)
     assert set(decay.stage) == {"init", "trained"}
     for (task, gap, *_), rows in decay.groupby(["task", "gap", "model", "clip", "seed", "stage"]):
         built = build_task(task, gap)

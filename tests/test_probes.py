@@ -5,15 +5,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from gapbench import models
 from gapbench import tasks
+from gapbench.models import RecurrentModel
 from gapbench.probes import (
+    GENERIC_SEQUENCES,
+    PROBES,
+    SUMMARY_COLUMNS,
+    TABLES,
     fit_decay_rate,
     gradient_decay,
     jacobian_spectrum,
     lyapunov,
     memory_capacity,
+    probe,
     probe_all,
     propagation_summary,
     sensitivity,
@@ -78,7 +86,19 @@ def test_identity_model_gradient_is_exactly_flat():
     task, model, readout, x, y = _setup("identity", gap=200)
     table = gradient_decay(model, readout, task, x, y)
     assert np.ptp(table.log10_grad_norm) < 1e-12
-    assert abs(fit_decay_rate(table.lag, table.log10_grad_norm)[0]) < 1e-12
+    # the fitted ±1e-17 is rounding: reported as exactly flat, not as a half-life of 1e16 steps
+    assert fit_decay_rate(table.lag, table.log10_grad_norm) == (0.0, math.inf)
+
+
+def test_fit_decay_rate_reports_rounding_as_zero_and_keeps_real_slopes():
+    lag = np.arange(200)
+    jitter = np.random.default_rng(0).choice([-1.0, 0.0, 1.0], lag.size) * 2e-16  # last-bit noise
+    assert fit_decay_rate(lag, -0.7 + jitter) == (0.0, math.inf)
+    assert fit_decay_rate(lag, 300.0 + 300 * jitter) == (0.0, math.inf)  # relative to the curve's size
+    slow = -0.7 - 1e-9 * lag / math.log(10.0)  # a real drift of 1e-9 per step (float32 orthogonality)
+    rate, half_life = fit_decay_rate(lag, slow)
+    assert rate == pytest.approx(1e-9, rel=1e-3) and half_life == pytest.approx(math.log(2.0) / 1e-9, rel=1e-3)
+    assert fit_decay_rate(lag, -0.7 + 1e-9 * lag)[0] < 0  # growth stays growth
 
 
 def test_orthogonal_linear_gradient_is_flat():
@@ -330,13 +350,17 @@ def test_unstable_linear_network_memory_is_nan():
 
 # ------------------------------------------------------------------------------ summaries
 
-def test_every_probe_rejects_a_model_without_recurrent_weight():
+def test_every_probe_rejects_a_model_that_is_not_a_recurrent_model():
     rnn, x = torch.nn.RNN(3, 4, batch_first=True), torch.zeros(1, 5, 3)
-    for probe in (jacobian_spectrum, sensitivity, lyapunov):
-        with pytest.raises(TypeError, match="recurrent_weight"):
-            probe(rnn, x)
-    with pytest.raises(TypeError, match="recurrent_weight"):
+    for function in (jacobian_spectrum, sensitivity, lyapunov):
+        with pytest.raises(TypeError, match="not a gapbench RecurrentModel"):
+            function(rnn, x)
+    with pytest.raises(TypeError, match="not a gapbench RecurrentModel"):
         memory_capacity(rnn)
+    with pytest.raises(TypeError, match="only method='generic'"):
+        sensitivity(GRUCellModel(3, 4), x, method="analytic")
+    with pytest.raises(ValueError, match="unknown method"):
+        sensitivity(models.build("vanilla", 3, 4), x, method="autograd")
 
 
 def test_propagation_summary_of_scaled_orthogonal():
@@ -355,3 +379,334 @@ def test_propagation_summary_of_scaled_orthogonal():
     assert all(isinstance(tables[name], pd.DataFrame) for name in tables if name != "summary")
     empty = propagation_summary()
     assert all(math.isnan(v) for v in empty.values())
+
+
+# ------------------------------------------------------------------------------ the registry
+
+def test_the_registry_lists_every_table_with_its_row_order():
+    assert TABLES == {
+        "gradient_decay": ["stage", "lag"],
+        "jacobian_spectrum": ["stage", "quantity", "lag", "step", "statistic", "index"],
+        "sensitivity": ["stage", "lag"],
+        "lyapunov": ["stage", "index"],
+        "memory_capacity": ["stage", "delay"],
+    }
+    assert list(TABLES) == list(PROBES) == ["gradient_decay", "jacobian_spectrum", "sensitivity", "lyapunov",
+                                            "memory_capacity"]  # the order they are produced in
+    assert SUMMARY_COLUMNS == ["decay_rate", "half_life", "lyapunov_max", "lyapunov_sum", "spectral_radius",
+                               "memory_capacity"]
+    assert list(propagation_summary()) == SUMMARY_COLUMNS
+
+
+def test_a_decorated_function_is_all_a_new_probe_needs():
+    @probe("state_norm", row_order=["stage", "step"])
+    def state_norm(model, x):
+        output, _ = model(x)
+        return pd.DataFrame({"step": np.arange(x.shape[1]), "norm": output.detach().norm(dim=-1).mean(0).numpy()})
+
+    try:
+        assert TABLES["state_norm"] == ["stage", "step"]
+        task, model, readout, x, y = _setup("vanilla")
+        tables = probe_all(model, readout, task, x, y)
+        assert list(tables) == list(TABLES) + ["summary"]
+        assert list(tables["state_norm"].step) == list(range(x.shape[1]))
+        assert list(tables["summary"]) == SUMMARY_COLUMNS
+    finally:
+        PROBES.pop("state_norm"), TABLES.pop("state_norm")
+    with pytest.raises(TypeError, match="cannot pass"):
+        probe("bad", row_order=[])(lambda model, history: None)
+    with pytest.raises(ValueError, match="taken"):
+        probe("lyapunov", row_order=[])(lambda model: None)
+
+
+# ------------------------------------------- the generic path: any model, from step and observe
+
+class _StepModel(RecurrentModel):
+    """forward from `step` (what the probes' generic path sees of any model)."""
+
+    def forward(self, x, h0=None):
+        output, _ = self.unroll(x, None if h0 is None else h0[0])
+        return output, output[:, -1].unsqueeze(0)
+
+
+class GRUCellModel(_StepModel):
+    """torch.nn.GRUCell as a RecurrentModel: state h, no W_h of the elementwise form."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.input_size, self.hidden_size, self.state_size = input_size, hidden_size, hidden_size
+        self.cell = nn.GRUCell(input_size, hidden_size)
+
+    def step(self, state, x_t):
+        return self.cell(x_t, state)
+
+
+class DiagonalComplex(_StepModel):
+    """LRU-like: z_t = λ ⊙ z_{t-1} + B x_t with fixed complex λ, real state [Re z, Im z]. The
+    readout sees Re z, or C [Re z; Im z] with `observe_map` C (not a selection of coordinates)."""
+
+    def __init__(self, eigenvalues, input_size=3, observe_map=None, seed=0):
+        super().__init__()
+        eigenvalues = torch.as_tensor(eigenvalues, dtype=torch.complex128)
+        n = len(eigenvalues)
+        self.input_size, self.state_size = input_size, 2 * n
+        self.hidden_size = n if observe_map is None else observe_map.shape[0]
+        self.register_buffer("lam_re", eigenvalues.real.clone())
+        self.register_buffer("lam_im", eigenvalues.imag.clone())
+        self.register_buffer("observe_map", observe_map)
+        generator = torch.Generator().manual_seed(seed)
+        self.input_re = nn.Parameter(torch.randn(n, input_size, generator=generator, dtype=torch.float64))
+        self.input_im = nn.Parameter(torch.randn(n, input_size, generator=generator, dtype=torch.float64))
+
+    def step(self, state, x_t):
+        n = len(self.lam_re)
+        re, im = state[..., :n], state[..., n:]
+        return torch.cat([self.lam_re * re - self.lam_im * im + F.linear(x_t, self.input_re),
+                          self.lam_re * im + self.lam_im * re + F.linear(x_t, self.input_im)], -1)
+
+    def observe(self, state):
+        return super().observe(state) if self.observe_map is None else F.linear(state, self.observe_map)
+
+
+class LinearReservoir(_StepModel):
+    """ESN-like: s_t = W s_{t-1} + W_in x_t with W = aQ fixed and no nonlinearity (W_h = W)."""
+
+    def __init__(self, a, hidden=8, input_size=3, seed=0):
+        super().__init__()
+        self.input_size, self.hidden_size, self.state_size = input_size, hidden, hidden
+        self.register_buffer("weight_hh", a * _random_orthogonal(hidden, seed))
+        generator = torch.Generator().manual_seed(seed + 1)
+        self.weight_ih = nn.Parameter(torch.rand(hidden, input_size, generator=generator, dtype=torch.float64) - 0.5)
+
+    def step(self, state, x_t):
+        return F.linear(state, self.weight_hh) + F.linear(x_t, self.weight_ih)
+
+    def recurrent_weight(self):
+        return self.weight_hh
+
+
+class OpenForgetLSTM(_StepModel):
+    """LSTM-like, state [h, c]: c_t = f ⊙ c_{t-1} + i_t ⊙ g_t, h_t = o_t ⊙ tanh(c_t), with the forget
+    gate saturated open (f = σ(50), exactly 1 in float64), i and g driven by the input alone and
+    o_t = σ(W_o x_t + U_o h_{t-1}): ∂c_t/∂c_{t-1} = I and ∂c_t/∂h_{t-1} = 0 (the constant error carousel)."""
+
+    def __init__(self, input_size, hidden=6, seed=0):
+        super().__init__()
+        self.input_size, self.hidden_size, self.state_size = input_size, hidden, 2 * hidden
+        generator = torch.Generator().manual_seed(seed)
+        draw = lambda *shape: nn.Parameter(torch.randn(*shape, generator=generator, dtype=torch.float64))  # noqa: E731
+        self.w_i, self.w_g, self.w_o = draw(hidden, input_size), draw(hidden, input_size), draw(hidden, input_size)
+        self.u_o = draw(hidden, hidden)
+
+    def step(self, state, x_t):
+        h, c = state[..., : self.hidden_size], state[..., self.hidden_size:]
+        forget = torch.sigmoid(torch.full_like(c, 50.0))
+        c = forget * c + torch.sigmoid(F.linear(x_t, self.w_i)) * torch.tanh(F.linear(x_t, self.w_g))
+        out = torch.sigmoid(F.linear(x_t, self.w_o) + F.linear(h, self.u_o) / math.sqrt(self.hidden_size))
+        return torch.cat([out * torch.tanh(c), c], -1)
+
+
+def _task_batch(gap, batch=5, seed=0):
+    task = tasks.build("copy", gap)
+    data = task.sample(batch, np.random.default_rng(seed))
+    return task, torch.from_numpy(data["x"]).double(), torch.from_numpy(data["y"])
+
+
+def _retained_state_gradients(model, readout, task, x, y):
+    """∂L_t/∂s_k for every k ≤ t by plain autograd through `step` (float64, retained gradients)."""
+    state, states = model.initial_state(x.shape[0], x), []
+    for step in range(task.probe_step + 1):
+        state = model.step(state, x[:, step])
+        state.retain_grad()
+        states.append(state)
+    task.probe_loss(readout(model.observe(states[-1])), y).sum().backward()
+    return [s.grad for s in states]
+
+
+ELEMENTWISE = [("vanilla", {}), ("vanilla", {"init": "normal", "init_gain": 1.5}), ("linear", {}), ("irnn", {}),
+               ("orthogonal", {}), ("orthogonal", {"activation": "tanh"}), ("identity", {})]
+
+
+@pytest.mark.parametrize("name, options", ELEMENTWISE)
+def test_generic_path_reproduces_the_analytic_path(name, options):
+    """Every probe table of every elementwise model, from step/observe by autodiff, against the
+    analytic J_l = D_l W_h, to 1e-10. The exceptions are stated, not hidden: D rows exist only on
+    the analytic path, and singular values of ∂h_t/∂h_(t-L) below 1e-5 σ_1 agree only to
+    their float64 rounding, ~L·eps·σ_1/σ_i in log10 (the docstring's caveat)."""
+    task, model, readout, x, y = _setup(name, gap=10, **options)
+    with torch.no_grad():
+        model.bias.normal_(0.0, 0.3)  # some ReLUs off, tanh away from 0
+    x, y = x[:2], y[:2]  # 2 sequences: every probe's default uses them all on both paths
+    analytic = probe_all(model, readout, task, x, y, method="analytic")
+    generic = probe_all(model, readout, task, x, y, method="generic")
+    for table in TABLES:
+        expected, got = analytic[table], generic[table]
+        if table == "jacobian_spectrum":
+            assert (expected.quantity == "D").sum() == 3 * x.shape[1] and (got.quantity != "D").all()
+            expected = expected[expected.quantity != "D"].reset_index(drop=True)
+        assert list(got.columns) == list(expected.columns) and len(got) == len(expected), table
+        values = [c for c in expected.columns if c != "value"]
+        pd.testing.assert_frame_equal(got[values], expected[values], check_exact=False, rtol=0, atol=1e-10)
+        if table == "jacobian_spectrum":
+            product = expected.quantity == "product"
+            top = expected.value.where(product & (expected["index"] == 1)).ffill()
+            below = (top - expected.value).where(product, 0.0)  # log10 σ_1 − log10 σ_i
+            tolerance = np.maximum(1e-10, expected.lag * np.finfo(float).eps * 10.0 ** below).where(below > 5, 1e-10)
+            difference = np.abs(got.value - expected.value).where(got.value != expected.value, 0.0)  # -inf == -inf
+            assert (difference.fillna(np.inf) <= tolerance).all() and (below <= 5).sum() > len(expected) / 2
+    np.testing.assert_allclose([generic["summary"][k] for k in SUMMARY_COLUMNS],
+                               [analytic["summary"][k] for k in SUMMARY_COLUMNS], rtol=0, atol=1e-10)
+    # the readout sees an elementwise RNN's whole state: the observed columns repeat the full ones
+    decay = generic["gradient_decay"]
+    np.testing.assert_allclose(decay.log10_grad_norm_observed, decay.log10_grad_norm, rtol=0, atol=1e-12)
+
+
+def test_generic_path_uses_fewer_sequences_where_its_steps_cost_more():
+    task, model, readout, x, y = _setup("vanilla", gap=4)
+    x = torch.cat([x, x.flip(0), x], 0)  # 15 sequences
+    pd.testing.assert_frame_equal(sensitivity(model, x, method="generic"),
+                                  sensitivity(model, x[:GENERIC_SEQUENCES["sensitivity"]], method="analytic"),
+                                  check_exact=False, rtol=0, atol=1e-10)
+    pd.testing.assert_frame_equal(lyapunov(model, x, method="generic"),
+                                  lyapunov(model, x[:GENERIC_SEQUENCES["lyapunov"]], method="analytic"),
+                                  check_exact=False, rtol=0, atol=1e-10)
+    assert not sensitivity(model, x).equals(sensitivity(model, x[:8]))  # the analytic path: all of them
+
+
+def test_generic_gradient_decay_matches_autograd_on_a_two_part_state():
+    """Full state [h, c] and the part the readout sees (h) against retained gradients of `step`."""
+    task, x, y = _task_batch(gap=8)
+    model = OpenForgetLSTM(task.input_size)
+    readout = nn.Linear(model.hidden_size, task.output_size).double()
+    grads = _retained_state_gradients(model, readout, task, x, y)[::-1]  # by lag
+    table = gradient_decay(model, readout, task, x, y)
+    expected = [np.log10(g.norm(dim=1).mean().item()) for g in grads]
+    expected_h = [np.log10(g[:, : model.hidden_size].norm(dim=1).mean().item()) for g in grads]
+    np.testing.assert_allclose(table.log10_grad_norm, expected, atol=1e-10)
+    np.testing.assert_allclose(table.log10_grad_norm_observed, expected_h, atol=1e-10)
+
+
+def test_observed_part_of_a_general_observe_is_the_projection_onto_its_row_space():
+    """observe(s) = C s with C not a coordinate selection: ||P g_k||, P = C⁺C, and ||C ∂s_t/∂x_l||_F."""
+    observe_map = torch.randn(2, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    task, x, y = _task_batch(gap=6)
+    model = DiagonalComplex([0.9 * np.exp(0.5j), 0.6 * np.exp(2j), 0.3], task.input_size, observe_map)
+    readout = nn.Linear(2, task.output_size).double()
+    grads = _retained_state_gradients(model, readout, task, x, y)[::-1]
+    projector = torch.linalg.pinv(observe_map) @ observe_map
+    expected = [np.log10((g @ projector).norm(dim=1).mean().item()) for g in grads]
+    np.testing.assert_allclose(gradient_decay(model, readout, task, x, y).log10_grad_norm_observed, expected,
+                               atol=1e-10)
+
+    full = torch.autograd.functional.jacobian(lambda inp: model.unroll(inp)[1][:, -1], x)  # (B, S, B, T, I)
+    per_sequence = torch.stack([full[b, :, b] for b in range(x.shape[0])])  # (B, S, T, I)
+    seen = torch.einsum("hs,bsti->bhti", observe_map, per_sequence)
+    table = sensitivity(model, x)
+    for column, jacobian in (("log10_sensitivity", per_sequence), ("log10_sensitivity_observed", seen)):
+        norms = torch.linalg.vector_norm(jacobian, dim=(1, 3))  # (B, T)
+        np.testing.assert_allclose(table[column], torch.log10(norms.mean(0)).flip(0).numpy(), atol=1e-10)
+
+
+EIGENVALUES = [0.95 * np.exp(0.3j), 0.7 * np.exp(2.0j), 0.4 * np.exp(-1.1j)]
+
+
+def test_diagonal_complex_model_exponents_are_log_abs_eigenvalues_each_twice():
+    model = DiagonalComplex(EIGENVALUES)
+    table = lyapunov(model, _inputs(2, 300), warmup=100)
+    expected = np.repeat(np.log(np.abs(EIGENVALUES)), 2)
+    np.testing.assert_allclose(table.exponent, expected, atol=1e-10)
+    spectrum = jacobian_spectrum(model, _inputs(2, 40), lags=(30,))
+    step_jacobian = spectrum[spectrum.quantity == "J"].pivot(index="step", columns="statistic", values="value")
+    np.testing.assert_allclose(step_jacobian.spectral_radius, 0.95, atol=1e-12)  # |λ| of each 2×2 block
+    np.testing.assert_allclose(step_jacobian.sigma_min, 0.4, atol=1e-12)
+    product = spectrum[spectrum.quantity == "product"].value
+    np.testing.assert_allclose(product, 30 * expected / math.log(10.0), atol=1e-9)  # log10 |λ_j|^30
+
+
+def test_diagonal_complex_model_gradient_decays_at_log_of_the_largest_modulus():
+    task, x, y = _task_batch(gap=200)
+    model = DiagonalComplex(EIGENVALUES, task.input_size)
+    readout = nn.Linear(3, task.output_size).double()
+    table = gradient_decay(model, readout, task, x, y)
+    # ||g_k||² = Σ_j |λ_j|^(2 lag) ||g_t^(j)||²: the rotation keeps each block's norm, so beyond the
+    # transient ((0.7/0.95)^120 ≈ 1e-16) the slope is exactly ln 0.95
+    tail = table[table.lag >= 60]
+    np.testing.assert_allclose(np.diff(tail.log10_grad_norm), math.log10(0.95), atol=1e-10)
+    rate, _ = fit_decay_rate(tail.lag, tail.log10_grad_norm)
+    assert rate == pytest.approx(-math.log(0.95), abs=1e-10)
+    assert (table.log10_grad_norm_observed <= table.log10_grad_norm + 1e-12).all()  # Re z is part of it
+
+    sensitivities = sensitivity(model, x)  # ||∂s_t/∂x_l||_F² = Σ_j |λ_j|^(2 lag) ||B_j||_F², exactly
+    moduli = torch.tensor(np.abs(EIGENVALUES))
+    inputs = model.input_re.detach().pow(2).sum(1) + model.input_im.detach().pow(2).sum(1)
+    lags = torch.arange(x.shape[1], dtype=torch.float64)
+    expected = 0.5 * torch.log10((moduli[None] ** (2 * lags[:, None]) * inputs[None]).sum(1))
+    np.testing.assert_allclose(sensitivities.log10_sensitivity, expected.numpy(), atol=1e-10)
+
+
+def test_linear_reservoir_memory_capacity_reaches_n_and_reports_its_w_h():
+    """ESN-like generic model, W = aQ linear: MC ≈ N (Jaeger 2001), the same curve as the exact formula."""
+    model = LinearReservoir(0.5, hidden=8)
+    table = memory_capacity(model, max_delay=16)
+    assert table.mc.sum() == pytest.approx(8, abs=0.1)
+    np.testing.assert_allclose(table.mc, _analytic_memory(model, 16), atol=0.03)
+    spectrum = jacobian_spectrum(model, _inputs(2, 20))
+    assert set(spectrum.quantity) == {"W_h", "J", "product"}  # no D rows: not an elementwise RNN
+    np.testing.assert_allclose(spectrum[spectrum.quantity.isin(["W_h", "J"])].value, 0.5, atol=1e-12)
+    np.testing.assert_allclose(lyapunov(model, _inputs(2, 50)).exponent, math.log(0.5), atol=1e-12)
+
+
+def test_lstm_with_the_forget_gate_open_carries_the_cell_gradient_unchanged():
+    task, x, y = _task_batch(gap=80)
+    model = OpenForgetLSTM(task.input_size)
+    readout = nn.Linear(model.hidden_size, task.output_size).double()
+    table = gradient_decay(model, readout, task, x, y)
+    full, seen = table.log10_grad_norm.to_numpy(), table.log10_grad_norm_observed.to_numpy()
+    # the h part decays through the output gate; the c part takes over and then does not decay at all
+    assert seen[40] < seen[0] - 10
+    assert np.ptp(full[40:]) < 1e-12
+    cell = 0.5 * np.log10(10 ** (2 * full[20:]) - 10 ** (2 * seen[20:]))  # ||g_c|| = √(||g||² − ||g_h||²)
+    assert np.ptp(cell) < 1e-9
+    rate, half_life = fit_decay_rate(table.lag[40:], full[40:])
+    assert (rate, half_life) == (0.0, math.inf)
+    # the carousel in the exponents: c never forgets (H exponents 0), h contracts
+    exponents = lyapunov(model, x, warmup=20).exponent.to_numpy()
+    np.testing.assert_allclose(exponents[: model.hidden_size], 0.0, atol=1e-3)
+    assert (exponents[model.hidden_size:] < -0.5).all()
+
+
+def test_gru_cell_probe_tables_are_finite_and_its_w_h_is_missing():
+    task, x, y = _task_batch(gap=10)
+    torch.manual_seed(0)
+    model = GRUCellModel(task.input_size, 8)
+    readout = nn.Linear(8, task.output_size)
+    tables = probe_all(model, readout, task, x.float(), y)
+    assert list(tables) == list(TABLES) + ["summary"]
+    for name in TABLES:
+        numbers = tables[name].select_dtypes("number")
+        if name == "jacobian_spectrum":
+            spectrum = tables[name]
+            assert spectrum[spectrum.quantity == "W_h"].value.isna().all()  # missing, not faked
+            assert "D" not in set(spectrum.quantity)
+            numbers = spectrum[spectrum.quantity != "W_h"].select_dtypes("number")
+            numbers = numbers.drop(columns=[c for c in ("step", "lag", "index") if numbers[c].isna().any()])
+        assert np.isfinite(numbers.to_numpy(dtype=float)).all(), name
+    summary = tables["summary"]
+    assert math.isnan(summary["spectral_radius"])
+    assert all(math.isfinite(summary[k]) for k in SUMMARY_COLUMNS if k not in ("spectral_radius", "half_life"))
+    assert summary["decay_rate"] > 0 and summary["lyapunov_max"] < 0  # a GRU at init forgets
+    assert 0 < summary["memory_capacity"] <= 8.1
+
+    # J_l against torch.autograd's Jacobian of the cell, at one of the picked steps
+    cell64 = GRUCellModel(task.input_size, 8)
+    cell64.load_state_dict(model.state_dict())
+    cell64 = cell64.double()
+    states = cell64.unroll(x[:1])[1][0].detach()
+    spectrum = jacobian_spectrum(model, x[:1].float(), jacobian_steps=x.shape[1])
+    step = 7
+    jacobian = torch.autograd.functional.jacobian(lambda s: cell64.step(s[None], x[:1, step])[0], states[step - 1])
+    got = spectrum[(spectrum.quantity == "J") & (spectrum.step == step)].set_index("statistic").value
+    singular = torch.linalg.svdvals(jacobian)
+    assert got["sigma_max"] == pytest.approx(singular[0].item(), abs=1e-12)
+    assert got["sigma_min"] == pytest.approx(singular[-1].item(), abs=1e-12)
+    assert got["spectral_radius"] == pytest.approx(torch.linalg.eigvals(jacobian).abs().max().item(), abs=1e-12)
