@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from gapbench.data import DatasetError
+
 
 class InputError(Exception):
     """Bad input named in the message (a task, gap or option): reported in one line."""
@@ -41,6 +43,7 @@ def main(argv=None) -> int:
     train.add_argument("--data", required=True, help="dataset folder written by `generate`")
     train.add_argument("--run", type=_clip_dir, action="append", required=True, metavar="CLIP=FOLDER")
     train.add_argument("--threads", type=int, default=1)
+    train.add_argument("--cache", help="run cache folder: restore completed runs from it, store new ones in it")
 
     figures = verbs.add_parser("figures", help="draw the figures from the tables")
     figures.add_argument("--tables", required=True, help="folder holding the tables")
@@ -50,7 +53,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(args)
-    except (FileNotFoundError, InputError) as error:  # bad or missing input: say which, no traceback
+    except (FileNotFoundError, InputError, DatasetError) as error:  # bad or missing input: say which, no traceback
         print(f"gapbench {args.verb}: {error}", file=sys.stderr)
         return 2
 
@@ -74,7 +77,7 @@ def _run(args) -> int:
             spec = RunSpec.from_json(args.spec)
         except (ValueError, TypeError, KeyError) as error:
             raise InputError(f"bad --spec: {error}") from None
-        job.run(spec, args.data, dict(args.run), threads=args.threads)
+        job.run(spec, args.data, dict(args.run), threads=args.threads, cache=args.cache)
     elif args.verb == "figures":
         from gapbench import figures as drawing
 

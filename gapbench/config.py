@@ -1,12 +1,22 @@
-"""Checks of a pipeline config beyond its JSON schema, and the per-run specification.
+"""Checks of a pipeline config beyond its JSON schema, all before the first job runs.
 
-The schema (workflow/schemas/config.schema.yaml) fixes the structure and types; the
-names of tasks and models come from their registries, so they are checked here, by
-building every task at every gap and every model once, before any job runs.
+The schema (workflow/schemas/config.schema.yaml) fixes the structure and types; here: every
+string that becomes part of a path or a shell line is a safe name, every number is finite,
+the names of tasks and models exist in their registries (every task is built at every gap
+and every model once), and every setting can take effect (batch sizes against split sizes,
+the device, threads against cores).
 """
 from __future__ import annotations
 
+import math
+import re
+
 from gapbench import models, tasks
+
+# a label names folders and appears on shell lines: letters, digits, '_', '.', '-' only,
+# matched whole (re.fullmatch: a trailing newline does not slip through as with `$`)
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+SAFE_NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit"
 
 
 class ConfigError(ValueError):
@@ -29,7 +39,52 @@ def task_entry(config: dict, label: str) -> dict:
     return next(entry for entry in config["tasks"] if task_label(entry) == label)
 
 
-def check_config(config: dict) -> None:
+def check_schema(config: dict, schema_path) -> None:
+    """The config against the JSON schema, with a one-line message naming the key (and, for
+    an unknown key, the allowed ones) instead of a dump of the schema. Defaults are filled
+    afterwards by Snakemake's own `validate`."""
+    import jsonschema
+    import yaml
+
+    with open(schema_path) as handle:
+        schema = yaml.safe_load(handle)
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is None:
+        return
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path).lstrip(".")
+    where = f"config key {key}" if key else "config"
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(error.schema['properties'])}")
+    raise ConfigError(f"{where}: {error.message}")
+
+
+def _check_finite(node, key: str = "") -> None:
+    """Every number anywhere in the config is finite (YAML's .nan and .inf are floats too)."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            _check_finite(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_finite(value, f"{key}[{index}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"config key {key}: must be a finite number, got {node}")
+
+
+def _check_name(value, key: str) -> None:
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
+        raise ConfigError(f"config key {key}: {value!r} is not a safe name; use {SAFE_NAME_RULE}")
+
+
+def check_config(config: dict, cores: int | None = None, cuda_available=None) -> None:
+    """Raise ConfigError naming the first key that cannot run. `cores` is Snakemake's --cores
+    (None where unknown); `cuda_available` a callable, torch.cuda.is_available by default."""
+    _check_finite(config)
+    for index, entry in enumerate(config["tasks"]):
+        _check_name(entry["name"], f"tasks[{index}].name")
+        _check_name(task_label(entry), f"tasks[{index}].label")
+    for index, entry in enumerate(config["models"]):
+        _check_name(entry["name"], f"models[{index}].name")
     _unique([task_label(entry) for entry in config["tasks"]], "tasks")
     _unique([entry["name"] for entry in config["models"]], "models")
     for entry in config["tasks"]:
@@ -49,7 +104,7 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"config key models[{name}].options.batch_first: the pipeline always feeds "
                               "(batch, time, features) tensors; remove this option")
         try:
-            models.build(name, 2, 2, **entry["options"])
+            models.build(name, 2, config["hidden_size"], **entry["options"])
         except (ValueError, TypeError) as error:
             raise ConfigError(f"config key models[{name}].options: {error}") from None
     # clip arm and optimiser names are enums of the schema; only the pairing is checked here
@@ -62,3 +117,26 @@ def check_config(config: dict) -> None:
             raise ConfigError(
                 f"config key figures.decay_gap.{task}: {gap} is not a gap of task {task!r} in this config"
             )
+    _check_settings_take_effect(config, cores, cuda_available)
+
+
+def _check_settings_take_effect(config: dict, cores, cuda_available) -> None:
+    """A setting that cannot take effect is an error, not a silent substitution."""
+    sizes, train = config["data"]["sizes"], config["train"]
+    if train["batch_size"] > sizes["train"]:
+        raise ConfigError(f"config key train.batch_size: {train['batch_size']} is larger than the train split "
+                          f"(data.sizes.train = {sizes['train']}); every step would see only {sizes['train']}")
+    if train["probe_batch"] > sizes["test"]:
+        raise ConfigError(f"config key train.probe_batch: {train['probe_batch']} is larger than the test split "
+                          f"(data.sizes.test = {sizes['test']})")
+    if cores is not None and config["threads_per_job"] > cores:
+        raise ConfigError(f"config key threads_per_job: {config['threads_per_job']} is more than --cores {cores}; "
+                          "Snakemake would run each job on fewer threads than the run records")
+    if train["device"] == "cuda":
+        if cuda_available is None:
+            import torch
+
+            cuda_available = torch.cuda.is_available
+        if not cuda_available():
+            raise ConfigError("config key train.device: 'cuda', but torch sees no CUDA device here; "
+                              "allowed here: ['cpu']")

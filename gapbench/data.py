@@ -192,11 +192,31 @@ def task_of(meta: dict):
     return tasks.build(meta["task"], meta["gap"], **meta["params"])
 
 
-def verify(data_dir) -> None:
-    """Check every split against the checksums in meta.json; raise naming the first bad file."""
+class DatasetError(ValueError):
+    """A dataset file that is corrupt or does not match its meta.json; the message names it."""
+
+
+def verify(data_dir, discard: bool = False) -> None:
+    """Check every split against the checksums in meta.json; raise DatasetError naming the
+    first bad file. With `discard`, a bad dataset's meta.json and bad file are removed first,
+    so the pipeline's next run sees the dataset missing and generates it again (generation is
+    deterministic: the same config and seed give the same bytes)."""
+    data_dir = Path(data_dir)
+    read_meta(data_dir)  # a missing meta.json is a FileNotFoundError naming the folder
     for split in SPLITS:
-        for _ in iter_batches(data_dir, split, 1, verify=True):
-            break
+        path = data_dir / f"{split}.npz"
+        try:
+            for _ in iter_batches(data_dir, split, 1, verify=True):
+                break
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+            reason = "does not match its checksum in meta.json" if "checksum" in str(error) else (
+                f"cannot be read ({type(error).__name__}: {error})")
+            if discard:
+                (data_dir / "meta.json").unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
+                raise DatasetError(f"{path} {reason}; removed it and {data_dir / 'meta.json'}: "
+                                   "run the pipeline again and it generates the dataset anew") from None
+            raise DatasetError(f"{path} {reason}; delete {data_dir} and let the pipeline generate it again") from None
 
 
 def _read_header(member) -> tuple[tuple, np.dtype]:

@@ -91,20 +91,24 @@ def _save(grid, out_dir: Path, stem: str) -> None:
 
 @figure("accuracy_vs_gap")
 def accuracy_vs_gap(read, gaps=None):
-    """Test score against the gap (log x): one panel per task, a line per model, clip as style.
+    """Test score against the gap (log x): one panel per task (wrapped three to a row), a line
+    per model, clip arm as style.
 
-    Lines are the mean over seeds with a 95% bootstrap confidence band; the dotted
-    horizontal line is the score of the memoryless predictor (chance accuracy or baseline MSE).
-    Runs whose test score is not finite (diverged forward pass) are left out and counted
-    in the panel title; diverged runs with finite scores stay in.
+    Lines are the mean over seeds with a 95% bootstrap confidence band; the dotted grey line
+    is the score of the memoryless predictor (chance accuracy or baseline MSE). MSE panels
+    have a log y axis, so one exploding run cannot flatten the others. Runs marked diverged
+    are ringed in black at their score; runs whose score is not finite cannot
+    be drawn and are counted in the panel title.
     """
+    from matplotlib.lines import Line2D
+
     accuracy = read("accuracy_vs_gap")
     finite = accuracy[np.isfinite(accuracy.test_score)]
     dropped = accuracy[~np.isfinite(accuracy.test_score)].groupby("task").size()
     sns.set_theme(style="whitegrid", context="paper")
     grid = sns.relplot(
-        data=finite, x="gap", y="test_score", col="task", style="clip", **_hue(finite),
-        kind="line", facet_kws={"sharey": False, "sharex": False}, height=3.2, aspect=1.3, **STYLE,
+        data=finite, x="gap", y="test_score", col="task", col_wrap=min(3, finite.task.nunique()), style="clip",
+        **_hue(finite), kind="line", facet_kws={"sharey": False, "sharex": False}, height=2.6, aspect=1.25, **STYLE,
     )
     for task, ax in grid.axes_dict.items():
         rows = accuracy[accuracy.task == task]
@@ -112,12 +116,27 @@ def accuracy_vs_gap(read, gaps=None):
         ax.set_xticks(sorted(rows.gap.unique()))  # label the gaps that were run, nothing else
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_ylabel(METRIC_LABEL.get(rows.metric.iloc[0], rows.metric.iloc[0]))
+        metric = rows.metric.iloc[0]
+        ax.set_ylabel(METRIC_LABEL.get(metric, metric))
+        if metric == "mse":
+            ax.set_yscale("log")
         ax.axhline(rows.chance_score.mean(), color="grey", linestyle=":", linewidth=1)
-        lost = f"; {dropped[task]} non-finite runs left out" if task in dropped else ""
-        ax.set_title(f"{task} (dotted: memoryless{lost})")
+        diverged = rows[rows.diverged.astype(bool) & np.isfinite(rows.test_score)]
+        ax.scatter(diverged.gap, diverged.test_score, marker="o", facecolors="none", edgecolors="black", s=70,
+                   linewidths=1.2, zorder=5)
+        lost = f" ({dropped[task]} non-finite runs not drawn)" if task in dropped else ""
+        ax.set_title(f"{task}{lost}")
     grid.set_xlabels("gap (steps)")
-    grid.figure.subplots_adjust(wspace=0.3)
+    # the memoryless line and the diverged mark, explained once in the legend
+    legend = grid.legend
+    handles = [*legend.legend_handles,
+               Line2D([], [], color="grey", linestyle=":", linewidth=1, label="memoryless predictor"),
+               Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=8, linestyle="",
+                      label="diverged run (ringed)")]
+    labels = [t.get_text() for t in legend.texts] + ["memoryless predictor", "diverged run (ringed)"]
+    legend.remove()
+    grid.figure.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    grid.figure.subplots_adjust(wspace=0.3, hspace=0.45)
     return grid
 
 
@@ -154,7 +173,7 @@ def gradient_decay(read, gaps=None):
     the fitted rate r; a flat line is a norm-preserving Jacobian product.
     """
     return _per_stage(read("gradient_decay"), "lag", "log10_grad_norm",
-                      "lag t − k (steps)", "log₁₀ ‖∂L_t/∂h_k‖", gaps)
+                      "lag t − k (steps)", "log₁₀ ‖∂L_t/∂s_k‖ (full state s)", gaps)
 
 
 @figure("sensitivity")
@@ -162,7 +181,7 @@ def sensitivity(read, gaps=None):
     """log10 ||∂h_t/∂x_l||_F against the lag t − l: how much of an input l steps back still
     moves the last state (forward memory), init and trained."""
     return _per_stage(read("sensitivity"), "lag", "log10_sensitivity",
-                      "lag t − l (steps)", "log₁₀ ‖∂h_t/∂x_l‖", gaps)
+                      "lag t − l (steps)", "log₁₀ ‖∂s_t/∂x_l‖ (full state s)", gaps)
 
 
 @figure("jacobian_spectrum")

@@ -61,6 +61,24 @@ def code_version() -> str:
         return __version__
 
 
+def source_digest() -> str:
+    """SHA-256 over the source of gapbench and of the tasks and models it loads (every .py
+    file, by relative path): what the run cache keys on, so that any change of the code,
+    committed or not, makes earlier results unrestorable rather than silently reused."""
+    import hashlib
+
+    import gapbench
+    from gapbench import models, tasks
+
+    digest = hashlib.sha256()
+    for package in (gapbench, tasks, models):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(f"{package.__name__}/{path.relative_to(root).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def provenance() -> dict:
     """What made a result: code version, Python and package versions, machine."""
     import numpy

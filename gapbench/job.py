@@ -3,11 +3,14 @@
 Set up (threads, dataset checks, the task), probe the initial weights once, then per clip
 arm: build the model from the seed (so every arm starts from the same weights: a paired
 comparison), train (gapbench.train), test, probe the trained weights, and write the run
-folder (gapbench.results). Nothing here trains or measures by itself.
+into the run cache and its folder (gapbench.results). An arm already in the run cache is
+restored instead of trained. Nothing here trains or measures by itself.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import sys
 import time
@@ -16,9 +19,9 @@ from pathlib import Path
 import torch
 
 from gapbench import data, models
-from gapbench.io import provenance
+from gapbench.io import provenance, source_digest
 from gapbench.probes import probe_all
-from gapbench.results import write_run
+from gapbench.results import is_complete, restore_run, write_cached, write_run
 from gapbench.spec import RunSpec
 from gapbench.train import batches, clipping_statistics, evaluate, train
 
@@ -57,9 +60,19 @@ def build_net(spec: RunSpec, task) -> models.Net:
                       task.output_size)
 
 
-def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], threads: int = 1,
+def run_key(spec: RunSpec, clip: str, meta: dict, source: str) -> str:
+    """What determines a run's results: its specification, clip arm, dataset and code."""
+    record = {"spec": spec.to_dict(), "clip": clip, "data": meta["sha256"], "source": source}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], threads: int = 1, cache=None,
         log=lambda message: print(message, file=sys.stderr, flush=True)) -> list[dict]:
-    """Train every clip arm in `run_dirs` ({clip: folder}) on the dataset in `data_dir`."""
+    """Train every clip arm in `run_dirs` ({clip: folder}) on the dataset in `data_dir`.
+
+    With a `cache` folder, an arm completed before (by this job killed half-way, or by a job
+    whose other arm failed) is restored from it instead of trained again, and every arm this
+    job completes is stored there."""
     torch.set_num_threads(threads)
     if torch.get_num_interop_threads() != 1:  # settable once per process, before parallel work
         torch.set_num_interop_threads(1)
@@ -72,19 +85,29 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], threads: int = 1,
     device = torch.device(spec.train.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train.device is 'cuda' but torch sees no CUDA device here; use 'cpu'")
-    data.verify(data_dir)  # every split against meta.json, once, before any training
-    task = data.task_of(data.read_meta(data_dir))
+    data.verify(data_dir, discard=True)  # every split against meta.json, once, before any training
+    meta = data.read_meta(data_dir)
+    task = data.task_of(meta)
+    source = source_digest() if cache is not None else None
     log(f"training {spec.model} on {spec.task} ({task.registry_name}) gap={task.gap} seed={spec.seed} "
         f"arms={list(run_dirs)}")
     probe_x, probe_y = next(batches(data_dir, "test", spec.train.probe_batch, "cpu"))
 
-    initial_net = build_net(spec, task)
-    initial_weights = {name: value.clone() for name, value in initial_net.state_dict().items()}
-    init_probes = measure(initial_net, task, probe_x, probe_y, "init")  # shared by every arm
+    initial_weights = init_probes = None
     results = []
     for clip, folder in run_dirs.items():
+        cached = None if cache is None else Path(cache) / run_key(spec, clip, meta, source)
+        if cached is not None and is_complete(cached):
+            restore_run(cached, folder)
+            log(f"[{clip}] restored from the run cache ({cached}): completed earlier, not trained again")
+            results.append(json.loads((Path(folder) / "metrics.json").read_text()))
+            continue
         started = time.perf_counter()
         (Path(folder) / "metrics.json").unlink(missing_ok=True)  # incomplete until rewritten
+        if init_probes is None:  # once per job, shared by every arm trained here
+            initial_net = build_net(spec, task)
+            initial_weights = {name: value.clone() for name, value in initial_net.state_dict().items()}
+            init_probes = measure(initial_net, task, probe_x, probe_y, "init")
         net = build_net(spec, task)
         if not all(torch.equal(value, initial_weights[name]) for name, value in net.state_dict().items()):
             raise RuntimeError(f"clip arm {clip!r} does not start from the weights the other arms started from; "
@@ -117,7 +140,14 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], threads: int = 1,
             "spec": spec.to_dict(),
             "provenance": provenance(),
         }
-        write_run(folder, keys, metrics, training, stability, probes, net.state_dict())
+        def write(target):
+            write_run(target, keys, metrics, training, stability, probes, net.state_dict())
+
+        if cached is None:
+            write(folder)
+        else:  # into the cache first, so that a run is never complete without its cached copy
+            write_cached(cached, write)
+            restore_run(cached, folder)
         log(f"[{clip}] done: test_loss {test_loss:.4g} (baseline {task.baseline:.4g}) "
             f"test_{task.metric} {test_score:.4g} diverged={diverged} in {metrics['wall_seconds']:.1f} s")
         results.append(metrics)

@@ -102,7 +102,7 @@ class Probe:
 PROBE_ARGUMENTS = ("model", "readout", "task", "x", "y")  # what probe_all can pass, by name
 PROBES: dict[str, Probe] = {}
 # table name -> the columns its rows are sorted by after the run keys (in the order the
-# tables are produced); "stage" is the column train.measure adds (init / trained)
+# tables are produced); "stage" is the column job.measure adds (init / trained)
 TABLES: dict[str, list[str]] = {}
 
 

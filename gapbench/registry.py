@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import pkgutil
 
 
@@ -61,7 +62,29 @@ class Registry:
             raise ValueError(
                 f"unknown option(s) {unknown} for {self._kind} {name!r}; allowed: {allowed}"
             )
+        defaults = {p.name: p.default for p in inspect.signature(builder).parameters.values()}
+        for option, value in options.items():
+            _check_type(f"{self._kind} {name!r}: option {option}", value, defaults.get(option))
         return builder(*args, **options)
+
+
+def _check_type(what: str, value, default) -> None:
+    """An option takes the kind of value its default is: a number for a numeric default (an
+    integer for an integer one), a bool for a bool, a string for a string; the builder checks
+    ranges and allowed values. Options without a default, or defaulting to None, are not checked."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        ok, wanted = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, wanted = number and float(value).is_integer(), "an integer"
+    elif isinstance(default, float):
+        ok, wanted = number and math.isfinite(value), "a finite number"
+    elif isinstance(default, str):
+        ok, wanted = isinstance(value, str), "a string"
+    else:
+        return
+    if not ok:
+        raise ValueError(f"{what} must be {wanted} (default {default!r}), got {value!r}")
 
 
 def options_of(builder) -> list[str]:

@@ -5,13 +5,21 @@ collecting run folders into the tables.
 A run is (task, gap, model, clip, seed). Its folder, results/runs/{task}/gap{gap}/{model}/
 {clip}/seed{seed}/, holds RUN_FILES; every CSV in it already carries the run keys, so the
 tables are plain concatenations, sorted, plus accuracy_vs_gap.csv built from each run's
-metrics.json. metrics.json is written last: its presence marks a complete run.
+metrics.json. metrics.json is written last: its presence marks a complete run. Every complete
+run is also kept in the run cache (results/cache/runs/<key>/, keyed by the run's full
+specification, clip arm, dataset checksums and source code), from which a job restores it
+instead of training it again: an interruption or another run's failure never costs a
+completed run.
 The probe tables are whatever gapbench.probes registers, and the figures whatever
 gapbench.figures registers: adding either touches no list here.
 """
 from __future__ import annotations
 
+import io
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -60,9 +68,39 @@ def write_run(run_dir, keys: dict, metrics: dict, training, stability: dict, pro
     summary = pd.DataFrame([p["summary"] for p in probes]).assign(
         **keys, diverged=metrics["diverged"], **{k: v for k, v in stability.items() if k != "steps"})
     write_csv(run_dir / "propagation_summary.csv", summary)
+    # saved through memory: torch.save names the archive after the file it writes to, and the
+    # temporary file's random name would make model.pt differ byte for byte between runs
+    buffer = io.BytesIO()
+    torch.save({name: value.cpu() for name, value in weights.items()}, buffer)
     with atomic_path(run_dir / "model.pt") as tmp:
-        torch.save({name: value.cpu() for name, value in weights.items()}, tmp)
+        tmp.write_bytes(buffer.getvalue())
     write_json(run_dir / COMPLETE_MARKER, metrics)
+
+
+def is_complete(run_dir) -> bool:
+    return (Path(run_dir) / COMPLETE_MARKER).exists()
+
+
+def write_cached(cache_dir, write) -> None:
+    """Write a run into the run cache, atomically: `write(folder)` fills a staging folder beside
+    cache_dir, which is then renamed into place (an entry already there, written by an
+    identical run, stays). A run is in the cache whole or not at all."""
+    cache_dir = Path(cache_dir)
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.", dir=cache_dir.parent))
+    try:
+        write(staging)
+        if not is_complete(cache_dir):
+            os.replace(staging, cache_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def restore_run(cache_dir, run_dir) -> None:
+    """Put a cached run back into its run folder, byte for byte, metrics.json last."""
+    for name in sorted(RUN_FILES, key=lambda name: name == COMPLETE_MARKER):
+        with atomic_path(Path(run_dir) / name) as tmp:
+            shutil.copyfile(Path(cache_dir) / name, tmp)
 
 
 def accuracy_row(run_dir) -> dict:

@@ -19,6 +19,8 @@ def init_recurrent_(weight: torch.Tensor, init: str, gain: float) -> torch.Tenso
     `normal` is N(0, 1/H) (ρ ≈ 1, circular law), `orthogonal` a random orthogonal matrix,
     `identity` the identity (Le et al. 2015); every one is then multiplied by `gain`."""
     hidden = weight.shape[0]
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not math.isfinite(gain):
+        raise ValueError(f"init_gain must be a finite number, got {gain!r}")
     with torch.no_grad():
         if init == "uniform":
             bound = 1.0 / math.sqrt(hidden)

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, SMOKE
+from gapbench.results import PROBE_TABLES
 
 # A real model, not a stub: the minimal gated unit (Zhou et al. 2016), one forget gate.
 MINIMAL_GATED_UNIT = textwrap.dedent('''
@@ -88,7 +89,7 @@ def test_a_new_model_file_and_one_config_line_run_through_the_pipeline(project, 
     runs = accuracy[accuracy.model == "mgu"]
     expected = sum(len(t["gaps"]) for t in config["tasks"]) * len(config["clip"]["arms"]) * len(config["seeds"])
     assert len(runs) == expected and runs.test_loss.notna().all()
-    for name in ("gradient_decay", "lyapunov", "sensitivity", "memory_capacity", "jacobian_spectrum"):
+    for name in PROBE_TABLES:
         table = pd.read_csv(tables / f"{name}.csv")
         assert (table.model == "mgu").any(), name
     decay = pd.read_csv(tables / "gradient_decay.csv")

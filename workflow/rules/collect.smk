@@ -39,5 +39,5 @@ rule figures:
     conda:
         "../../environment.yml"
     shell:
-        "python -m gapbench figures --tables {params.tables} --out-dir {params.out_dir}"
-        " --decay-gap {params.decay_gap:q} 2> {log}"
+        "python -m gapbench figures --tables {params.tables:q} --out-dir {params.out_dir:q}"
+        " --decay-gap {params.decay_gap:q} 2> {log:q}"

@@ -3,15 +3,28 @@
 import json
 import os
 import re
+import shlex
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from gapbench.config import check_config, task_entry, task_label
+from gapbench.config import check_config, check_schema, task_entry, task_label
 from gapbench.results import FIGURE_FORMATS, REPORT_TABLES, RUN_FILES, TABLES, figure_names
 from gapbench.spec import RunSpec
 
-validate(config, "../schemas/config.schema.yaml")
-check_config(config)  # registry names, options and gaps, before any job runs
+
+def snakemake_cores():
+    """--cores as a number, or None where Snakemake was given none (e.g. --lint, a cluster)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return None
+
+
+check_schema(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")  # a one-line message
+validate(config, "../schemas/config.schema.yaml")  # fills in the defaults
+# names, numbers, registry entries, options, gaps, settings against cores: before any job runs
+check_config(config, cores=snakemake_cores())
 
 RESULTS = "results"
 TASKS = [task_label(entry) for entry in config["tasks"]]  # labels; default: registry names
@@ -50,5 +63,5 @@ def run_spec(wc):
 
 
 def run_folders(wc):
-    """`--run CLIP=FOLDER` for every clip arm of one training job."""
-    return " ".join(f"--run {clip}={RUN_DIR.format(clip=clip, **wc)}" for clip in CLIPS)
+    """`--run CLIP=FOLDER` for every clip arm of one training job, each shell-quoted."""
+    return " ".join(f"--run {shlex.quote(f'{clip}={RUN_DIR.format(clip=clip, **wc)}')}" for clip in CLIPS)

@@ -21,6 +21,6 @@ rule generate_data:
     conda:
         "../../environment.yml"
     shell:
-        "python -m gapbench generate --task {params.task_name} --gap {wildcards.gap}"
-        " --seed {wildcards.seed} --params {params.task_params:q} --sizes {params.sizes:q}"
-        " --out {params.out} 2> {log}"
+        "python -m gapbench generate --task {params.task_name:q} --gap {wildcards.gap:q}"
+        " --seed {wildcards.seed:q} --params {params.task_params:q} --sizes {params.sizes:q}"
+        " --out {params.out:q} 2> {log:q}"

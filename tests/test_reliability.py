@@ -1,0 +1,304 @@
+"""Reliability: every bad input stops before the first job with a message naming it; no config
+string reaches a shell line unquoted; a completed run is never lost or trained again, whatever
+is interrupted; every file the pipeline writes is reproducible."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, SMOKE, snakemake
+
+BASE = yaml.safe_load(SMOKE.read_text())
+
+
+def _with(**changes):
+    config = yaml.safe_load(SMOKE.read_text())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node[key]
+        if value is KeyError:
+            del node[leaf]
+        else:
+            node[leaf] = value
+    return config
+
+
+CASES = [
+    ("unknown task", _with(tasks=[{"name": "kopy", "gaps": [3]}]), ["kopy", "allowed", "'adding'", "'copy'"]),
+    ("unknown model", _with(models=[{"name": "transformer"}]), ["transformer", "allowed", "'lstm'", "'vanilla'"]),
+    ("unknown clip arm", _with(**{"clip.arms": ["none", "adaptive"]}), ["adaptive", "'none'", "'norm'", "'value'"]),
+    ("non-positive gap", _with(tasks=[{"name": "copy", "gaps": [0, 4]}]), ["gaps", "0", "minimum"]),
+    ("gap too small for the task", _with(tasks=[{"name": "adding", "gaps": [1]}]), ["tasks[adding]", "gap must be an integer >= 2"]),
+    ("missing key", _with(tasks=[{"name": "copy"}]), ["'gaps' is a required property"]),
+    ("wrong type", _with(hidden_size="big"), ["hidden_size", "big", "integer"]),
+    ("unknown key", _with(hiden_size=8), ["hiden_size"]),
+    ("unknown model option", _with(models=[{"name": "vanilla", "options": {"nonlinearity": "relu"}}]),
+     ["models[vanilla]", "nonlinearity", "allowed", "init_gain"]),
+    ("repeated seed", _with(seeds=[0, 0]), ["seeds", "non-unique"]),
+    ("batch_first option", _with(models=[{"name": "vanilla", "options": {"batch_first": False}}]),
+     ["models[vanilla].options.batch_first"]),
+    ("unknown optimiser", _with(**{"train.optimizer": "lbfgs"}), ["optimizer", "lbfgs", "adam"]),
+    ("task listed twice without labels",
+     _with(tasks=[{"name": "copy", "gaps": [2]}, {"name": "copy", "gaps": [4], "params": {"convention": "selective"}}]),
+     ["['copy'] listed more than once", "distinct `label`s"]),
+    ("unknown task option value", _with(tasks=[{"name": "adding", "gaps": [4], "params": {"sampling": "uniform"}}]),
+     ["tasks[adding]", "sampling", "uniform", "poisson", "thinned"]),
+    ("sampling probability out of range",
+     _with(tasks=[{"name": "adding", "label": "adding_thinned", "gaps": [4], "params": {"sampling": "thinned", "keep": 1.5}}]),
+     ["tasks[adding_thinned]", "keep", "1.5"]),
+    # strings that become paths and shell words: refused whole, before anything is written
+    *[(f"label {label!r}", _with(tasks=[{"name": "adding", "label": label, "gaps": [4]}]),
+       ["tasks[0].label", repr(label), "not a safe name", "letters, digits"])
+      for label in ["x\n", "a;b", "$(touch pwned)", "`touch pwned`", "a b", "a/b", "", "../up", "-x", "tab\there",
+                    "adding\r", "ünïcode"]],
+    ("task name with shell characters", _with(tasks=[{"name": "copy;touch pwned", "gaps": [4]}]),
+     ["tasks[0].name", "not a safe name"]),
+    ("model name with a newline", _with(models=[{"name": "vanilla\n"}]), ["models[0].name", "not a safe name"]),
+    # numbers that must be finite
+    ("NaN norm threshold", _with(**{"clip.thresholds": {"norm": float("nan"), "value": 0.1}}),
+     ["clip.thresholds.norm", "finite", "nan"]),
+    ("infinite value threshold", _with(**{"clip.thresholds": {"norm": 1.0, "value": float("inf")}}),
+     ["clip.thresholds.value", "finite", "inf"]),
+    ("NaN learning rate", _with(**{"train.lr": float("nan")}), ["train.lr", "finite", "nan"]),
+    ("infinite learning rate", _with(**{"train.lr": float("inf")}), ["train.lr", "finite", "inf"]),
+    ("NaN task option", _with(tasks=[{"name": "adding", "gaps": [4], "params": {"sampling": "poisson", "rate": float("nan")}}]),
+     ["tasks[0].params.rate", "finite"]),
+    ("NaN model option", _with(models=[{"name": "vanilla", "options": {"init_gain": float("nan")}}]),
+     ["models[0].options.init_gain", "finite"]),
+    ("negative learning rate", _with(**{"train.lr": -0.1}), ["train.lr", "-0.1", "minimum of 0"]),
+    ("zero steps", _with(**{"train.steps": 0}), ["train.steps", "0", "minimum"]),
+    ("zero eval_every", _with(**{"train.eval_every": 0}), ["train.eval_every", "minimum"]),
+    ("zero hidden size", _with(hidden_size=0), ["hidden_size", "minimum"]),
+    # settings that could not take effect
+    ("seed beyond int64", _with(seeds=[2**64]), ["seeds[0]", "maximum"]),
+    ("negative seed", _with(seeds=[-1]), ["seeds[0]", "minimum"]),
+    ("no seeds", _with(seeds=[]), ["seeds", "non-empty"]),
+    ("batch larger than the train split", _with(**{"train.batch_size": 65}), ["train.batch_size", "65", "train split"]),
+    ("probe batch larger than the test split", _with(**{"train.probe_batch": 33}), ["train.probe_batch", "33", "test split"]),
+    ("more threads per job than cores", _with(threads_per_job=64), ["threads_per_job", "64", "--cores 2"]),
+    # options of the wrong kind, named with the allowed values
+    ("string init_gain", _with(models=[{"name": "vanilla", "options": {"init_gain": "big"}}]),
+     ["models[vanilla]", "init_gain must be a finite number", "'big'"]),
+    ("string spectral radius", _with(models=[{"name": "esn", "options": {"spectral_radius": "big"}}]),
+     ["models[esn]", "spectral_radius must be a finite number"]),
+    ("odd hidden size for the LRU", _with(models=[{"name": "lru"}], hidden_size=7), ["models[lru]", "even"]),
+    ("options not a mapping", _with(models=[{"name": "vanilla", "options": [1, 2]}]), ["models[0].options", "object"]),
+    ("unknown top-level key lists the allowed ones", _with(hiden_size=8),
+     ["unknown key(s) ['hiden_size']", "allowed: [", "'hidden_size'", "'seeds'"]),
+    ("unknown train key", _with(**{"train.step": 10}), ["config key train", "['step']", "'steps'"]),
+    ("empty gap list", _with(tasks=[{"name": "copy", "gaps": []}]), ["tasks[0].gaps", "non-empty"]),
+    ("gap as a string", _with(tasks=[{"name": "copy", "gaps": ["four"]}]), ["tasks[0].gaps[0]", "integer"]),
+    ("repeated gap", _with(tasks=[{"name": "copy", "gaps": [4, 4]}]), ["tasks[0].gaps", "non-unique"]),
+    ("empty clip arms", _with(**{"clip.arms": []}), ["clip.arms", "non-empty"]),
+    ("empty test split", _with(**{"data.sizes.test": 0}), ["data.sizes.test", "minimum"]),
+    ("decay gap of a task not in the grid", _with(figures={"decay_gap": {"parity": 4}}), ["figures.decay_gap.parity"]),
+    ("decay gap not among the task's gaps", _with(figures={"decay_gap": {"adding": 5}}), ["figures.decay_gap.adding", "5"]),
+]
+
+
+@pytest.mark.parametrize("label, config, expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_config_stops_before_any_job(tmp_path, label, config, expected):
+    configfile = tmp_path / "bad.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = snakemake(workdir, configfile=configfile, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    for fragment in expected:
+        assert fragment in output, f"{label}: {fragment!r} not in\n{output}"
+    assert not (workdir / "results").exists()  # nothing ran, nothing was written
+    assert not (workdir / "pwned").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_there_are_at_least_forty_bad_inputs():
+    assert len(CASES) >= 40
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_stops_before_any_job(tmp_path):
+    configfile = tmp_path / "cuda.yaml"
+    configfile.write_text(yaml.safe_dump(_with(**{"train.device": "cuda"})))
+    (tmp_path / "work").mkdir()
+    result = snakemake(tmp_path / "work", configfile=configfile, check=False)
+    assert result.returncode != 0 and "train.device" in result.stderr and "no CUDA device" in result.stderr
+    assert not (tmp_path / "work" / "results").exists()
+
+
+
+# ----------------------------------------------------------------- nothing complete is lost
+
+# one (task, gap, seed), two models, three clip arms: long enough (400 steps) to interrupt
+TINY = _with(tasks=[{"name": "adding", "gaps": [6]}], models=[{"name": "vanilla"}, {"name": "gru"}],
+             **{"train.steps": 400, "train.eval_every": 100})
+IGNORED = {"wall_seconds", "code_version"}  # timing, and the code version of a dirty checkout
+
+
+def _config(tmp_path, config=TINY):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _tables(workdir) -> dict[str, pd.DataFrame]:
+    tables = {}
+    for path in sorted((workdir / "results" / "tables").glob("*.csv")):
+        table = pd.read_csv(path)
+        tables[path.name] = table.drop(columns=[c for c in IGNORED if c in table.columns])
+    return tables
+
+
+def _assert_same_tables(first, second):
+    a, b = _tables(first), _tables(second)
+    assert a.keys() == b.keys() and a
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
+
+
+def _train_logs(workdir) -> dict[str, str]:
+    return {str(p): p.read_text() for p in (workdir / "results" / "logs" / "train").rglob("*.log")}
+
+
+def _trained_and_restored(workdir, before: dict | None = None) -> tuple[int, int]:
+    """Arms trained and arms restored from the run cache, as the train jobs' logs say (only
+    the logs written since `before`, a snapshot of _train_logs, when given)."""
+    before = before or {}
+    text = "".join(t for path, t in _train_logs(workdir).items() if before.get(path) != t)
+    return len(re.findall(r"\] done: ", text)), len(re.findall(r"\] restored from the run cache", text))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The tiny grid, run once without interruption."""
+    tmp = tmp_path_factory.mktemp("reference")
+    (tmp / "work").mkdir()
+    snakemake(tmp / "work", configfile=_config(tmp))
+    return tmp / "work"
+
+
+def _start(workdir, configfile):
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory",
+               str(workdir), "--workflow-profile", "none", "--cores", "1", "--configfile", str(configfile)]
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+
+
+def _wait_for(condition, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("the condition to interrupt at never came")
+        time.sleep(0.02)
+
+
+def _training_jobs(workdir) -> list[int]:
+    """The `python -m gapbench train` processes working in `workdir` (and no other)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (proc.name.isdigit() and os.readlink(proc / "cwd") == str(workdir)
+                    and b"gapbench\x00train" in (proc / "cmdline").read_bytes()):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _complete_runs(workdir) -> int:
+    return len(list((workdir / "results" / "runs").rglob("metrics.json")))
+
+
+def test_a_job_killed_after_two_arms_loses_neither(reference, tmp_path):
+    """Kill one training job after two of its three clip arms are complete: Snakemake deletes
+    the job's outputs, the rerun restores both arms from the run cache and trains only the third."""
+    workdir, configfile = tmp_path / "work", _config(tmp_path)
+    workdir.mkdir()
+    process = _start(workdir, configfile)
+    _wait_for(lambda: _complete_runs(workdir) >= 2)
+    for pid in _training_jobs(workdir):
+        os.kill(pid, signal.SIGKILL)
+    assert process.wait(timeout=300) != 0  # the job failed, so the run stopped
+    assert _complete_runs(workdir) == 0  # Snakemake deleted the failed job's outputs, complete arms too
+    before = _train_logs(workdir)
+    snakemake(workdir, configfile=configfile)
+    trained, restored = _trained_and_restored(workdir, before)
+    assert restored == 2 and trained == 6 - 2  # 2 models × 3 arms; the 2 complete arms are not trained again
+    _assert_same_tables(reference, workdir)
+
+
+def test_snakemake_killed_mid_grid_resumes_with_unlock_and_rerun_incomplete(reference, tmp_path):
+    """The whole run dies (SIGKILL to Snakemake and its jobs): the recovery the docs give —
+    `snakemake --unlock`, then `snakemake --rerun-incomplete` — trains no completed run again."""
+    workdir, configfile = tmp_path / "work", _config(tmp_path)
+    workdir.mkdir()
+    process = _start(workdir, configfile)
+    _wait_for(lambda: _complete_runs(workdir) >= 4)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    completed = len(list((workdir / "results" / "cache" / "runs").glob("*/metrics.json")))
+    assert completed >= 4
+    before = _train_logs(workdir)
+    snakemake(workdir, "--unlock", configfile=configfile)
+    snakemake(workdir, "--rerun-incomplete", configfile=configfile)
+    trained, restored = _trained_and_restored(workdir, before)
+    assert trained == 6 - completed  # every run completed before the kill is restored, not trained
+    _assert_same_tables(reference, workdir)
+
+
+def test_a_corrupt_dataset_is_named_discarded_and_regenerated(reference, tmp_path):
+    """A dataset file corrupted after a complete run: the next run stops with one line naming
+    the file and removes the dataset; the run after regenerates it (the same bytes) and
+    restores every run from the cache: nothing is trained again."""
+    workdir, configfile = tmp_path / "work", _config(tmp_path)
+    workdir.mkdir()
+    snakemake(workdir, configfile=configfile)
+    data = workdir / "results" / "data" / "adding" / "gap6" / "seed0"
+    original = (data / "train.npz").read_bytes()
+    (data / "train.npz").write_bytes(original[: len(original) // 2])  # truncated
+    before = _train_logs(workdir)
+    failed = snakemake(workdir, configfile=configfile, check=False)
+    assert failed.returncode != 0
+    log = "".join(p.read_text() for p in (workdir / "results" / "logs" / "train").rglob("*.log"))
+    assert f"{data.relative_to(workdir) / 'train.npz'} cannot be read" in log
+    assert "run the pipeline again and it generates the dataset anew" in log and "Traceback" not in log
+    assert not (data / "meta.json").exists()
+    snakemake(workdir, configfile=configfile)
+    assert (data / "train.npz").read_bytes() == original
+    trained, restored = _trained_and_restored(workdir, before)
+    assert trained == 0 and restored == 6
+    _assert_same_tables(reference, workdir)
+
+
+def test_every_file_is_reproducible(reference, tmp_path):
+    """A second clean run writes the same bytes in every file (model.pt included), apart from
+    what records time: logs, benchmarks, Snakemake's own records, and the wall_seconds fields."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    snakemake(workdir, configfile=_config(tmp_path))
+    skipped = ("results/logs/", "results/benchmarks/", ".snakemake/")
+    files = sorted(p.relative_to(reference).as_posix() for p in reference.rglob("*") if p.is_file())
+    files = [f for f in files if not f.startswith(skipped)]
+    assert files == sorted(f for f in (p.relative_to(workdir).as_posix() for p in workdir.rglob("*") if p.is_file())
+                           if not f.startswith(skipped))
+    for name in files:
+        if name.endswith("metrics.json"):  # every field but the run's wall time
+            first, second = (json.loads((root / name).read_text()) for root in (reference, workdir))
+            assert first.pop("wall_seconds") > 0 and second.pop("wall_seconds") > 0
+            assert first == second, name
+        elif name.endswith("accuracy_vs_gap.csv"):
+            continue  # its wall_seconds column; the rest is compared below
+        else:
+            assert (reference / name).read_bytes() == (workdir / name).read_bytes(), name
+    _assert_same_tables(reference, workdir)

@@ -1,0 +1,53 @@
+"""The SLURM profile against a real SLURM: a single-node cluster started on this machine
+(workflow/profiles/slurm/local-cluster.sh), the smoke grid submitted through Snakemake's SLURM
+executor with the repository's profile, and its tables equal to a local run's.
+
+Opt-in (it needs root, Debian's slurm-wlm and munge, and takes minutes):
+    python -m pytest -m slurm
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, SMOKE
+
+pytestmark = pytest.mark.slurm
+
+CLUSTER = ROOT / "workflow" / "profiles" / "slurm" / "local-cluster.sh"
+TIMING = {"wall_seconds", "code_version"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("slurmctld", "slurmd", "munged")):
+        pytest.skip("needs root and `apt-get install slurm-wlm munge`")
+    state = tmp_path_factory.mktemp("slurm")
+    started = subprocess.run(["bash", CLUSTER, "start", state], capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    try:
+        yield {**os.environ, "SLURM_CONF": str(state / "slurm.conf"),
+               "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    finally:
+        subprocess.run(["bash", CLUSTER, "stop", state], check=True)
+
+
+def test_the_smoke_grid_on_slurm_equals_the_local_run(cluster, smoke_run, tmp_path):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", ROOT / "Snakefile", "--directory", workdir,
+         "--workflow-profile", ROOT / "workflow" / "profiles" / "slurm", "--configfile", SMOKE,
+         # this node has 2 CPUs: two training jobs per SLURM job (the profile's 8 would not fit)
+         "--group-components", "train_group=2"],
+        capture_output=True, text=True, env=cluster, timeout=1800)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "slurm" in (result.stdout + result.stderr).lower()  # it really went through sbatch
+    for path in sorted((smoke_run / "results" / "tables").glob("*.csv")):
+        local, cluster_table = pd.read_csv(path), pd.read_csv(workdir / "results" / "tables" / path.name)
+        drop = [c for c in TIMING if c in local.columns]
+        pd.testing.assert_frame_equal(local.drop(columns=drop), cluster_table.drop(columns=drop),
+                                      check_exact=True, obj=path.name)

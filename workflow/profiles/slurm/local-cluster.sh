@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# A real single-node SLURM cluster on this machine, for testing the SLURM profile:
+#   workflow/profiles/slurm/local-cluster.sh start DIR   # prints `export SLURM_CONF=DIR/slurm.conf`
+#   workflow/profiles/slurm/local-cluster.sh stop DIR    # stops the daemons it started, by PID
+# Needs root and Debian's slurm-wlm and munge (`apt-get install slurm-wlm munge`). No systemd,
+# no cgroups (proctrack/linuxproc, task/none), no accounting database: Snakemake's SLURM
+# executor then queries job states with squeue. Everything it writes stays in DIR.
+set -euo pipefail
+
+action=${1:?usage: local-cluster.sh start|stop DIR}
+state=$(realpath -m "${2:?usage: local-cluster.sh start|stop DIR}")
+
+stop() {
+    for name in slurmd slurmctld munged; do
+        if [[ -f "$state/$name.pid" ]]; then
+            pid=$(cat "$state/$name.pid")
+            kill "$pid" 2>/dev/null || true
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            rm -f "$state/$name.pid"
+        fi
+    done
+}
+
+if [[ $action == stop ]]; then
+    stop
+    exit 0
+fi
+[[ $action == start ]] || { echo "unknown action $action; allowed: start, stop" >&2; exit 2; }
+for tool in slurmctld slurmd munged sbatch squeue; do
+    command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install slurm-wlm munge" >&2; exit 1; }
+done
+
+mkdir -p "$state"/{spool,ctld,log,munge}
+chmod 700 "$state/munge"
+host=$(hostname -s)
+cpus=$(nproc)
+memory=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))  # MB, less 1 GiB for the system
+
+# munge: its own key and socket in DIR, so nothing of the system's is touched
+[[ -f "$state/munge/munge.key" ]] || dd if=/dev/urandom of="$state/munge/munge.key" bs=1024 count=1 status=none
+chmod 400 "$state/munge/munge.key"
+munged --force --key-file "$state/munge/munge.key" --socket "$state/munge/munge.socket" \
+    --pid-file "$state/munged.pid" --log-file "$state/log/munged.log" --seed-file "$state/munge/munge.seed"
+
+cat > "$state/slurm.conf" <<EOF
+ClusterName=gapbench-local
+SlurmctldHost=$host(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$state/munge/munge.socket
+CredType=cred/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+ReturnToService=2
+StateSaveLocation=$state/ctld
+SlurmdSpoolDir=$state/spool
+SlurmctldPidFile=$state/slurmctld.pid
+SlurmdPidFile=$state/slurmd.pid
+SlurmctldLogFile=$state/log/slurmctld.log
+SlurmdLogFile=$state/log/slurmd.log
+SlurmctldPort=16817
+SlurmdPort=16818
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
+PartitionName=local Nodes=$host Default=YES MaxTime=INFINITE State=UP
+EOF
+export SLURM_CONF="$state/slurm.conf"
+slurmctld -f "$SLURM_CONF"
+slurmd -f "$SLURM_CONF"
+for _ in $(seq 100); do  # until the node takes jobs
+    if sinfo -h -o %t 2>/dev/null | grep -q '^idle'; then
+        echo "export SLURM_CONF=$SLURM_CONF"
+        exit 0
+    fi
+    sleep 0.2
+done
+echo "the local SLURM node did not come up; logs in $state/log" >&2
+stop
+exit 1
