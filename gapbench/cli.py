@@ -50,6 +50,11 @@ def main(argv=None) -> int:
     figures.add_argument("--out-dir", required=True)
     figures.add_argument("--decay-gap", type=_json, default={}, help='{"task": gap} shown in the decay figure')
 
+    from gapbench import cost
+
+    cost.add_arguments(verbs.add_parser("cost", help="jobs, core-hours and memory a config will take",
+                                        description=cost.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -82,4 +87,8 @@ def _run(args) -> int:
         from gapbench import figures as drawing
 
         drawing.draw_all(args.tables, args.out_dir, args.decay_gap)
+    elif args.verb == "cost":
+        from gapbench import cost
+
+        return cost.run(args)
     return 0

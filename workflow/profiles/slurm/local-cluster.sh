@@ -4,13 +4,22 @@
 #   workflow/profiles/slurm/local-cluster.sh stop DIR    # stops the daemons it started, by PID
 # Needs root and Debian's slurm-wlm and munge (`apt-get install slurm-wlm munge`). No systemd,
 # no cgroups (proctrack/linuxproc, task/none), no accounting database: Snakemake's SLURM
-# executor then queries job states with squeue. Everything it writes stays in DIR.
+# executor then queries job states with squeue. Everything it writes stays in DIR, except
+# /etc/slurm/slurm.conf: the SLURM job-step executor drops SLURM_CONF from the environment of
+# the steps it starts, so srun inside a job reads the default path. The script writes that file
+# only where none exists (it refuses to run beside a real cluster's) and removes it on stop.
 set -euo pipefail
 
 action=${1:?usage: local-cluster.sh start|stop DIR}
 state=$(realpath -m "${2:?usage: local-cluster.sh start|stop DIR}")
 
+MARKER="# written by gapbench local-cluster.sh for $state"
+SYSTEM_CONF=/etc/slurm/slurm.conf
+
 stop() {
+    if [[ -f $SYSTEM_CONF ]] && grep -qxF "$MARKER" "$SYSTEM_CONF"; then
+        rm -f "$SYSTEM_CONF"
+    fi
     for name in slurmd slurmctld munged; do
         if [[ -f "$state/$name.pid" ]]; then
             pid=$(cat "$state/$name.pid")
@@ -30,6 +39,10 @@ for tool in slurmctld slurmd munged sbatch squeue; do
     command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install slurm-wlm munge" >&2; exit 1; }
 done
 
+if [[ -f $SYSTEM_CONF ]] && ! grep -qxF "$MARKER" "$SYSTEM_CONF"; then
+    echo "$SYSTEM_CONF exists and is not this script's: not starting a test cluster beside it" >&2
+    exit 1
+fi
 mkdir -p "$state"/{spool,ctld,log,munge}
 chmod 700 "$state/munge"
 host=$(hostname -s)
@@ -43,6 +56,7 @@ munged --force --key-file "$state/munge/munge.key" --socket "$state/munge/munge.
     --pid-file "$state/munged.pid" --log-file "$state/log/munged.log" --seed-file "$state/munge/munge.seed"
 
 cat > "$state/slurm.conf" <<EOF
+$MARKER
 ClusterName=gapbench-local
 SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
@@ -70,6 +84,8 @@ NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
 PartitionName=local Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
 export SLURM_CONF="$state/slurm.conf"
+mkdir -p "$(dirname "$SYSTEM_CONF")"
+cp "$SLURM_CONF" "$SYSTEM_CONF"
 slurmctld -f "$SLURM_CONF"
 slurmd -f "$SLURM_CONF"
 for _ in $(seq 100); do  # until the node takes jobs
