@@ -50,6 +50,10 @@ def main(argv=None) -> int:
     figures.add_argument("--out-dir", required=True)
     figures.add_argument("--decay-gap", type=_json, default={}, help='{"task": gap} shown in the decay figure')
 
+    paper = verbs.add_parser("paper-tables", help="write the LaTeX and Markdown tables from the tidy tables")
+    paper.add_argument("--tables", required=True, help="folder holding the tables")
+    paper.add_argument("--out-dir", required=True)
+
     from gapbench import cost
 
     cost.add_arguments(verbs.add_parser("cost", help="jobs, core-hours and memory a config will take",
@@ -87,6 +91,10 @@ def _run(args) -> int:
         from gapbench import figures as drawing
 
         drawing.draw_all(args.tables, args.out_dir, args.decay_gap)
+    elif args.verb == "paper-tables":
+        from gapbench import paper_tables
+
+        paper_tables.write_all(args.tables, args.out_dir)
     elif args.verb == "cost":
         from gapbench import cost
 

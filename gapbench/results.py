@@ -45,6 +45,7 @@ ACCURACY_COLUMNS = KEYS + [
 # the order in which each table's rows are sorted, after the run keys
 ROW_ORDER = {"propagation_summary": ["stage"], **PROBE_ROW_ORDER}
 FIGURE_FORMATS = ("pdf", "png")
+PAPER_TABLE_FORMATS = ("tex", "md")
 
 
 def figure_names() -> list[str]:
@@ -52,6 +53,13 @@ def figure_names() -> list[str]:
     from gapbench import figures
 
     return list(figures.FIGURES)
+
+
+def paper_table_names() -> list[str]:
+    """The tables gapbench.paper_tables registers (written as .tex and .md)."""
+    from gapbench import paper_tables
+
+    return list(paper_tables.PAPER_TABLES)
 
 
 def write_run(run_dir, keys: dict, metrics: dict, training, stability: dict, probes: list[dict], weights: dict) -> None:

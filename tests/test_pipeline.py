@@ -157,3 +157,30 @@ def test_changed_training_config_reruns_training(smoke_run, tmp_path):
 def test_lint_is_clean(tmp_path):
     result = snakemake(tmp_path, "--lint", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_paper_tables_are_written_from_the_tidy_tables(smoke_run, accuracy):
+    from gapbench.results import PAPER_TABLE_FORMATS, paper_table_names
+
+    folder = smoke_run / "results" / "paper"
+    for name in paper_table_names():
+        latex = (folder / f"{name}.tex").read_text()
+        assert "\\toprule" in latex and "\\caption{" in latex and "\\label{tab:gapbench-" in latex
+        assert "_" not in latex.replace("W_h", "").replace("\\_", "").replace("lambda_1", ""), name  # escaped
+        assert (folder / f"{name}.md").read_text().count("\n|") > 2
+    assert {p.suffix[1:] for p in folder.iterdir()} == set(PAPER_TABLE_FORMATS)
+    # the largest gap solved, recomputed here from accuracy_vs_gap, appears in its table
+    rate = accuracy.groupby(["task", "model", "clip", "gap"]).success.mean().reset_index()
+    solved = rate[rate.success >= 0.5]
+    markdown = (folder / "largest_gap_solved.md").read_text()
+    for row in solved.groupby(["task", "model", "clip"]).gap.max().reset_index().itertuples():
+        line = next(l for l in markdown.splitlines() if l.startswith(f"| {row.task} ") and f"| {row.model} " in l)
+        assert f" {row.gap} " in line
+
+
+def test_html_report_holds_figures_and_tables(smoke_run):
+    result = snakemake(smoke_run, "--report", "report.html")
+    html = (smoke_run / "report.html").read_text(errors="replace")
+    assert result.returncode == 0 and len(html) > 100_000
+    for name in ("accuracy_vs_gap", "largest_gap_solved", "propagation_summary"):
+        assert name in html

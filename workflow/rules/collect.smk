@@ -41,3 +41,20 @@ rule figures:
     shell:
         "python -m gapbench figures --tables {params.tables:q} --out-dir {params.out_dir:q}"
         " --decay-gap {params.decay_gap:q} 2> {log:q}"
+
+
+rule paper_tables:
+    input:
+        **TABLE_FILES,
+    output:
+        report(PAPER_TABLES, caption="../report/paper_tables.rst", category="Paper tables"),
+    params:
+        tables=lambda wc, input: os.path.dirname(input[0]),
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
+    log:
+        f"{RESULTS}/logs/paper_tables.log",
+    localrule: True
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m gapbench paper-tables --tables {params.tables:q} --out-dir {params.out_dir:q} 2> {log:q}"

@@ -9,7 +9,15 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from gapbench.config import check_config, check_schema, task_entry, task_label
-from gapbench.results import FIGURE_FORMATS, REPORT_TABLES, RUN_FILES, TABLES, figure_names
+from gapbench.results import (
+    FIGURE_FORMATS,
+    PAPER_TABLE_FORMATS,
+    REPORT_TABLES,
+    RUN_FILES,
+    TABLES,
+    figure_names,
+    paper_table_names,
+)
 from gapbench.spec import RunSpec
 
 
@@ -35,6 +43,7 @@ DATA_DIR = f"{RESULTS}/data/{{task}}/gap{{gap}}/seed{{seed}}"
 RUN_DIR = f"{RESULTS}/runs/{{task}}/gap{{gap}}/{{model}}/{{clip}}/seed{{seed}}"
 TABLE_FILES = {name: f"{RESULTS}/tables/{name}.csv" for name in TABLES}
 FIGURES = expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=figure_names(), ext=FIGURE_FORMATS)
+PAPER_TABLES = expand(f"{RESULTS}/paper/{{name}}.{{ext}}", name=paper_table_names(), ext=PAPER_TABLE_FORMATS)
 
 
 wildcard_constraints:
