@@ -90,18 +90,20 @@ def largest_gap_solved(read) -> pd.DataFrame:
 
 @paper_table("propagation", "Propagation at initialisation and after training, median over tasks, gaps, "
              "clip arms and seeds: gradient decay rate (log10 per step), its half-life (steps), the largest "
-             "Lyapunov exponent λ1 (ln per step), memory capacity MC and ρ(W_h) (— for models without W_h).")
+             "Lyapunov exponent λ1 (ln per step), memory capacity MC (delays k ≥ 0, and k ≥ 1 as Jaeger 2001 "
+             "counts it) and ρ(W_h) (— for models without W_h).")
 def propagation(read) -> pd.DataFrame:
     summary = read("propagation_summary")
     summary = summary.assign(decay_log10=-summary.decay_rate / math.log(10))
     columns = {"decay_log10": "decay (log10/step)", "half_life": "half-life", "lyapunov_max": "λ1",
-               "memory_capacity": "MC", "spectral_radius": "ρ(W_h)"}
+               "memory_capacity": "MC", "memory_capacity_from_1": "MC (k ≥ 1)", "spectral_radius": "ρ(W_h)"}
     table = summary.groupby(["model", "stage"])[list(columns)].median().rename(columns=columns)
     return table.map(lambda v: "—" if np.isnan(v) else "∞" if np.isinf(v) else f"{v + 0.0:.3g}")  # no "-0"
 
 
 # LaTeX for what the Markdown tables write in Unicode (after escaping LaTeX's special characters)
-LATEX = {"λ1": r"$\lambda_1$", r"ρ(W\_h)": r"$\rho(W_h)$", "±": r"$\pm$", "—": "---", "∞": r"$\infty$"}
+LATEX = {"λ1": r"$\lambda_1$", r"ρ(W\_h)": r"$\rho(W_h)$", "±": r"$\pm$", "—": "---", "∞": r"$\infty$",
+         "≥": r"$\geq$"}
 
 
 def _latex(value):

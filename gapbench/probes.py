@@ -729,14 +729,14 @@ def memory_capacity(
     washout: int = 500,
     train_length: int = 10_000,
     test_length: int = 5000,
-    ridge: float = 1e-10,
+    ridge: float = 0.0,
     input_scale: float = 1.0,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Jaeger's (2001) short-term memory capacity of the frozen network, per delay.
 
         x_t = input_scale · u(t) · v,   u(t) ~ U(−1, 1) i.i.d.,   v a seeded unit vector in ℝ^I
-        y_k(t) = β_kᵀ z(t) + c_k  (ridge regression of u(t − k) on the standardised state z(t))
+        y_k(t) = β_kᵀ z(t) + c_k  (least squares of u(t − k) on the standardised state z(t))
         MC_k = corr²(u(t − k), y_k(t)) on held-out steps,   MC = Σ_{k=0..K} MC_k ≤ H
 
     One sequence of washout + train_length + test_length steps in float64 from the model's
@@ -747,14 +747,20 @@ def memory_capacity(
     network reaches rank[w, W_h w, …, W_h^(H−1) w] = H for generic w = W_in v (Jaeger 2001;
     Gonon, Grigoryeva & Ortega 2020). The input enters along one direction v so any
     input_size works (it is not the task's input distribution). State units are standardised
-    with the training mean and std; the readout solves min ||Z β − y||² + ridge·n ||β||²
-    through the SVD of Z (no normal equations), i.e. it drops directions whose share of the
-    state correlation matrix is below ~`ridge`. Those are exactly what carries the long
-    delays of a contracting linear network (u(t − k) enters with weight ~a^k), so ridge is
-    tiny: with 1e-10 a linear aQ network loses delays beyond k ≈ ln(1e-10)/(2 ln a) (≈ 17
-    for a = 0.5); nonlinear networks gave the same MC from 1e-8 down to 1e-14. Finite data:
-    each MC_k is within ~0.01–0.02 of its infinite-data value (checked against the exact
-    linear formula), but the errors add up over delays: MC ± ~0.2 for H = 8–16 and K = 2–5H.
+    with the training mean and std; the readout is plain least squares, min ||Z β − y||², solved
+    through the SVD of Z (no normal equations) with singular values below eps·max(n, H)·σ_max
+    treated as zero (numpy's lstsq cut-off: only directions that are rounding noise are
+    dropped). The small directions carry the long delays of a contracting linear network
+    (u(t − k) enters with weight ~a^k): a ridge penalty drops them, which is why `ridge`
+    (min ||Z β − y||² + ridge·n ||β||²) is 0 unless asked for; the held-out split keeps the fit
+    honest. Checked against the exact memory capacity of linear networks evaluated in 50-digit
+    arithmetic (tests/test_probes_on_baselines.py). Finite data: each MC_k is within ~0.01–0.02
+    of its infinite-data value, but the errors add up over delays: MC ± ~0.2 for H = 8–32.
+    The sum stops at K = 2H: a network that still remembers at lag 2H (a linear one with
+    spectral radius near 1) reads low for that reason alone; only at a = 1 itself does MC
+    collapse (the state is then not a stationary function of recent inputs). MC_0, the
+    current input, counts here; Jaeger 2001 and reservoir-computing tools start at k = 1:
+    propagation_summary reports both (memory_capacity, memory_capacity_from_1).
     mc is NaN where the states overflow (an unstable network).
     Any model: the states regressed on are what the readout sees (observe(s_t), hidden_size
     of them) from the model's own forward (its fast path), in float64; one path for all.
@@ -785,7 +791,11 @@ def memory_capacity(
     z = (states - mean) / std
     with _one_thread():  # torch, not numpy: numpy's BLAS threads are not under our control
         left, singular, right_t = torch.linalg.svd(z[train], full_matrices=False)
-        shrink = singular / (singular**2 + ridge * train_length)
+        if ridge > 0:
+            shrink = singular / (singular**2 + ridge * train_length)
+        else:  # least squares; rounding-noise directions dropped as numpy.linalg.lstsq does
+            cutoff = torch.finfo(z.dtype).eps * max(z[train].shape) * singular[0]
+            shrink = torch.where(singular > cutoff, 1.0 / singular, torch.zeros_like(singular))
         readout = right_t.T @ (shrink[:, None] * (left.T @ (targets[train] - targets[train].mean(0))))
         prediction = (z[test] @ readout).numpy()
     targets = targets.numpy()
@@ -803,7 +813,8 @@ def _squared_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 # the keys of propagation_summary's dict, in its order (the summary table's columns after
 # the run keys and stage)
-SUMMARY_COLUMNS = ["decay_rate", "half_life", "lyapunov_max", "lyapunov_sum", "spectral_radius", "memory_capacity"]
+SUMMARY_COLUMNS = ["decay_rate", "half_life", "lyapunov_max", "lyapunov_sum", "spectral_radius", "memory_capacity",
+                   "memory_capacity_from_1"]
 
 
 def propagation_summary(decay=None, spectrum=None, lyapunov_table=None, memory=None,
@@ -813,7 +824,8 @@ def propagation_summary(decay=None, spectrum=None, lyapunov_table=None, memory=N
         decay_rate, half_life   fit_decay_rate on gradient_decay's (lag, log10_grad_norm)
         spectral_radius         ρ(W_h) from jacobian_spectrum (NaN for a model without W_h)
         lyapunov_max            λ_1;   lyapunov_sum  Σ_i λ_i (the last cumulative_sum)
-        memory_capacity         MC = Σ_k MC_k
+        memory_capacity         MC = Σ_{k≥0} MC_k (h_t already holds u(t))
+        memory_capacity_from_1  Σ_{k≥1} MC_k, as Jaeger 2001 and reservoir-computing tools count it
     Keys: SUMMARY_COLUMNS, in that order.
     """
     rate, half_life = (math.nan, math.nan) if decay is None else fit_decay_rate(
@@ -829,6 +841,7 @@ def propagation_summary(decay=None, spectrum=None, lyapunov_table=None, memory=N
         math.nan if lyapunov_table is None else float(lyapunov_table.cumulative_sum.iloc[-1]),
         radius,
         math.nan if memory is None else float(memory.mc.sum(skipna=False)),
+        math.nan if memory is None else float(memory.mc[memory.delay >= 1].sum(skipna=False)),
     )
     return dict(zip(SUMMARY_COLUMNS, values))
 

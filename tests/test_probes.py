@@ -368,8 +368,8 @@ def test_propagation_summary_of_scaled_orthogonal():
     task, model, readout, x, y = _setup("linear", gap=30, init="orthogonal", init_gain=a)
     tables = probe_all(model, readout, task, x, y)
     summary = tables["summary"]
-    assert set(summary) == {"decay_rate", "half_life", "lyapunov_max", "lyapunov_sum", "spectral_radius",
-                            "memory_capacity"}
+    assert list(summary) == SUMMARY_COLUMNS and "memory_capacity_from_1" in summary
+    assert summary["memory_capacity"] - summary["memory_capacity_from_1"] == pytest.approx(1.0, abs=0.02)  # MC_0
     assert summary["decay_rate"] == pytest.approx(-math.log(a), abs=1e-6)
     assert summary["half_life"] == pytest.approx(1.0, abs=1e-5)
     assert summary["lyapunov_max"] == pytest.approx(math.log(a), abs=1e-6)
@@ -394,7 +394,7 @@ def test_the_registry_lists_every_table_with_its_row_order():
     assert list(TABLES) == list(PROBES) == ["gradient_decay", "jacobian_spectrum", "sensitivity", "lyapunov",
                                             "memory_capacity"]  # the order they are produced in
     assert SUMMARY_COLUMNS == ["decay_rate", "half_life", "lyapunov_max", "lyapunov_sum", "spectral_radius",
-                               "memory_capacity"]
+                               "memory_capacity", "memory_capacity_from_1"]
     assert list(propagation_summary()) == SUMMARY_COLUMNS
 
 
