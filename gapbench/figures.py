@@ -81,6 +81,7 @@ def figure(name: str):
 
 
 def _save(grid, out_dir: Path, stem: str) -> None:
+    """Save a seaborn grid (or a matplotlib figure) as stem.pdf and stem.png, without timestamps."""
     for suffix in FIGURE_FORMATS:
         with atomic_path(out_dir / f"{stem}.{suffix}") as tmp:
             # no timestamps in the files: same tables, same bytes
@@ -138,6 +139,38 @@ def accuracy_vs_gap(read, gaps=None):
     grid.figure.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     grid.figure.subplots_adjust(wspace=0.3, hspace=0.45)
     return grid
+
+
+@figure("success_rate_vs_gap")
+def success_rate_vs_gap(read, gaps=None):
+    """The fraction of seeds whose run succeeded (test loss below 10% of the memoryless
+    baseline) at each gap, as a heatmap per task (three to a row): a row per model and clip arm
+    (models family by family), a column per gap, the fraction written in each cell. A heatmap,
+    not lines: fractions of a few seeds take few values, and lines at 0 and 1 would hide each
+    other."""
+    accuracy = read("accuracy_vs_gap")
+    order = list(model_colours(accuracy["model"].unique()))
+    rate = accuracy.assign(success=accuracy.success.astype(float),
+                           row=accuracy["model"] + " / " + accuracy["clip"])
+    tasks = sorted(rate.task.unique())
+    columns = min(3, len(tasks))
+    rows = -(-len(tasks) // columns)
+    height = 0.22 * rate.row.nunique() + 1.0
+    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, height * rows), squeeze=False,
+                                constrained_layout=True)
+    for ax, task in zip(axes.flat, tasks):
+        table = rate[rate.task == task].pivot_table(index="row", columns="gap", values="success", aggfunc="mean")
+        labels = sorted(table.index, key=lambda r: (order.index(r.split(" / ")[0]), r))
+        sns.heatmap(table.loc[labels], ax=ax, vmin=0, vmax=1, cmap="cividis", annot=True, fmt=".2g",
+                    cbar=False, linewidths=0.5, annot_kws={"fontsize": 6})
+        ax.set_title(task)
+        ax.set_xlabel("gap (steps)")
+        ax.set_ylabel("")
+        ax.tick_params(axis="y", labelsize=6)
+    for ax in axes.flat[len(tasks):]:
+        ax.set_visible(False)
+    figure.suptitle("fraction of seeds that solved the task", fontsize=9)
+    return figure
 
 
 def _at_chosen_gap(table: pd.DataFrame, gaps: dict | None) -> pd.DataFrame:
