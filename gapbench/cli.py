@@ -42,7 +42,6 @@ def main(argv=None) -> int:
     train.add_argument("--spec", required=True, help="run specification (gapbench.spec.RunSpec) as JSON")
     train.add_argument("--data", required=True, help="dataset folder written by `generate`")
     train.add_argument("--run", type=_clip_dir, action="append", required=True, metavar="CLIP=FOLDER")
-    train.add_argument("--threads", type=int, default=1)
     train.add_argument("--cache", help="run cache folder: restore completed runs from it, store new ones in it")
 
     figures = verbs.add_parser("figures", help="draw the figures from the tables")
@@ -86,7 +85,10 @@ def _run(args) -> int:
             spec = RunSpec.from_json(args.spec)
         except (ValueError, TypeError, KeyError) as error:
             raise InputError(f"bad --spec: {error}") from None
-        job.run(spec, args.data, dict(args.run), threads=args.threads, cache=args.cache)
+        try:
+            job.run(spec, args.data, dict(args.run), cache=args.cache)
+        except ValueError as error:  # a dataset that is not the one the spec describes
+            raise InputError(error) from None
     elif args.verb == "figures":
         from gapbench import figures as drawing
 

@@ -108,7 +108,8 @@ def accuracy_vs_gap(read, gaps=None):
     dropped = accuracy[~np.isfinite(accuracy.test_score)].groupby("task").size()
     sns.set_theme(style="whitegrid", context="paper")
     grid = sns.relplot(
-        data=finite, x="gap", y="test_score", col="task", col_wrap=min(3, finite.task.nunique()), style="clip",
+        data=finite, x="gap", y="test_score", col="task", col_order=sorted(accuracy.task.unique()),
+        col_wrap=min(3, accuracy.task.nunique()), style="clip",
         **_hue(finite), kind="line", facet_kws={"sharey": False, "sharex": False}, height=2.6, aspect=1.25, **STYLE,
     )
     for task, ax in grid.axes_dict.items():
@@ -245,7 +246,7 @@ def memory_capacity(read, gaps=None):
     return _per_stage(read("memory_capacity"), "delay", "mc", "delay k (steps)", "MC_k", gaps)
 
 
-def largest_gap_solved(accuracy: pd.DataFrame) -> pd.DataFrame:
+def largest_gap_solved_per_seed(accuracy: pd.DataFrame) -> pd.DataFrame:
     """Per (task, model, clip, seed): the largest gap whose run succeeded (0 if none)."""
     solved = accuracy.assign(solved_gap=accuracy.gap.where(accuracy.success.astype(bool), 0))
     return solved.groupby(["task", "model", "clip", "seed"], as_index=False).solved_gap.max()
@@ -260,7 +261,7 @@ def decay_rate_vs_gap_solved(read, gaps=None):
     accuracy, summary = read("accuracy_vs_gap"), read("propagation_summary")
     trained = summary[summary.stage == "trained"]
     hardest = trained[trained.gap == trained.groupby("task").gap.transform("max")]
-    points = largest_gap_solved(accuracy).merge(
+    points = largest_gap_solved_per_seed(accuracy).merge(
         hardest[["task", "model", "clip", "seed", "decay_rate"]], on=["task", "model", "clip", "seed"])
     sns.set_theme(style="whitegrid", context="paper")
     grid = sns.relplot(

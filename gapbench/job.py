@@ -16,12 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from gapbench import data, models
+from gapbench import data, models, tasks
 from gapbench.io import provenance, source_digest
 from gapbench.probes import probe_all
-from gapbench.results import is_complete, restore_run, write_cached, write_run
+from gapbench.results import COMPLETE_MARKER, is_complete, restore_run, write_cached, write_run
 from gapbench.spec import RunSpec
 from gapbench.train import batches, clipping_statistics, evaluate, train
 
@@ -61,19 +62,21 @@ def build_net(spec: RunSpec, task) -> models.Net:
 
 
 def run_key(spec: RunSpec, clip: str, meta: dict, source: str) -> str:
-    """What determines a run's results: its specification, clip arm, dataset and code."""
-    record = {"spec": spec.to_dict(), "clip": clip, "data": meta["sha256"], "source": source}
+    """What determines a run's results: its specification, clip arm, dataset, code and the
+    versions of the numerical libraries."""
+    record = {"spec": spec.to_dict(), "clip": clip, "data": meta["sha256"], "source": source,
+              "torch": torch.__version__, "numpy": np.__version__}  # what else changes the numbers
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], threads: int = 1, cache=None,
+def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], cache=None,
         log=lambda message: print(message, file=sys.stderr, flush=True)) -> list[dict]:
     """Train every clip arm in `run_dirs` ({clip: folder}) on the dataset in `data_dir`.
 
     With a `cache` folder, an arm completed before (by this job killed half-way, or by a job
     whose other arm failed) is restored from it instead of trained again, and every arm this
     job completes is stored there."""
-    torch.set_num_threads(threads)
+    torch.set_num_threads(spec.threads)  # the config's threads_per_job: part of what a run is
     if torch.get_num_interop_threads() != 1:  # settable once per process, before parallel work
         torch.set_num_interop_threads(1)
     # Vanishing gradients pass through float32 subnormals, which are 3-5x slower on CPUs;
@@ -88,6 +91,11 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], threads: int = 1, cac
     data.verify(data_dir, discard=True)  # every split against meta.json, once, before any training
     meta = data.read_meta(data_dir)
     task = data.task_of(meta)
+    expected = tasks.build(spec.task_name, spec.gap, **spec.task_params)
+    if task.describe() != expected.describe():
+        raise ValueError(f"the dataset in {data_dir} is {task.registry_name} gap {task.gap} with {task.params()}, "
+                         f"but the run specification asks for {spec.task_name} gap {spec.gap} with "
+                         f"{expected.params()}")
     source = source_digest() if cache is not None else None
     log(f"training {spec.model} on {spec.task} ({task.registry_name}) gap={task.gap} seed={spec.seed} "
         f"arms={list(run_dirs)}")
@@ -100,10 +108,10 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], threads: int = 1, cac
         if cached is not None and is_complete(cached):
             restore_run(cached, folder)
             log(f"[{clip}] restored from the run cache ({cached}): completed earlier, not trained again")
-            results.append(json.loads((Path(folder) / "metrics.json").read_text()))
+            results.append(json.loads((Path(folder) / COMPLETE_MARKER).read_text()))
             continue
         started = time.perf_counter()
-        (Path(folder) / "metrics.json").unlink(missing_ok=True)  # incomplete until rewritten
+        (Path(folder) / COMPLETE_MARKER).unlink(missing_ok=True)  # incomplete until rewritten
         if init_probes is None:  # once per job, shared by every arm trained here
             initial_net = build_net(spec, task)
             initial_weights = {name: value.clone() for name, value in initial_net.state_dict().items()}

@@ -8,6 +8,7 @@ Adding a table touches nothing outside this module: the pipeline's targets come 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -49,15 +50,19 @@ def t_quantile(p: float, df: int) -> float:
 
 
 def _mean_interval(values: pd.Series) -> str:
-    """mean ± half-width of the 95% Student-t interval over seeds (the mean alone for one seed)."""
-    values = values.dropna().to_numpy(dtype=float)
+    """mean ± half-width of the 95% Student-t interval over the seeds with a finite score (the
+    mean alone for one seed); seeds whose score is not finite (a diverged run) are counted."""
+    values = values.to_numpy(dtype=float)
+    lost = int((~np.isfinite(values)).sum())
+    values = values[np.isfinite(values)]
+    note = f" ({lost} not finite)" if lost else ""
     if values.size == 0:
-        return "—"
+        return "—" + note
     mean = values.mean()
     if values.size == 1:
-        return f"{mean:.3g}"
+        return f"{mean:.3g}{note}"
     half = t_quantile(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
-    return f"{mean:.3g} ± {half:.2g}"
+    return f"{mean:.3g} ± {half:.2g}{note}"
 
 
 @paper_table("score_vs_gap", "Test score (accuracy, or MSE for regression tasks) at each gap: mean ± "
@@ -106,10 +111,12 @@ LATEX = {"λ1": r"$\lambda_1$", r"ρ(W\_h)": r"$\rho(W_h)$", "±": r"$\pm$", "�
          "≥": r"$\geq$"}
 
 
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
 def _latex(value):
-    text = str(value)
-    for special in ("\\", "&", "%", "$", "#", "_", "{", "}"):
-        text = text.replace(special, "\\" + special if special != "\\" else r"\textbackslash{}")
+    text = re.sub(r"[\\&%$#_{}~^]", lambda match: LATEX_SPECIAL[match.group()], str(value))  # one pass
     for unicode, latex in LATEX.items():
         text = text.replace(unicode, latex)
     return text

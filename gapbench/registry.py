@@ -68,6 +68,13 @@ class Registry:
         return builder(*args, **options)
 
 
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _check_type(what: str, value, default) -> None:
     """An option takes the kind of value its default is: a number for a numeric default (an
     integer for an integer one), a bool for a bool, a string for a string; the builder checks
@@ -78,7 +85,7 @@ def _check_type(what: str, value, default) -> None:
     elif isinstance(default, int):
         ok, wanted = number and float(value).is_integer(), "an integer"
     elif isinstance(default, float):
-        ok, wanted = number and math.isfinite(value), "a finite number"
+        ok, wanted = number and _finite(value), "a finite number"
     elif isinstance(default, str):
         ok, wanted = isinstance(value, str), "a string"
     else:

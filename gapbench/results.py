@@ -99,7 +99,11 @@ def write_cached(cache_dir, write) -> None:
     try:
         write(staging)
         if not is_complete(cache_dir):
-            os.replace(staging, cache_dir)
+            try:
+                os.replace(staging, cache_dir)
+            except OSError:  # an identical run renamed its copy into place first: keep that one
+                if not is_complete(cache_dir):
+                    raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -99,9 +99,12 @@ def test_a_new_model_file_and_one_config_line_run_through_the_pipeline(project, 
     assert mgu.spectral_radius.isna().all()  # no W_h: written as missing, not faked
     assert mgu.decay_rate.notna().all() and mgu.lyapunov_max.notna().all()
     # the figures give the new model a shade of its family's hue (gated: shared with lstm and gru)
-    colours = subprocess.run(
-        [python, "-c", "from gapbench import models; from gapbench.figures import model_colours; "
-                       "print(models.family('mgu'), sorted(model_colours(['mgu', 'lstm', 'gru'])))"],
-        capture_output=True, text=True, env=env, check=True).stdout.split(maxsplit=1)
-    assert colours[0] == "gated"
+    shades = subprocess.run(
+        [python, "-c", "from gapbench.figures import FAMILY_COLOURS, model_colours; from matplotlib.colors import "
+                       "to_rgb, rgb_to_hsv; c = model_colours(['mgu', 'lstm', 'gru', 'vanilla']); "
+                       "hue = rgb_to_hsv(to_rgb(FAMILY_COLOURS['gated']))[0]; "
+                       "print(*(f'{m}={abs(rgb_to_hsv(c[m])[0] - hue) < 1e-6}' for m in sorted(c)), len(set(c.values())))"],
+        capture_output=True, text=True, env=env, check=True).stdout.split()
+    # mgu, lstm and gru: shades (same hue) of the gated family's colour, vanilla not; four distinct colours
+    assert shades == ["gru=True", "lstm=True", "mgu=True", "vanilla=False", "4"]
     assert (tmp_path / "work" / "results" / "figures" / "accuracy_vs_gap.png").stat().st_size > 10_000

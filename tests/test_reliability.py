@@ -302,3 +302,42 @@ def test_every_file_is_reproducible(reference, tmp_path):
         else:
             assert (reference / name).read_bytes() == (workdir / name).read_bytes(), name
     _assert_same_tables(reference, workdir)
+
+
+def test_use_conda_is_refused_with_what_to_do_instead(tmp_path):
+    result = snakemake(tmp_path, "--use-conda", check=False)
+    assert result.returncode != 0 and "--use-conda is not supported" in result.stderr
+    assert "pip install -e ." in result.stderr and not (tmp_path / "results").exists()
+
+
+def test_a_dataset_that_is_not_the_specified_one_is_refused(tmp_path):
+    """The job checks that the dataset it is given is the task, gap and options its run
+    specification names, instead of training the wrong task under the spec's name."""
+    from gapbench import data, tasks
+    from gapbench.spec import RunSpec, TrainConfig
+
+    data.generate(tasks.build("adding", 6), 0, {"train": 8, "validation": 8, "test": 8}, tmp_path / "data")
+    spec = RunSpec(task="adding", task_name="adding", task_params={}, gap=8, model="vanilla", model_options={},
+                   hidden_size=4, seed=0, threads=1, clip_thresholds={"norm": 1.0},
+                   train=TrainConfig(steps=1, batch_size=8, optimizer="adam", lr=0.01, eval_every=1, probe_batch=8))
+    result = subprocess.run([sys.executable, "-m", "gapbench", "train", "--spec", spec.to_json(), "--data",
+                             str(tmp_path / "data"), "--run", f"none={tmp_path / 'run'}"], capture_output=True, text=True)
+    assert result.returncode == 2 and "is adding gap 6" in result.stderr and "asks for adding gap 8" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_the_run_cache_key_changes_with_everything_that_changes_a_result():
+    from gapbench.job import run_key
+    from gapbench.spec import RunSpec, TrainConfig
+
+    spec = RunSpec(task="adding", task_name="adding", task_params={}, gap=8, model="vanilla", model_options={},
+                   hidden_size=4, seed=0, threads=1, clip_thresholds={"norm": 1.0},
+                   train=TrainConfig(steps=1, batch_size=8, optimizer="adam", lr=0.01, eval_every=1, probe_batch=8))
+    meta = {"sha256": {"train": "a", "validation": "b", "test": "c"}}
+    key = run_key(spec, "none", meta, "source")
+    assert key == run_key(spec, "none", meta, "source")
+    import dataclasses
+    assert key != run_key(dataclasses.replace(spec, seed=1), "none", meta, "source")
+    assert key != run_key(spec, "norm", meta, "source")
+    assert key != run_key(spec, "none", {"sha256": {**meta["sha256"], "test": "d"}}, "source")
+    assert key != run_key(spec, "none", meta, "changed source")

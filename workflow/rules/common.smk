@@ -6,6 +6,7 @@ import re
 import shlex
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 from gapbench.config import check_config, check_schema, task_entry, task_label
@@ -29,6 +30,11 @@ def snakemake_cores():
         return None
 
 
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    # the rules name environment.yml (for --lint), but an environment built from it lacks gapbench
+    raise WorkflowError("--use-conda is not supported: the jobs import the installed gapbench. Create one "
+                        "environment (conda env create -f environment.yml; pip install -e .), activate it, and run "
+                        "snakemake without --use-conda (docs/clusters.md)")
 check_schema(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")  # a one-line message
 validate(config, "../schemas/config.schema.yaml")  # fills in the defaults
 # names, numbers, registry entries, options, gaps, settings against cores: before any job runs

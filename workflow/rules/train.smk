@@ -27,4 +27,4 @@ rule train:
         "../../environment.yml"
     shell:
         "python -m gapbench train --spec {params.spec:q} --data {params.data:q}"
-        " {params.runs} --threads {threads} --cache {params.cache:q} 2> {log:q}"  # runs: quoted by run_folders
+        " {params.runs} --cache {params.cache:q} 2> {log:q}"  # runs: quoted; threads: the spec's

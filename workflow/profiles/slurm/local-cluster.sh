@@ -23,7 +23,10 @@ stop() {
     for name in slurmd slurmctld munged; do
         if [[ -f "$state/$name.pid" ]]; then
             pid=$(cat "$state/$name.pid")
-            kill "$pid" 2>/dev/null || true
+            # only if that PID is still the daemon this script started (a stale file could name another)
+            if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]]; then
+                kill "$pid" 2>/dev/null || true
+            fi
             for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
             rm -f "$state/$name.pid"
         fi
