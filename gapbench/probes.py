@@ -503,19 +503,29 @@ def jacobian_spectrum(model, x, lags=None, sequences: int = 4, jacobian_steps: i
             rows += [("J", l, 1, statistic, nan, v) for l, v in zip(picked.tolist(), values.mean(0).tolist())]
 
         # ∂h_t/∂h_{t-L} grown one factor at a time from the right: M ← M J_l = (M D_l) W_h
-        product = torch.eye(hidden, dtype=torch.float64).expand(n, hidden, hidden).clone()
-        log_scale = torch.zeros(n, dtype=torch.float64)
-        for lag in range(1, (max(lags) if lags else 0) + 1):
-            product = (product * slopes[:, steps - lag].unsqueeze(1)) @ weight
-            norm = torch.linalg.matrix_norm(product)
-            log_scale += torch.log(norm)
-            product /= torch.where(norm > 0, norm, torch.ones_like(norm))[:, None, None]
-            if lag in lags:
-                singular = _where_finite(torch.linalg.svdvals, product)
-                log10_singular = torch.log10(singular) + (log_scale / math.log(10))[:, None]
-                rows += [("product", steps - 1, lag, "log10_singular_value", i + 1, v)
-                         for i, v in enumerate(log10_singular.mean(0).tolist())]
+        rows += _product_rows(n, hidden, steps, lags,
+                              lambda product, lag: (product * slopes[:, steps - lag].unsqueeze(1)) @ weight)
     return pd.DataFrame(rows, columns=_SPECTRUM_COLUMNS)
+
+
+def _product_rows(n: int, size: int, steps: int, lags, grow) -> list[tuple]:
+    """The `product` rows of jacobian_spectrum: log10 singular values of ∂s_t/∂s_{t-L} for each
+    L in lags, t the last step. grow(M, L) multiplies the next factor J_{t-L+1} onto M from the
+    right; M is renormalised every step, its log-norm accumulated, so the scale stays exact."""
+    rows = []
+    product = torch.eye(size, dtype=torch.float64).expand(n, size, size).clone()
+    log_scale = torch.zeros(n, dtype=torch.float64)
+    for lag in range(1, (max(lags) if lags else 0) + 1):
+        product = grow(product, lag)
+        norm = torch.linalg.matrix_norm(product)
+        log_scale += torch.log(norm)
+        product /= torch.where(norm > 0, norm, torch.ones_like(norm))[:, None, None]
+        if lag in lags:
+            singular = _where_finite(torch.linalg.svdvals, product)
+            log10_singular = torch.log10(singular) + (log_scale / math.log(10))[:, None]
+            rows += [("product", steps - 1, lag, "log10_singular_value", i + 1, v)
+                     for i, v in enumerate(log10_singular.mean(0).tolist())]
+    return rows
 
 
 _SPECTRUM_COLUMNS = ["quantity", "step", "lag", "statistic", "index", "value"]
@@ -544,18 +554,7 @@ def _jacobian_spectrum_generic(model, x, lags, jacobian_steps) -> pd.DataFrame:
             rows += [("J", l, 1, statistic, nan, v) for l, v in zip(picked.tolist(), values.mean(0).tolist())]
 
         # ∂s_t/∂s_{t-L} grown one factor at a time from the right: M ← M J_l (rows of M pulled back)
-        product = torch.eye(size, dtype=torch.float64).expand(n, size, size).clone()
-        log_scale = torch.zeros(n, dtype=torch.float64)
-        for lag in range(1, (max(lags) if lags else 0) + 1):
-            (product,) = run.pullback(steps - lag, product)
-            norm = torch.linalg.matrix_norm(product)
-            log_scale += torch.log(norm)
-            product /= torch.where(norm > 0, norm, torch.ones_like(norm))[:, None, None]
-            if lag in lags:
-                singular = _where_finite(torch.linalg.svdvals, product)
-                log10_singular = torch.log10(singular) + (log_scale / math.log(10))[:, None]
-                rows += [("product", steps - 1, lag, "log10_singular_value", i + 1, v)
-                         for i, v in enumerate(log10_singular.mean(0).tolist())]
+        rows += _product_rows(n, size, steps, lags, lambda product, lag: run.pullback(steps - lag, product)[0])
     return pd.DataFrame(rows, columns=_SPECTRUM_COLUMNS)
 
 
