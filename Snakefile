@@ -24,5 +24,5 @@ rule all:
         PAPER_TABLES,
         # every run folder too: a run deleted after the tables were made (a failed job's
         # outputs) is restored from the run cache, not left missing behind up-to-date tables
-        [f"{run}/metrics.json" for run in all_run_dirs()],
+        [f"{run}/{COMPLETE_MARKER}" for run in all_run_dirs()],
     default_target: True

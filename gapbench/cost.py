@@ -195,19 +195,20 @@ def jobs(config: dict) -> pd.DataFrame:
 def estimate(config: dict, calibration: pd.DataFrame) -> pd.DataFrame:
     """`jobs(config)` with each job's estimated seconds (the model in the module docstring)."""
     from gapbench import models
+    from gapbench.train import EVAL_BATCH
 
     grid = jobs(config)
     train, sizes = config["train"], config["data"]["sizes"]
     arms, hidden = len(config["clip"]["arms"]), config["hidden_size"]
-    evaluations = (train["steps"] // train["eval_every"] + 1) * max(1, round(sizes["validation"] / 512)) + \
-        max(1, round(sizes["test"] / 512))  # evaluation batches of 512 sequences
+    evaluations = (train["steps"] // train["eval_every"] + 1) * max(1, round(sizes["validation"] / EVAL_BATCH)) + \
+        max(1, round(sizes["test"] / EVAL_BATCH))  # evaluation batches of gapbench.train.evaluate
     startup = float(calibration.startup_seconds.median())  # machine-wide: over every calibration
     options = {entry["name"]: entry.get("options", {}) for entry in config["models"]}
     seconds = np.empty(len(grid))
     for model, rows in grid.groupby("model"):
         T = rows.seq_len.to_numpy()
         step = _linear(calibration, model, hidden, "step_seconds", T)
-        forward = _linear(calibration, model, hidden, "forward_seconds", T) * 512 / 64
+        forward = _linear(calibration, model, hidden, "forward_seconds", T) * EVAL_BATCH / 64
         probes = _linear(calibration, model, hidden, "probe_seconds", T)
         built = models.build(model, 2, hidden, **options[model])
         if built.trained_by == "guessing":  # K validation passes instead of gradient steps

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from gapbench.io import atomic_path  # noqa: E402
-from gapbench.results import FIGURE_FORMATS, KEYS  # noqa: E402
+from gapbench.results import FIGURE_FORMATS, KEYS, table_reader  # noqa: E402
 
 METRIC_LABEL = {"accuracy": "test accuracy (recall positions)", "mse": "test MSE"}
 STYLE = {"errorbar": ("ci", 95), "seed": 0, "markers": True, "dashes": True}
@@ -274,12 +274,6 @@ def decay_rate_vs_gap_solved(read, gaps=None):
 
 def draw_all(tables_dir, out_dir, gaps: dict | None = None) -> None:
     """Draw every registered figure from the tables in tables_dir (each table read once)."""
-    tables_dir, cache = Path(tables_dir), {}
-
-    def read(name: str) -> pd.DataFrame:
-        if name not in cache:
-            cache[name] = pd.read_csv(tables_dir / f"{name}.csv")
-        return cache[name]
-
+    read = table_reader(tables_dir)
     for name, draw in FIGURES.items():
         _save(draw(read, gaps), Path(out_dir), name)

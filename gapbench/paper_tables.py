@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from gapbench.io import atomic_path
+from gapbench.results import table_reader
 
 PAPER_TABLES: dict[str, tuple[Callable, str]] = {}  # name -> (function(read), caption)
 
@@ -135,12 +136,7 @@ def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
 
 def write_all(tables_dir, out_dir) -> None:
     """Write every registered paper table as name.tex and name.md into out_dir."""
-    tables_dir, out_dir, cache = Path(tables_dir), Path(out_dir), {}
-
-    def read(name: str) -> pd.DataFrame:
-        if name not in cache:
-            cache[name] = pd.read_csv(tables_dir / f"{name}.csv")
-        return cache[name]
+    out_dir, read = Path(out_dir), table_reader(tables_dir)
 
     for name, (build, caption) in PAPER_TABLES.items():
         table = build(read)

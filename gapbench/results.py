@@ -55,6 +55,18 @@ def figure_names() -> list[str]:
     return list(figures.FIGURES)
 
 
+def table_reader(tables_dir):
+    """read(name) -> the tidy table name.csv in tables_dir, each read from disk once."""
+    tables_dir, cache = Path(tables_dir), {}
+
+    def read(name: str) -> pd.DataFrame:
+        if name not in cache:
+            cache[name] = pd.read_csv(tables_dir / f"{name}.csv")
+        return cache[name]
+
+    return read
+
+
 def paper_table_names() -> list[str]:
     """The tables gapbench.paper_tables registers (written as .tex and .md)."""
     from gapbench import paper_tables

@@ -46,7 +46,9 @@ class RunSpec:
     @classmethod
     def from_config(cls, config: dict, task: str, gap: int, model: str, seed: int) -> RunSpec:
         """The spec of one job of a validated config; `task` is an entry's label."""
-        entry = next(e for e in config["tasks"] if e.get("label", e["name"]) == task)
+        from gapbench.config import task_entry
+
+        entry = task_entry(config, task)
         model_entry = next(e for e in config["models"] if e["name"] == model)
         return cls(
             task=task,

@@ -92,8 +92,11 @@ def batches(data_dir, split: str, batch_size: int, device, repeat: bool = False)
             return
 
 
+EVAL_BATCH = 512  # sequences per forward pass when a whole split is scored
+
+
 @torch.no_grad()
-def evaluate(net, task, data_dir, split, device, batch_size=512) -> tuple[float, float]:
+def evaluate(net, task, data_dir, split, device, batch_size=EVAL_BATCH) -> tuple[float, float]:
     """Mean loss and score over a whole split, batch by batch (weighted by batch size)."""
     total_loss = total_score = 0.0
     count = 0

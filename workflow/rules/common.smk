@@ -11,6 +11,7 @@ from snakemake.utils import validate
 
 from gapbench.config import check_config, check_schema, task_entry, task_label
 from gapbench.results import (
+    COMPLETE_MARKER,
     FIGURE_FORMATS,
     PAPER_TABLE_FORMATS,
     REPORT_TABLES,
