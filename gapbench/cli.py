@@ -26,6 +26,25 @@ def _clip_dir(text: str) -> tuple[str, str]:
     return clip, folder
 
 
+class _Grouped(argparse.Action):
+    """`--spec` opens a run group; the `--data` and `--run`s after it belong to it. One process
+    then trains several (task, gap, model, seed) jobs: one interpreter and torch start-up."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        groups = getattr(namespace, "groups", None) or []
+        if self.dest == "spec":
+            groups.append({"spec": value, "data": None, "runs": []})
+        elif not groups:
+            parser.error(f"{option_string} comes before any --spec")
+        elif self.dest == "data":
+            if groups[-1]["data"] is not None:
+                parser.error(f"two --data for one --spec ({groups[-1]['data']!r}, {value!r})")
+            groups[-1]["data"] = value
+        else:
+            groups[-1]["runs"].append(value)
+        namespace.groups = groups
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gapbench", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -38,10 +57,13 @@ def main(argv=None) -> int:
     gen.add_argument("--sizes", type=_json, required=True, help='{"train": n, "validation": n, "test": n}')
     gen.add_argument("--out", required=True)
 
-    train = verbs.add_parser("train", help="train one (task, gap, model, seed) under each clip arm")
-    train.add_argument("--spec", required=True, help="run specification (gapbench.spec.RunSpec) as JSON")
-    train.add_argument("--data", required=True, help="dataset folder written by `generate`")
-    train.add_argument("--run", type=_clip_dir, action="append", required=True, metavar="CLIP=FOLDER")
+    train = verbs.add_parser("train", help="train (task, gap, model, seed) jobs, each under every clip arm",
+                             epilog="Repeat `--spec S --data D --run CLIP=FOLDER...` to train several seeds "
+                                    "in one process.")
+    train.add_argument("--spec", required=True, action=_Grouped,
+                       help="run specification (gapbench.spec.RunSpec) as JSON; starts a group")
+    train.add_argument("--data", required=True, action=_Grouped, help="dataset folder written by `generate`")
+    train.add_argument("--run", type=_clip_dir, action=_Grouped, required=True, metavar="CLIP=FOLDER")
     train.add_argument("--cache", help="run cache folder: restore completed runs from it, store new ones in it")
 
     figures = verbs.add_parser("figures", help="draw the figures from the tables")
@@ -81,14 +103,21 @@ def _run(args) -> int:
         from gapbench import job
         from gapbench.spec import RunSpec
 
-        try:
-            spec = RunSpec.from_json(args.spec)
-        except (ValueError, TypeError, KeyError) as error:
-            raise InputError(f"bad --spec: {error}") from None
-        try:
-            job.run(spec, args.data, dict(args.run), cache=args.cache)
-        except ValueError as error:  # a dataset that is not the one the spec describes
-            raise InputError(error) from None
+        groups = []
+        for group in args.groups:  # every group checked before the first one trains
+            try:
+                spec = RunSpec.from_json(group["spec"])
+            except (ValueError, TypeError, KeyError) as error:
+                raise InputError(f"bad --spec: {error}") from None
+            if group["data"] is None or not group["runs"]:
+                raise InputError(f"--spec of {spec.task} gap {spec.gap} {spec.model} seed {spec.seed} "
+                                 "needs one --data and at least one --run")
+            groups.append((spec, group["data"], dict(group["runs"])))
+        for spec, data_dir, runs in groups:
+            try:
+                job.run(spec, data_dir, runs, cache=args.cache)
+            except ValueError as error:  # a dataset that is not the one the spec describes
+                raise InputError(error) from None
     elif args.verb == "figures":
         from gapbench import figures as drawing
 

@@ -26,8 +26,7 @@ class ConfigError(ValueError):
 def _unique(names: list, key: str) -> None:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise ConfigError(f"config key {key}: {repeated} listed more than once"
-                          + ("; give repeated tasks distinct `label`s" if key == "tasks" else ""))
+        raise ConfigError(f"config key {key}: {repeated} listed more than once; give repeated {key} distinct `label`s")
 
 
 def task_label(entry: dict) -> str:
@@ -37,6 +36,25 @@ def task_label(entry: dict) -> str:
 
 def task_entry(config: dict, label: str) -> dict:
     return next(entry for entry in config["tasks"] if task_label(entry) == label)
+
+
+def model_label(entry: dict) -> str:
+    """The name results use for a model entry: its `label`, else its registry name."""
+    return entry.get("label", entry["name"])
+
+
+def model_entry(config: dict, label: str) -> dict:
+    return next(entry for entry in config["models"] if model_label(entry) == label)
+
+
+def task_models(config: dict, entry: dict) -> list[str]:
+    """The model labels trained on a task entry: its `models`, else every model of the config."""
+    return entry.get("models", [model_label(model) for model in config["models"]])
+
+
+def model_hidden_size(config: dict, entry: dict) -> int:
+    """A model entry's hidden size: its own `hidden_size`, else the grid's."""
+    return entry.get("hidden_size", config["hidden_size"])
 
 
 def check_schema(config: dict, schema_path) -> None:
@@ -85,10 +103,16 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
         _check_name(task_label(entry), f"tasks[{index}].label")
     for index, entry in enumerate(config["models"]):
         _check_name(entry["name"], f"models[{index}].name")
+        _check_name(model_label(entry), f"models[{index}].label")
     _unique([task_label(entry) for entry in config["tasks"]], "tasks")
-    _unique([entry["name"] for entry in config["models"]], "models")
+    _unique([model_label(entry) for entry in config["models"]], "models")
+    labels = [model_label(entry) for entry in config["models"]]
     for entry in config["tasks"]:
         name, label = entry["name"], task_label(entry)
+        unknown = sorted(set(entry.get("models", [])) - set(labels))
+        if unknown:
+            raise ConfigError(f"config key tasks[{label}].models: {unknown} not among the config's models; "
+                              f"allowed: {labels}")
         if name not in tasks.names():
             raise ConfigError(f"config key tasks: unknown task {name!r}; allowed: {tasks.names()}")
         for gap in entry["gaps"]:
@@ -97,16 +121,16 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
             except (ValueError, TypeError) as error:
                 raise ConfigError(f"config key tasks[{label}] (gap {gap}): {error}") from None
     for entry in config["models"]:
-        name = entry["name"]
+        name, label = entry["name"], model_label(entry)
         if name not in models.names():
             raise ConfigError(f"config key models: unknown model {name!r}; allowed: {models.names()}")
         if "batch_first" in entry["options"]:
-            raise ConfigError(f"config key models[{name}].options.batch_first: the pipeline always feeds "
+            raise ConfigError(f"config key models[{label}].options.batch_first: the pipeline always feeds "
                               "(batch, time, features) tensors; remove this option")
         try:
-            models.build(name, 2, config["hidden_size"], **entry["options"])
+            models.build(name, 2, model_hidden_size(config, entry), **entry["options"])
         except (ValueError, TypeError) as error:
-            raise ConfigError(f"config key models[{name}].options: {error}") from None
+            raise ConfigError(f"config key models[{label}].options: {error}") from None
     # clip arm and optimiser names are enums of the schema; only the pairing is checked here
     for arm in config["clip"]["arms"]:
         if arm != "none" and arm not in config["clip"]["thresholds"]:

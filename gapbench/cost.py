@@ -3,18 +3,19 @@
     python -m gapbench cost config/paper.yaml                # estimate (calibrates what it lacks)
     python -m gapbench cost config/default.yaml --check results/benchmarks/train
 
-The model of one training job (one (task, gap, model, seed), every clip arm, 1 thread):
+The model of one training job (one (task, gap, model): every seed and clip arm, 1 thread):
 
-    seconds = c · [startup + (1 + A) · probes(T) + A · S · step(T) + A · (S / E + 1) · (V / B) · forward(T)]
+    seconds = c · [startup + N · ((1 + A) · probes(T) + A · S · step(T) + A · (S / E + 1) · ⌈V / B⌉ · forward(T))]
 
-A clip arms, S steps, E eval_every, V validation (and test) sequences, B the batch size, T the
+N seeds, A clip arms, S steps, E eval_every, V validation (and test) sequences, B the batch size, T the
 sequence length. step(T) (one training step: forward, backward, clipping and optimiser update)
 forward(T) and probes(T) (every probe on the probe batch) are measured per model and hidden size
 at two lengths and taken as linear in T (a recurrence costs the same per step at any length);
 startup is a whole job with negligible work, timed once (interpreter, imports, the first
 optimiser, which imports torch._dynamo, the dataset check, writing the run folder), and c how
 much slower a job runs while every core runs one (measured: the same steps alone and on every
-core at once). The calibration is kept in results/bench/step_costs.csv with the machine it was
+core at once). Every run is counted at its full S steps: a run that solves its task stops
+earlier (train.stop_when_solved), so the estimate is an upper bound, reached where nothing solves. The calibration is kept in results/bench/step_costs.csv with the machine it was
 measured on: an estimate is only as good as the likeness of that machine to the one that runs.
 `--check` compares the estimate with the seconds Snakemake's benchmark files recorded for each
 training job of a finished grid and prints the error.
@@ -22,6 +23,7 @@ training job of a finished grid and prints the error.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import subprocess
@@ -98,7 +100,7 @@ def measure_startup() -> float:
 
     with tempfile.TemporaryDirectory() as folder:
         data.generate(tasks.build("adding", 3), 0, {"train": 8, "validation": 8, "test": 8}, f"{folder}/data")
-        spec = RunSpec(task="adding", task_name="adding", task_params={}, gap=3, model="vanilla", model_options={},
+        spec = RunSpec(task="adding", task_name="adding", task_params={}, gap=3, model="vanilla", model_name="vanilla", model_options={},
                        hidden_size=8, seed=0, threads=1, clip_thresholds={"norm": 1.0, "value": 0.1},
                        train=TrainConfig(steps=1, batch_size=8, optimizer="adam", lr=1e-3, eval_every=1,
                                          probe_batch=8))
@@ -168,27 +170,34 @@ def load_config(path) -> dict:
     import yaml
     from snakemake.utils import update_config, validate
 
+    from gapbench.config import check_config, check_schema
+
     root = Path(__file__).resolve().parent.parent
+    schema = root / "workflow" / "schemas" / "config.schema.yaml"
     config = yaml.safe_load((root / "config" / "default.yaml").read_text())
     if path is not None:
         update_config(config, yaml.safe_load(Path(path).read_text()))
-    validate(config, str(root / "workflow" / "schemas" / "config.schema.yaml"))
+    check_schema(config, schema)  # the checks the pipeline makes before any job (one-line messages)
+    validate(config, str(schema))
+    check_config(config, cuda_available=lambda: True)  # the estimate is for the machine that runs it
     return config
 
 
 def jobs(config: dict) -> pd.DataFrame:
-    """One row per training job of the grid: task label, gap, model, seed and the sequence length."""
+    """One row per training job of the grid: task label, gap, model, the sequence length and the
+    number of seeds (the job trains each, every clip arm)."""
     from gapbench import tasks
-    from gapbench.config import task_label
+    from gapbench.config import model_entry, model_hidden_size, task_label, task_models
 
     rows = []
     for entry in config["tasks"]:
         for gap in entry["gaps"]:
             seq_len = tasks.build(entry["name"], gap, **entry.get("params", {})).seq_len
-            for model in config["models"]:
-                for seed in config["seeds"]:
-                    rows.append({"task": task_label(entry), "gap": gap, "model": model["name"], "seed": seed,
-                                 "seq_len": seq_len})
+            for label in task_models(config, entry):
+                model = model_entry(config, label)
+                rows.append({"task": task_label(entry), "gap": gap, "model": label,
+                             "model_name": model["name"], "hidden_size": model_hidden_size(config, model),
+                             "seq_len": seq_len, "seeds": len(config["seeds"])})
     return pd.DataFrame(rows)
 
 
@@ -199,23 +208,24 @@ def estimate(config: dict, calibration: pd.DataFrame) -> pd.DataFrame:
 
     grid = jobs(config)
     train, sizes = config["train"], config["data"]["sizes"]
-    arms, hidden = len(config["clip"]["arms"]), config["hidden_size"]
-    evaluations = (train["steps"] // train["eval_every"] + 1) * max(1, round(sizes["validation"] / EVAL_BATCH)) + \
-        max(1, round(sizes["test"] / EVAL_BATCH))  # evaluation batches of gapbench.train.evaluate
+    arms = len(config["clip"]["arms"])
+    evaluations = (train["steps"] // train["eval_every"] + 1) * math.ceil(sizes["validation"] / EVAL_BATCH) + \
+        math.ceil(sizes["test"] / EVAL_BATCH)  # evaluation batches of gapbench.train.evaluate
     startup = float(calibration.startup_seconds.median())  # machine-wide: over every calibration
-    options = {entry["name"]: entry.get("options", {}) for entry in config["models"]}
+    from gapbench.config import model_entry
+
     seconds = np.empty(len(grid))
-    for model, rows in grid.groupby("model"):
+    for (label, model, hidden), rows in grid.groupby(["model", "model_name", "hidden_size"]):
         T = rows.seq_len.to_numpy()
         step = _linear(calibration, model, hidden, "step_seconds", T)
         forward = _linear(calibration, model, hidden, "forward_seconds", T) * EVAL_BATCH / 64
         probes = _linear(calibration, model, hidden, "probe_seconds", T)
-        built = models.build(model, 2, hidden, **options[model])
+        built = models.build(model, 2, hidden, **model_entry(config, label)["options"])
         if built.trained_by == "guessing":  # K validation passes instead of gradient steps
             fitting = built.guesses * evaluations / (train["steps"] // train["eval_every"] + 1) * forward
         else:
             fitting = train["steps"] * step + evaluations * forward
-        seconds[rows.index] = startup + (1 + arms) * probes + arms * fitting
+        seconds[rows.index] = startup + rows.seeds.to_numpy() * ((1 + arms) * probes + arms * fitting)
     # jobs share the machine: every core runs one at a time
     return grid.assign(seconds=seconds * float(calibration.contention.median()))
 
@@ -224,7 +234,7 @@ def summary(estimated: pd.DataFrame, config: dict) -> str:
     hours = estimated.seconds.sum() / 3600
     by_model = estimated.groupby("model").seconds.sum().sort_values(ascending=False) / 3600
     lines = [
-        f"{len(estimated)} training jobs ({len(estimated) * len(config['clip']['arms'])} runs), "
+        f"{len(estimated)} training jobs ({estimated.seeds.sum() * len(config['clip']['arms'])} runs), "
         f"one thread each: {hours:,.1f} core-hours (with --cores 2: {hours / 2:,.1f} h; 100 cores: {hours / 100:,.2f} h)",
         "memory: the train rule asks 3000 MB a job (the measured peak of a finished run: --check)",
         "core-hours by model: " + ", ".join(f"{m} {h:,.1f}" for m, h in by_model.items()),
@@ -237,12 +247,11 @@ def summary(estimated: pd.DataFrame, config: dict) -> str:
 def check(estimated: pd.DataFrame, benchmarks: Path) -> str:
     """The estimate against the seconds Snakemake recorded for each training job."""
     measured = []
-    for path in benchmarks.glob("*/gap*/*/seed*.tsv"):
-        task, gap, model, seed = path.parts[-4], int(path.parts[-3][3:]), path.parts[-2], int(path.stem[4:])
+    for path in benchmarks.glob("*/gap*/*.tsv"):
+        task, gap, model = path.parts[-3], int(path.parts[-2][3:]), path.stem
         record = pd.read_csv(path, sep="\t").iloc[-1]
-        measured.append({"task": task, "gap": gap, "model": model, "seed": seed, "measured": record.s,
-                         "max_rss": record.max_rss})
-    both = estimated.merge(pd.DataFrame(measured), on=["task", "gap", "model", "seed"])
+        measured.append({"task": task, "gap": gap, "model": model, "measured": record.s, "max_rss": record.max_rss})
+    both = estimated.merge(pd.DataFrame(measured), on=["task", "gap", "model"])
     error = (both.seconds - both.measured) / both.measured
     per_model = both.groupby("model").apply(lambda g: (g.seconds.sum() - g.measured.sum()) / g.measured.sum(),
                                             include_groups=False)
@@ -262,8 +271,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    config = load_config(args.config)
-    pairs = sorted({(m["name"], config["hidden_size"]) for m in config["models"]})
+    from gapbench.config import ConfigError
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"gapbench cost: {args.config}: {error}", file=sys.stderr)
+        return 2
+    from gapbench.config import model_hidden_size
+
+    pairs = sorted({(m["name"], model_hidden_size(config, m)) for m in config["models"]})
     calibration = pd.read_csv(args.calibration) if args.calibration.exists() else pd.DataFrame(
         columns=["model", "hidden_size"])
     known = set(zip(calibration.model, calibration.hidden_size))

@@ -4,9 +4,15 @@ Each figure is one function decorated with `@figure("name")`: it gets `read(tabl
 (the tidy table as a DataFrame) and the per-task gaps to show, and returns its seaborn grid;
 `draw_all` saves every registered figure as name.pdf and name.png. Adding a figure touches
 nothing outside this module: the pipeline's targets come from `FIGURES`.
+
+Every figure is drawn in one paper style (`paper_style`: fonts of FONT_SIZES points) and saved
+at a width a paper includes at 100% scale (`fit_to_page`): TEXT_WIDTH, or COLUMN_WIDTH for a
+figure with a single column of panels; the legend goes to the right of the panels, the height
+follows the rows of panels (PANEL_HEIGHT each for line and scatter panels).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -15,14 +21,33 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
+from matplotlib.ticker import LogFormatterSciNotation, NullFormatter, ScalarFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from gapbench.io import atomic_path  # noqa: E402
 from gapbench.results import FIGURE_FORMATS, KEYS, table_reader  # noqa: E402
 
-METRIC_LABEL = {"accuracy": "test accuracy (recall positions)", "mse": "test MSE"}
+# Print sizes, in inches: the column of a two-column paper and its full text width (which also
+# fits the text block of a one-column paper); every figure is saved at one of the two, so it is
+# included at 100% scale and its text prints at FONT_SIZES.
+COLUMN_WIDTH = 3.4
+TEXT_WIDTH = 7.0
+PANEL_HEIGHT = 1.75  # one row of line or scatter panels, titles and axis labels included
+FONT_SIZES = (7.0, 9.0)  # points at the printed size: every text in every figure is in this range
+PNG_DPI = 200  # the PNG (for the HTML report) is TEXT_WIDTH × 200 = 1400 pixels wide; the PDF is vector
+PAPER_RC = {
+    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
+    "legend.fontsize": 7, "legend.title_fontsize": 8, "figure.titlesize": 9,
+    "lines.linewidth": 1.0, "lines.markersize": 4, "axes.linewidth": 0.6, "grid.linewidth": 0.5,
+    "xtick.major.size": 2.5, "ytick.major.size": 2.5, "xtick.major.width": 0.6, "ytick.major.width": 0.6,
+    "xtick.major.pad": 2, "ytick.major.pad": 2, "axes.labelpad": 2, "axes.titlepad": 3,
+    "legend.handlelength": 2.2, "legend.borderaxespad": 0.3,
+    # TrueType (Type 42) fonts, not Type 3: publishers' PDF checks refuse Type 3
+    "pdf.fonttype": 42, "ps.fonttype": 42,
+}
+
+METRIC_LABEL = {"accuracy": "test accuracy\n(recall positions)", "mse": "test MSE"}
 STYLE = {"errorbar": ("ci", 95), "seed": 0, "markers": True, "dashes": True}
 # Per-lag curves have hundreds of points per line: a bootstrap at each would take minutes, and
 # over a few seeds a 95% interval says little, so their band is the range over seeds.
@@ -35,19 +60,27 @@ FAMILY_COLOURS = {
 }
 
 
-def model_colours(names) -> dict[str, tuple]:
+def model_colours(names, registry_names: dict | None = None) -> dict[str, tuple]:
     """{model: RGB} for the models in `names`, ordered family by family, then by name.
 
-    A model's family is its class attribute in gapbench.models (a name the registry does not
-    know, e.g. from someone else's tables, counts as "other"). Shades depend only on the
-    family's registered members, so a model keeps its colour whichever subset a figure shows.
+    A model's family is its class attribute in gapbench.models; registry_names maps a model
+    entry's label to its registered name (a label names a variant, e.g. esn_linear). A name
+    the registry does not know, e.g. from someone else's tables, counts as "other". Shades
+    depend only on the family's registered members and the variants shown, so a model keeps
+    its colour whichever subset a figure shows.
     """
     from matplotlib.colors import to_rgb
 
     from gapbench import models
 
     registered = set(models.names())
-    family = {name: models.family(name) if name in registered else "other" for name in set(names) | registered}
+    registry_names = registry_names or {}
+
+    def family_of(name):
+        name = registry_names.get(name, name)
+        return models.family(name) if name in registered else "other"
+
+    family = {name: family_of(name) for name in set(names) | registered}
     order = list(FAMILY_COLOURS)
     colours = {}
     for name in sorted(family, key=lambda n: (order.index(family[n]) if family[n] in order else len(order), n)):
@@ -60,9 +93,23 @@ def model_colours(names) -> dict[str, tuple]:
     return {name: colour for name, colour in colours.items() if name in set(names)}
 
 
-def _hue(table: pd.DataFrame) -> dict:
+class _PlainLogFormatter(LogFormatterSciNotation):
+    """Log-axis tick labels as plain numbers (0.2, 1, 30): the same ticks as matplotlib's
+    default, without 10^k superscripts, which would print below FONT_SIZES."""
+
+    def __call__(self, x, pos=None):
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def _registry_names(read) -> dict:
+    """{model label: registered model name}, from the accuracy table."""
+    accuracy = read("accuracy_vs_gap")
+    return dict(zip(accuracy["model"], accuracy["model_name"]))
+
+
+def _hue(table: pd.DataFrame, read) -> dict:
     """seaborn keywords that give each model its fixed colour and the family order."""
-    colours = model_colours(table["model"].unique())
+    colours = model_colours(table["model"].unique(), _registry_names(read))
     return {"hue": "model", "palette": colours, "hue_order": list(colours)}
 
 
@@ -80,14 +127,81 @@ def figure(name: str):
     return decorator
 
 
+@contextmanager
+def paper_style():
+    """The figures' style (seaborn's whitegrid, fonts of FONT_SIZES points), undone on exit."""
+    with plt.rc_context():
+        sns.set_theme(style="whitegrid", context="paper", rc=PAPER_RC)
+        yield
+
+
+def page_width(figure) -> float:
+    """COLUMN_WIDTH for a figure with one column of panels, else TEXT_WIDTH (inches)."""
+    columns = max((ax.get_subplotspec().colspan.stop for ax in figure.axes
+                   if ax.get_visible() and ax.get_subplotspec() is not None), default=1)
+    return COLUMN_WIDTH if columns == 1 else TEXT_WIDTH
+
+
+def _legend_right(figure, legend):
+    """`legend` redrawn to the right of the panels, outside them; group titles (seaborn's
+    entries with an invisible handle, e.g. "model" and "clip") set as titles."""
+    from matplotlib.lines import Line2D
+    from matplotlib.offsetbox import DrawingArea, HPacker, TextArea
+
+    def draws_nothing(handle):  # seaborn's group titles have an empty or invisible handle
+        if not handle.get_visible():
+            return True
+        if isinstance(handle, Line2D):
+            no_line = handle.get_linewidth() == 0 or handle.get_linestyle() in ("None", "", " ")
+            no_marker = handle.get_marker() in ("", " ", "None", None) or handle.get_markersize() == 0
+            return no_line and no_marker
+        return False
+
+    handles, labels = legend.legend_handles, [text.get_text() for text in legend.texts]
+    legend.remove()
+    moved = figure.legend(handles, labels, loc="outside right upper", frameon=False)
+    titles = {label for handle, label in zip(handles, labels) if draws_nothing(handle)}
+    for entry in moved.findobj(HPacker):  # an entry is a handle's drawing area and its label
+        parts = entry.get_children()
+        if len(parts) == 2 and isinstance(parts[0], DrawingArea) and isinstance(parts[1], TextArea) \
+                and parts[1].get_text() in titles:
+            parts[0].set_width(0)
+            for text in parts[1].get_children():
+                text.set_fontsize(plt.rcParams["legend.title_fontsize"])
+    return moved
+
+
+def fit_to_page(figure) -> None:
+    """Size `figure` for print at 100% scale: page_width wide, the height it was drawn with
+    (rows of panels) or the legend's if taller; panels laid out by matplotlib's constrained
+    layout, the figure legend to their right, so no text overlaps another or leaves the page.
+    Font sizes were set when drawing (paper_style); any text outside FONT_SIZES is clamped."""
+    from matplotlib.text import Text
+
+    figure.set_layout_engine("constrained", w_pad=2 / 72, h_pad=2 / 72, wspace=0.03, hspace=0.04)
+    width, height = page_width(figure), figure.get_figheight()
+    figure.set_size_inches(width, height)
+    legends = [_legend_right(figure, legend) for legend in list(figure.legends)]
+    renderer = figure.canvas.get_renderer()
+    for legend in legends:
+        height = max(height, legend.get_window_extent(renderer).height / figure.dpi + 0.15)
+    figure.set_size_inches(width, height)
+    low, high = FONT_SIZES
+    for text in figure.findobj(Text):
+        text.set_fontsize(min(max(text.get_fontsize(), low), high))
+
+
 def _save(grid, out_dir: Path, stem: str) -> None:
-    """Save a seaborn grid (or a matplotlib figure) as stem.pdf and stem.png, without timestamps."""
+    """Save a seaborn grid (or a matplotlib figure) as stem.pdf and stem.png, sized for print
+    by fit_to_page (the page is the figure: no tight bounding box), without timestamps."""
+    figure = getattr(grid, "figure", grid)
+    fit_to_page(figure)
     for suffix in FIGURE_FORMATS:
         with atomic_path(out_dir / f"{stem}.{suffix}") as tmp:
             # no timestamps in the files: same tables, same bytes
             metadata = {"CreationDate": None} if suffix == "pdf" else {"Software": None}
-            grid.savefig(tmp, format=suffix, dpi=150, bbox_inches="tight", metadata=metadata)
-    plt.close(grid.figure)
+            figure.savefig(tmp, format=suffix, dpi=PNG_DPI, metadata=metadata)
+    plt.close(figure)
 
 
 @figure("accuracy_vs_gap")
@@ -106,11 +220,11 @@ def accuracy_vs_gap(read, gaps=None):
     accuracy = read("accuracy_vs_gap")
     finite = accuracy[np.isfinite(accuracy.test_score)]
     dropped = accuracy[~np.isfinite(accuracy.test_score)].groupby("task").size()
-    sns.set_theme(style="whitegrid", context="paper")
     grid = sns.relplot(
         data=finite, x="gap", y="test_score", col="task", col_order=sorted(accuracy.task.unique()),
         col_wrap=min(3, accuracy.task.nunique()), style="clip",
-        **_hue(finite), kind="line", facet_kws={"sharey": False, "sharex": False}, height=2.6, aspect=1.25, **STYLE,
+        **_hue(finite, read), kind="line", facet_kws={"sharey": False, "sharex": False}, height=PANEL_HEIGHT,
+        aspect=1.2, **STYLE,
     )
     for task, ax in grid.axes_dict.items():
         rows = accuracy[accuracy.task == task]
@@ -122,23 +236,24 @@ def accuracy_vs_gap(read, gaps=None):
         ax.set_ylabel(METRIC_LABEL.get(metric, metric))
         if metric == "mse":
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(_PlainLogFormatter())
+            ax.yaxis.set_minor_formatter(_PlainLogFormatter())
         ax.axhline(rows.chance_score.mean(), color="grey", linestyle=":", linewidth=1)
         diverged = rows[rows.diverged.astype(bool) & np.isfinite(rows.test_score)]
-        ax.scatter(diverged.gap, diverged.test_score, marker="o", facecolors="none", edgecolors="black", s=70,
-                   linewidths=1.2, zorder=5)
-        lost = f" ({dropped[task]} non-finite runs not drawn)" if task in dropped else ""
+        ax.scatter(diverged.gap, diverged.test_score, marker="o", facecolors="none", edgecolors="black", s=40,
+                   linewidths=0.9, zorder=5)
+        lost = f"\n({dropped[task]} non-finite runs not drawn)" if task in dropped else ""
         ax.set_title(f"{task}{lost}")
     grid.set_xlabels("gap (steps)")
     # the memoryless line and the diverged mark, explained once in the legend
     legend = grid.legend
     handles = [*legend.legend_handles,
                Line2D([], [], color="grey", linestyle=":", linewidth=1, label="memoryless predictor"),
-               Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=8, linestyle="",
+               Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=6, linestyle="",
                       label="diverged run (ringed)")]
     labels = [t.get_text() for t in legend.texts] + ["memoryless predictor", "diverged run (ringed)"]
     legend.remove()
-    grid.figure.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    grid.figure.subplots_adjust(wspace=0.3, hspace=0.45)
+    grid.figure.legend(handles, labels)  # placed by fit_to_page, to the right of the panels
     return grid
 
 
@@ -150,27 +265,28 @@ def success_rate_vs_gap(read, gaps=None):
     not lines: fractions of a few seeds take few values, and lines at 0 and 1 would hide each
     other."""
     accuracy = read("accuracy_vs_gap")
-    order = list(model_colours(accuracy["model"].unique()))
+    order = list(model_colours(accuracy["model"].unique(), _registry_names(read)))
     rate = accuracy.assign(success=accuracy.success.astype(float),
                            row=accuracy["model"] + " / " + accuracy["clip"])
     tasks = sorted(rate.task.unique())
     columns = min(3, len(tasks))
     rows = -(-len(tasks) // columns)
-    height = 0.22 * rate.row.nunique() + 1.0
-    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, height * rows), squeeze=False,
-                                constrained_layout=True)
-    for ax, task in zip(axes.flat, tasks):
+    # the same rows, in the same order, in every panel, so only the left column names them
+    labels = sorted(rate.row.unique(), key=lambda r: (order.index(r.split(" / ")[0]), r))
+    height = 0.13 * len(labels) + 0.5  # a 7-point label per row, the title and the gap axis
+    figure, axes = plt.subplots(rows, columns, figsize=(TEXT_WIDTH, height * rows + 0.35), squeeze=False)
+    for i, (ax, task) in enumerate(zip(axes.flat, tasks)):
         table = rate[rate.task == task].pivot_table(index="row", columns="gap", values="success", aggfunc="mean")
-        labels = sorted(table.index, key=lambda r: (order.index(r.split(" / ")[0]), r))
-        sns.heatmap(table.loc[labels], ax=ax, vmin=0, vmax=1, cmap="cividis", annot=True, fmt=".2g",
-                    cbar=False, linewidths=0.5, annot_kws={"fontsize": 6})
+        sns.heatmap(table.reindex(labels), ax=ax, vmin=0, vmax=1, cmap="cividis", annot=True, fmt=".2g",
+                    cbar=False, linewidths=0.5, annot_kws={"fontsize": PAPER_RC["xtick.labelsize"]},
+                    yticklabels=i % columns == 0)
         ax.set_title(task)
         ax.set_xlabel("gap (steps)")
         ax.set_ylabel("")
-        ax.tick_params(axis="y", labelsize=6)
+        ax.tick_params(length=0)
     for ax in axes.flat[len(tasks):]:
         ax.set_visible(False)
-    figure.suptitle("fraction of seeds that solved the task", fontsize=9)
+    figure.suptitle("fraction of seeds that solved the task\n(a row per model / clip arm, a column per gap)")
     return figure
 
 
@@ -184,18 +300,40 @@ def _at_chosen_gap(table: pd.DataFrame, gaps: dict | None) -> pd.DataFrame:
     return shown
 
 
-def _per_stage(table, x, y, xlabel, ylabel, gaps=None):
-    """One column per task (at its chosen gap), one row per stage (init, trained), a line
-    per model, clip arm as style; mean over seeds, the band their range (min to max)."""
+STAGES = ("init", "trained")
+
+
+def _per_stage(read, table, x, y, xlabel, ylabel, gaps=None):
+    """A panel per task (at its chosen gap) and stage: tasks three to a row, each task's init
+    panel above its trained panel; a line per model, clip arm as style; mean over seeds, the
+    band their range (min to max). One legend for the figure."""
     shown = _at_chosen_gap(table, gaps)
-    sns.set_theme(style="whitegrid", context="paper")
-    grid = sns.relplot(
-        data=shown, x=x, y=y, col="task", row="stage", style="clip", kind="line", **_hue(shown),
-        row_order=["init", "trained"], facet_kws={"sharey": False, "sharex": False},
-        height=3.0, aspect=1.3, **CURVE_STYLE,
-    )
-    grid.set_axis_labels(xlabel, ylabel)
-    return grid
+    tasks = list(dict.fromkeys(shown.task))  # in the order of the table, as a facet grid has it
+    columns = min(3, len(tasks))
+    blocks = -(-len(tasks) // columns)
+    figure, axes = plt.subplots(len(STAGES) * blocks, columns, figsize=(TEXT_WIDTH, len(STAGES) * blocks * PANEL_HEIGHT),
+                                squeeze=False)
+    hue = _hue(shown, read)
+    clips = list(dict.fromkeys(shown["clip"]))
+    handles = {}
+    for i, task in enumerate(tasks):
+        for j, stage in enumerate(STAGES):
+            ax = axes[len(STAGES) * (i // columns) + j, i % columns]
+            sns.lineplot(data=shown[(shown.task == task) & (shown.stage == stage)], x=x, y=y, style="clip",
+                         style_order=clips, ax=ax, legend="full", **hue, **CURVE_STYLE)
+            if ax.get_legend() is not None:  # every panel's entries, one legend for the figure
+                handles.update({text.get_text(): handle for text, handle
+                                in zip(ax.get_legend().texts, ax.get_legend().legend_handles)})
+                ax.get_legend().remove()
+            ax.set_title(f"{task}\n{stage}")
+            ax.set_xlabel(xlabel if stage == STAGES[-1] else "")
+            ax.set_ylabel(ylabel if i % columns == 0 else "")
+    for i in range(len(tasks), blocks * columns):  # an incomplete last row of tasks
+        for j in range(len(STAGES)):
+            axes[len(STAGES) * (i // columns) + j, i % columns].set_visible(False)
+    order = ["model", *hue["hue_order"], "clip", *clips]
+    figure.legend([handles[label] for label in order if label in handles], [label for label in order if label in handles])
+    return figure
 
 
 @figure("gradient_decay")
@@ -206,16 +344,16 @@ def gradient_decay(read, gaps=None):
     over seeds (a geometric mean). A straight line of slope −r/ln10 is exponential decay at
     the fitted rate r; a flat line is a norm-preserving Jacobian product.
     """
-    return _per_stage(read("gradient_decay"), "lag", "log10_grad_norm",
-                      "lag t − k (steps)", "log₁₀ ‖∂L_t/∂s_k‖ (full state s)", gaps)
+    return _per_stage(read, read("gradient_decay"), "lag", "log10_grad_norm",
+                      "lag t − k (steps)", "log₁₀ ‖∂L_t/∂s_k‖\n(full state s)", gaps)
 
 
 @figure("sensitivity")
 def sensitivity(read, gaps=None):
     """log10 ||∂h_t/∂x_l||_F against the lag t − l: how much of an input l steps back still
     moves the last state (forward memory), init and trained."""
-    return _per_stage(read("sensitivity"), "lag", "log10_sensitivity",
-                      "lag t − l (steps)", "log₁₀ ‖∂s_t/∂x_l‖ (full state s)", gaps)
+    return _per_stage(read, read("sensitivity"), "lag", "log10_sensitivity",
+                      "lag t − l (steps)", "log₁₀ ‖∂s_t/∂x_l‖\n(full state s)", gaps)
 
 
 @figure("jacobian_spectrum")
@@ -226,8 +364,8 @@ def jacobian_spectrum(read, gaps=None):
     table = read("jacobian_spectrum")
     product = table[(table.quantity == "product") & (table.statistic == "log10_singular_value")]
     longest = product.groupby(KEYS + ["stage"]).lag.transform("max")
-    return _per_stage(product[product.lag == longest], "index", "value",
-                      "singular value index i", "log₁₀ σ_i(∂h_t/∂h_{t−L}), L = longest lag", gaps)
+    return _per_stage(read, product[product.lag == longest], "index", "value",
+                      "singular value index i", "log₁₀ σ_i(∂h_t/∂h_{t−L})\nL = longest lag", gaps)
 
 
 @figure("lyapunov")
@@ -236,14 +374,14 @@ def lyapunov(read, gaps=None):
     perturbations, and memories, fade at rate λ_1; λ ≡ 0 is a norm-preserving map."""
     table = read("lyapunov")
     finite = table[np.isfinite(table.exponent)]
-    return _per_stage(finite, "index", "exponent", "exponent index i", "λ_i (per step)", gaps)
+    return _per_stage(read, finite, "index", "exponent", "exponent index i", "λ_i (per step)", gaps)
 
 
 @figure("memory_capacity")
 def memory_capacity(read, gaps=None):
     """MC_k, the squared correlation of a linear readout of the state with u(t − k), against
     the delay k (Jaeger 2001); the area under each curve is the memory capacity MC ≤ H."""
-    return _per_stage(read("memory_capacity"), "delay", "mc", "delay k (steps)", "MC_k", gaps)
+    return _per_stage(read, read("memory_capacity"), "delay", "mc", "delay k (steps)", "MC_k", gaps)
 
 
 def largest_gap_solved_per_seed(accuracy: pd.DataFrame) -> pd.DataFrame:
@@ -263,12 +401,17 @@ def decay_rate_vs_gap_solved(read, gaps=None):
     hardest = trained[trained.gap == trained.groupby("task").gap.transform("max")]
     points = largest_gap_solved_per_seed(accuracy).merge(
         hardest[["task", "model", "clip", "seed", "decay_rate"]], on=["task", "model", "clip", "seed"])
-    sns.set_theme(style="whitegrid", context="paper")
     grid = sns.relplot(
-        data=points, x="decay_rate", y="solved_gap", col="task", style="clip", **_hue(points),
-        kind="scatter", facet_kws={"sharey": False, "sharex": False}, height=3.0, aspect=1.2, s=40,
+        data=points, x="decay_rate", y="solved_gap", col="task", col_wrap=min(3, points.task.nunique()) or None,
+        style="clip", **_hue(points, read), kind="scatter", facet_kws={"sharey": False, "sharex": False},
+        height=PANEL_HEIGHT, aspect=1.2, s=20,
     )
-    grid.set_axis_labels("fitted decay rate r (ln per step; trained, largest gap)", "largest gap solved")
+    grid.set_axis_labels("fitted decay rate r (ln per step)\ntrained, largest gap", "largest gap solved\n(0: none)")
+    grid.set_titles("{col_name}")
+    for task, ax in grid.axes_dict.items():  # label the gaps that were run, nothing else
+        run = sorted({0, *accuracy.gap[accuracy.task == task]})
+        ax.set_yticks(run)
+        ax.set_ylim(-0.06 * max(run) - 0.5, 1.06 * max(run) + 0.5)
     return grid
 
 
@@ -276,4 +419,5 @@ def draw_all(tables_dir, out_dir, gaps: dict | None = None) -> None:
     """Draw every registered figure from the tables in tables_dir (each table read once)."""
     read = table_reader(tables_dir)
     for name, draw in FIGURES.items():
-        _save(draw(read, gaps), Path(out_dir), name)
+        with paper_style():
+            _save(draw(read, gaps), Path(out_dir), name)

@@ -57,7 +57,7 @@ def measure(net, task, x, y, stage: str) -> dict:
 def build_net(spec: RunSpec, task) -> models.Net:
     """The seed's initial network (built on the CPU: the same weights on any device)."""
     torch.manual_seed(spec.seed)
-    return models.Net(models.build(spec.model, task.input_size, spec.hidden_size, **spec.model_options),
+    return models.Net(models.build(spec.model_name, task.input_size, spec.hidden_size, **spec.model_options),
                       task.output_size)
 
 
@@ -97,7 +97,7 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], cache=None,
                          f"but the run specification asks for {spec.task_name} gap {spec.gap} with "
                          f"{expected.params()}")
     source = source_digest() if cache is not None else None
-    log(f"training {spec.model} on {spec.task} ({task.registry_name}) gap={task.gap} seed={spec.seed} "
+    log(f"training {spec.model} ({spec.model_name}, H={spec.hidden_size}) on {spec.task} ({task.registry_name}) gap={task.gap} seed={spec.seed} "
         f"arms={list(run_dirs)}")
     probe_x, probe_y = next(batches(data_dir, "test", spec.train.probe_batch, "cpu"))
 
@@ -131,6 +131,8 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], cache=None,
         metrics = {
             **keys,
             "task_name": task.registry_name,
+            "model_name": spec.model_name,
+            "hidden_size": spec.hidden_size,
             "task_params": task.params(),
             "metric": task.metric,
             "test_loss": test_loss,
@@ -141,6 +143,9 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], cache=None,
             "diverged": diverged,
             "clip_fraction": stability["clipped_fraction"],
             "train_steps": training.applied_steps,
+            # validation solved from this step to the end of training (None: not solved)
+            "steps_to_solve": training.steps_to_solve,
+            "stopped_early": training.stopped_early,
             "wall_seconds": time.perf_counter() - started,
             "clip_threshold": spec.threshold(clip),
             "stability": stability,

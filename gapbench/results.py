@@ -39,8 +39,9 @@ TABLES = ("accuracy_vs_gap", "propagation_summary") + PROBE_TABLES
 REPORT_TABLES = ("accuracy_vs_gap", "propagation_summary")  # the per-lag tables are too large for the HTML report
 STEP_COLUMNS = ["step", "train_loss", "grad_norm", "clipped"]  # grad_norm: pre-clip ||g||
 ACCURACY_COLUMNS = KEYS + [
-    "task_name", "metric", "test_loss", "test_score", "baseline", "chance_score", "success", "diverged",
-    "clip_fraction", "clip_threshold", "train_steps", "wall_seconds", "code_version",
+    "task_name", "model_name", "hidden_size", "metric", "test_loss", "test_score", "baseline", "chance_score", "success", "diverged",
+    "clip_fraction", "clip_threshold", "train_steps", "steps_to_solve", "stopped_early", "wall_seconds",
+    "code_version",
 ]
 # the order in which each table's rows are sorted, after the run keys
 ROW_ORDER = {"propagation_summary": ["stage"], **PROBE_ROW_ORDER}

@@ -21,14 +21,18 @@ class TrainConfig:
     eval_every: int
     probe_batch: int  # test sequences the probes measure
     device: str = "cpu"  # cpu | cuda
+    # stop once the validation split meets the task's success criterion at this many
+    # evaluations in a row (0: always train every step); gapbench.train.train
+    stop_when_solved: int = 0
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One (task entry, model, seed) of the grid; the job trains every clip arm of it.
+    """One (task entry, model entry, seed) of the grid; the job trains every clip arm of it.
 
-    task is the config entry's label (what the results call it); task_name and task_params
-    are the registered task and its options, gap its dependency gap.
+    task and model are the config entries' labels (what the results call them); task_name,
+    task_params, model_name and model_options are the registered task and model and their
+    options, gap the dependency gap, hidden_size the model entry's (default: the grid's).
     """
 
     task: str
@@ -36,6 +40,7 @@ class RunSpec:
     task_params: dict
     gap: int
     model: str
+    model_name: str
     model_options: dict
     hidden_size: int
     seed: int
@@ -46,18 +51,19 @@ class RunSpec:
     @classmethod
     def from_config(cls, config: dict, task: str, gap: int, model: str, seed: int) -> RunSpec:
         """The spec of one job of a validated config; `task` is an entry's label."""
-        from gapbench.config import task_entry
+        from gapbench.config import model_entry as find_model, model_hidden_size, task_entry
 
         entry = task_entry(config, task)
-        model_entry = next(e for e in config["models"] if e["name"] == model)
+        model_entry = find_model(config, model)
         return cls(
             task=task,
             task_name=entry["name"],
             task_params=dict(entry.get("params", {})),
             gap=int(gap),
             model=model,
+            model_name=model_entry["name"],
             model_options=dict(model_entry.get("options", {})),
-            hidden_size=config["hidden_size"],
+            hidden_size=model_hidden_size(config, model_entry),
             seed=int(seed),
             threads=config["threads_per_job"],
             clip_thresholds=dict(config["clip"]["thresholds"]),

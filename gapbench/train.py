@@ -116,6 +116,10 @@ class Training:
     history: list[dict] = field(default_factory=list)  # every eval_every steps: validation loss and score
     applied_steps: int = 0  # updates applied; the network holds the weights after the last of them
     diverged: bool = False
+    # the first evaluation from which the validation split met the success criterion at every
+    # evaluation up to the end of training (None: not solved at the end); see `train`
+    steps_to_solve: int | None = None
+    stopped_early: bool = False  # stopped by cfg.stop_when_solved before cfg.steps
 
 
 def guess(net, task, data_dir, device, log: Callable[[str], None] = print) -> Training:
@@ -145,6 +149,11 @@ def train(net, task, data_dir, clip: str, threshold: float | None, cfg: TrainCon
           log: Callable[[str], None] = print) -> Training:
     """Train `net` in place for cfg.steps optimiser steps under one clip arm.
 
+    Every cfg.eval_every steps the validation split is scored; a run whose validation loss and
+    score meet the task's success criterion (`task.success`) at cfg.stop_when_solved
+    evaluations in a row stops there (0: never). `steps_to_solve` is the first step of the
+    streak of successful evaluations that lasts to the end of training, so with and without
+    stopping it is the step from which the run stayed solved.
     A non-finite loss, gradient or update stops the run as diverged and puts back the last
     weights that gave a finite loss, so the probes and the test measure a finite network.
     A model with trained_by = "guessing" is fitted by `guess` instead.
@@ -155,6 +164,7 @@ def train(net, task, data_dir, clip: str, threshold: float | None, cfg: TrainCon
     optimizer = OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr)
     train_batches = batches(data_dir, "train", cfg.batch_size, device, repeat=True)
     run, last_finite = Training(), None
+    solved_streak = 0
     for step in range(1, cfg.steps + 1):
         x_batch, y_batch = next(train_batches)
         loss = task.loss(net(x_batch), y_batch)
@@ -186,8 +196,18 @@ def train(net, task, data_dir, clip: str, threshold: float | None, cfg: TrainCon
                                 "val_loss": val_loss, "val_score": val_score, "clip_fraction": clipped_so_far})
             log(f"[{clip}] step {step}/{cfg.steps} train_loss {loss.item():.4g} "
                 f"val_loss {val_loss:.4g} val_{task.metric} {val_score:.4g}")
-    if run.diverged and last_finite is not None:
-        with torch.no_grad():
-            for p, kept in zip(params, last_finite):
-                p.copy_(kept)
+            solved = task.success(val_loss, val_score)
+            solved_streak = solved_streak + 1 if solved else 0
+            run.steps_to_solve = (run.steps_to_solve or step) if solved else None
+            if cfg.stop_when_solved and solved_streak >= cfg.stop_when_solved and step < cfg.steps:
+                run.stopped_early = True
+                log(f"[{clip}] step {step}: validation solved at {solved_streak} evaluations in a row "
+                    f"(since step {run.steps_to_solve}); stopping early")
+                break
+    if run.diverged:
+        run.steps_to_solve = None  # the weights kept are from before the end: not "solved to the end"
+        if last_finite is not None:
+            with torch.no_grad():
+                for p, kept in zip(params, last_finite):
+                    p.copy_(kept)
     return run

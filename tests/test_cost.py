@@ -8,16 +8,19 @@ import yaml
 
 from conftest import SMOKE
 from gapbench import cost
+from gapbench.config import model_label
 
 
 def test_jobs_are_the_grid_of_the_config():
     config = cost.load_config(SMOKE)
     grid = cost.jobs(config)
     pairs = sum(len(entry["gaps"]) for entry in config["tasks"])
-    assert len(grid) == pairs * len(config["models"]) * len(config["seeds"])
-    assert (grid.seq_len > 0).all() and set(grid.model) == {m["name"] for m in config["models"]}
+    assert len(grid) == pairs * len(config["models"])  # a job trains every seed of a (task, gap, model)
+    assert (grid.seeds == len(config["seeds"])).all()
+    assert (grid.seq_len > 0).all() and set(grid.model) == {model_label(m) for m in config["models"]}
+    assert set(grid.model_name) == {m["name"] for m in config["models"]}
     paper = cost.jobs(cost.load_config(SMOKE.parent / "paper.yaml"))
-    assert len(paper) == 7210  # the number config/paper.yaml and docs/clusters.md state
+    assert len(paper) == 1442 and paper.seeds.sum() == 7210  # the numbers docs/clusters.md states
 
 
 def test_estimate_against_the_smoke_run(smoke_run, tmp_path):

@@ -9,14 +9,14 @@ import yaml
 
 from conftest import SMOKE, snakemake
 from gapbench import models, tasks
-from gapbench.config import task_label
+from gapbench.config import model_label, task_label
 from gapbench.models import Net
 from gapbench.results import ACCURACY_COLUMNS, KEYS, RUN_FILES, TABLES, figure_names
 
 CONFIG = yaml.safe_load(SMOKE.read_text())
 ENTRIES = {task_label(task): task for task in CONFIG["tasks"]}
 GRID = [
-    (label, gap, model["name"], clip, seed)
+    (label, gap, model_label(model), clip, seed)
     for label, task in ENTRIES.items() for gap in task["gaps"] for model in CONFIG["models"]
     for clip in CONFIG["clip"]["arms"] for seed in CONFIG["seeds"]
 ]

@@ -80,6 +80,15 @@ CASES = [
     ("zero steps", _with(**{"train.steps": 0}), ["train.steps", "0", "minimum"]),
     ("zero eval_every", _with(**{"train.eval_every": 0}), ["train.eval_every", "minimum"]),
     ("zero hidden size", _with(hidden_size=0), ["hidden_size", "minimum"]),
+    ("negative stop_when_solved", _with(**{"train.stop_when_solved": -1}), ["train.stop_when_solved", "minimum"]),
+    ("zero hidden size of one model", _with(models=[{"name": "vanilla", "hidden_size": 0}]),
+     ["models[0].hidden_size", "minimum"]),
+    ("model label with a slash", _with(models=[{"name": "vanilla", "label": "a/b"}]),
+     ["models[0].label", "not a safe name"]),
+    ("one model twice without labels", _with(models=[{"name": "vanilla"}, {"name": "vanilla"}]),
+     ["models", "['vanilla'] listed more than once", "distinct `label`s"]),
+    ("a task's model not in the config", _with(tasks=[{"name": "adding", "gaps": [4], "models": ["lsmt"]}]),
+     ["tasks[adding].models", "['lsmt'] not among the config's models", "allowed: ['vanilla', 'linear'"]),
     # settings that could not take effect
     ("seed beyond int64", _with(seeds=[2**64]), ["seeds[0]", "maximum"]),
     ("negative seed", _with(seeds=[-1]), ["seeds[0]", "minimum"]),
@@ -317,7 +326,7 @@ def test_a_dataset_that_is_not_the_specified_one_is_refused(tmp_path):
     from gapbench.spec import RunSpec, TrainConfig
 
     data.generate(tasks.build("adding", 6), 0, {"train": 8, "validation": 8, "test": 8}, tmp_path / "data")
-    spec = RunSpec(task="adding", task_name="adding", task_params={}, gap=8, model="vanilla", model_options={},
+    spec = RunSpec(task="adding", task_name="adding", task_params={}, gap=8, model="vanilla", model_name="vanilla", model_options={},
                    hidden_size=4, seed=0, threads=1, clip_thresholds={"norm": 1.0},
                    train=TrainConfig(steps=1, batch_size=8, optimizer="adam", lr=0.01, eval_every=1, probe_batch=8))
     result = subprocess.run([sys.executable, "-m", "gapbench", "train", "--spec", spec.to_json(), "--data",
@@ -330,7 +339,7 @@ def test_the_run_cache_key_changes_with_everything_that_changes_a_result():
     from gapbench.job import run_key
     from gapbench.spec import RunSpec, TrainConfig
 
-    spec = RunSpec(task="adding", task_name="adding", task_params={}, gap=8, model="vanilla", model_options={},
+    spec = RunSpec(task="adding", task_name="adding", task_params={}, gap=8, model="vanilla", model_name="vanilla", model_options={},
                    hidden_size=4, seed=0, threads=1, clip_thresholds={"norm": 1.0},
                    train=TrainConfig(steps=1, batch_size=8, optimizer="adam", lr=0.01, eval_every=1, probe_batch=8))
     meta = {"sha256": {"train": "a", "validation": "b", "test": "c"}}

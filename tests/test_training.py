@@ -19,7 +19,7 @@ from gapbench.spec import RunSpec, TrainConfig
 from gapbench.train import clip_gradients_, clipping_statistics
 
 SPEC = RunSpec(
-    task="adding", task_name="adding", task_params={}, gap=6, model="vanilla", model_options={},
+    task="adding", task_name="adding", task_params={}, gap=6, model="vanilla", model_name="vanilla", model_options={},
     hidden_size=8, seed=3, threads=1, clip_thresholds={"norm": 0.5, "value": 0.01},
     train=TrainConfig(steps=30, batch_size=8, optimizer="adam", lr=0.01, eval_every=10, probe_batch=4),
 )
@@ -93,7 +93,7 @@ def test_norm_clipping_rescales_to_threshold():
 def test_divergence_is_recorded_not_raised(dataset, tmp_path):
     """An exploding linear RNN diverges without clipping: the run stops, is recorded as
     diverged, and keeps the last weights whose loss was finite; norm clipping keeps it alive."""
-    spec = dataclasses.replace(_with(optimizer="sgd", lr=50.0), model="linear",
+    spec = dataclasses.replace(_with(optimizer="sgd", lr=50.0), model="linear", model_name="linear",
                                model_options={"init": "identity", "init_gain": 1.5})
     _train(dataset, tmp_path, spec)
     none = json.loads((tmp_path / "none" / "metrics.json").read_text())
@@ -199,7 +199,7 @@ def test_random_guessing_keeps_the_best_draw_and_takes_no_gradient_step(dataset,
     the lowest validation loss: no optimiser step, the same draws under the same seed."""
     from gapbench import job
 
-    spec = dataclasses.replace(SPEC, model="random_guess", model_options={"guesses": 5, "weight_range": 0.5})
+    spec = dataclasses.replace(SPEC, model="random_guess", model_name="random_guess", model_options={"guesses": 5, "weight_range": 0.5})
     (metrics,) = job.run(spec, dataset, {"none": tmp_path / "a"}, log=lambda _: None)
     history = pd.read_csv(tmp_path / "a" / "history.csv")
     assert list(history.step) == [1, 2, 3, 4, 5] and metrics["train_steps"] == 0
@@ -215,3 +215,71 @@ def test_random_guessing_keeps_the_best_draw_and_takes_no_gradient_step(dataset,
     net.load_state_dict(weights)
     val_loss, _ = evaluate(net, job.data.task_of(job.data.read_meta(dataset)), dataset, "validation", "cpu")
     assert val_loss == pytest.approx(history.val_loss[best], rel=1e-6)
+
+
+class _Verdicts:
+    """A real task whose success verdicts at successive evaluations are given: the stopping
+    rule is what is under test here, not whether a network learns."""
+
+    def __init__(self, task, verdicts):
+        self.task, self.verdicts = task, iter(verdicts)
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def success(self, loss, score=None):
+        return next(self.verdicts)
+
+
+def _fit(dataset, verdicts, **train_settings):
+    from gapbench import job, train
+
+    spec = _with(**train_settings)
+    task = _Verdicts(tasks.build("adding", 6), verdicts)
+    net = job.build_net(spec, task.task)
+    run = train.train(net, task, dataset, "none", None, spec.train, torch.device("cpu"), log=lambda _: None)
+    return run, net
+
+
+def test_a_run_stops_once_solved_at_enough_evaluations_in_a_row(dataset):
+    run, _ = _fit(dataset, [False, True, False, True, True, True], steps=60, eval_every=10, stop_when_solved=2)
+    assert run.stopped_early and run.applied_steps == 50  # solved at 40 and 50: two in a row
+    assert run.steps_to_solve == 40 and [h["step"] for h in run.history] == [10, 20, 30, 40, 50]
+
+
+def test_without_stopping_steps_to_solve_is_where_the_last_solved_streak_began(dataset):
+    run, _ = _fit(dataset, [True, False, True, True, True, True], steps=60, eval_every=10, stop_when_solved=0)
+    assert not run.stopped_early and run.applied_steps == 60 and run.steps_to_solve == 30
+    unsolved, _ = _fit(dataset, [True, True, True, True, True, False], steps=60, eval_every=10, stop_when_solved=0)
+    assert unsolved.steps_to_solve is None  # solved, then lost by the end: not solved
+
+
+def test_stopping_changes_nothing_before_the_stop(dataset):
+    """Up to the stop the arithmetic is the same: the same history and steps as the full run."""
+    stopped, _ = _fit(dataset, [False, True, True], steps=30, eval_every=10, stop_when_solved=2)
+    full, _ = _fit(dataset, [False, True, True], steps=30, eval_every=10, stop_when_solved=0)
+    assert stopped.applied_steps == 30 and not stopped.stopped_early  # the last step is never "early"
+    assert stopped.history == full.history and stopped.steps == full.steps
+    early, early_net = _fit(dataset, [True, True, True], steps=30, eval_every=10, stop_when_solved=2)
+    late, late_net = _fit(dataset, [True, True, True], steps=30, eval_every=10, stop_when_solved=0)
+    assert early.stopped_early and early.steps == late.steps[:20] and early.history == late.history[:2]
+
+
+def test_one_process_trains_several_seeds_and_names_a_missing_group_part(dataset, tmp_path):
+    second = dataclasses.replace(SPEC, seed=4)
+    words = []
+    for spec in (SPEC, second):
+        words += ["--spec", spec.to_json(), "--data", str(dataset), "--run", f"none={tmp_path / f'seed{spec.seed}'}"]
+    subprocess.run([sys.executable, "-m", "gapbench", "train", *words], check=True, capture_output=True, text=True)
+    first = json.loads((tmp_path / "seed3" / "metrics.json").read_text())
+    other = json.loads((tmp_path / "seed4" / "metrics.json").read_text())
+    assert (first["seed"], other["seed"]) == (3, 4) and first["test_loss"] != other["test_loss"]
+    alone = tmp_path / "alone"
+    subprocess.run([sys.executable, "-m", "gapbench", "train", "--spec", SPEC.to_json(), "--data", str(dataset),
+                    "--run", f"none={alone}"], check=True, capture_output=True, text=True)
+    assert json.loads((alone / "metrics.json").read_text())["test_loss"] == first["test_loss"]  # same numbers alone
+    missing = subprocess.run([sys.executable, "-m", "gapbench", "train", "--spec", SPEC.to_json(), "--data", str(dataset),
+                              "--run", f"none={tmp_path / 'x'}", "--spec", second.to_json(), "--run",
+                              f"none={tmp_path / 'y'}"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "needs one --data" in missing.stderr and "seed 4" in missing.stderr
+    assert not (tmp_path / "x").exists()  # checked before anything trains

@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
-from gapbench.config import check_config, check_schema, task_entry, task_label
+from gapbench.config import check_config, check_schema, model_label, task_entry, task_label, task_models
 from gapbench.results import (
     COMPLETE_MARKER,
     FIGURE_FORMATS,
@@ -43,7 +43,7 @@ check_config(config, cores=snakemake_cores())
 
 RESULTS = "results"
 TASKS = [task_label(entry) for entry in config["tasks"]]  # labels; default: registry names
-MODELS = [entry["name"] for entry in config["models"]]
+MODELS = [model_label(entry) for entry in config["models"]]  # labels; default: registry names
 CLIPS = list(config["clip"]["arms"])
 SEEDS = list(config["seeds"])
 DATA_DIR = f"{RESULTS}/data/{{task}}/gap{{gap}}/seed{{seed}}"
@@ -62,22 +62,24 @@ wildcard_constraints:
 
 
 def all_run_dirs():
-    """Every run of the grid: tasks × their gaps × models × clip arms × seeds."""
+    """Every run of the grid: tasks × their gaps × their models × clip arms × seeds."""
     return [
         RUN_DIR.format(task=task, gap=gap, model=model, clip=clip, seed=seed)
         for task in TASKS
         for gap in task_entry(config, task)["gaps"]
-        for model in MODELS
+        for model in task_models(config, task_entry(config, task))
         for clip in CLIPS
         for seed in SEEDS
     ]
 
 
-def run_spec(wc):
-    """The typed specification of one training job, as JSON."""
-    return RunSpec.from_config(config, wc.task, int(wc.gap), wc.model, int(wc.seed)).to_json()
-
-
-def run_folders(wc):
-    """`--run CLIP=FOLDER` for every clip arm of one training job, each shell-quoted."""
-    return " ".join(f"--run {shlex.quote(f'{clip}={RUN_DIR.format(clip=clip, **wc)}')}" for clip in CLIPS)
+def train_arguments(wc):
+    """The arguments of one training job: per seed, its typed specification (gapbench.spec) as
+    JSON, its dataset and `--run CLIP=FOLDER` for every clip arm; every word shell-quoted."""
+    words = []
+    for seed in SEEDS:
+        spec = RunSpec.from_config(config, wc.task, int(wc.gap), wc.model, int(seed)).to_json()
+        words += ["--spec", spec, "--data", DATA_DIR.format(task=wc.task, gap=wc.gap, seed=seed)]
+        for clip in CLIPS:
+            words += ["--run", f"{clip}={RUN_DIR.format(task=wc.task, gap=wc.gap, model=wc.model, clip=clip, seed=seed)}"]
+    return " ".join(map(shlex.quote, words))
