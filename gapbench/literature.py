@@ -147,11 +147,11 @@ def _memory_capacity(task):
 
 CLAIMS = [
     Claim("Arjovsky, Shah & Bengio 2016", "Fig. 1 (copying)", "copy_arjovsky",
-          "copy 10 symbols of 8 after T = 100, 200 blanks; H = 64, 2000 Adam steps, batch 64",
+          "copy 10 symbols of 8 after T = 100, 200 blanks; H = 64, at most 3000 Adam steps of batch 64",
           "RNN and LSTM stay at the memoryless baseline 10 ln 8/(T+20); the unitary RNN goes far below it",
           _stays_and_goes_below("copy_arjovsky", ["vanilla", "lstm"], ["orthogonal", "exprnn"])),
     Claim("Le, Jaitly & Hinton 2015", "Fig. 2 (adding)", "adding_le",
-          "adding, T = 150, 300; H = 64, 2000 Adam steps",
+          "adding, T = 150, 300; H = 64, at most 3000 Adam steps",
           "the tanh RNN stays at MSE 0.167; the IRNN and the LSTM go well below it",
           _stays_and_goes_below("adding_le", ["vanilla"], ["irnn", "lstm"])),
     Claim("Pascanu, Mikolov & Bengio 2013", "Sec. 4.1, Fig. 7 (temporal order)", "temporal_order_pascanu",
