@@ -47,7 +47,7 @@ def _loss_ratio(accuracy: pd.DataFrame, task: str) -> pd.DataFrame:
 def _ratios_text(table: pd.DataFrame, models: list[str], clip: str = "none") -> str:
     parts = []
     for model in models:
-        rows = table[(table.model == model) & (table.clip == clip)]
+        rows = table[(table.model == model) & (table["clip"] == clip)]
         parts.append(f"{model} " + ", ".join(f"{r.ratio:.2f}" for r in rows.sort_values("gap").itertuples()))
     return "; ".join(parts)
 
@@ -59,7 +59,7 @@ def _stays_and_goes_below(task, staying, going):
         table = _loss_ratio(read("accuracy_vs_gap"), task)
         if table.empty:
             return "not run", None, "the task is not in these tables"
-        none = table[table.clip == "none"]
+        none = table[table["clip"] == "none"]
         gaps = sorted(none.gap.unique())
         stay = all((none[(none.model == m)].ratio >= STAYS).all() for m in staying if m in set(none.model))
         below = all(any(((none.model == m) & (none.gap == g) & (none.ratio <= FAR_BELOW)).any() for m in going)
@@ -88,7 +88,7 @@ def _clipping_helps(task):
         gaps = sorted(rows.gap.unique())
         none, norm = rate.loc["none"], rate.loc["norm"]
         summary = read("propagation_summary")
-        trained = summary[(summary.task == task) & (summary.stage == "trained") & (summary.clip == "none")]
+        trained = summary[(summary.task == task) & (summary.stage == "trained") & (summary["clip"] == "none")]
         exploding = trained.groupby("gap").norm_max.median() if "norm_max" in trained else pd.Series(dtype=float)
         measured = ("success none → norm: " + ", ".join(
             f"T={g}: {none.loc[g, 'success']:.2f} → {norm.loc[g, 'success']:.2f} (accuracy {none.loc[g, 'score']:.2f} → "
@@ -108,7 +108,7 @@ def _success_falls_with_gap(task, model="vanilla"):
     gap than at the smallest (clip arm none, as in the paper)."""
     def judge(read):
         accuracy = read("accuracy_vs_gap")
-        rows = accuracy[(accuracy.task == task) & (accuracy.model == model) & (accuracy.clip == "none")]
+        rows = accuracy[(accuracy.task == task) & (accuracy.model == model) & (accuracy["clip"] == "none")]
         if rows.empty:
             return "not run", None, "the task is not in these tables"
         rate = rows.groupby("gap").success.mean().sort_index()
@@ -125,7 +125,7 @@ def _memory_capacity(task):
     def judge(read):
         summary = read("propagation_summary")
         accuracy = read("accuracy_vs_gap")
-        rows = summary[(summary.task == task) & (summary.stage == "init") & (summary.clip == "none")]
+        rows = summary[(summary.task == task) & (summary.stage == "init") & (summary["clip"] == "none")]
         if rows.empty:
             return "not run", None, "the task is not in these tables"
         size = accuracy.drop_duplicates("model").set_index("model").hidden_size

@@ -1,0 +1,75 @@
+"""config/literature.yaml and the rules that judge its claims (gapbench.literature)."""
+import pandas as pd
+import yaml
+
+from conftest import SMOKE
+from gapbench import cost, literature
+from gapbench.config import model_label, task_label
+
+LITERATURE = SMOKE.parent / "literature.yaml"
+
+
+def test_the_literature_config_is_valid_and_pairs_each_experiment_with_its_models():
+    config = cost.load_config(LITERATURE)  # the pipeline's own checks, before any job
+    grid = cost.jobs(config)
+    entries = {task_label(entry): entry for entry in config["tasks"]}
+    for claim in literature.CLAIMS:  # every claim is judged on a task the config runs
+        assert claim.task in entries, claim.task
+    for label, entry in entries.items():
+        assert set(grid[grid.task == label].model) == set(entry["models"])
+    sizes = {model_label(m): m.get("hidden_size", config["hidden_size"]) for m in config["models"]}
+    assert sizes["esn_linear_n10"] == 10 and sizes["esn_tanh_n40"] == 40 and sizes["vanilla"] == 64
+    assert len(grid) == sum(len(e["gaps"]) * len(e["models"]) for e in config["tasks"])
+
+
+def _accuracy(rows):
+    columns = ["task", "model", "clip", "gap", "seed", "test_loss", "baseline", "success", "test_score", "hidden_size"]
+    return pd.DataFrame([dict(zip(columns, row)) for row in rows])
+
+
+def _tables(tmp_path, accuracy, summary=None):
+    accuracy.to_csv(tmp_path / "accuracy_vs_gap.csv", index=False)
+    (summary if summary is not None else pd.DataFrame(
+        columns=["task", "model", "clip", "gap", "seed", "stage", "memory_capacity_from_1", "norm_max"])
+     ).to_csv(tmp_path / "propagation_summary.csv", index=False)
+    return literature.table_reader(tmp_path)
+
+
+def test_stays_and_goes_below_judges_by_the_declared_fractions(tmp_path):
+    judge = literature._stays_and_goes_below("copy_x", ["vanilla"], ["orthogonal"])
+    rows = [("copy_x", "vanilla", "none", 100, s, 0.95, 1.0, False, 0.1, 64) for s in (0, 1)]
+    rows += [("copy_x", "orthogonal", "none", 100, s, 0.2, 1.0, True, 1.0, 64) for s in (0, 1)]
+    measured, reproduced, why = judge(_tables(tmp_path, _accuracy(rows)))
+    assert reproduced and why == "" and "vanilla 0.95" in measured and "orthogonal 0.20" in measured
+    rows[-1] = ("copy_x", "orthogonal", "none", 100, 1, 0.9, 1.0, False, 0.3, 64)  # mean 0.55 > 0.5
+    measured, reproduced, why = judge(_tables(tmp_path, _accuracy(rows)))
+    assert reproduced is False and "orthogonal" in why
+
+
+def test_success_must_fall_with_the_gap(tmp_path):
+    judge = literature._success_falls_with_gap("latch_x")
+    rows = [("latch_x", "vanilla", "none", gap, s, 0.1, 1.0, ok, 1.0, 64)
+            for gap, oks in [(10, (True, True)), (30, (True, False)), (100, (False, False))] for s, ok in enumerate(oks)]
+    assert judge(_tables(tmp_path, _accuracy(rows)))[1] is True
+    rows[-1] = ("latch_x", "vanilla", "none", 100, 1, 0.1, 1.0, True, 1.0, 64)  # 0.5 at 100: not falling from 30
+    assert judge(_tables(tmp_path, _accuracy(rows)))[1] is True  # non-increasing: 1.0, 0.5, 0.5
+    rows[-2] = ("latch_x", "vanilla", "none", 100, 0, 0.1, 1.0, True, 1.0, 64)  # 1.0 at 100: rises
+    assert judge(_tables(tmp_path, _accuracy(rows)))[1] is False
+
+
+def test_memory_capacity_claims_use_jaegers_count_and_the_model_sizes(tmp_path):
+    judge = literature._memory_capacity("mc_x")
+    models = {"esn_linear_n10": (10, 9.5), "esn_tanh_n10": (10, 7.0), "esn_linear_n20": (20, 19.0),
+              "esn_tanh_n20": (20, 12.0)}
+    accuracy = _accuracy([("mc_x", m, "none", 10, 0, 1.0, 1.0, False, 0.0, n) for m, (n, _) in models.items()])
+    summary = pd.DataFrame([{"task": "mc_x", "model": m, "clip": "none", "gap": 10, "seed": 0, "stage": "init",
+                             "memory_capacity_from_1": mc, "norm_max": 1.0} for m, (_, mc) in models.items()])
+    measured, reproduced, why = judge(_tables(tmp_path, accuracy, summary))
+    assert reproduced and "N=20: 19.0" in measured
+    summary.loc[summary.model == "esn_linear_n20", "memory_capacity_from_1"] = 17.0  # below 0.9 N
+    assert "0.9 N" in judge(_tables(tmp_path, accuracy, summary))[2]
+
+
+def test_claims_on_tables_without_their_tasks_say_not_run(smoke_run):
+    table = literature.reproduction_table(smoke_run / "results" / "tables")
+    assert (table.reproduced == "not run").all() and len(table) == len(literature.CLAIMS)
