@@ -61,10 +61,18 @@ def code_version() -> str:
         return __version__
 
 
+# gapbench modules that only read finished results or time the code (figures, tables, cost
+# estimates, benchmarks): editing them cannot change a run, so they stay out of the run-cache
+# key. Any other module, a new one included, is in it.
+NOT_IN_RUNS = {"figures.py", "paper_tables.py", "cost.py", "literature.py", "stopping.py", "bench.py",
+               "bench_gpu.py"}
+
+
 def source_digest() -> str:
-    """SHA-256 over the source of gapbench and of the tasks and models it loads (every .py
-    file, by relative path): what the run cache keys on, so that any change of the code,
-    committed or not, makes earlier results unrestorable rather than silently reused."""
+    """SHA-256 over the source that makes a run: gapbench's modules (but NOT_IN_RUNS) and the
+    tasks and models it loads (every .py file, by relative path). The run cache keys on it, so
+    that a change of that code, committed or not, makes earlier results unrestorable rather than
+    silently reused."""
     import hashlib
 
     import gapbench
@@ -74,6 +82,8 @@ def source_digest() -> str:
     for package in (gapbench, tasks, models):
         root = Path(package.__file__).parent
         for path in sorted(root.rglob("*.py")):
+            if package is gapbench and path.parent == root and path.name in NOT_IN_RUNS:
+                continue
             digest.update(f"{package.__name__}/{path.relative_to(root).as_posix()}\0".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -48,7 +48,8 @@ def _ratios_text(table: pd.DataFrame, models: list[str], clip: str = "none") -> 
     parts = []
     for model in models:
         rows = table[(table.model == model) & (table["clip"] == clip)]
-        parts.append(f"{model} " + ", ".join(f"{r.ratio:.2f}" for r in rows.sort_values("gap").itertuples()))
+        parts.append(f"{model} " + ", ".join(f"{r.ratio:.3g} ({round(r.success * r.seeds)}/{r.seeds} solved)"
+                                             for r in rows.sort_values("gap").itertuples()))
     return "; ".join(parts)
 
 
@@ -65,8 +66,10 @@ def _stays_and_goes_below(task, staying, going):
         below = all(any(((none.model == m) & (none.gap == g) & (none.ratio <= FAR_BELOW)).any() for m in going)
                     for g in gaps)
         seeds = int(table.seeds.min())
-        measured = (f"loss / baseline at T = {', '.join(map(str, gaps))} (clip none, {seeds} seeds): "
+        measured = (f"mean loss / baseline at T = {', '.join(map(str, gaps))} ({seeds} seeds), clip none: "
                     + _ratios_text(table, staying + going))
+        if (table["clip"] == "norm").any():  # reported beside the verdict, which is on `none`
+            measured += "; with norm clipping: " + _ratios_text(table, staying + going, "norm")
         why = []
         if not stay:
             why.append(f"a model of {staying} went below {STAYS} × baseline")

@@ -122,10 +122,20 @@ def write_cached(cache_dir, write) -> None:
 
 
 def restore_run(cache_dir, run_dir) -> None:
-    """Put a cached run back into its run folder, byte for byte, metrics.json last."""
+    """Put a cached run back into its run folder, byte for byte, metrics.json last.
+
+    Each file is a hard link to the cached one where the file system allows it (one copy on
+    disk, not two; a copy otherwise). That is safe because every file of a run is written by
+    renaming a new file into place (`atomic_path`), never changed in place. The link gets the
+    current time as its modification time, so Snakemake sees a freshly written output."""
     for name in sorted(RUN_FILES, key=lambda name: name == COMPLETE_MARKER):
         with atomic_path(Path(run_dir) / name) as tmp:
-            shutil.copyfile(Path(cache_dir) / name, tmp)
+            tmp.unlink()
+            try:
+                os.link(Path(cache_dir) / name, tmp)
+                os.utime(tmp)
+            except OSError:  # another file system, or links not supported: copy
+                shutil.copyfile(Path(cache_dir) / name, tmp)
 
 
 def accuracy_row(run_dir) -> dict:

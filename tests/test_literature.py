@@ -40,7 +40,8 @@ def test_stays_and_goes_below_judges_by_the_declared_fractions(tmp_path):
     rows = [("copy_x", "vanilla", "none", 100, s, 0.95, 1.0, False, 0.1, 64) for s in (0, 1)]
     rows += [("copy_x", "orthogonal", "none", 100, s, 0.2, 1.0, True, 1.0, 64) for s in (0, 1)]
     measured, reproduced, why = judge(_tables(tmp_path, _accuracy(rows)))
-    assert reproduced and why == "" and "vanilla 0.95" in measured and "orthogonal 0.20" in measured
+    assert reproduced and why == "" and "vanilla 0.95 (0/2 solved)" in measured
+    assert "orthogonal 0.2 (2/2 solved)" in measured
     rows[-1] = ("copy_x", "orthogonal", "none", 100, 1, 0.9, 1.0, False, 0.3, 64)  # mean 0.55 > 0.5
     measured, reproduced, why = judge(_tables(tmp_path, _accuracy(rows)))
     assert reproduced is False and "orthogonal" in why

@@ -350,3 +350,17 @@ def test_the_run_cache_key_changes_with_everything_that_changes_a_result():
     assert key != run_key(spec, "norm", meta, "source")
     assert key != run_key(spec, "none", {"sha256": {**meta["sha256"], "test": "d"}}, "source")
     assert key != run_key(spec, "none", meta, "changed source")
+
+
+def test_modules_left_out_of_the_run_cache_key_cannot_change_a_run():
+    """The run cache keys on the source of every module a training job runs; the modules left
+    out (gapbench.io.NOT_IN_RUNS) must exist and must not be imported by a training job."""
+    from gapbench.io import NOT_IN_RUNS
+
+    package = ROOT / "gapbench"
+    assert all((package / name).is_file() for name in NOT_IN_RUNS)
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, gapbench.cli, gapbench.job, gapbench.train, gapbench.probes; "
+                               "print(' '.join(sorted(m for m in sys.modules if m.startswith('gapbench.'))))"],
+        capture_output=True, text=True, check=True).stdout.split()
+    assert not {f"gapbench.{name[:-3]}" for name in NOT_IN_RUNS} & set(loaded), loaded
