@@ -47,6 +47,7 @@ PAPER_RC = {
     "pdf.fonttype": 42, "ps.fonttype": 42,
 }
 
+MSE_AXIS_TOP = 100  # MSE panels stop at this multiple of the memoryless baseline
 METRIC_LABEL = {"accuracy": "test accuracy\n(recall positions)", "mse": "test MSE"}
 STYLE = {"errorbar": ("ci", 95), "seed": 0, "markers": True, "dashes": True}
 # Per-lag curves have hundreds of points per line: a bootstrap at each would take minutes, and
@@ -211,9 +212,10 @@ def accuracy_vs_gap(read, gaps=None):
 
     Lines are the mean over seeds with a 95% bootstrap confidence band; the dotted grey line
     is the score of the memoryless predictor (chance accuracy or baseline MSE). MSE panels
-    have a log y axis, so one exploding run cannot flatten the others. Runs marked diverged
-    are ringed in black at their score; runs whose score is not finite cannot
-    be drawn and are counted in the panel title.
+    have a log y axis that stops at MSE_AXIS_TOP × the baseline, so one exploding run cannot
+    flatten the others (the runs above it are counted in the panel title). Runs marked diverged
+    are ringed in black at their score (at the top edge when off scale); runs whose score is
+    not finite cannot be drawn and are counted in the panel title.
     """
     from matplotlib.lines import Line2D
 
@@ -239,11 +241,19 @@ def accuracy_vs_gap(read, gaps=None):
             ax.yaxis.set_major_formatter(_PlainLogFormatter())
             ax.yaxis.set_minor_formatter(_PlainLogFormatter())
         ax.axhline(rows.chance_score.mean(), color="grey", linestyle=":", linewidth=1)
+        notes = [f"{dropped[task]} non-finite runs not drawn"] if task in dropped else []
+        top = np.inf
+        if metric == "mse":  # an exploded run (MSE 1e30) would squash every other line to the floor
+            top = MSE_AXIS_TOP * rows.chance_score.max()
+            above = rows[np.isfinite(rows.test_score) & (rows.test_score > top)]
+            if len(above):
+                low, _ = ax.get_ylim()
+                ax.set_ylim(low, top)
+                notes.append(f"{len(above)} runs above {MSE_AXIS_TOP:g}× baseline: off scale")
         diverged = rows[rows.diverged.astype(bool) & np.isfinite(rows.test_score)]
-        ax.scatter(diverged.gap, diverged.test_score, marker="o", facecolors="none", edgecolors="black", s=40,
-                   linewidths=0.9, zorder=5)
-        lost = f"\n({dropped[task]} non-finite runs not drawn)" if task in dropped else ""
-        ax.set_title(f"{task}{lost}")
+        ax.scatter(diverged.gap, np.minimum(diverged.test_score, top), marker="o", facecolors="none",
+                   edgecolors="black", s=40, linewidths=0.9, zorder=5, clip_on=False)  # off scale: at the top
+        ax.set_title("\n".join([task] + [f"({note})" for note in notes]))
     grid.set_xlabels("gap (steps)")
     # the memoryless line and the diverged mark, explained once in the legend
     legend = grid.legend
