@@ -5,6 +5,7 @@ place, so an interrupted run never leaves a half-written file under a final name
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -68,6 +69,7 @@ NOT_IN_RUNS = {"figures.py", "paper_tables.py", "cost.py", "literature.py", "sto
                "bench_gpu.py"}
 
 
+@functools.lru_cache(maxsize=1)  # a job trains several seeds: hash the source once per process
 def source_digest() -> str:
     """SHA-256 over the source that makes a run: gapbench's modules (but NOT_IN_RUNS) and the
     tasks and models it loads (every .py file, by relative path). The run cache keys on it, so
