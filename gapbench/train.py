@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from gapbench import data
+from gapbench.optim import OPTIMIZERS  # not torch.optim, which imports torch._dynamo: see gapbench.optim
 from gapbench.spec import TrainConfig
 
 CLIP_ARMS = ("none", "norm", "value")
-OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
 
 
 def clip_gradients_(params, arm: str, threshold: float | None) -> tuple[float, bool]:

@@ -1,0 +1,48 @@
+"""gapbench.optim against torch.optim: the same parameters, bit for bit, after every step."""
+import sys
+import subprocess
+
+import pytest
+import torch
+
+from gapbench import models, optim, tasks
+
+TORCH = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+@pytest.mark.parametrize("model", ["vanilla", "lstm"])
+def test_bit_for_bit_the_torch_optimiser(name, model):
+    task = tasks.build("adding", 10)
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        nets.append(models.Net(models.build(model, task.input_size, 8), task.output_size))
+    ours = optim.OPTIMIZERS[name](nets[0].parameters(), lr=0.01)
+    theirs = TORCH[name](nets[1].parameters(), lr=0.01)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(25):
+        x = torch.randn(4, 12, task.input_size, generator=generator)
+        for net, optimiser in zip(nets, (ours, theirs)):
+            optimiser.zero_grad(set_to_none=True)
+            net(x).square().mean().backward()
+            if step % 5 == 4:  # a parameter without a gradient is left alone and its step count too
+                net.readout.bias.grad = None
+            optimiser.step()
+        for p, q in zip(nets[0].parameters(), nets[1].parameters()):
+            assert torch.equal(p, q), f"{name}: parameters differ after step {step + 1}"
+
+
+def test_training_imports_no_compiler_stack(tmp_path):
+    """The reason the module exists: a training step does not import torch._dynamo."""
+    code = ("import sys, torch; from gapbench import optim\n"
+            "p = torch.nn.Parameter(torch.ones(3)); o = optim.Adam([p]); p.grad = torch.ones(3)\n"
+            "o.step(); o.zero_grad(); print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("lr", [0.0, -1.0])
+def test_bad_learning_rate_is_refused(lr):
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        optim.Adam([torch.nn.Parameter(torch.ones(2))], lr=lr)
