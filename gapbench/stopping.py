@@ -2,11 +2,11 @@
 `python -m gapbench.stopping RUNS_FOLDER [--patience 1 2 3]`.
 
 Replays every run's validation history (history.csv, written at every evaluation) under the
-rule of gapbench.train.train — stop once the validation split meets the task's success
-criterion at K evaluations in a row — and prints, for each K, how many runs would stop, the
-training steps saved, and the runs the rule would get wrong: a run stopped as solved whose
-validation was no longer solved at the end of full training, or whose test result at the
-end was not a success. A K with no wrong stops on a representative grid is a safe default
+rule of gapbench.train.train (its `SolvedStreak`, the same code) — stop once the validation
+split meets the task's success criterion at K evaluations in a row — and prints, for each K,
+how many runs would stop, the training steps saved, and the runs the rule would get wrong: a
+run stopped as solved whose validation was no longer solved at the end of full training, or
+whose test result at the end was not a success. A K with no wrong stops on a representative grid is a safe default
 (docs/performance.md records the measurement behind train.stop_when_solved).
 Only runs trained without stopping (stop_when_solved = 0, or never stopped) replay fully.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from gapbench import tasks
+from gapbench.train import SolvedStreak
 
 
 def replay(runs_dir, patience: list[int]) -> pd.DataFrame:
@@ -32,13 +33,8 @@ def replay(runs_dir, patience: list[int]) -> pd.DataFrame:
         history = pd.read_csv(metrics_path.parent / "history.csv")
         solved = [task.success(loss, score) for loss, score in zip(history.val_loss, history.val_score)]
         for k in patience:
-            stop = None
-            streak = 0
-            for step, ok in zip(history.step, solved):
-                streak = streak + 1 if ok else 0
-                if streak >= k and step < metrics["train_steps"]:
-                    stop = int(step)
-                    break
+            streak = SolvedStreak(k, metrics["train_steps"])
+            stop = next((int(step) for step, ok in zip(history.step, solved) if streak.record(int(step), ok)), None)
             rows.append({"task": metrics["task"], "model": metrics["model"], "clip": metrics["clip"],
                          "gap": metrics["gap"], "seed": metrics["seed"], "patience": k,
                          "trained_steps": metrics["train_steps"], "stop_step": stop,

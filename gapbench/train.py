@@ -122,6 +122,28 @@ class Training:
     stopped_early: bool = False  # stopped by cfg.stop_when_solved before cfg.steps
 
 
+@dataclass
+class SolvedStreak:
+    """The early-stopping rule, written once (`train` runs it; gapbench.stopping replays it on
+    recorded histories): stop once the validation split has met the task's success criterion
+    at `patience` evaluations in a row (0: never stop), unless the run is at its last step.
+
+    `since` is the first step of the current streak of solved evaluations: at the end of
+    training it is `steps_to_solve` (the step from which the run stayed solved), with or
+    without stopping."""
+
+    patience: int
+    last_step: int
+    streak: int = 0
+    since: int | None = None
+
+    def record(self, step: int, solved: bool) -> bool:
+        """Record the evaluation at `step`; True when training should stop there."""
+        self.streak = self.streak + 1 if solved else 0
+        self.since = (self.since or step) if solved else None
+        return self.patience > 0 and self.streak >= self.patience and step < self.last_step
+
+
 def guess(net, task, data_dir, device, log: Callable[[str], None] = print) -> Training:
     """Random weight guessing (models/random_guess.py): draw every weight of `net` from
     U(−r, r) K times (torch's generator, so the seed fixes the draws) and keep the draw with
@@ -164,7 +186,7 @@ def train(net, task, data_dir, clip: str, threshold: float | None, cfg: TrainCon
     optimizer = OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr)
     train_batches = batches(data_dir, "train", cfg.batch_size, device, repeat=True)
     run, last_finite = Training(), None
-    solved_streak = 0
+    streak = SolvedStreak(cfg.stop_when_solved, cfg.steps)
     for step in range(1, cfg.steps + 1):
         x_batch, y_batch = next(train_batches)
         loss = task.loss(net(x_batch), y_batch)
@@ -196,12 +218,11 @@ def train(net, task, data_dir, clip: str, threshold: float | None, cfg: TrainCon
                                 "val_loss": val_loss, "val_score": val_score, "clip_fraction": clipped_so_far})
             log(f"[{clip}] step {step}/{cfg.steps} train_loss {loss.item():.4g} "
                 f"val_loss {val_loss:.4g} val_{task.metric} {val_score:.4g}")
-            solved = task.success(val_loss, val_score)
-            solved_streak = solved_streak + 1 if solved else 0
-            run.steps_to_solve = (run.steps_to_solve or step) if solved else None
-            if cfg.stop_when_solved and solved_streak >= cfg.stop_when_solved and step < cfg.steps:
+            stop = streak.record(step, task.success(val_loss, val_score))
+            run.steps_to_solve = streak.since
+            if stop:
                 run.stopped_early = True
-                log(f"[{clip}] step {step}: validation solved at {solved_streak} evaluations in a row "
+                log(f"[{clip}] step {step}: validation solved at {streak.streak} evaluations in a row "
                     f"(since step {run.steps_to_solve}); stopping early")
                 break
     if run.diverged:

@@ -1,6 +1,7 @@
 """Training: determinism, clipping arithmetic, divergence handling, atomic outputs."""
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -283,3 +284,36 @@ def test_one_process_trains_several_seeds_and_names_a_missing_group_part(dataset
                               f"none={tmp_path / 'y'}"], capture_output=True, text=True)
     assert missing.returncode == 2 and "needs one --data" in missing.stderr and "seed 4" in missing.stderr
     assert not (tmp_path / "x").exists()  # checked before anything trains
+
+
+def _recorded_run(folder, verdicts, *, train_steps=60, success=True):
+    """A run folder as a grid without stopping writes it: metrics.json and history.csv, with
+    validation losses that solve the real adding task (0.0) or not (its baseline)."""
+    task = tasks.build("adding", 6)
+    folder.mkdir(parents=True)
+    metrics = {"task": "adding", "task_name": "adding", "task_params": {}, "gap": 6, "model": "vanilla",
+               "clip": "none", "seed": 0, "train_steps": train_steps, "stopped_early": False, "success": success}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    rows = ["step,val_loss,val_score"] + [f"{10 * (i + 1)},{0.0 if ok else task.baseline},0.0"
+                                          for i, ok in enumerate(verdicts)]
+    (folder / "history.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_the_replay_applies_the_training_rule_to_recorded_histories(tmp_path):
+    """`python -m gapbench.stopping` on recorded histories: the stop step per patience K is where
+    `train` would have stopped, and a stop whose run lost the task by the end is counted wrong."""
+    from gapbench import stopping
+
+    _recorded_run(tmp_path / "kept", [False, True, True, True, True, True])
+    _recorded_run(tmp_path / "lost", [True, True, False, False, False, False], success=False)
+    replayed = stopping.replay(tmp_path, [1, 2, 3])
+    stops = {(row.solved_at_end, row.patience): row.stop_step for row in replayed.itertuples()}
+    assert stops[(True, 1)] == 20 and stops[(True, 2)] == 30 and stops[(True, 3)] == 40
+    assert stops[(False, 1)] == 10 and stops[(False, 2)] == 20 and math.isnan(stops[(False, 3)])
+    summary = stopping.summarise(replayed).set_index("patience")
+    assert summary.stopped.tolist() == [2, 2, 1]
+    assert summary.stopped_but_unsolved_at_end.tolist() == [1, 1, 0]
+    assert summary.stopped_but_test_failure_at_end.tolist() == [1, 1, 0]
+    out = subprocess.run([sys.executable, "-m", "gapbench.stopping", str(tmp_path), "--patience", "3"],
+                         check=True, capture_output=True, text=True).stdout
+    assert out.split("\n")[1].split()[:3] == ["3", "2", "1"]  # patience, runs, stopped
