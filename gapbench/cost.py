@@ -11,12 +11,13 @@ N seeds, A clip arms, S steps, E eval_every, V validation (and test) sequences, 
 sequence length. step(T) (one training step: forward, backward, clipping and optimiser update)
 forward(T) and probes(T) (every probe on the probe batch) are measured per model and hidden size
 at two lengths and taken as linear in T (a recurrence costs the same per step at any length);
-startup is a whole job with negligible work, timed once (interpreter, imports, the first
-optimiser, which imports torch._dynamo, the dataset check, writing the run folder), and c how
-much slower a job runs while every core runs one (measured: the same steps alone and on every
-core at once). Every run is counted at its full S steps: a run that solves its task stops
-earlier (train.stop_when_solved), so the estimate is an upper bound, reached where nothing solves. The calibration is kept in results/bench/step_costs.csv with the machine it was
-measured on: an estimate is only as good as the likeness of that machine to the one that runs.
+startup is a whole job with negligible work, timed once (interpreter, imports, the dataset
+check, writing the run folder), and c how much slower a job runs while every core runs one
+(measured: the same steps alone and on every core at once). Every run is counted at its full
+S steps: a run that solves its task stops earlier (train.stop_when_solved), so the estimate is
+an upper bound, reached where nothing solves. The calibration is kept in
+results/bench/step_costs.csv with the machine it was measured on: an estimate is only as good
+as the likeness of that machine to the one that runs.
 `--check` compares the estimate with the seconds Snakemake's benchmark files recorded for each
 training job of a finished grid and prints the error.
 """

@@ -1,8 +1,9 @@
 """The classic results, judged from the tidy tables of config/literature.yaml:
 `python -m gapbench literature --tables results/tables`.
 
-Each `Claim` is one paper's result: where it is (figure or table), the setting gapbench runs,
-what the paper reports, and a rule that judges the measured tables. The rules were written
+Each `Claim` is one paper's result: where it is (figure or table), the setting gapbench runs
+(a template filled from config/literature.yaml, so the text cannot drift from what ran), what
+the paper reports, and a rule that judges the measured tables. The rules were written
 before the literature grid ran and are not tuned to its numbers; a claim that does not
 reproduce is reported with the measured numbers that say why. The output is the Markdown
 table in docs/literature.md (and summarised in the README).
@@ -15,12 +16,17 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from gapbench import models
+from gapbench.config import model_entry, model_hidden_size, task_entry
 from gapbench.results import table_reader
+
+LITERATURE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "literature.yaml"
 
 STAYS = 0.9  # mean test loss ≥ STAYS × baseline: no better than ignoring the input
 FAR_BELOW = 0.5  # mean test loss ≤ FAR_BELOW × baseline
@@ -31,9 +37,32 @@ class Claim:
     paper: str
     where: str
     task: str  # the task label in config/literature.yaml
-    setting: str
+    setting: str  # str.format template over `setting_values` of the task's config entry
     reported: str
-    judge: Callable  # (read) -> (measured text, reproduced: bool | None, why not)
+    judge: Callable  # (read, config) -> (measured text, reproduced: bool | None, why not)
+
+
+def model_option(config: dict, label: str, option: str):
+    """A model entry's option as the model is built with it: the entry's `options`, else the
+    default of the model class's constructor."""
+    entry = model_entry(config, label)
+    return {**models.defaults(entry["name"]), **entry.get("options", {})}[option]
+
+
+def setting_values(config: dict, task: str) -> dict:
+    """What a claim's setting template can name: the task entry's gaps and params, its models'
+    hidden sizes (`sizes`) and the model options all of them are built with, the grid's
+    hidden_size, the train settings, and the clip thresholds (`norm_threshold`, ...)."""
+    entry = task_entry(config, task)
+    labels = entry.get("models", [])
+    sizes = sorted({model_hidden_size(config, model_entry(config, label)) for label in labels})
+    options = [{name: model_option(config, label, name) for name in models.defaults(model_entry(config, label)["name"])}
+               for label in labels]
+    shared = {name: value for name, value in (options[0].items() if options else ())
+              if all(name in other and other[name] == value for other in options)}
+    return {**shared, "gaps": ", ".join(map(str, entry["gaps"])), "sizes": ", ".join(map(str, sizes)),
+            "hidden_size": config["hidden_size"], **entry.get("params", {}), **config["train"],
+            **{f"{arm}_threshold": value for arm, value in config["clip"]["thresholds"].items()}}
 
 
 def _loss_ratio(accuracy: pd.DataFrame, task: str) -> pd.DataFrame:
@@ -56,7 +85,7 @@ def _ratios_text(table: pd.DataFrame, models: list[str], clip: str = "none") -> 
 def _stays_and_goes_below(task, staying, going):
     """The `staying` models stay at the baseline at every gap, at least one `going` model goes
     far below it at every gap (clip arm none: the papers did not clip, except where stated)."""
-    def judge(read):
+    def judge(read, config):
         table = _loss_ratio(read("accuracy_vs_gap"), task)
         if table.empty:
             return "not run", None, "the task is not in these tables"
@@ -82,7 +111,7 @@ def _stays_and_goes_below(task, staying, going):
 def _clipping_helps(task):
     """Norm clipping's success rate ≥ no clipping's at every gap, higher at one at least, and
     the unclipped runs' gradient norms exceed the threshold (explosion is what clipping acts on)."""
-    def judge(read):
+    def judge(read, config):
         accuracy = read("accuracy_vs_gap")
         rows = accuracy[accuracy.task == task]
         if rows.empty:
@@ -109,7 +138,7 @@ def _clipping_helps(task):
 def _success_falls_with_gap(task, model="vanilla"):
     """The fraction of successful seeds is non-increasing in the gap and lower at the largest
     gap than at the smallest (clip arm none, as in the paper)."""
-    def judge(read):
+    def judge(read, config):
         accuracy = read("accuracy_vs_gap")
         rows = accuracy[(accuracy.task == task) & (accuracy.model == model) & (accuracy["clip"] == "none")]
         if rows.empty:
@@ -125,7 +154,7 @@ def _success_falls_with_gap(task, model="vanilla"):
 def _memory_capacity(task):
     """MC (Σ_{k≥1}, Jaeger's count) ≤ N for every reservoir; linear reservoirs ≥ 0.9 N; tanh
     reservoirs below the linear ones of the same N (at init: ESNs are not trained)."""
-    def judge(read):
+    def judge(read, config):
         summary = read("propagation_summary")
         accuracy = read("accuracy_vs_gap")
         rows = summary[(summary.task == task) & (summary.stage == "init") & (summary["clip"] == "none")]
@@ -133,7 +162,7 @@ def _memory_capacity(task):
             return "not run", None, "the task is not in these tables"
         size = accuracy.drop_duplicates("model").set_index("model").hidden_size
         mc = rows.groupby("model").memory_capacity_from_1.mean()
-        kind = {m: ("linear" if "linear" in m else "tanh") for m in mc.index}
+        kind = {m: model_option(config, m, "activation") for m in mc.index}
         table = pd.DataFrame({"N": size.reindex(mc.index), "mc": mc, "kind": pd.Series(kind)})
         measured = "; ".join(f"{k} " + ", ".join(f"N={int(r.N)}: {r.mc:.1f}" for r in g.sort_values("N").itertuples())
                              for k, g in table.groupby("kind"))
@@ -150,35 +179,42 @@ def _memory_capacity(task):
 
 CLAIMS = [
     Claim("Arjovsky, Shah & Bengio 2016", "Fig. 1 (copying)", "copy_arjovsky",
-          "copy 10 symbols of 8 after T = 100, 200 blanks; H = 64, at most 3000 Adam steps of batch 64",
+          "copy {length} symbols of {alphabet} after T = {gaps} blanks; H = {hidden_size}, at most {steps} "
+          "{optimizer} steps of batch {batch_size}",
           "RNN and LSTM stay at the memoryless baseline 10 ln 8/(T+20); the unitary RNN goes far below it",
           _stays_and_goes_below("copy_arjovsky", ["vanilla", "lstm"], ["orthogonal", "exprnn"])),
     Claim("Le, Jaitly & Hinton 2015", "Fig. 2 (adding)", "adding_le",
-          "adding, T = 150, 300; H = 64, at most 3000 Adam steps",
+          "adding, T = {gaps}; H = {hidden_size}, at most {steps} {optimizer} steps",
           "the tanh RNN stays at MSE 0.167; the IRNN and the LSTM go well below it",
           _stays_and_goes_below("adding_le", ["vanilla"], ["irnn", "lstm"])),
     Claim("Pascanu, Mikolov & Bengio 2013", "Sec. 4.1, Fig. 7 (temporal order)", "temporal_order_pascanu",
-          "temporal order, 2 relevant symbols, T = 50, 100, 200; tanh RNN without and with norm clipping (θ = 1)",
+          "temporal order, {relevant} relevant symbols, T = {gaps}; tanh RNN without and with norm clipping "
+          "(θ = {norm_threshold})",
           "norm clipping lets the tanh RNN solve longer sequences than without (with their regulariser, to T = 200)",
           _clipping_helps("temporal_order_pascanu")),
     Claim("Bengio, Simard & Frasconi 1994", "Fig. 5-6 (latch)", "latch_bengio",
-          "2-class latch with N(0, 0.2²) noise, T = 10, 30, 100, 300; tanh RNN",
+          "{classes}-class latch with N(0, {noise}²) noise, T = {gaps}; tanh RNN",
           "the probability of learning the latch falls as T grows",
           _success_falls_with_gap("latch_bengio")),
     Claim("Jaeger 2001", "Sec. 5-6 (memory capacity)", "memory_capacity_jaeger",
-          "ESN reservoirs, N = 10, 20, 40, spectral radius 0.9, linear and tanh, MC from delay 1",
+          "ESN reservoirs, N = {sizes}, spectral radius {spectral_radius}, linear and tanh, MC from delay 1",
           "MC ≤ N; a linear reservoir comes close to N; tanh reservoirs hold less",
           _memory_capacity("memory_capacity_jaeger")),
 ]
 
 
-def reproduction_table(tables_dir) -> pd.DataFrame:
+def reproduction_table(tables_dir, config_path=LITERATURE_CONFIG) -> pd.DataFrame:
+    """One row per claim, judged on the tables of a run of `config_path`."""
+    from gapbench.cost import load_config  # the pipeline's own loading and checks
+
+    config = load_config(config_path)
     read = table_reader(tables_dir)
     rows = []
     for claim in CLAIMS:
-        measured, reproduced, why = claim.judge(read)
+        measured, reproduced, why = claim.judge(read, config)
         verdict = {True: "yes", False: "no", None: "not run"}[reproduced]
-        rows.append({"paper": claim.paper, "figure": claim.where, "setting": claim.setting,
+        setting = claim.setting.format(**setting_values(config, claim.task))
+        rows.append({"paper": claim.paper, "figure": claim.where, "setting": setting,
                      "paper reports": claim.reported, "gapbench measured": measured, "reproduced": verdict,
                      "why not": why})
     return pd.DataFrame(rows)
@@ -188,8 +224,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gapbench.literature", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", default="results/tables", help="tables of a run of config/literature.yaml")
+    parser.add_argument("--config", default=LITERATURE_CONFIG, type=Path, help="the config that run used")
     args = parser.parse_args(argv)
-    print(reproduction_table(args.tables).to_markdown(index=False))
+    print(reproduction_table(args.tables, args.config).to_markdown(index=False))
     return 0
 
 

@@ -54,6 +54,11 @@ class Registry:
         """The keyword options `name` accepts (what a config entry's `params`/`options` may set)."""
         return options_of(self.get(name))
 
+    def defaults(self, name: str) -> dict:
+        """Each keyword option of `name` with the value it takes when a config does not set it."""
+        params = inspect.signature(self.get(name)).parameters
+        return {option: params[option].default for option in declared_options(self.get(name))}
+
     def build(self, name: str, *args, **options):
         builder = self.get(name)
         allowed = options_of(builder)

@@ -31,8 +31,13 @@ from gapbench.probes import TABLES as PROBE_ROW_ORDER
 KEYS = ["task", "model", "clip", "gap", "seed"]
 STAGES = ("init", "trained")  # when the probes measure: the initial weights and the trained ones
 PROBE_TABLES = tuple(PROBE_ROW_ORDER)
+# the files of a run folder, named here only
 COMPLETE_MARKER = "metrics.json"
-RUN_FILES = (COMPLETE_MARKER, "history.csv", "steps.csv", "model.pt", "propagation_summary.csv") + tuple(
+HISTORY_FILE = "history.csv"  # one row per evaluation: validation loss and score
+STEPS_FILE = "steps.csv"  # one row per optimiser step: STEP_COLUMNS
+WEIGHTS_FILE = "model.pt"
+SUMMARY_FILE = "propagation_summary.csv"
+RUN_FILES = (COMPLETE_MARKER, HISTORY_FILE, STEPS_FILE, WEIGHTS_FILE, SUMMARY_FILE) + tuple(
     f"{name}.csv" for name in PROBE_TABLES
 )
 TABLES = ("accuracy_vs_gap", "propagation_summary") + PROBE_TABLES
@@ -76,24 +81,24 @@ def paper_table_names() -> list[str]:
 
 
 def write_run(run_dir, keys: dict, metrics: dict, training, stability: dict, probes: list[dict], weights: dict) -> None:
-    """Write one run folder; metrics.json last, so the folder is complete only once it is there.
+    """Write one run folder (RUN_FILES); metrics.json last, so the folder is complete only once it is there.
 
     training: gapbench.train.Training; probes: one {table name: DataFrame, "summary": dict}
     per stage (init, trained); weights: the network's state_dict.
     """
     run_dir = Path(run_dir)
-    write_csv(run_dir / "history.csv", pd.DataFrame(training.history).assign(**keys))
-    write_csv(run_dir / "steps.csv", pd.DataFrame(training.steps, columns=STEP_COLUMNS).assign(**keys))
+    write_csv(run_dir / HISTORY_FILE, pd.DataFrame(training.history).assign(**keys))
+    write_csv(run_dir / STEPS_FILE, pd.DataFrame(training.steps, columns=STEP_COLUMNS).assign(**keys))
     for name in PROBE_TABLES:
         write_csv(run_dir / f"{name}.csv", pd.concat([p[name] for p in probes]).assign(**keys))
     summary = pd.DataFrame([p["summary"] for p in probes]).assign(
         **keys, diverged=metrics["diverged"], **{k: v for k, v in stability.items() if k != "steps"})
-    write_csv(run_dir / "propagation_summary.csv", summary)
+    write_csv(run_dir / SUMMARY_FILE, summary)
     # saved through memory: torch.save names the archive after the file it writes to, and the
     # temporary file's random name would make model.pt differ byte for byte between runs
     buffer = io.BytesIO()
     torch.save({name: value.cpu() for name, value in weights.items()}, buffer)
-    with atomic_path(run_dir / "model.pt") as tmp:
+    with atomic_path(run_dir / WEIGHTS_FILE) as tmp:
         tmp.write_bytes(buffer.getvalue())
     write_json(run_dir / COMPLETE_MARKER, metrics)
 

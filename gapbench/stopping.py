@@ -19,18 +19,19 @@ from pathlib import Path
 import pandas as pd
 
 from gapbench import tasks
+from gapbench.results import COMPLETE_MARKER, HISTORY_FILE
 from gapbench.train import SolvedStreak
 
 
 def replay(runs_dir, patience: list[int]) -> pd.DataFrame:
     """One row per run and K: steps trained, the stop step (None: no stop) and its verdicts."""
     rows = []
-    for metrics_path in sorted(Path(runs_dir).glob("**/metrics.json")):
+    for metrics_path in sorted(Path(runs_dir).glob(f"**/{COMPLETE_MARKER}")):
         metrics = json.loads(metrics_path.read_text())
         if metrics.get("stopped_early"):
             continue  # its history ends at its stop: nothing to replay
         task = tasks.build(metrics["task_name"], metrics["gap"], **metrics["task_params"])
-        history = pd.read_csv(metrics_path.parent / "history.csv")
+        history = pd.read_csv(metrics_path.parent / HISTORY_FILE)
         solved = [task.success(loss, score) for loss, score in zip(history.val_loss, history.val_score)]
         for k in patience:
             streak = SolvedStreak(k, metrics["train_steps"])

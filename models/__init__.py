@@ -12,6 +12,7 @@ _registry = Registry(__name__, "model")
 register = _registry.register
 names = _registry.names
 options = _registry.options
+defaults = _registry.defaults
 
 __all__ = ["Net", "RecurrentModel", "build", "family", "names", "options", "register"]
 

@@ -22,8 +22,8 @@ from torch import nn
 
 
 class RecurrentModel(nn.Module):
-    """Base class of every model: subclasses set input_size, hidden_size and state_size
-    and implement `forward` and `step` (and `observe` when the readout sees part of the state)."""
+    """Base class of every model: subclasses pass their sizes to `__init__` and implement
+    `forward` and `step` (and `observe` when the readout sees part of the state)."""
 
     input_size: int
     hidden_size: int
@@ -34,6 +34,18 @@ class RecurrentModel(nn.Module):
     # how gapbench.train fits it: "gradient" (the optimiser and clip arm of the config) or
     # "guessing" (random weight search, models/random_guess.py)
     trained_by: str = "gradient"
+
+    def __init__(self, input_size: int | None = None, hidden_size: int | None = None, state_size: int | None = None):
+        """Check and set the sizes every model has; state_size defaults to hidden_size.
+        (A model file written before this took the sizes calls `super().__init__()` and sets
+        input_size, hidden_size and state_size itself: that still works.)"""
+        super().__init__()
+        if input_size is None and hidden_size is None:
+            return
+        if input_size < 1 or hidden_size < 1:
+            raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.state_size = hidden_size if state_size is None else state_size
 
     def step(self, state: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

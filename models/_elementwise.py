@@ -49,11 +49,8 @@ class ElementwiseRNN(RecurrentModel):
     family = "elementwise"
 
     def __init__(self, input_size: int, hidden_size: int, activation: str, batch_first: bool = True):
-        super().__init__()
+        super().__init__(input_size, hidden_size)
         self.phi = get_activation(activation)
-        if input_size < 1 or hidden_size < 1:
-            raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
-        self.input_size, self.hidden_size, self.state_size = input_size, hidden_size, hidden_size
         self.activation, self.batch_first = activation, batch_first
         bound = 1.0 / math.sqrt(hidden_size)
         self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size).uniform_(-bound, bound))

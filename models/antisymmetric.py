@@ -35,10 +35,7 @@ class AntisymmetricRNN(RecurrentModel):
     family = "oscillator"
 
     def __init__(self, input_size, hidden_size, *, epsilon=0.01, gamma=0.01, sigma_w=1.0, batch_first=True):
-        super().__init__()
-        if input_size < 1 or hidden_size < 1:
-            raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
-        self.input_size, self.hidden_size, self.state_size = input_size, hidden_size, hidden_size
+        super().__init__(input_size, hidden_size)
         self.epsilon, self.gamma, self.sigma_w = float(epsilon), float(gamma), float(sigma_w)
         self.batch_first = batch_first
         self.weight_ih = nn.Parameter(torch.randn(hidden_size, input_size) / math.sqrt(input_size))

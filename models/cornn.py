@@ -38,12 +38,9 @@ class CoRNN(RecurrentModel):
     family = "oscillator"
 
     def __init__(self, input_size, hidden_size, *, dt=0.06, gamma=66.0, epsilon=15.0, batch_first=True):
-        super().__init__()
-        if input_size < 1 or hidden_size < 1:
-            raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
+        super().__init__(input_size, hidden_size, 2 * hidden_size)
         if dt <= 0:
             raise ValueError(f"dt must be > 0, got {dt}")
-        self.input_size, self.hidden_size, self.state_size = input_size, hidden_size, 2 * hidden_size
         self.dt, self.gamma, self.epsilon, self.batch_first = float(dt), float(gamma), float(epsilon), batch_first
         bound = 1.0 / math.sqrt(input_size + 2 * hidden_size)
 

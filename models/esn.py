@@ -60,9 +60,7 @@ class EchoStateNetwork(RecurrentModel):
 
     def __init__(self, input_size, hidden_size, *, spectral_radius=0.9, density=1.0, input_scaling=1.0,
                  bias_scaling=1.0, leak_rate=1.0, activation="tanh", batch_first=True):
-        super().__init__()
-        if input_size < 1 or hidden_size < 1:
-            raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
+        super().__init__(input_size, hidden_size)
         if activation not in ("tanh", "linear"):
             raise ValueError(f"unknown activation {activation!r} for the ESN; allowed: ['linear', 'tanh']")
         if not 0.0 < density <= 1.0:
@@ -71,7 +69,6 @@ class EchoStateNetwork(RecurrentModel):
             raise ValueError(f"leak_rate must be in (0, 1], got {leak_rate}")
         if spectral_radius < 0 or input_scaling < 0 or bias_scaling < 0:
             raise ValueError("spectral_radius, input_scaling and bias_scaling must be >= 0")
-        self.input_size, self.hidden_size, self.state_size = input_size, hidden_size, hidden_size
         self.spectral_radius, self.density = float(spectral_radius), float(density)
         self.input_scaling, self.bias_scaling = float(input_scaling), float(bias_scaling)
         self.leak_rate, self.activation, self.batch_first = float(leak_rate), activation, batch_first

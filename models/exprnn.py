@@ -63,12 +63,9 @@ class ExpRNN(RecurrentModel):
     family = "orthogonal/unitary"
 
     def __init__(self, input_size, hidden_size, *, init="henaff", batch_first=True):
-        super().__init__()
-        if input_size < 1 or hidden_size < 1:
-            raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
+        super().__init__(input_size, hidden_size)
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; allowed: {list(INITS)}")
-        self.input_size, self.hidden_size, self.state_size = input_size, hidden_size, hidden_size
         self.init, self.batch_first = init, batch_first
 
         pairs = hidden_size // 2

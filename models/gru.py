@@ -33,10 +33,7 @@ class GRU(RecurrentModel):
     family = "gated"
 
     def __init__(self, input_size, hidden_size, *, batch_first=True):
-        super().__init__()
-        if input_size < 1 or hidden_size < 1:
-            raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
-        self.input_size, self.hidden_size, self.state_size = input_size, hidden_size, hidden_size
+        super().__init__(input_size, hidden_size)
         self.batch_first = batch_first
         self.gru = nn.GRU(input_size, hidden_size, batch_first=batch_first)
 

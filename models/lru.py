@@ -74,16 +74,15 @@ class LRU(RecurrentModel):
 
     def __init__(self, input_size, hidden_size, *, r_min=0.0, r_max=1.0, max_phase=6.28,
                  scan="sequential", batch_first=True):
-        super().__init__()
-        if input_size < 1 or hidden_size < 2 or hidden_size % 2:
-            raise ValueError(f"input_size must be >= 1 and hidden_size even and >= 2, got {input_size}, {hidden_size}")
+        super().__init__(input_size, hidden_size)
+        if hidden_size < 2 or hidden_size % 2:  # N complex modes stored as 2N reals
+            raise ValueError(f"hidden_size must be even and >= 2 for the LRU, got {hidden_size}")
         if not 0.0 <= r_min <= r_max <= 1.0:
             raise ValueError(f"need 0 <= r_min <= r_max <= 1, got r_min={r_min}, r_max={r_max}")
         if max_phase <= 0:
             raise ValueError(f"max_phase must be > 0, got {max_phase}")
         if scan not in SCANS:
             raise ValueError(f"unknown scan {scan!r}; allowed: {list(SCANS)}")
-        self.input_size, self.hidden_size, self.state_size = input_size, hidden_size, hidden_size
         self.modes = n = hidden_size // 2
         self.r_min, self.r_max, self.max_phase = r_min, r_max, max_phase
         self.scan, self.batch_first = scan, batch_first

@@ -42,10 +42,7 @@ class LSTM(RecurrentModel):
     family = "gated"
 
     def __init__(self, input_size, hidden_size, *, forget_bias=1.0, batch_first=True):
-        super().__init__()
-        if input_size < 1 or hidden_size < 1:
-            raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
-        self.input_size, self.hidden_size, self.state_size = input_size, hidden_size, 2 * hidden_size
+        super().__init__(input_size, hidden_size, 2 * hidden_size)
         self.forget_bias, self.batch_first = float(forget_bias), batch_first
         self.lstm = nn.LSTM(input_size, hidden_size, batch_first=batch_first)
         forget = slice(hidden_size, 2 * hidden_size)

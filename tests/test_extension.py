@@ -31,8 +31,7 @@ MINIMAL_GATED_UNIT = textwrap.dedent('''
         family = "gated"
 
         def __init__(self, input_size, hidden_size, *, batch_first=True):
-            super().__init__()
-            self.input_size, self.hidden_size, self.state_size = input_size, hidden_size, hidden_size
+            super().__init__(input_size, hidden_size)
             self.batch_first = batch_first
             self.gate = nn.Linear(input_size + hidden_size, hidden_size)
             self.candidate_x = nn.Linear(input_size, hidden_size)

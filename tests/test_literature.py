@@ -39,11 +39,11 @@ def test_stays_and_goes_below_judges_by_the_declared_fractions(tmp_path):
     judge = literature._stays_and_goes_below("copy_x", ["vanilla"], ["orthogonal"])
     rows = [("copy_x", "vanilla", "none", 100, s, 0.95, 1.0, False, 0.1, 64) for s in (0, 1)]
     rows += [("copy_x", "orthogonal", "none", 100, s, 0.2, 1.0, True, 1.0, 64) for s in (0, 1)]
-    measured, reproduced, why = judge(_tables(tmp_path, _accuracy(rows)))
+    measured, reproduced, why = judge(_tables(tmp_path, _accuracy(rows)), {})
     assert reproduced and why == "" and "vanilla 0.95 (0/2 solved)" in measured
     assert "orthogonal 0.2 (2/2 solved)" in measured
     rows[-1] = ("copy_x", "orthogonal", "none", 100, 1, 0.9, 1.0, False, 0.3, 64)  # mean 0.55 > 0.5
-    measured, reproduced, why = judge(_tables(tmp_path, _accuracy(rows)))
+    measured, reproduced, why = judge(_tables(tmp_path, _accuracy(rows)), {})
     assert reproduced is False and "orthogonal" in why
 
 
@@ -51,11 +51,11 @@ def test_success_must_fall_with_the_gap(tmp_path):
     judge = literature._success_falls_with_gap("latch_x")
     rows = [("latch_x", "vanilla", "none", gap, s, 0.1, 1.0, ok, 1.0, 64)
             for gap, oks in [(10, (True, True)), (30, (True, False)), (100, (False, False))] for s, ok in enumerate(oks)]
-    assert judge(_tables(tmp_path, _accuracy(rows)))[1] is True
+    assert judge(_tables(tmp_path, _accuracy(rows)), {})[1] is True
     rows[-1] = ("latch_x", "vanilla", "none", 100, 1, 0.1, 1.0, True, 1.0, 64)  # 0.5 at 100: not falling from 30
-    assert judge(_tables(tmp_path, _accuracy(rows)))[1] is True  # non-increasing: 1.0, 0.5, 0.5
+    assert judge(_tables(tmp_path, _accuracy(rows)), {})[1] is True  # non-increasing: 1.0, 0.5, 0.5
     rows[-2] = ("latch_x", "vanilla", "none", 100, 0, 0.1, 1.0, True, 1.0, 64)  # 1.0 at 100: rises
-    assert judge(_tables(tmp_path, _accuracy(rows)))[1] is False
+    assert judge(_tables(tmp_path, _accuracy(rows)), {})[1] is False
 
 
 def test_memory_capacity_claims_use_jaegers_count_and_the_model_sizes(tmp_path):
@@ -65,12 +65,33 @@ def test_memory_capacity_claims_use_jaegers_count_and_the_model_sizes(tmp_path):
     accuracy = _accuracy([("mc_x", m, "none", 10, 0, 1.0, 1.0, False, 0.0, n) for m, (n, _) in models.items()])
     summary = pd.DataFrame([{"task": "mc_x", "model": m, "clip": "none", "gap": 10, "seed": 0, "stage": "init",
                              "memory_capacity_from_1": mc, "norm_max": 1.0} for m, (_, mc) in models.items()])
-    measured, reproduced, why = judge(_tables(tmp_path, accuracy, summary))
-    assert reproduced and "N=20: 19.0" in measured
+    # the reservoir's kind is read from the config entry's options, not from its label
+    config = {"models": [{"name": "esn", "label": m, "options": {"activation": "tanh" if "tanh" in m else "linear"}}
+                         for m in models]}
+    measured, reproduced, why = judge(_tables(tmp_path, accuracy, summary), config)
+    assert reproduced and "N=20: 19.0" in measured and "linear N=10: 9.5" in measured
+    config["models"][0]["options"] = {}  # esn_linear_n10 now builds with the ESN's default, tanh
+    assert "tanh N=10: 9.5" in judge(_tables(tmp_path, accuracy, summary), config)[0]
     summary.loc[summary.model == "esn_linear_n20", "memory_capacity_from_1"] = 17.0  # below 0.9 N
-    assert "0.9 N" in judge(_tables(tmp_path, accuracy, summary))[2]
+    assert "0.9 N" in judge(_tables(tmp_path, accuracy, summary), config)[2]
 
 
 def test_claims_on_tables_without_their_tasks_say_not_run(smoke_run):
     table = literature.reproduction_table(smoke_run / "results" / "tables")
     assert (table.reproduced == "not run").all() and len(table) == len(literature.CLAIMS)
+
+
+def test_each_setting_is_written_from_the_config_it_describes(smoke_run, tmp_path):
+    """The settings column is filled from config/literature.yaml, so it says what ran."""
+    tables = smoke_run / "results" / "tables"  # no literature task in them: every claim "not run"
+    table = literature.reproduction_table(tables)
+    settings = dict(zip(table.paper, table.setting))
+    assert settings["Arjovsky, Shah & Bengio 2016"] == (
+        "copy 10 symbols of 8 after T = 100, 200 blanks; H = 64, at most 3000 adam steps of batch 64")
+    assert "N = 10, 20, 40, spectral radius 0.9" in settings["Jaeger 2001"]
+    changed = yaml.safe_load(LITERATURE.read_text())
+    changed["train"]["steps"] = 5000
+    changed["tasks"][0]["gaps"] = [100, 200, 400]
+    (tmp_path / "literature.yaml").write_text(yaml.safe_dump(changed))
+    setting = literature.reproduction_table(tables, tmp_path / "literature.yaml").setting[0]
+    assert "T = 100, 200, 400 blanks" in setting and "at most 5000 adam steps" in setting

@@ -70,3 +70,31 @@ def test_bad_options_name_the_allowed_values():
         models.build("vanilla", 2, 4, activation="gelu")
     with pytest.raises(ValueError, match="unknown model 'transformer'; allowed: \\['antisymmetric'"):
         models.build("transformer", 2, 4)
+
+
+def test_the_base_class_checks_sizes_and_older_model_files_still_work():
+    """RecurrentModel.__init__(input_size, hidden_size, state_size) checks and sets the sizes
+    (one check for every model); a model written the older way, `super().__init__()` and its
+    own size attributes, still builds and runs."""
+    from gapbench.models import RecurrentModel
+
+    class Older(RecurrentModel):
+        def __init__(self, input_size, hidden_size):
+            super().__init__()
+            self.input_size, self.hidden_size, self.state_size = input_size, hidden_size, hidden_size
+            self.cell = torch.nn.RNNCell(input_size, hidden_size)
+
+        def step(self, state, x_t):
+            return self.cell(x_t, state)
+
+        def forward(self, x, h0=None):
+            return self.loop(self.step, x, h0)
+
+    older = Older(3, 5)
+    output, h_n = older(torch.randn(2, 4, 3))
+    assert output.shape == (2, 4, 5) and h_n.shape == (1, 2, 5)
+    for name in models.names():
+        with pytest.raises(ValueError, match="input_size and hidden_size must be >= 1"):
+            models.build(name, 0, 4)
+    lstm = models.build("lstm", 3, 4)
+    assert (lstm.input_size, lstm.hidden_size, lstm.state_size) == (3, 4, 8)
