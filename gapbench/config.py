@@ -35,7 +35,10 @@ def task_label(entry: dict) -> str:
 
 
 def task_entry(config: dict, label: str) -> dict:
-    return next(entry for entry in config["tasks"] if task_label(entry) == label)
+    for entry in config["tasks"]:
+        if task_label(entry) == label:
+            return entry
+    raise KeyError(f"no task entry {label!r} in this config; it has {[task_label(e) for e in config['tasks']]}")
 
 
 def model_label(entry: dict) -> str:
@@ -44,7 +47,10 @@ def model_label(entry: dict) -> str:
 
 
 def model_entry(config: dict, label: str) -> dict:
-    return next(entry for entry in config["models"] if model_label(entry) == label)
+    for entry in config["models"]:
+        if model_label(entry) == label:
+            return entry
+    raise KeyError(f"no model entry {label!r} in this config; it has {[model_label(e) for e in config['models']]}")
 
 
 def task_models(config: dict, entry: dict) -> list[str]:

@@ -73,7 +73,7 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = 64, probe_
         config = TrainConfig(steps=steps, batch_size=batch, optimizer="adam", lr=1e-3, eval_every=steps,
                              probe_batch=probe_batch)
         quiet = lambda message: None  # noqa: E731
-        train(net, task, folder, "norm", 1.0, config, "cpu", quiet)  # warm-up: the first optimiser's imports
+        train(net, task, folder, "norm", 1.0, config, "cpu", quiet)  # warm-up: first-call costs out of the timing
         started = time.perf_counter()
         train(net, task, folder, "norm", 1.0, config, "cpu", quiet)
         step_seconds = (time.perf_counter() - started) / steps
@@ -91,8 +91,8 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = 64, probe_
 
 def measure_startup() -> float:
     """Seconds of a whole training job whose work is negligible (one step of an 8-unit RNN on
-    a 3-step task): the interpreter, imports, the first optimiser (it imports torch._dynamo),
-    the dataset check, the probes' fixed costs and the writing of a run folder."""
+    a 3-step task): the interpreter, imports, the first optimiser, the dataset check, the
+    probes' fixed costs and the writing of a run folder."""
     import json
     import tempfile
 

@@ -1,9 +1,9 @@
 """The classic results, judged from the tidy tables of config/literature.yaml:
-`python -m gapbench literature --tables results/tables`.
+`python -m gapbench.literature --tables results/tables`.
 
 Each `Claim` is one paper's result: where it is (figure or table), the setting gapbench runs
-(a template filled from config/literature.yaml, so the text cannot drift from what ran), what
-the paper reports, and a rule that judges the measured tables. The rules were written
+(a template whose numbers are filled from config/literature.yaml, so they cannot drift from
+what ran), what the paper reports, and a rule that judges the measured tables. The rules were written
 before the literature grid ran and are not tuned to its numbers; a claim that does not
 reproduce is reported with the measured numbers that say why. The output is the Markdown
 table in docs/literature.md (and summarised in the README).
@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from gapbench import models
-from gapbench.config import model_entry, model_hidden_size, task_entry
+from gapbench import models, tasks
+from gapbench.config import model_entry, model_hidden_size, task_entry, task_models
 from gapbench.results import table_reader
 
 LITERATURE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "literature.yaml"
@@ -43,25 +43,27 @@ class Claim:
 
 
 def model_option(config: dict, label: str, option: str):
-    """A model entry's option as the model is built with it: the entry's `options`, else the
-    default of the model class's constructor."""
+    """A model entry's option: the entry's `options`, else the default of the model class's
+    constructor (None where the class picks its own value, e.g. FreeRNN's activation)."""
     entry = model_entry(config, label)
     return {**models.defaults(entry["name"]), **entry.get("options", {})}[option]
 
 
 def setting_values(config: dict, task: str) -> dict:
-    """What a claim's setting template can name: the task entry's gaps and params, its models'
-    hidden sizes (`sizes`) and the model options all of them are built with, the grid's
-    hidden_size, the train settings, and the clip thresholds (`norm_threshold`, ...)."""
+    """What a claim's setting template can name: the task entry's gaps and params (its task's
+    defaults where the entry sets none), its models' hidden sizes (`sizes`) and the model
+    options all of them share, the grid's hidden_size, the train settings, and the clip
+    thresholds (`norm_threshold`, ...)."""
     entry = task_entry(config, task)
-    labels = entry.get("models", [])
+    labels = task_models(config, entry)
     sizes = sorted({model_hidden_size(config, model_entry(config, label)) for label in labels})
     options = [{name: model_option(config, label, name) for name in models.defaults(model_entry(config, label)["name"])}
                for label in labels]
     shared = {name: value for name, value in (options[0].items() if options else ())
               if all(name in other and other[name] == value for other in options)}
     return {**shared, "gaps": ", ".join(map(str, entry["gaps"])), "sizes": ", ".join(map(str, sizes)),
-            "hidden_size": config["hidden_size"], **entry.get("params", {}), **config["train"],
+            "hidden_size": config["hidden_size"], **tasks.defaults(entry["name"]), **entry.get("params", {}),
+            **config["train"],
             **{f"{arm}_threshold": value for arm, value in config["clip"]["thresholds"].items()}}
 
 
@@ -226,7 +228,11 @@ def main(argv=None) -> int:
     parser.add_argument("--tables", default="results/tables", help="tables of a run of config/literature.yaml")
     parser.add_argument("--config", default=LITERATURE_CONFIG, type=Path, help="the config that run used")
     args = parser.parse_args(argv)
-    print(reproduction_table(args.tables, args.config).to_markdown(index=False))
+    try:
+        table = reproduction_table(args.tables, args.config)
+    except KeyError as error:  # a config without the claims' entries
+        raise SystemExit(f"gapbench.literature: {error.args[0]}; --config must be the config the tables come from")
+    print(table.to_markdown(index=False))
     return 0
 
 

@@ -7,7 +7,9 @@ in the same order, so a run is bit for bit the run torch.optim would give
 
 Why not torch.optim itself: its `step` and `zero_grad` import `torch._dynamo` on first use
 (for torch.compile's graph breaks), about 0.6 s of every training job's start-up on a 2-core
-VM (docs/performance.md), for nothing gapbench uses.
+VM (docs/performance.md), for nothing gapbench uses. On a GPU torch.optim would use its
+multi-tensor ("foreach") kernels; this loop launches a few kernels per parameter instead (not
+measured; the GPU timings in docs/performance.md were taken with torch.optim, at b94c08b).
 
     Adam (Kingma & Ba 2015):  m ← β1 m + (1−β1) g,  v ← β2 v + (1−β2) g²,
                               θ ← θ − lr/(1−β1^t) · m / (√v / √(1−β2^t) + ε)
@@ -35,7 +37,8 @@ class Optimizer:
         for p in self.params:
             if set_to_none:
                 p.grad = None
-            elif p.grad is not None:
+            elif p.grad is not None:  # as torch.optim does: cut the gradient from any graph, then zero it
+                p.grad.detach_() if p.grad.grad_fn is not None else p.grad.requires_grad_(False)
                 p.grad.zero_()
 
     @torch.no_grad()
@@ -50,6 +53,9 @@ class Optimizer:
 
 
 class SGD(Optimizer):
+    def __init__(self, params, lr: float = 1e-3):
+        super().__init__(params, lr)
+
     def _update(self, index, p, grad):
         p.add_(grad, alpha=-self.lr)
 

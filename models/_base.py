@@ -42,7 +42,7 @@ class RecurrentModel(nn.Module):
         super().__init__()
         if input_size is None and hidden_size is None:
             return
-        if input_size < 1 or hidden_size < 1:
+        if input_size is None or hidden_size is None or input_size < 1 or hidden_size < 1:
             raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
         self.input_size, self.hidden_size = input_size, hidden_size
         self.state_size = hidden_size if state_size is None else state_size

@@ -10,6 +10,7 @@ _registry = Registry(__name__, "task")
 register = _registry.register
 names = _registry.names
 options = _registry.options
+defaults = _registry.defaults
 
 
 def build(name: str, gap: int, **params):

@@ -1,4 +1,7 @@
 """config/literature.yaml and the rules that judge its claims (gapbench.literature)."""
+import subprocess
+import sys
+
 import pandas as pd
 import yaml
 
@@ -92,6 +95,13 @@ def test_each_setting_is_written_from_the_config_it_describes(smoke_run, tmp_pat
     changed = yaml.safe_load(LITERATURE.read_text())
     changed["train"]["steps"] = 5000
     changed["tasks"][0]["gaps"] = [100, 200, 400]
+    changed["tasks"][0]["params"] = {"length": 5}  # the alphabet left to the task's default, 8
     (tmp_path / "literature.yaml").write_text(yaml.safe_dump(changed))
     setting = literature.reproduction_table(tables, tmp_path / "literature.yaml").setting[0]
-    assert "T = 100, 200, 400 blanks" in setting and "at most 5000 adam steps" in setting
+    assert setting.startswith("copy 5 symbols of 8 after T = 100, 200, 400 blanks")
+    assert "at most 5000 adam steps" in setting
+    # tables judged against a config that lacks the claims' entries: one line naming the problem
+    out = subprocess.run([sys.executable, "-m", "gapbench.literature", "--tables", str(tables),
+                          "--config", str(SMOKE)], capture_output=True, text=True)
+    assert out.returncode != 0 and "no task entry 'copy_arjovsky' in this config" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from gapbench import data, job, tasks
+from gapbench.results import HISTORY_FILE
 from gapbench.spec import RunSpec, TrainConfig
 
 out, steps, models = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
@@ -28,7 +29,7 @@ for model in models:
                                      probe_batch=32, device="cuda", stop_when_solved=3))
     started = time.perf_counter()
     (metrics,) = job.run(spec, folder, {"norm": out / f"run_{model}"}, log=lambda m: print(m, flush=True))
-    history = pd.read_csv(out / f"run_{model}" / "history.csv")
+    history = pd.read_csv(out / f"run_{model}" / HISTORY_FILE)
     print(f"{model}: {metrics['train_steps']} steps in {time.perf_counter() - started:.0f} s, test MSE "
           f"{metrics['test_loss']:.4f} (baseline {metrics['baseline']:.4f}), success {metrics['success']}, "
           f"steps_to_solve {metrics['steps_to_solve']}", flush=True)
