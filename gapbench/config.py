@@ -29,28 +29,28 @@ def _unique(names: list, key: str) -> None:
         raise ConfigError(f"config key {key}: {repeated} listed more than once; give repeated {key} distinct `label`s")
 
 
-def task_label(entry: dict) -> str:
-    """The name results use for a task entry: its `label`, else its registry name."""
+def entry_label(entry: dict) -> str:
+    """The name results use for a task or model entry: its `label`, else its registry name."""
     return entry.get("label", entry["name"])
+
+
+task_label = model_label = entry_label
+
+
+def _entry(config: dict, key: str, label: str) -> dict:
+    """The entry of config[key] ("tasks" or "models") that results call `label`."""
+    for entry in config[key]:
+        if entry_label(entry) == label:
+            return entry
+    raise KeyError(f"no {key[:-1]} entry {label!r} in this config; it has {[entry_label(e) for e in config[key]]}")
 
 
 def task_entry(config: dict, label: str) -> dict:
-    for entry in config["tasks"]:
-        if task_label(entry) == label:
-            return entry
-    raise KeyError(f"no task entry {label!r} in this config; it has {[task_label(e) for e in config['tasks']]}")
-
-
-def model_label(entry: dict) -> str:
-    """The name results use for a model entry: its `label`, else its registry name."""
-    return entry.get("label", entry["name"])
+    return _entry(config, "tasks", label)
 
 
 def model_entry(config: dict, label: str) -> dict:
-    for entry in config["models"]:
-        if model_label(entry) == label:
-            return entry
-    raise KeyError(f"no model entry {label!r} in this config; it has {[model_label(e) for e in config['models']]}")
+    return _entry(config, "models", label)
 
 
 def task_models(config: dict, entry: dict) -> list[str]:
@@ -110,9 +110,9 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
     for index, entry in enumerate(config["models"]):
         _check_name(entry["name"], f"models[{index}].name")
         _check_name(model_label(entry), f"models[{index}].label")
-    _unique([task_label(entry) for entry in config["tasks"]], "tasks")
-    _unique([model_label(entry) for entry in config["models"]], "models")
     labels = [model_label(entry) for entry in config["models"]]
+    _unique([task_label(entry) for entry in config["tasks"]], "tasks")
+    _unique(labels, "models")
     for entry in config["tasks"]:
         name, label = entry["name"], task_label(entry)
         unknown = sorted(set(entry.get("models", [])) - set(labels))

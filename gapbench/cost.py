@@ -205,16 +205,16 @@ def jobs(config: dict) -> pd.DataFrame:
 def estimate(config: dict, calibration: pd.DataFrame) -> pd.DataFrame:
     """`jobs(config)` with each job's estimated seconds (the model in the module docstring)."""
     from gapbench import models
+    from gapbench.config import model_entry
     from gapbench.train import EVAL_BATCH
 
     grid = jobs(config)
     train, sizes = config["train"], config["data"]["sizes"]
     arms = len(config["clip"]["arms"])
-    evaluations = (train["steps"] // train["eval_every"] + 1) * math.ceil(sizes["validation"] / EVAL_BATCH) + \
+    validations = train["steps"] // train["eval_every"] + 1
+    evaluations = validations * math.ceil(sizes["validation"] / EVAL_BATCH) + \
         math.ceil(sizes["test"] / EVAL_BATCH)  # evaluation batches of gapbench.train.evaluate
     startup = float(calibration.startup_seconds.median())  # machine-wide: over every calibration
-    from gapbench.config import model_entry
-
     seconds = np.empty(len(grid))
     for (label, model, hidden), rows in grid.groupby(["model", "model_name", "hidden_size"]):
         T = rows.seq_len.to_numpy()
@@ -223,7 +223,7 @@ def estimate(config: dict, calibration: pd.DataFrame) -> pd.DataFrame:
         probes = _linear(calibration, model, hidden, "probe_seconds", T)
         built = models.build(model, 2, hidden, **model_entry(config, label)["options"])
         if built.trained_by == "guessing":  # K validation passes instead of gradient steps
-            fitting = built.guesses * evaluations / (train["steps"] // train["eval_every"] + 1) * forward
+            fitting = built.guesses * evaluations / validations * forward
         else:
             fitting = train["steps"] * step + evaluations * forward
         seconds[rows.index] = startup + rows.seeds.to_numpy() * ((1 + arms) * probes + arms * fitting)
@@ -272,15 +272,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from gapbench.config import ConfigError
+    from gapbench.config import ConfigError, model_hidden_size
 
     try:
         config = load_config(args.config)
     except ConfigError as error:
         print(f"gapbench cost: {args.config}: {error}", file=sys.stderr)
         return 2
-    from gapbench.config import model_hidden_size
-
     pairs = sorted({(m["name"], model_hidden_size(config, m)) for m in config["models"]})
     calibration = pd.read_csv(args.calibration) if args.calibration.exists() else pd.DataFrame(
         columns=["model", "hidden_size"])

@@ -51,19 +51,19 @@ class RunSpec:
     @classmethod
     def from_config(cls, config: dict, task: str, gap: int, model: str, seed: int) -> RunSpec:
         """The spec of one job of a validated config; `task` is an entry's label."""
-        from gapbench.config import model_entry as find_model, model_hidden_size, task_entry
+        from gapbench.config import model_entry, model_hidden_size, task_entry
 
         entry = task_entry(config, task)
-        model_entry = find_model(config, model)
+        model_config = model_entry(config, model)
         return cls(
             task=task,
             task_name=entry["name"],
             task_params=dict(entry.get("params", {})),
             gap=int(gap),
             model=model,
-            model_name=model_entry["name"],
-            model_options=dict(model_entry.get("options", {})),
-            hidden_size=model_hidden_size(config, model_entry),
+            model_name=model_config["name"],
+            model_options=dict(model_config.get("options", {})),
+            hidden_size=model_hidden_size(config, model_config),
             seed=int(seed),
             threads=config["threads_per_job"],
             clip_thresholds=dict(config["clip"]["thresholds"]),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -54,9 +55,8 @@ def main() -> None:
     unit_seconds = 2 * batch * hidden * hidden / rate
     rows = []
     for model, jobs in estimated.groupby("model_name"):
-        own = calibration[(calibration.model == model) & (calibration.hidden_size == hidden)].sort_values("seq_len")
-        short, long = own.iloc[0], own.iloc[-1]
-        per_time_step = (long.step_seconds - short.step_seconds) / (long.seq_len - short.seq_len)
+        # the slope of the cost command's own step(T) = a + b T
+        per_time_step = float(np.diff(cost._linear(calibration, model, hidden, "step_seconds", [0, 1]))[0])
         products = RECURRENT_PRODUCTS.get(model)  # None: not a gradient-trained recurrence (random_guess)
         ratio = 1.0 if products is None else min(1.0, products * unit_seconds / per_time_step)
         hours = jobs.seconds.sum() / 3600

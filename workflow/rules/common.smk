@@ -64,10 +64,10 @@ wildcard_constraints:
 def all_run_dirs():
     """Every run of the grid: tasks × their gaps × their models × clip arms × seeds."""
     return [
-        RUN_DIR.format(task=task, gap=gap, model=model, clip=clip, seed=seed)
-        for task in TASKS
-        for gap in task_entry(config, task)["gaps"]
-        for model in task_models(config, task_entry(config, task))
+        RUN_DIR.format(task=task_label(entry), gap=gap, model=model, clip=clip, seed=seed)
+        for entry in config["tasks"]
+        for gap in entry["gaps"]
+        for model in task_models(config, entry)
         for clip in CLIPS
         for seed in SEEDS
     ]
