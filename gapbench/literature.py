@@ -232,6 +232,9 @@ def main(argv=None) -> int:
         table = reproduction_table(args.tables, args.config)
     except KeyError as error:  # a config without the claims' entries
         raise SystemExit(f"gapbench.literature: {error.args[0]}; --config must be the config the tables come from")
+    except FileNotFoundError as error:  # no such tables folder or config: name the file
+        raise SystemExit(f"gapbench.literature: {error.filename} not found (--tables {args.tables}, "
+                         f"--config {args.config})")
     print(table.to_markdown(index=False))
     return 0
 

@@ -105,3 +105,7 @@ def test_each_setting_is_written_from_the_config_it_describes(smoke_run, tmp_pat
                           "--config", str(SMOKE)], capture_output=True, text=True)
     assert out.returncode != 0 and "no task entry 'copy_arjovsky' in this config" in out.stderr
     assert "Traceback" not in out.stderr
+    missing = subprocess.run([sys.executable, "-m", "gapbench.literature", "--tables", str(tmp_path / "none")],
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and "accuracy_vs_gap.csv not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
