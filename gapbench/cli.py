@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from gapbench.data import DatasetError
+from gapbench.results import CALIBRATION
 
 
 class InputError(Exception):
@@ -75,10 +77,13 @@ def main(argv=None) -> int:
     paper.add_argument("--tables", required=True, help="folder holding the tables")
     paper.add_argument("--out-dir", required=True)
 
-    from gapbench import cost
-
-    cost.add_arguments(verbs.add_parser("cost", help="jobs, core-hours and memory a config will take",
-                                        description=cost.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    cost = verbs.add_parser("cost", help="jobs, core-hours and memory a config will take",
+                            description="What a grid costs before it runs, from measured per-step costs "
+                                        "(the model: gapbench/reports/cost.py).")
+    cost.add_argument("config", nargs="?", help="a config file (merged over config/default.yaml)")
+    cost.add_argument("--calibration", type=Path, default=Path(CALIBRATION))
+    cost.add_argument("--recalibrate", action="store_true", help="measure again even if calibrated")
+    cost.add_argument("--check", type=Path, help="results/benchmarks/train of a finished run of this config")
 
     args = parser.parse_args(argv)
     try:
@@ -119,15 +124,15 @@ def _run(args) -> int:
             except ValueError as error:  # a dataset that is not the one the spec describes
                 raise InputError(error) from None
     elif args.verb == "figures":
-        from gapbench import figures as drawing
+        from gapbench.reports import figures as drawing
 
         drawing.draw_all(args.tables, args.out_dir, args.decay_gap)
     elif args.verb == "paper-tables":
-        from gapbench import paper_tables
+        from gapbench.reports import paper_tables
 
         paper_tables.write_all(args.tables, args.out_dir)
     elif args.verb == "cost":
-        from gapbench import cost
+        from gapbench.reports import cost
 
         return cost.run(args)
     return 0

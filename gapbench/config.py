@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 from gapbench import models, tasks
 
@@ -170,3 +171,35 @@ def _check_settings_take_effect(config: dict, cores, cuda_available) -> None:
         if not cuda_available():
             raise ConfigError("config key train.device: 'cuda', but torch sees no CUDA device here; "
                               "allowed here: ['cpu']")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = ROOT / "config" / "default.yaml"
+
+
+def prepare(config: dict, cores: int | None = None, cuda_available=None, schema=SCHEMA) -> dict:
+    """Check a pipeline config and fill in its defaults, in place; return it. The one way a
+    config is made ready, for the workflow (common.smk, on the config Snakemake merged) and
+    for the commands that read one (`load_config`):
+    the JSON schema with a one-line message, the schema's defaults filled in (Snakemake's
+    `validate`), then `check_config`: names, numbers, registry entries, options, gaps,
+    settings against cores and device — all before any job."""
+    from snakemake.utils import validate
+
+    check_schema(config, schema)
+    validate(config, str(schema))
+    check_config(config, cores=cores, cuda_available=cuda_available)
+    return config
+
+
+def load_config(path=None, cores: int | None = None, cuda_available=None) -> dict:
+    """A pipeline config as Snakemake sees it: config/default.yaml, the file's keys over it
+    (dicts merged, lists replaced, like --configfile), prepared (`prepare`) for `cores`."""
+    import yaml
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    if path is not None:
+        update_config(config, yaml.safe_load(Path(path).read_text()))
+    return prepare(config, cores=cores, cuda_available=cuda_available)

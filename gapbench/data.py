@@ -27,7 +27,8 @@ from typing import Iterator
 import numpy as np
 
 from gapbench import tasks
-from gapbench.io import atomic_path, provenance, write_json
+from gapbench.files import atomic_path, write_json
+from gapbench.provenance import provenance
 
 SPLITS = ("train", "validation", "test")
 CHUNK_SEQUENCES = 256  # at most this many sequences per chunk ...

@@ -3,7 +3,7 @@
 Set up (threads, dataset checks, the task), probe the initial weights once, then per clip
 arm: build the model from the seed (so every arm starts from the same weights: a paired
 comparison), train (gapbench.train), test, probe the trained weights, and write the run
-into the run cache and its folder (gapbench.results). An arm already in the run cache is
+into the run cache and its folder (gapbench.runstore). An arm already in the run cache is
 restored instead of trained. Nothing here trains or measures by itself.
 """
 from __future__ import annotations
@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from gapbench import data, models, tasks
-from gapbench.io import provenance, source_digest
 from gapbench.probes import probe_all
-from gapbench.results import COMPLETE_MARKER, is_complete, restore_run, write_cached, write_run
+from gapbench.provenance import provenance, source_digest
+from gapbench.results import COMPLETE_MARKER, RunMetrics
+from gapbench.runstore import is_complete, restore_run, write_cached, write_run
 from gapbench.spec import RunSpec
 from gapbench.train import batches, clipping_statistics, evaluate, train
 
@@ -70,7 +71,7 @@ def run_key(spec: RunSpec, clip: str, meta: dict, source: str) -> str:
 
 
 def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], cache=None,
-        log=lambda message: print(message, file=sys.stderr, flush=True)) -> list[dict]:
+        log=lambda message: print(message, file=sys.stderr, flush=True)) -> list[RunMetrics]:
     """Train every clip arm in `run_dirs` ({clip: folder}) on the dataset in `data_dir`.
 
     With a `cache` folder, an arm completed before (by this job killed half-way, or by a job
@@ -108,7 +109,7 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], cache=None,
         if cached is not None and is_complete(cached):
             restore_run(cached, folder)
             log(f"[{clip}] restored from the run cache ({cached}): completed earlier, not trained again")
-            results.append(json.loads((Path(folder) / COMPLETE_MARKER).read_text()))
+            results.append(RunMetrics.from_dict(json.loads((Path(folder) / COMPLETE_MARKER).read_text())))
             continue
         started = time.perf_counter()
         (Path(folder) / COMPLETE_MARKER).unlink(missing_ok=True)  # incomplete until rewritten
@@ -127,34 +128,33 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], cache=None,
         probes = [init_probes, measure(net, task, probe_x, probe_y, "trained")]
         stability = clipping_statistics([row["grad_norm"] for row in training.steps],
                                         [row["clipped"] for row in training.steps], training.applied_steps)
-        keys = {"task": spec.task, "model": spec.model, "clip": clip, "gap": task.gap, "seed": spec.seed}
-        metrics = {
-            **keys,
-            "task_name": task.registry_name,
-            "model_name": spec.model_name,
-            "hidden_size": spec.hidden_size,
-            "task_params": task.params(),
-            "metric": task.metric,
-            "test_loss": test_loss,
-            "test_score": test_score,
-            "baseline": task.baseline,
-            "chance_score": task.chance_score,
-            "success": task.success(test_loss, test_score),
-            "diverged": diverged,
-            "clip_fraction": stability["clipped_fraction"],
-            "train_steps": training.applied_steps,
-            # validation solved from this step to the end of training (None: not solved)
-            "steps_to_solve": training.steps_to_solve,
-            "stopped_early": training.stopped_early,
-            "wall_seconds": time.perf_counter() - started,
-            "clip_threshold": spec.threshold(clip),
-            "stability": stability,
-            "threads": torch.get_num_threads(),
-            "spec": spec.to_dict(),
-            "provenance": provenance(),
-        }
+        metrics = RunMetrics(
+            task=spec.task, model=spec.model, clip=clip, gap=task.gap, seed=spec.seed,
+            task_name=task.registry_name,
+            model_name=spec.model_name,
+            hidden_size=spec.hidden_size,
+            task_params=task.params(),
+            metric=task.metric,
+            test_loss=test_loss,
+            test_score=test_score,
+            baseline=task.baseline,
+            chance_score=task.chance_score,
+            success=task.success(test_loss, test_score),
+            diverged=diverged,
+            clip_fraction=stability["clipped_fraction"],
+            train_steps=training.applied_steps,
+            steps_to_solve=training.steps_to_solve,
+            stopped_early=training.stopped_early,
+            wall_seconds=time.perf_counter() - started,
+            clip_threshold=spec.threshold(clip),
+            stability=stability,
+            threads=torch.get_num_threads(),
+            spec=spec.to_dict(),
+            provenance=provenance(),
+        )
+
         def write(target):
-            write_run(target, keys, metrics, training, stability, probes, net.state_dict())
+            write_run(target, metrics, training, probes, net.state_dict())
 
         if cached is None:
             write(folder)
@@ -162,6 +162,6 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], cache=None,
             write_cached(cached, write)
             restore_run(cached, folder)
         log(f"[{clip}] done: test_loss {test_loss:.4g} (baseline {task.baseline:.4g}) "
-            f"test_{task.metric} {test_score:.4g} diverged={diverged} in {metrics['wall_seconds']:.1f} s")
+            f"test_{task.metric} {test_score:.4g} diverged={diverged} in {metrics.wall_seconds:.1f} s")
         results.append(metrics)
     return results

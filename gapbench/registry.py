@@ -106,8 +106,8 @@ def options_of(builder) -> list[str]:
 
 def declared_options(builder) -> list[str]:
     """Keyword options a builder accepts, in the order its signature declares them: its keyword-only
-    parameters, less `batch_first` (the pipeline always feeds (batch, time, features) tensors, so it
-    is no option of a run). A class may set `__signature__` (tasks taking the shared sampling
+    parameters, less `batch_first` (RecurrentModel's own argument, which a model may still name: the
+    pipeline always feeds (batch, time, features) tensors, so it is no option of a run). A class may set `__signature__` (tasks taking the shared sampling
     options do, see tasks/_sampling.py `Sampled`): that is what is read then."""
     params = inspect.signature(builder).parameters.values()
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "batch_first"]

@@ -124,7 +124,7 @@ class Training:
 
 @dataclass
 class SolvedStreak:
-    """The early-stopping rule, written once (`train` runs it; gapbench.stopping replays it on
+    """The early-stopping rule, written once (`train` runs it; gapbench.reports.stopping replays it on
     recorded histories): stop once the validation split has met the task's success criterion
     at `patience` evaluations in a row (0: never stop), unless the run is at its last step.
 

@@ -11,7 +11,10 @@ A model is a torch.nn.Module with torch.nn.RNN's interface plus its state update
 `forward` is what training runs (the fused engine, cuDNN, a parallel scan: whatever is fast);
 `step` is what the propagation probes differentiate (Jacobians ∂s_t/∂s_{t-1} and ∂s_t/∂x_t,
 in float64). The two must describe the same map: `unroll` runs `step` over a sequence, and
-the conformance test checks that it reproduces `forward` for every registered model.
+the conformance test checks that it reproduces `forward` for every registered model. By
+default both come from the model's update: `forward` loops over `step`, or over
+`update(state, drive_t)` with the input drive `drive(x)` computed for all steps at once, so a
+model without a fused kernel writes its update once and nothing else.
 The state is real: a complex state (LRU) is stored as [real part, imaginary part]; a pair of
 states (LSTM's (h, c), coRNN's (y, z)) is stored concatenated.
 """
@@ -20,14 +23,29 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gapbench.registry import declared_options
+
 
 class RecurrentModel(nn.Module):
-    """Base class of every model: subclasses pass their sizes to `__init__` and implement
-    `forward` and `step` (and `observe` when the readout sees part of the state)."""
+    """Base class of every model. It owns what every model has: the sizes, `batch_first`, the
+    options (read back from the attributes a model keeps under each option's name) and
+    `extra_repr`, and `forward`/`step` as loops over the model's update. A subclass states only
+    what differs: its options, its weights, and either
+
+      - `step(state, x_t)`, the state update itself: `forward` is then the loop over it, or
+      - `drive(x)` and `update(state, drive_t, *constants)`: the part of the step that depends on
+        the input alone, computed for every step at once (one batched product, hoisted out of
+        the loop), and the recurrence given it; `constants()` gives what `update` needs that is
+        the same at every step of a sequence (a matrix exponential, say), computed once per
+        `forward`. `step(state, x_t) = update(state, drive(x_t), *constants())`.
+
+    A model with a fused kernel (the elementwise engine, cuDNN, a parallel scan) overrides
+    `forward` as well; `step` stays what the probes differentiate."""
 
     input_size: int
     hidden_size: int
     state_size: int
+    batch_first: bool
     # what figures group and colour models by: elementwise, gated, reservoir,
     # orthogonal/unitary, diagonal, oscillator (or a new family of one's own)
     family: str = "other"
@@ -35,20 +53,69 @@ class RecurrentModel(nn.Module):
     # "guessing" (random weight search, models/random_guess.py)
     trained_by: str = "gradient"
 
-    def __init__(self, input_size: int | None = None, hidden_size: int | None = None, state_size: int | None = None):
+    def __init__(self, input_size: int, hidden_size: int, state_size: int | None = None, *, batch_first: bool = True):
         """Check and set the sizes every model has; state_size defaults to hidden_size.
-        (A model file written before this took the sizes calls `super().__init__()` and sets
-        input_size, hidden_size and state_size itself: that still works.)"""
+        batch_first=False makes forward take and return time-major tensors, like torch.nn.RNN's
+        (no option of a run: the pipeline always feeds batch-first tensors). A subclass takes it
+        with `**kwargs` and hands it on: `super().__init__(input_size, hidden_size, **kwargs)`."""
         super().__init__()
-        if input_size is None and hidden_size is None:
-            return
-        if input_size is None or hidden_size is None or input_size < 1 or hidden_size < 1:
+        if input_size < 1 or hidden_size < 1:
             raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
         self.input_size, self.hidden_size = input_size, hidden_size
         self.state_size = hidden_size if state_size is None else state_size
+        self.batch_first = batch_first
+
+    # ------------------------------------------------------------------ options and repr
+    def options(self) -> dict:
+        """The options this model was built with: the keyword-only arguments its class declares
+        (`gapbench.registry.declared_options`), each read from the attribute the model keeps
+        under the option's own name. `models.build(name, input_size, hidden_size,
+        **model.options())` rebuilds the same model (the conformance test checks it)."""
+        values = {}
+        for name in declared_options(type(self)):
+            if not hasattr(self, name):
+                raise AttributeError(f"{type(self).__name__} keeps no attribute for its option {name!r}: "
+                                     f"set self.{name} in __init__")
+            values[name] = getattr(self, name)
+        return values
+
+    def extra_repr(self) -> str:
+        """The sizes, then every option with its value (defaults included), then batch_first
+        where it is not the default: `LSTM(3, 6, state_size=12, forget_bias=1.0)`."""
+        parts = [str(self.input_size), str(self.hidden_size)]
+        if self.state_size != self.hidden_size:
+            parts.append(f"state_size={self.state_size}")
+        parts += [f"{name}={value!r}" for name, value in self.options().items()]
+        if not self.batch_first:
+            parts.append("batch_first=False")
+        return ", ".join(parts)
+
+    # ------------------------------------------------------------------ the state update
+    def drive(self, x: torch.Tensor) -> torch.Tensor:
+        """The input's part of every step at once, (..., input_size) -> (..., drive size): by
+        default x itself."""
+        return x
+
+    def constants(self) -> tuple:
+        """What `update` needs that is the same at every step of a sequence, passed to it after
+        drive_t: computed once per `forward` (and once per `step`). By default nothing."""
+        return ()
+
+    def update(self, state: torch.Tensor, drive_t: torch.Tensor, *constants) -> torch.Tensor:
+        """s_t from s_{t-1} and drive_t = drive(x_t)[t] (and the `constants()`)."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither step nor update")
 
     def step(self, state: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """s_t = F(s_{t-1}, x_t) on the flat state (batch, state_size): what the probes differentiate."""
+        return self.update(state, self.drive(x_t), *self.constants())
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
+        """torch.nn.RNN's (output, h_n): the loop over `update` of the whole drive, or over `step`
+        where the model states only that."""
+        if type(self).update is RecurrentModel.update:
+            return self.loop(self.step, x, h0)
+        constants = self.constants()
+        return self.loop(lambda state, drive_t: self.update(state, drive_t, *constants), self.drive(x), h0)
 
     def observe(self, state: torch.Tensor) -> torch.Tensor:
         """The readout's view of the state; by default the first hidden_size entries."""
@@ -62,6 +129,7 @@ class RecurrentModel(nn.Module):
         (the probes then write ρ(W_h) as missing, not as a number)."""
         return None
 
+    # ------------------------------------------------------------------ the loops
     def iterate(self, update, drive: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """s_t = update(s_{t-1}, drive_t) for every step of a batch-first drive (batch, time, ·);
         returns every state (batch, time, state_size). The one step-by-step loop of the models
@@ -76,13 +144,12 @@ class RecurrentModel(nn.Module):
     def loop(self, update, drive: torch.Tensor, h0: torch.Tensor | None = None):
         """torch.nn.RNN's (output, h_n) from `iterate`: drive in the model's layout (batch_first or
         not), h0 the full state as (1, batch, state_size) or (batch, state_size), zeros if None."""
-        batch_first = getattr(self, "batch_first", True)
-        drive = drive if batch_first else drive.transpose(0, 1)
+        drive = drive if self.batch_first else drive.transpose(0, 1)
         batch = drive.shape[0]
         state = self.initial_state(batch, drive) if h0 is None else h0.reshape(batch, self.state_size).to(drive.dtype)
         states = self.iterate(update, drive, state)
         output = self.observe(states)
-        return (output if batch_first else output.transpose(0, 1)), states[:, -1].unsqueeze(0)
+        return (output if self.batch_first else output.transpose(0, 1)), states[:, -1].unsqueeze(0)
 
     def unroll(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(observed outputs (batch, time, hidden_size), full states (batch, time, state_size))

@@ -38,20 +38,21 @@ def init_recurrent_(weight: torch.Tensor, init: str, gain: float) -> torch.Tenso
 
 
 class ElementwiseRNN(RecurrentModel):
-    """h_t = φ(W_h h_{t-1} + W_in x_t + b); subclasses say how W_h is made.
+    """h_t = φ(W_h h_{t-1} + W_in x_t + b); subclasses say how W_h is made (`recurrent_weight()`).
 
     The input projection is one batched product over all steps; the recurrence itself
     runs in `gapbench.engine.recurrence`, the one loop every elementwise model shares.
     The state is h itself (state_size = hidden_size), and the probes use the analytic
-    Jacobian J_l = diag(φ'(a_l)) W_h instead of differentiating `step`.
+    Jacobian J_l = diag(φ'(a_l)) W_h instead of differentiating `step` (as long as a
+    subclass keeps this class's `step` and `forward`).
     """
 
     family = "elementwise"
 
-    def __init__(self, input_size: int, hidden_size: int, activation: str, batch_first: bool = True):
-        super().__init__(input_size, hidden_size)
+    def __init__(self, input_size: int, hidden_size: int, activation: str, **kwargs):
+        super().__init__(input_size, hidden_size, **kwargs)
         self.phi = get_activation(activation)
-        self.activation, self.batch_first = activation, batch_first
+        self.activation = activation
         bound = 1.0 / math.sqrt(hidden_size)
         self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.zeros(hidden_size))
@@ -59,12 +60,28 @@ class ElementwiseRNN(RecurrentModel):
     def recurrent_weight(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def drive(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight_ih, self.bias)
+
     def step(self, state, x_t):
-        return self.phi.function(F.linear(state, self.recurrent_weight()) + F.linear(x_t, self.weight_ih, self.bias))
+        return self.phi.function(F.linear(state, self.recurrent_weight()) + self.drive(x_t))
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
-        u = F.linear(x, self.weight_ih, self.bias)
-        return recurrence(u, self.recurrent_weight(), h0, self.activation, self.batch_first)
+        return recurrence(self.drive(x), self.recurrent_weight(), h0, self.activation, self.batch_first)
 
-    def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, activation={self.activation!r}"
+
+class FreeRNN(ElementwiseRNN):
+    """h_t = φ(W_h h_{t-1} + W_in x_t + b) with W_h a trained parameter, drawn by `init`
+    (`init_recurrent_`) and scaled by `init_gain`; `activation` and `init` default to the
+    subclass's `default_activation` and `default_init` (vanilla, linear, irnn, random_guess)."""
+
+    default_activation, default_init = "tanh", "uniform"
+
+    def __init__(self, input_size, hidden_size, *, activation=None, init=None, init_gain=1.0, **kwargs):
+        super().__init__(input_size, hidden_size, activation or self.default_activation, **kwargs)
+        self.init, self.init_gain = init or self.default_init, init_gain
+        self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size))
+        init_recurrent_(self.weight_hh, self.init, init_gain)
+
+    def recurrent_weight(self):
+        return self.weight_hh

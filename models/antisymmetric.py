@@ -34,10 +34,9 @@ class AntisymmetricRNN(RecurrentModel):
 
     family = "oscillator"
 
-    def __init__(self, input_size, hidden_size, *, epsilon=0.01, gamma=0.01, sigma_w=1.0, batch_first=True):
-        super().__init__(input_size, hidden_size)
+    def __init__(self, input_size, hidden_size, *, epsilon=0.01, gamma=0.01, sigma_w=1.0, **kwargs):
+        super().__init__(input_size, hidden_size, **kwargs)
         self.epsilon, self.gamma, self.sigma_w = float(epsilon), float(gamma), float(sigma_w)
-        self.batch_first = batch_first
         self.weight_ih = nn.Parameter(torch.randn(hidden_size, input_size) / math.sqrt(input_size))
         self.weight_hh = nn.Parameter(torch.randn(hidden_size, hidden_size) * (self.sigma_w / math.sqrt(hidden_size)))
         self.bias = nn.Parameter(torch.zeros(hidden_size))
@@ -47,15 +46,11 @@ class AntisymmetricRNN(RecurrentModel):
         eye = torch.eye(self.hidden_size, dtype=self.weight_hh.dtype, device=self.weight_hh.device)
         return self.weight_hh - self.weight_hh.mT - self.gamma * eye
 
-    def _update(self, h, u_t, matrix):
+    def drive(self, x):
+        return F.linear(x, self.weight_ih, self.bias)
+
+    def constants(self):
+        return (self.recurrent_matrix(),)  # once per sequence in forward
+
+    def update(self, h, u_t, matrix):
         return h + self.epsilon * torch.tanh(F.linear(h, matrix) + u_t)
-
-    def step(self, state, x_t):
-        return self._update(state, F.linear(x_t, self.weight_ih, self.bias), self.recurrent_matrix())
-
-    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
-        matrix = self.recurrent_matrix()
-        return self.loop(lambda h, u_t: self._update(h, u_t, matrix), F.linear(x, self.weight_ih, self.bias), h0)
-
-    def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, epsilon={self.epsilon}, gamma={self.gamma}, sigma_w={self.sigma_w}"

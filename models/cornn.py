@@ -37,11 +37,11 @@ class CoRNN(RecurrentModel):
 
     family = "oscillator"
 
-    def __init__(self, input_size, hidden_size, *, dt=0.06, gamma=66.0, epsilon=15.0, batch_first=True):
-        super().__init__(input_size, hidden_size, 2 * hidden_size)
+    def __init__(self, input_size, hidden_size, *, dt=0.06, gamma=66.0, epsilon=15.0, **kwargs):
+        super().__init__(input_size, hidden_size, 2 * hidden_size, **kwargs)
         if dt <= 0:
             raise ValueError(f"dt must be > 0, got {dt}")
-        self.dt, self.gamma, self.epsilon, self.batch_first = float(dt), float(gamma), float(epsilon), batch_first
+        self.dt, self.gamma, self.epsilon = float(dt), float(gamma), float(epsilon)
         bound = 1.0 / math.sqrt(input_size + 2 * hidden_size)
 
         def uniform(*shape):
@@ -52,19 +52,13 @@ class CoRNN(RecurrentModel):
         self.weight_hz = uniform(hidden_size, hidden_size)  # 𝒲, acts on z
         self.bias = uniform(hidden_size)                    # b
 
-    def _update(self, state, u_t):
+    def drive(self, x):
+        return F.linear(x, self.weight_ih, self.bias)
+
+    def update(self, state, u_t):
         """One step from the input drive u_t = V u_n + b."""
         y, z = state[..., : self.hidden_size], state[..., self.hidden_size:]
         force = torch.tanh(F.linear(y, self.weight_hy) + F.linear(z, self.weight_hz) + u_t)
         z = z + self.dt * (force - self.gamma * y - self.epsilon * z)
         y = y + self.dt * z
         return torch.cat([y, z], dim=-1)
-
-    def step(self, state, x_t):
-        return self._update(state, F.linear(x_t, self.weight_ih, self.bias))
-
-    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
-        return self.loop(self._update, F.linear(x, self.weight_ih, self.bias), h0)
-
-    def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, dt={self.dt}, gamma={self.gamma}, epsilon={self.epsilon}"

@@ -42,8 +42,11 @@ class EchoStateNetwork(RecurrentModel):
     bias_scaling (1.0): b ~ U(-bias_scaling, bias_scaling): the input weights of the constant
         input 1 (Lukoševičius writes W_in [1; u]), scaled separately as §3.2.4 advises; 0
         removes the bias (e.g. for a linear reservoir in Jaeger's memory-capacity setting).
-    leak_rate (1.0): α ∈ (0, 1] (§3.2.6); α = 1 is Jaeger's 2001 non-leaky ESN. With α < 1 the
-        linearised dynamics have spectral radius (1 − α) + α·spectral_radius for φ = identity.
+    leak_rate (1.0): α ∈ (0, 1] (§3.2.6); α = 1 is Jaeger's 2001 non-leaky ESN. With α < 1 and
+        φ = identity the update is h_t = ((1 − α)I + αW) h_{t-1} + ..., whose eigenvalues are
+        (1 − α) + α·λ_i for the eigenvalues λ_i of W; its spectral radius max_i |(1 − α) + α·λ_i|
+        is at most (1 − α) + α·spectral_radius, with equality only when W has the real positive
+        eigenvalue λ = spectral_radius (a leading eigenvalue that is negative or complex gives less).
     activation ("tanh"): "tanh" or "linear" (a linear reservoir is the setting of Jaeger's
         short-term memory capacity bound MC ≤ N: Jaeger 2001, GMD Report 152).
 
@@ -59,8 +62,8 @@ class EchoStateNetwork(RecurrentModel):
     family = "reservoir"
 
     def __init__(self, input_size, hidden_size, *, spectral_radius=0.9, density=1.0, input_scaling=1.0,
-                 bias_scaling=1.0, leak_rate=1.0, activation="tanh", batch_first=True):
-        super().__init__(input_size, hidden_size)
+                 bias_scaling=1.0, leak_rate=1.0, activation="tanh", **kwargs):
+        super().__init__(input_size, hidden_size, **kwargs)
         if activation not in ("tanh", "linear"):
             raise ValueError(f"unknown activation {activation!r} for the ESN; allowed: ['linear', 'tanh']")
         if not 0.0 < density <= 1.0:
@@ -71,7 +74,7 @@ class EchoStateNetwork(RecurrentModel):
             raise ValueError("spectral_radius, input_scaling and bias_scaling must be >= 0")
         self.spectral_radius, self.density = float(spectral_radius), float(density)
         self.input_scaling, self.bias_scaling = float(input_scaling), float(bias_scaling)
-        self.leak_rate, self.activation, self.batch_first = float(leak_rate), activation, batch_first
+        self.leak_rate, self.activation = float(leak_rate), activation
         self.phi = get_activation(activation)
 
         # drawn in float64 on the CPU from the global generator, then stored in the default dtype
@@ -98,23 +101,17 @@ class EchoStateNetwork(RecurrentModel):
     def recurrent_weight(self):
         return self.weight_hh if self.leak_rate == 1.0 else None
 
-    def _update(self, h, drive):
-        """h_t from h_{t-1} and the projected input W_in u_t + b."""
-        new = self.phi.function(F.linear(h, self.weight_hh) + drive)
+    def drive(self, x):
+        """The projected input W_in u_t + b."""
+        return F.linear(x, self.weight_ih, self.bias)
+
+    def update(self, h, drive_t):
+        new = self.phi.function(F.linear(h, self.weight_hh) + drive_t)
         if self.leak_rate == 1.0:
             return new
         return (1.0 - self.leak_rate) * h + self.leak_rate * new
 
-    def step(self, state, x_t):
-        return self._update(state, F.linear(x_t, self.weight_ih, self.bias))
-
     def forward(self, x, h0=None):
-        drive = F.linear(x, self.weight_ih, self.bias)
-        if self.leak_rate == 1.0:
-            return recurrence(drive, self.weight_hh, h0, self.activation, self.batch_first)
-        return self.loop(self._update, drive, h0)
-
-    def extra_repr(self):
-        return (f"{self.input_size}, {self.hidden_size}, spectral_radius={self.spectral_radius}, "
-                f"density={self.density}, input_scaling={self.input_scaling}, bias_scaling={self.bias_scaling}, "
-                f"leak_rate={self.leak_rate}, activation={self.activation!r}")
+        if self.leak_rate == 1.0:  # h_t = φ(W h_{t-1} + drive_t): the fused engine
+            return recurrence(self.drive(x), self.weight_hh, h0, self.activation, self.batch_first)
+        return super().forward(x, h0)

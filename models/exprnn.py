@@ -62,11 +62,11 @@ class ExpRNN(RecurrentModel):
 
     family = "orthogonal/unitary"
 
-    def __init__(self, input_size, hidden_size, *, init="henaff", batch_first=True):
-        super().__init__(input_size, hidden_size)
+    def __init__(self, input_size, hidden_size, *, init="henaff", **kwargs):
+        super().__init__(input_size, hidden_size, **kwargs)
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; allowed: {list(INITS)}")
-        self.init, self.batch_first = init, batch_first
+        self.init = init
 
         pairs = hidden_size // 2
         if init == "henaff":
@@ -83,15 +83,11 @@ class ExpRNN(RecurrentModel):
         upper = self.log_recurrent.triu(1)
         return torch.linalg.matrix_exp(upper - upper.mT)
 
-    def _update(self, h, u_t, weight):
+    def drive(self, x):
+        return F.linear(x, self.weight_ih)
+
+    def constants(self):
+        return (self.recurrent_matrix(),)  # one matrix exponential per sequence, not per step
+
+    def update(self, h, u_t, weight):
         return modrelu(F.linear(h, weight) + u_t, self.bias)
-
-    def step(self, state, x_t):
-        return self._update(state, F.linear(x_t, self.weight_ih), self.recurrent_matrix())
-
-    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
-        weight = self.recurrent_matrix()  # one matrix exponential per sequence, not per step
-        return self.loop(lambda h, u_t: self._update(h, u_t, weight), F.linear(x, self.weight_ih), h0)
-
-    def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, init={self.init!r}"

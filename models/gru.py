@@ -32,10 +32,9 @@ class GRU(RecurrentModel):
 
     family = "gated"
 
-    def __init__(self, input_size, hidden_size, *, batch_first=True):
-        super().__init__(input_size, hidden_size)
-        self.batch_first = batch_first
-        self.gru = nn.GRU(input_size, hidden_size, batch_first=batch_first)
+    def __init__(self, input_size, hidden_size, **kwargs):
+        super().__init__(input_size, hidden_size, **kwargs)
+        self.gru = nn.GRU(input_size, hidden_size, batch_first=self.batch_first)
 
     def step(self, state, x_t):
         gru = self.gru
@@ -51,6 +50,3 @@ class GRU(RecurrentModel):
             batch = x.shape[0] if self.batch_first else x.shape[1]
             h0 = h0.reshape(1, batch, self.hidden_size).to(x.dtype)
         return self.gru(x, h0)
-
-    def extra_repr(self):
-        return f"{self.input_size}, {self.hidden_size}"

@@ -39,8 +39,8 @@ class IndRNN(ElementwiseRNN):
 
     family = "diagonal"
 
-    def __init__(self, input_size, hidden_size, *, max_length=1000, gamma=2.0, batch_first=True):
-        super().__init__(input_size, hidden_size, "relu", batch_first)
+    def __init__(self, input_size, hidden_size, *, max_length=1000, gamma=2.0, **kwargs):
+        super().__init__(input_size, hidden_size, "relu", **kwargs)
         if max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
         if gamma <= 0:
@@ -56,7 +56,3 @@ class IndRNN(ElementwiseRNN):
 
     def recurrent_weight(self) -> torch.Tensor:
         return torch.diag(self.recurrent_vector())
-
-    def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, max_length={self.max_length}, "
-                f"gamma={self.gamma}, bound={self.bound:.6g}")

@@ -73,8 +73,8 @@ class LRU(RecurrentModel):
     family = "diagonal"
 
     def __init__(self, input_size, hidden_size, *, r_min=0.0, r_max=1.0, max_phase=6.28,
-                 scan="sequential", batch_first=True):
-        super().__init__(input_size, hidden_size)
+                 scan="sequential", **kwargs):
+        super().__init__(input_size, hidden_size, **kwargs)
         if hidden_size < 2 or hidden_size % 2:  # N complex modes stored as 2N reals
             raise ValueError(f"hidden_size must be even and >= 2 for the LRU, got {hidden_size}")
         if not 0.0 <= r_min <= r_max <= 1.0:
@@ -85,7 +85,7 @@ class LRU(RecurrentModel):
             raise ValueError(f"unknown scan {scan!r}; allowed: {list(SCANS)}")
         self.modes = n = hidden_size // 2
         self.r_min, self.r_max, self.max_phase = r_min, r_max, max_phase
-        self.scan, self.batch_first = scan, batch_first
+        self.scan = scan
 
         # float64 draws (an exact 0 of u1 would put |λ| at r_max = 1 and γlog at −∞)
         u1 = torch.rand(n, dtype=torch.float64)
@@ -109,7 +109,7 @@ class LRU(RecurrentModel):
         modulus, phase = torch.exp(-torch.exp(self.nu_log)), torch.exp(self.theta_log)
         return modulus * torch.cos(phase), modulus * torch.sin(phase)
 
-    def _drive(self, x: torch.Tensor) -> torch.Tensor:
+    def drive(self, x: torch.Tensor) -> torch.Tensor:
         """γ ⊙ (B x) in real form [Re, Im], (..., 2N)."""
         return F.linear(x, self.weight_ih) * torch.exp(self.gamma_log).repeat(2)
 
@@ -117,14 +117,14 @@ class LRU(RecurrentModel):
     def step(self, state, x_t):
         lam_re, lam_im = self._lambda_real()
         re, im = state[..., : self.modes], state[..., self.modes:]
-        drive = self._drive(x_t)
-        return torch.cat([lam_re * re - lam_im * im, lam_im * re + lam_re * im], dim=-1) + drive
+        drive_t = self.drive(x_t)
+        return torch.cat([lam_re * re - lam_im * im, lam_im * re + lam_re * im], dim=-1) + drive_t
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
         if not self.batch_first:
             x = x.transpose(0, 1)
         n = self.modes
-        drive = self._drive(x)
+        drive = self.drive(x)
         drive = torch.complex(drive[..., :n], drive[..., n:])  # (B, T, N)
         lam = self.eigenvalues().to(drive.dtype)
         if h0 is not None:  # x_0 = λ x_{-1} + drive_0: fold the initial state into the first drive
@@ -144,7 +144,3 @@ class LRU(RecurrentModel):
             output = output.transpose(0, 1)
         h_n = output[:, -1] if self.batch_first else output[-1]
         return output, h_n.unsqueeze(0)
-
-    def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, r_min={self.r_min}, r_max={self.r_max}, "
-                f"max_phase={self.max_phase}, scan={self.scan!r}")

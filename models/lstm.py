@@ -41,10 +41,10 @@ class LSTM(RecurrentModel):
 
     family = "gated"
 
-    def __init__(self, input_size, hidden_size, *, forget_bias=1.0, batch_first=True):
-        super().__init__(input_size, hidden_size, 2 * hidden_size)
-        self.forget_bias, self.batch_first = float(forget_bias), batch_first
-        self.lstm = nn.LSTM(input_size, hidden_size, batch_first=batch_first)
+    def __init__(self, input_size, hidden_size, *, forget_bias=1.0, **kwargs):
+        super().__init__(input_size, hidden_size, 2 * hidden_size, **kwargs)
+        self.forget_bias = float(forget_bias)
+        self.lstm = nn.LSTM(input_size, hidden_size, batch_first=self.batch_first)
         forget = slice(hidden_size, 2 * hidden_size)
         with torch.no_grad():
             self.lstm.bias_ih_l0[forget] = self.forget_bias
@@ -79,6 +79,3 @@ class LSTM(RecurrentModel):
     def forward(self, x, h0=None):
         batch = x.shape[0] if self.batch_first else x.shape[1]
         return self.lstm(x, self._initial_pair(h0, batch, x))
-
-    def extra_repr(self):
-        return f"{self.input_size}, {self.hidden_size}, forget_bias={self.forget_bias}"

@@ -16,8 +16,9 @@ class OrthogonalRNN(ElementwiseRNN):
 
     family = "orthogonal/unitary"
 
-    def __init__(self, input_size, hidden_size, *, activation="linear", orthogonal_map="matrix_exp", batch_first=True):
-        super().__init__(input_size, hidden_size, activation, batch_first)
+    def __init__(self, input_size, hidden_size, *, activation="linear", orthogonal_map="matrix_exp", **kwargs):
+        super().__init__(input_size, hidden_size, activation, **kwargs)
+        self.orthogonal_map = orthogonal_map
         holder = nn.Module()
         holder.weight = nn.Parameter(nn.init.orthogonal_(torch.empty(hidden_size, hidden_size)))
         self.recurrent = parametrizations.orthogonal(holder, "weight", orthogonal_map=orthogonal_map)

@@ -1,6 +1,6 @@
 """Random weight guessing: a vanilla RNN whose weights are drawn, never trained."""
 from gapbench.models import register
-from gapbench.models.free import FreeRNN
+from gapbench.models._elementwise import FreeRNN
 
 
 @register("random_guess")
@@ -19,11 +19,10 @@ class RandomGuessRNN(FreeRNN):
     The training loop (gapbench.train) sees `trained_by = "guessing"` and runs the search.
     """
 
-    family = "elementwise"
     trained_by = "guessing"
 
-    def __init__(self, input_size, hidden_size, *, guesses=100, weight_range=1.0, batch_first=True):
-        super().__init__(input_size, hidden_size, batch_first=batch_first)
+    def __init__(self, input_size, hidden_size, *, guesses=100, weight_range=1.0, **kwargs):
+        super().__init__(input_size, hidden_size, **kwargs)
         if isinstance(guesses, bool) or not isinstance(guesses, int) or guesses < 1:
             raise ValueError(f"random_guess: guesses must be an integer >= 1, got {guesses!r}")
         if not isinstance(weight_range, (int, float)) or not 0 < weight_range < float("inf"):

@@ -32,3 +32,14 @@ def smoke_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("smoke")
     snakemake(workdir)
     return workdir
+
+
+# Fixtures that run the real pipeline: a test using one is a pipeline test (-m "not pipeline"
+# leaves it out of the unit loop).
+PIPELINE_FIXTURES = {"smoke_run", "project", "reference"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.pipeline)

@@ -260,6 +260,32 @@ def test_esn_leaky_update_is_the_convex_combination():
     torch.testing.assert_close(model.step(state, x_t), 0.75 * state + 0.25 * target, rtol=0, atol=1e-14)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_esn_leaky_linear_spectral_radius_is_at_most_the_convex_bound(seed):
+    """ρ((1 − α)I + αW) = max_i |(1 − α) + α·λ_i| ≤ (1 − α) + α·ρ(W), with equality only when
+    W's leading eigenvalue is real and positive (models/esn.py, docs/models.md)."""
+    torch.manual_seed(seed)
+    alpha = 0.3
+    model = models.build("esn", 1, 16, activation="linear", leak_rate=alpha, spectral_radius=0.9).double()
+    eigenvalues = torch.linalg.eigvals(model.weight_hh)
+    step_jacobian = torch.func.jacrev(model.step)(torch.zeros(1, 16, dtype=torch.float64),
+                                                  torch.zeros(1, 1, dtype=torch.float64))[0, :, 0, :]
+    radius = torch.linalg.eigvals(step_jacobian).abs().max().item()
+    assert radius == pytest.approx(((1 - alpha) + alpha * eigenvalues).abs().max().item(), abs=1e-12)
+    assert radius <= (1 - alpha) + alpha * 0.9 + 1e-6  # W is rescaled to ρ = 0.9 in float64, stored in float32
+    leading = eigenvalues[eigenvalues.abs().argmax()]
+    if abs(leading.imag) > 1e-9 or leading.real < 0:
+        assert radius < (1 - alpha) + alpha * 0.9 - 1e-6
+    # a W whose leading eigenvalue is real and positive reaches the bound; a negative one does not
+    for sign, reaches in ((1.0, True), (-1.0, False)):
+        with torch.no_grad():
+            model.weight_hh.copy_(torch.diag(torch.linspace(0.1, 0.9, 16, dtype=torch.float64).flip(0) * sign))
+        jacobian = torch.func.jacrev(model.step)(torch.zeros(1, 16, dtype=torch.float64),
+                                                 torch.zeros(1, 1, dtype=torch.float64))[0, :, 0, :]
+        radius = torch.linalg.eigvals(jacobian).abs().max().item()
+        assert (radius == pytest.approx((1 - alpha) + alpha * 0.9, abs=1e-12)) is reaches
+
+
 def test_esn_linear_reservoir_builds_runs_and_is_linear():
     torch.manual_seed(0)
     model = models.build("esn", 1, 32, activation="linear", spectral_radius=0.8, bias_scaling=0.0).double()

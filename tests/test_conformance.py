@@ -6,7 +6,6 @@ import torch
 from torch.func import jacrev
 
 from gapbench import models, tasks
-from gapbench.registry import options_of
 
 GAP = 24  # valid for every task's default options
 BATCH, STEPS, INPUTS, HIDDEN = 3, 7, 3, 6
@@ -19,8 +18,11 @@ def task(request):
 
 @pytest.mark.parametrize("name", tasks.names())
 def test_task_options_are_its_keyword_arguments(name):
-    assert "gap" not in tasks.options(name)
-    assert tasks.options(name) == options_of(tasks._registry.get(name))
+    """Every declared option is a keyword argument the task takes, with the default it declares:
+    passing each one explicitly at that default builds the same task as passing none."""
+    defaults = tasks.defaults(name)
+    assert "gap" not in defaults and tasks.options(name) == sorted(defaults)
+    assert tasks.build(name, GAP, **defaults).describe() == tasks.build(name, GAP).describe()
 
 
 def test_task_samples_have_the_declared_shapes(task):
@@ -55,7 +57,31 @@ def model(request):
 def test_model_meets_the_recurrent_model_contract(model):
     assert isinstance(model, models.RecurrentModel)
     assert (model.input_size, model.hidden_size) == (INPUTS, HIDDEN) and model.state_size >= HIDDEN
-    assert "batch_first" not in models.options(model.registry_name)
+    assert model.batch_first is True
+
+
+def test_model_rebuilds_from_its_options(model):
+    """options() reads back every declared option (what repr shows), and building with them
+    after the same seed gives the same model."""
+    options = model.options()
+    assert sorted(options) == models.options(model.registry_name)
+    torch.manual_seed(0)
+    again = models.build(model.registry_name, INPUTS, HIDDEN, **options).double()
+    assert repr(again) == repr(model)
+    assert all(f"{name}={value!r}" in repr(model) for name, value in options.items())
+    first, second = model.state_dict(), again.state_dict()
+    assert first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
+
+
+def test_model_takes_time_major_tensors_with_batch_first_false(model):
+    """batch_first is the base class's argument (no option of a run): every model hands it on."""
+    torch.manual_seed(0)
+    time_major = type(model)(INPUTS, HIDDEN, batch_first=False).double()
+    assert time_major.batch_first is False
+    x = torch.randn(BATCH, STEPS, INPUTS, dtype=torch.float64)
+    state = 0.3 * torch.randn(1, BATCH, model.state_size, dtype=torch.float64)
+    output = model(x, state)[0]
+    torch.testing.assert_close(time_major(x.transpose(0, 1), state)[0].transpose(0, 1), output, rtol=0, atol=1e-12)
 
 
 def test_model_forward_is_its_step_unrolled(model):

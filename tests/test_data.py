@@ -115,6 +115,7 @@ def test_a_gap_of_10000_streams_and_writes_with_bounded_memory(tmp_path):
     assert read_peak < min(split_bytes / 4, 8 * batch_bytes), (read_peak, split_bytes)  # zip buffers: a few batches
 
 
+@pytest.mark.pipeline
 def test_generate_command_reports_a_bad_option_in_one_line(tmp_path):
     import subprocess
     import sys

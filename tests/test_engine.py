@@ -1,4 +1,6 @@
 """The fused recurrence against a plain autograd loop: outputs and every gradient."""
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -98,6 +100,7 @@ def test_backward_reports_the_gradient_norm_at_every_step(activation):
     torch.testing.assert_close(norms, expected, rtol=1e-12, atol=0)
 
 
+@pytest.mark.pipeline
 def test_benchmark_script_runs_and_appends_rows(tmp_path):
     """The benchmark is a script, not a timed test: this only keeps it from rotting."""
     import subprocess
@@ -107,7 +110,7 @@ def test_benchmark_script_runs_and_appends_rows(tmp_path):
 
     out = tmp_path / "engine.csv"
     for _ in range(2):  # as users run it; a process of its own, since it sets torch's global flags
-        subprocess.run([sys.executable, "-m", "gapbench.bench", "--batch", "2", "--hidden", "4", "--lengths", "3",
+        subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "benchmarks" / "engine.py"), "--batch", "2", "--hidden", "4", "--lengths", "3",
                         "6", "--repeats", "1", "--activations", "tanh", "linear", "--out", str(out)],
                        check=True, capture_output=True)
     rows = pd.read_csv(out)

@@ -1,5 +1,5 @@
 """The extension path, proven as a user takes it: one new file in models/, one config line,
-the smoke pipeline, and the new model's runs, probe tables and figure lines appear."""
+the pipeline on one task of the smoke grid, and the new model's runs, probe tables and figure lines appear."""
 import subprocess
 import sys
 import sysconfig
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, SMOKE
-from gapbench.results import PROBE_TABLES
+from gapbench.probes import TABLES as PROBE_TABLES
 
 # A real model, not a stub: the minimal gated unit (Zhou et al. 2016), one forget gate.
 MINIMAL_GATED_UNIT = textwrap.dedent('''
@@ -30,9 +30,8 @@ MINIMAL_GATED_UNIT = textwrap.dedent('''
     class MinimalGatedUnit(RecurrentModel):
         family = "gated"
 
-        def __init__(self, input_size, hidden_size, *, batch_first=True):
-            super().__init__(input_size, hidden_size)
-            self.batch_first = batch_first
+        def __init__(self, input_size, hidden_size, **kwargs):
+            super().__init__(input_size, hidden_size, **kwargs)
             self.gate = nn.Linear(input_size + hidden_size, hidden_size)
             self.candidate_x = nn.Linear(input_size, hidden_size)
             self.candidate_h = nn.Linear(hidden_size, hidden_size, bias=False)
@@ -41,9 +40,6 @@ MINIMAL_GATED_UNIT = textwrap.dedent('''
             forget = torch.sigmoid(self.gate(torch.cat([x_t, state], -1)))
             candidate = torch.tanh(self.candidate_x(x_t) + self.candidate_h(forget * state))
             return (1 - forget) * state + forget * candidate
-
-        def forward(self, x, h0=None):
-            return self.loop(self.step, x, h0)
 ''')
 
 
@@ -74,6 +70,9 @@ def test_a_new_model_file_and_one_config_line_run_through_the_pipeline(project, 
     (root / "models" / "mgu.py").write_text(MINIMAL_GATED_UNIT)  # step 1: one file in models/
     config = yaml.safe_load(SMOKE.read_text())
     config["models"].append({"name": "mgu"})  # step 2: one config line
+    # one task and one shipped model beside the new one: the path is the same for every task
+    config["tasks"] = [{"name": "adding", "gaps": [4]}]
+    config["models"] = [{"name": "vanilla"}, {"name": "mgu"}]
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
@@ -99,7 +98,7 @@ def test_a_new_model_file_and_one_config_line_run_through_the_pipeline(project, 
     assert mgu.decay_rate.notna().all() and mgu.lyapunov_max.notna().all()
     # the figures give the new model a shade of its family's hue (gated: shared with lstm and gru)
     shades = subprocess.run(
-        [python, "-c", "from gapbench.figures import FAMILY_COLOURS, model_colours; from matplotlib.colors import "
+        [python, "-c", "from gapbench.reports.figures import FAMILY_COLOURS, model_colours; from matplotlib.colors import "
                        "to_rgb, rgb_to_hsv; c = model_colours(['mgu', 'lstm', 'gru', 'vanilla']); "
                        "hue = rgb_to_hsv(to_rgb(FAMILY_COLOURS['gated']))[0]; "
                        "print(*(f'{m}={abs(rgb_to_hsv(c[m])[0] - hue) < 1e-6}' for m in sorted(c)), len(set(c.values())))"],

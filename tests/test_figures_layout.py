@@ -8,8 +8,9 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
-from gapbench import figures
-from gapbench.results import FIGURE_FORMATS, table_reader
+from gapbench.reports import figures
+from gapbench.reports.tables import table_reader
+from gapbench.results import FIGURE_FORMATS
 
 
 def pdf_page_size(pdf: bytes) -> tuple[float, float]:

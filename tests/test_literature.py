@@ -1,4 +1,4 @@
-"""config/literature.yaml and the rules that judge its claims (gapbench.literature)."""
+"""config/literature.yaml and the rules that judge its claims (gapbench.reports.literature)."""
 import subprocess
 import sys
 
@@ -6,14 +6,14 @@ import pandas as pd
 import yaml
 
 from conftest import SMOKE
-from gapbench import cost, literature
-from gapbench.config import model_label, task_label
+from gapbench.reports import cost, literature
+from gapbench.config import load_config, model_label, task_label
 
 LITERATURE = SMOKE.parent / "literature.yaml"
 
 
 def test_the_literature_config_is_valid_and_pairs_each_experiment_with_its_models():
-    config = cost.load_config(LITERATURE)  # the pipeline's own checks, before any job
+    config = load_config(LITERATURE)  # the pipeline's own checks, before any job
     grid = cost.jobs(config)
     entries = {task_label(entry): entry for entry in config["tasks"]}
     for claim in literature.CLAIMS:  # every claim is judged on a task the config runs
@@ -101,11 +101,11 @@ def test_each_setting_is_written_from_the_config_it_describes(smoke_run, tmp_pat
     assert setting.startswith("copy 5 symbols of 8 after T = 100, 200, 400 blanks")
     assert "at most 5000 adam steps" in setting
     # tables judged against a config that lacks the claims' entries: one line naming the problem
-    out = subprocess.run([sys.executable, "-m", "gapbench.literature", "--tables", str(tables),
+    out = subprocess.run([sys.executable, "-m", "gapbench.reports.literature", "--tables", str(tables),
                           "--config", str(SMOKE)], capture_output=True, text=True)
     assert out.returncode != 0 and "no task entry 'copy_arjovsky' in this config" in out.stderr
     assert "Traceback" not in out.stderr
-    missing = subprocess.run([sys.executable, "-m", "gapbench.literature", "--tables", str(tmp_path / "none")],
+    missing = subprocess.run([sys.executable, "-m", "gapbench.reports.literature", "--tables", str(tmp_path / "none")],
                              capture_output=True, text=True)
     assert missing.returncode != 0 and "accuracy_vs_gap.csv not found" in missing.stderr
     assert "Traceback" not in missing.stderr

@@ -72,29 +72,92 @@ def test_bad_options_name_the_allowed_values():
         models.build("transformer", 2, 4)
 
 
-def test_the_base_class_checks_sizes_and_older_model_files_still_work():
-    """RecurrentModel.__init__(input_size, hidden_size, state_size) checks and sets the sizes
-    (one check for every model); a model written the older way, `super().__init__()` and its
-    own size attributes, still builds and runs."""
+def test_the_base_class_requires_and_checks_the_sizes():
+    """RecurrentModel.__init__(input_size, hidden_size, state_size=None, *, batch_first=True)
+    checks and sets the sizes, one check for every model; a model cannot leave them out."""
     from gapbench.models import RecurrentModel
 
-    class Older(RecurrentModel):
-        def __init__(self, input_size, hidden_size):
-            super().__init__()
-            self.input_size, self.hidden_size, self.state_size = input_size, hidden_size, hidden_size
-            self.cell = torch.nn.RNNCell(input_size, hidden_size)
-
-        def step(self, state, x_t):
-            return self.cell(x_t, state)
-
-        def forward(self, x, h0=None):
-            return self.loop(self.step, x, h0)
-
-    older = Older(3, 5)
-    output, h_n = older(torch.randn(2, 4, 3))
-    assert output.shape == (2, 4, 5) and h_n.shape == (1, 2, 5)
     for name in models.names():
         with pytest.raises(ValueError, match="input_size and hidden_size must be >= 1"):
             models.build(name, 0, 4)
     lstm = models.build("lstm", 3, 4)
-    assert (lstm.input_size, lstm.hidden_size, lstm.state_size) == (3, 4, 8)
+    assert (lstm.input_size, lstm.hidden_size, lstm.state_size, lstm.batch_first) == (3, 4, 8, True)
+
+    class Sizeless(RecurrentModel):
+        def __init__(self):
+            super().__init__()
+
+    with pytest.raises(TypeError, match="input_size"):
+        Sizeless()
+
+
+class StepOnly(models.RecurrentModel):
+    """A model that states its options, its weights and `step`, and nothing else."""
+
+    def __init__(self, input_size, hidden_size, *, scale=0.5, **kwargs):
+        super().__init__(input_size, hidden_size, **kwargs)
+        self.scale = scale
+        self.cell = torch.nn.RNNCell(input_size, hidden_size)
+
+    def step(self, state, x_t):
+        return self.scale * self.cell(x_t, state)
+
+
+class DriveUpdate(StepOnly):
+    """The same map stated as an input drive, per-sequence constants and an update."""
+
+    def drive(self, x):
+        return torch.nn.functional.linear(x, self.cell.weight_ih, self.cell.bias_ih)
+
+    def constants(self):
+        return (self.cell.weight_hh, self.cell.bias_hh)
+
+    def update(self, state, drive_t, weight_hh, bias_hh):
+        return self.scale * torch.tanh(drive_t + torch.nn.functional.linear(state, weight_hh, bias_hh))
+
+
+@pytest.mark.parametrize("cls", [StepOnly, DriveUpdate])
+def test_the_base_class_supplies_forward_repr_and_batch_first(cls):
+    torch.manual_seed(0)
+    model = cls(3, 5, scale=0.9).double()
+    x, h0 = torch.randn(2, 4, 3, dtype=torch.float64), torch.randn(1, 2, 5, dtype=torch.float64)
+    output, h_n = model(x, h0)
+    observed, states = model.unroll(x, h0[0])
+    assert output.shape == (2, 4, 5) and h_n.shape == (1, 2, 5)
+    torch.testing.assert_close(output, observed, rtol=0, atol=1e-12)
+    torch.testing.assert_close(h_n[0], states[:, -1], rtol=0, atol=1e-12)
+    assert model.options() == {"scale": 0.9}
+    assert repr(model).startswith(f"{cls.__name__}(\n  3, 5, scale=0.9\n")
+    torch.manual_seed(0)
+    time_major = cls(3, 5, scale=0.9, batch_first=False).double()
+    assert "3, 5, scale=0.9, batch_first=False" in repr(time_major)
+    torch.testing.assert_close(time_major(x.transpose(0, 1), h0)[0].transpose(0, 1), output, rtol=0, atol=0)
+
+
+def test_drive_and_update_give_the_step_and_the_same_map_as_the_cell():
+    torch.manual_seed(0)
+    step_only, drive_update = StepOnly(3, 5), DriveUpdate(3, 5)
+    drive_update.load_state_dict(step_only.state_dict())
+    x = torch.randn(2, 4, 3)
+    torch.testing.assert_close(drive_update(x)[0], step_only(x)[0])
+    state = torch.randn(2, 5)
+    torch.testing.assert_close(drive_update.step(state, x[:, 0]), step_only.step(state, x[:, 0]))
+
+
+def test_a_model_without_step_or_update_says_so():
+    class Nothing(models.RecurrentModel):
+        pass
+
+    with pytest.raises(NotImplementedError, match="Nothing defines neither step nor update"):
+        Nothing(2, 3)(torch.zeros(1, 2, 2))
+
+
+def test_repr_shows_the_sizes_and_every_option():
+    assert repr(models.build("vanilla", 3, 6)) == "VanillaRNN(3, 6, activation='tanh', init='uniform', init_gain=1.0)"
+    assert repr(models.build("cornn", 3, 6, dt=0.1)) == "CoRNN(3, 6, state_size=12, dt=0.1, gamma=66.0, epsilon=15.0)"
+    assert repr(models.build("gru", 2, 4)).startswith("GRU(\n  2, 4\n")
+
+
+def test_one_module_per_model_named_after_it():
+    for name in models.names():
+        assert type(models.build(name, 2, 4)).__module__ == f"gapbench.models.{name}"

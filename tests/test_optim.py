@@ -33,6 +33,7 @@ def test_bit_for_bit_the_torch_optimiser(name, model):
             assert torch.equal(p, q), f"{name}: parameters differ after step {step + 1}"
 
 
+@pytest.mark.pipeline
 def test_training_imports_no_compiler_stack(tmp_path):
     """The reason the module exists: a training step does not import torch._dynamo."""
     code = ("import sys, torch; from gapbench import optim\n"

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from gapbench import data, tasks
-from gapbench.io import atomic_path
+from gapbench.files import atomic_path
 from gapbench.models import Net
 from gapbench.spec import RunSpec, TrainConfig
 from gapbench.train import clip_gradients_, clipping_statistics
@@ -48,6 +48,7 @@ def _train(dataset, folder, spec=SPEC, steps_hint=None):
     )
 
 
+@pytest.mark.pipeline
 def test_same_seed_same_numbers(dataset, tmp_path):
     _train(dataset, tmp_path / "a")
     _train(dataset, tmp_path / "b")
@@ -91,6 +92,7 @@ def test_norm_clipping_rescales_to_threshold():
         clip_gradients_(params, "gradual", 1.0)
 
 
+@pytest.mark.pipeline
 def test_divergence_is_recorded_not_raised(dataset, tmp_path):
     """An exploding linear RNN diverges without clipping: the run stops, is recorded as
     diverged, and keeps the last weights whose loss was finite; norm clipping keeps it alive."""
@@ -113,6 +115,7 @@ def test_divergence_is_recorded_not_raised(dataset, tmp_path):
         assert len(steps) >= metrics["train_steps"]
 
 
+@pytest.mark.pipeline
 def test_saved_weights_load_into_the_model(dataset, tmp_path):
     _train(dataset, tmp_path)
     from gapbench import models
@@ -130,6 +133,7 @@ def test_atomic_path_leaves_nothing_when_interrupted(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.pipeline
 def test_killed_training_leaves_no_complete_looking_run(dataset, tmp_path):
     """metrics.json marks a complete run: retraining a folder withdraws it first, so a run
     killed with SIGKILL half-way never looks complete, and other runs stay untouched."""
@@ -203,12 +207,12 @@ def test_random_guessing_keeps_the_best_draw_and_takes_no_gradient_step(dataset,
     spec = dataclasses.replace(SPEC, model="random_guess", model_name="random_guess", model_options={"guesses": 5, "weight_range": 0.5})
     (metrics,) = job.run(spec, dataset, {"none": tmp_path / "a"}, log=lambda _: None)
     history = pd.read_csv(tmp_path / "a" / "history.csv")
-    assert list(history.step) == [1, 2, 3, 4, 5] and metrics["train_steps"] == 0
+    assert list(history.step) == [1, 2, 3, 4, 5] and metrics.train_steps == 0
     assert len(pd.read_csv(tmp_path / "a" / "steps.csv")) == 0
     weights = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
     assert all(w.abs().max() <= 0.5 for w in weights.values())  # every weight is a draw from U(-r, r)
     (again,) = job.run(spec, dataset, {"none": tmp_path / "b"}, log=lambda _: None)
-    assert again["test_loss"] == metrics["test_loss"]
+    assert again.test_loss == metrics.test_loss
     # the kept draw is the best on validation, and the test loss is that network's
     best = history.val_loss.idxmin()
     from gapbench.train import evaluate
@@ -266,6 +270,7 @@ def test_stopping_changes_nothing_before_the_stop(dataset):
     assert early.stopped_early and early.steps == late.steps[:20] and early.history == late.history[:2]
 
 
+@pytest.mark.pipeline
 def test_one_process_trains_several_seeds_and_names_a_missing_group_part(dataset, tmp_path):
     second = dataclasses.replace(SPEC, seed=4)
     words = []
@@ -299,10 +304,11 @@ def _recorded_run(folder, verdicts, *, train_steps=60, success=True):
     (folder / "history.csv").write_text("\n".join(rows) + "\n")
 
 
+@pytest.mark.pipeline
 def test_the_replay_applies_the_training_rule_to_recorded_histories(tmp_path):
-    """`python -m gapbench.stopping` on recorded histories: the stop step per patience K is where
+    """`python -m gapbench.reports.stopping` on recorded histories: the stop step per patience K is where
     `train` would have stopped, and a stop whose run lost the task by the end is counted wrong."""
-    from gapbench import stopping
+    from gapbench.reports import stopping
 
     _recorded_run(tmp_path / "kept", [False, True, True, True, True, True])
     _recorded_run(tmp_path / "lost", [True, True, False, False, False, False], success=False)
@@ -314,6 +320,6 @@ def test_the_replay_applies_the_training_rule_to_recorded_histories(tmp_path):
     assert summary.stopped.tolist() == [2, 2, 1]
     assert summary.stopped_but_unsolved_at_end.tolist() == [1, 1, 0]
     assert summary.stopped_but_test_failure_at_end.tolist() == [1, 1, 0]
-    out = subprocess.run([sys.executable, "-m", "gapbench.stopping", str(tmp_path), "--patience", "3"],
+    out = subprocess.run([sys.executable, "-m", "gapbench.reports.stopping", str(tmp_path), "--patience", "3"],
                          check=True, capture_output=True, text=True).stdout
     assert out.split("\n")[1].split()[:3] == ["3", "2", "1"]  # patience, runs, stopped

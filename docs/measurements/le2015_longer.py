@@ -30,9 +30,9 @@ for model in models:
     started = time.perf_counter()
     (metrics,) = job.run(spec, folder, {"norm": out / f"run_{model}"}, log=lambda m: print(m, flush=True))
     history = pd.read_csv(out / f"run_{model}" / HISTORY_FILE)
-    print(f"{model}: {metrics['train_steps']} steps in {time.perf_counter() - started:.0f} s, test MSE "
-          f"{metrics['test_loss']:.4f} (baseline {metrics['baseline']:.4f}), success {metrics['success']}, "
-          f"steps_to_solve {metrics['steps_to_solve']}", flush=True)
+    print(f"{model}: {metrics.train_steps} steps in {time.perf_counter() - started:.0f} s, test MSE "
+          f"{metrics.test_loss:.4f} (baseline {metrics.baseline:.4f}), success {metrics.success}, "
+          f"steps_to_solve {metrics.steps_to_solve}", flush=True)
     print(history[["step", "val_loss"]].to_string(index=False), flush=True)
-    (out / f"{model}_metrics.json").write_text(json.dumps({k: metrics[k] for k in (
+    (out / f"{model}_metrics.json").write_text(json.dumps({k: getattr(metrics, k) for k in (
         "test_loss", "baseline", "success", "train_steps", "steps_to_solve", "stopped_early")}))

@@ -16,10 +16,8 @@ rule tables:
         runs=all_run_dirs(),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     log:
-        f"{RESULTS}/logs/tables.log",
+        f"{LOGS_DIR}/tables.log",
     localrule: True
-    conda:
-        "../../environment.yml"
     script:
         "../scripts/tables.py"
 
@@ -34,10 +32,8 @@ rule figures:
         out_dir=lambda wc, output: os.path.dirname(output[0]),
         decay_gap=json.dumps(config["figures"]["decay_gap"]),
     log:
-        f"{RESULTS}/logs/figures.log",
+        f"{LOGS_DIR}/figures.log",
     localrule: True
-    conda:
-        "../../environment.yml"
     shell:
         "python -m gapbench figures --tables {params.tables:q} --out-dir {params.out_dir:q}"
         " --decay-gap {params.decay_gap:q} 2> {log:q}"
@@ -52,9 +48,7 @@ rule paper_tables:
         tables=lambda wc, input: os.path.dirname(input[0]),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     log:
-        f"{RESULTS}/logs/paper_tables.log",
+        f"{LOGS_DIR}/paper_tables.log",
     localrule: True
-    conda:
-        "../../environment.yml"
     shell:
         "python -m gapbench paper-tables --tables {params.tables:q} --out-dir {params.out_dir:q} 2> {log:q}"

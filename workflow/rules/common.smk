@@ -1,4 +1,4 @@
-# Config validation, the run grid and the file layout shared by every rule.
+# Config checks, the run grid and the file layout (gapbench.results) shared by every rule.
 # Jobs run `python -m gapbench` and import the installed package (`pip install -e .`).
 import json
 import os
@@ -7,19 +7,28 @@ import shlex
 
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
-from snakemake.utils import validate
 
-from gapbench.config import check_config, check_schema, model_label, task_entry, task_label, task_models
+from gapbench.config import model_label, prepare, task_entry, task_label, task_models
+from gapbench.reports.figures import FIGURES as FIGURE_REGISTRY
+from gapbench.reports.paper_tables import PAPER_TABLES as PAPER_TABLE_REGISTRY
+from gapbench.reports.tables import TABLES
 from gapbench.results import (
     COMPLETE_MARKER,
+    DATA_BENCHMARK,
+    DATA_DIR,
+    DATA_SPLITS,
     FIGURE_FORMATS,
+    FIGURES_DIR,
+    LOGS_DIR,
+    PAPER_DIR,
     PAPER_TABLE_FORMATS,
     REPORT_TABLES,
-    RUN_FILES,
-    TABLES,
-    figure_names,
-    paper_table_names,
+    RUN_CACHE,
+    RUN_DIR,
+    TABLES_DIR,
+    TRAIN_BENCHMARK,
 )
+from gapbench.runstore import RUN_FILES
 from gapbench.spec import RunSpec
 
 
@@ -32,25 +41,21 @@ def snakemake_cores():
 
 
 if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
-    # the rules name environment.yml (for --lint), but an environment built from it lacks gapbench
+    # no rule names a conda environment: an environment built from environment.yml lacks gapbench
     raise WorkflowError("--use-conda is not supported: the jobs import the installed gapbench. Create one "
                         "environment (conda env create -f environment.yml; pip install -e .), activate it, and run "
                         "snakemake without --use-conda (docs/clusters.md)")
-check_schema(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")  # a one-line message
-validate(config, "../schemas/config.schema.yaml")  # fills in the defaults
-# names, numbers, registry entries, options, gaps, settings against cores: before any job runs
-check_config(config, cores=snakemake_cores())
+# the schema (one-line messages), its defaults, then names, numbers, registry entries, options,
+# gaps, settings against cores: before any job runs (the same function the cost command uses)
+prepare(config, cores=snakemake_cores(), schema=f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 
-RESULTS = "results"
 TASKS = [task_label(entry) for entry in config["tasks"]]  # labels; default: registry names
 MODELS = [model_label(entry) for entry in config["models"]]  # labels; default: registry names
 CLIPS = list(config["clip"]["arms"])
 SEEDS = list(config["seeds"])
-DATA_DIR = f"{RESULTS}/data/{{task}}/gap{{gap}}/seed{{seed}}"
-RUN_DIR = f"{RESULTS}/runs/{{task}}/gap{{gap}}/{{model}}/{{clip}}/seed{{seed}}"
-TABLE_FILES = {name: f"{RESULTS}/tables/{name}.csv" for name in TABLES}
-FIGURES = expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=figure_names(), ext=FIGURE_FORMATS)
-PAPER_TABLES = expand(f"{RESULTS}/paper/{{name}}.{{ext}}", name=paper_table_names(), ext=PAPER_TABLE_FORMATS)
+TABLE_FILES = {name: f"{TABLES_DIR}/{name}.csv" for name in TABLES}
+FIGURES = expand(f"{FIGURES_DIR}/{{name}}.{{ext}}", name=list(FIGURE_REGISTRY), ext=FIGURE_FORMATS)
+PAPER_TABLES = expand(f"{PAPER_DIR}/{{name}}.{{ext}}", name=list(PAPER_TABLE_REGISTRY), ext=PAPER_TABLE_FORMATS)
 
 
 wildcard_constraints:

@@ -3,7 +3,7 @@
 
 rule generate_data:
     output:
-        splits=expand(f"{DATA_DIR}/{{split}}.npz", split=["train", "validation", "test"], allow_missing=True),
+        splits=expand(f"{DATA_DIR}/{{split}}.npz", split=DATA_SPLITS, allow_missing=True),
         meta=f"{DATA_DIR}/meta.json",
     params:
         task_name=lambda wc: task_entry(config, wc.task)["name"],
@@ -11,15 +11,13 @@ rule generate_data:
         sizes=json.dumps(config["data"]["sizes"], sort_keys=True),
         out=lambda wc: DATA_DIR.format(**wc),
     log:
-        f"{RESULTS}/logs/generate_data/{{task}}/gap{{gap}}/seed{{seed}}.log",
+        f"{LOGS_DIR}/generate_data/{{task}}/gap{{gap}}/seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/generate_data/{{task}}/gap{{gap}}/seed{{seed}}.tsv"
+        DATA_BENCHMARK
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../environment.yml"
     shell:
         "python -m gapbench generate --task {params.task_name:q} --gap {wildcards.gap:q}"
         " --seed {wildcards.seed:q} --params {params.task_params:q} --sizes {params.sizes:q}"

@@ -12,17 +12,15 @@ rule train:
         expand(f"{RUN_DIR}/{{file}}", clip=CLIPS, seed=SEEDS, file=RUN_FILES, allow_missing=True),
     params:
         runs=train_arguments,  # --spec SPEC --data DIR --run CLIP=FOLDER... per seed, shell-quoted
-        cache=f"{RESULTS}/cache/runs",
+        cache=RUN_CACHE,
     log:
-        f"{RESULTS}/logs/train/{{task}}/gap{{gap}}/{{model}}.log",
+        f"{LOGS_DIR}/train/{{task}}/gap{{gap}}/{{model}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{task}}/gap{{gap}}/{{model}}.tsv"
+        TRAIN_BENCHMARK
     threads: config["threads_per_job"]
     resources:
         mem_mb=3000,
         runtime=60 * len(SEEDS),
         gpu=1 if config["train"]["device"] == "cuda" else 0,  # a cluster job asks for a GPU (--gpus=1)
-    conda:
-        "../../environment.yml"
     shell:
         "python -m gapbench train {params.runs} --cache {params.cache:q} 2> {log:q}"  # threads: the spec's

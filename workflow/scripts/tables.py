@@ -2,7 +2,7 @@
 # that a grid of any size never meets the shell's limit on the length of one argument.
 import sys
 
-from gapbench.results import collect
+from gapbench.reports.tables import collect
 
 with open(snakemake.log[0], "w") as log:  # noqa: F821 (snakemake is injected)
     sys.stderr = log

@@ -1,4 +1,4 @@
-"""The CUDA path, checked and timed on a real GPU: `python -m gapbench.bench_gpu --out DIR`.
+"""The CUDA path, checked and timed on a real GPU: `python benchmarks/gpu.py --out DIR`.
 
 Four parts, each printed as a table and written to DIR:
 
@@ -111,9 +111,9 @@ def time_jobs(work: Path, cpu_too: bool = True) -> pd.DataFrame:
             (metrics,) = job.run(spec, folder, {"norm": work / f"run_{model}_{gap}_{device}"}, log=lambda _: None)
             total = time.perf_counter() - started
             rows.append({"size": label, "task": task_name, "gap": gap, "seq_len": tasks.build(task_name, gap, **options).seq_len,
-                         "model": model, "hidden": hidden, "device": device, "steps": metrics["train_steps"],
+                         "model": model, "hidden": hidden, "device": device, "steps": metrics.train_steps,
                          "job_seconds": total, "train_seconds_per_step": _step_seconds(spec, folder),
-                         "test_loss": metrics["test_loss"]})
+                         "test_loss": metrics.test_loss})
     return pd.DataFrame(rows)
 
 
@@ -184,7 +184,7 @@ def batched_runs(counts=(1, 4, 16, 64, 256), steps: int = 200, hidden: int = 128
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gapbench.bench_gpu", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python benchmarks/gpu.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU side of the job timings")

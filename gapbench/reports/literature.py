@@ -1,5 +1,5 @@
 """The classic results, judged from the tidy tables of config/literature.yaml:
-`python -m gapbench.literature --tables results/tables`.
+`python -m gapbench.reports.literature --tables results/tables`.
 
 Each `Claim` is one paper's result: where it is (figure or table), the setting gapbench runs
 (a template whose numbers are filled from config/literature.yaml, so they cannot drift from
@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from gapbench import models, tasks
-from gapbench.config import model_entry, model_hidden_size, task_entry, task_models
-from gapbench.results import table_reader
+from gapbench.config import load_config, model_entry, model_hidden_size, task_entry, task_models
+from gapbench.reports.tables import table_reader
 
 LITERATURE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "literature.yaml"
 
@@ -207,8 +207,6 @@ CLAIMS = [
 
 def reproduction_table(tables_dir, config_path=LITERATURE_CONFIG) -> pd.DataFrame:
     """One row per claim, judged on the tables of a run of `config_path`."""
-    from gapbench.cost import load_config  # the pipeline's own loading and checks
-
     config = load_config(config_path)
     read = table_reader(tables_dir)
     rows = []
@@ -223,7 +221,7 @@ def reproduction_table(tables_dir, config_path=LITERATURE_CONFIG) -> pd.DataFram
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gapbench.literature", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m gapbench.reports.literature", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", default="results/tables", help="tables of a run of config/literature.yaml")
     parser.add_argument("--config", default=LITERATURE_CONFIG, type=Path, help="the config that run used")
@@ -231,9 +229,9 @@ def main(argv=None) -> int:
     try:
         table = reproduction_table(args.tables, args.config)
     except KeyError as error:  # a config without the claims' entries
-        raise SystemExit(f"gapbench.literature: {error.args[0]}; --config must be the config the tables come from")
+        raise SystemExit(f"gapbench.reports.literature: {error.args[0]}; --config must be the config the tables come from")
     except FileNotFoundError as error:  # no such tables folder or config: name the file
-        raise SystemExit(f"gapbench.literature: {error.filename} not found (--tables {args.tables}, "
+        raise SystemExit(f"gapbench.reports.literature: {error.filename} not found (--tables {args.tables}, "
                          f"--config {args.config})")
     print(table.to_markdown(index=False))
     return 0

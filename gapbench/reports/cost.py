@@ -23,7 +23,6 @@ training job of a finished grid and prints the error.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import platform
@@ -35,7 +34,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-CALIBRATION = Path("results/bench/step_costs.csv")
+from gapbench import results
+from gapbench.config import load_config
+
+CALIBRATION = Path(results.CALIBRATION)
 LENGTHS = (50, 200)  # sequence lengths the per-step costs are measured at
 
 
@@ -111,7 +113,7 @@ def measure_startup() -> float:
         return time.perf_counter() - started
 
 
-_PROBE_STEP = ("from gapbench.cost import measure_model; "
+_PROBE_STEP = ("from gapbench.reports.cost import measure_model; "
                "print(measure_model('vanilla', 64, 200, steps=40)['step_seconds'])")
 
 
@@ -163,25 +165,6 @@ def _linear(calibration: pd.DataFrame, model: str, hidden: int, column: str, seq
     (t0, t1), (c0, c1) = rows.seq_len.to_numpy()[:2], rows[column].to_numpy()[:2]
     slope = (c1 - c0) / (t1 - t0)
     return c0 + slope * (np.asarray(seq_len, dtype=float) - t0)
-
-
-def load_config(path) -> dict:
-    """A pipeline config as Snakemake sees it: config/default.yaml, the file's keys over it
-    (dicts merged, lists replaced), the schema's defaults filled in."""
-    import yaml
-    from snakemake.utils import update_config, validate
-
-    from gapbench.config import check_config, check_schema
-
-    root = Path(__file__).resolve().parent.parent
-    schema = root / "workflow" / "schemas" / "config.schema.yaml"
-    config = yaml.safe_load((root / "config" / "default.yaml").read_text())
-    if path is not None:
-        update_config(config, yaml.safe_load(Path(path).read_text()))
-    check_schema(config, schema)  # the checks the pipeline makes before any job (one-line messages)
-    validate(config, str(schema))
-    check_config(config, cuda_available=lambda: True)  # the estimate is for the machine that runs it
-    return config
 
 
 def jobs(config: dict) -> pd.DataFrame:
@@ -249,7 +232,8 @@ def check(estimated: pd.DataFrame, benchmarks: Path) -> str:
     """The estimate against the seconds Snakemake recorded for each training job."""
     measured = []
     for path in benchmarks.glob("*/gap*/*.tsv"):
-        task, gap, model = path.parts[-3], int(path.parts[-2][3:]), path.stem
+        keys = results.fields_of(results.TRAIN_BENCHMARK, path.as_posix())
+        task, gap, model = keys["task"], int(keys["gap"]), keys["model"]
         record = pd.read_csv(path, sep="\t").iloc[-1]
         measured.append({"task": task, "gap": gap, "model": model, "measured": record.s, "max_rss": record.max_rss})
     both = estimated.merge(pd.DataFrame(measured), on=["task", "gap", "model"])
@@ -262,13 +246,6 @@ def check(estimated: pd.DataFrame, benchmarks: Path) -> str:
             f"{error.abs().quantile(0.9) * 100:.0f}%\nby model (total): "
             + ", ".join(f"{m} {e * 100:+.0f}%" for m, e in per_model.items())
             + f"\npeak memory (max_rss) per job: median {both.max_rss.median():.0f} MB, largest {both.max_rss.max():.0f} MB")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", nargs="?", help="a config file (merged over config/default.yaml)")
-    parser.add_argument("--calibration", type=Path, default=CALIBRATION)
-    parser.add_argument("--recalibrate", action="store_true", help="measure again even if calibrated")
-    parser.add_argument("--check", type=Path, help="results/benchmarks/train of a finished run of this config")
 
 
 def run(args) -> int:

@@ -15,8 +15,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from gapbench.io import atomic_path
-from gapbench.results import table_reader
+from gapbench.files import atomic_path
+from gapbench.reports.tables import table_reader
 
 PAPER_TABLES: dict[str, tuple[Callable, str]] = {}  # name -> (function(read), caption)
 

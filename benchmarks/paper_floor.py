@@ -1,6 +1,6 @@
 """How cheap could the paper grid be on this CPU? A lower bound from the matrix products alone.
 
-    python docs/measurements/paper_floor.py            # after `python -m gapbench cost config/paper.yaml`
+    python benchmarks/paper_floor.py            # after `python -m gapbench cost config/paper.yaml`
 
 For each model, a training step at hidden size H and batch B must do, per time step, at
 least the recurrent matrix products of its equations, forward and backward (multiples of
@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gapbench import cost
+from gapbench.config import load_config
+from gapbench.reports import cost
 
 # recurrent matrix products per time step of a training step, in units of u = 2·B·H²
 RECURRENT_PRODUCTS = {
@@ -47,7 +48,7 @@ def gemm_rate(batch: int, hidden: int, repeats: int = 2000) -> float:
 
 
 def main() -> None:
-    config = cost.load_config("config/paper.yaml")
+    config = load_config("config/paper.yaml")
     hidden, batch = config["hidden_size"], config["train"]["batch_size"]
     calibration = pd.read_csv(cost.CALIBRATION)
     estimated = cost.estimate(config, calibration)

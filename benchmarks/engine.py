@@ -1,4 +1,4 @@
-"""Benchmark of the recurrence engine: `python -m gapbench.bench`.
+"""Benchmark of the recurrence engine: `python benchmarks/engine.py`.
 
 For each activation and sequence length T it times one forward+backward pass over
 (batch, T, hidden) inputs, median of several repeats, side by side in one process:
@@ -33,7 +33,8 @@ import torch
 from torch.nn import functional as F
 
 from gapbench.engine import ACTIVATIONS, recurrence, reference_recurrence
-from gapbench.io import code_version, write_csv
+from gapbench.files import write_csv
+from gapbench.provenance import code_version
 
 
 def _median_seconds(cases: dict, repeats: int) -> dict[str, float]:
@@ -143,7 +144,7 @@ def ratios(times: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gapbench.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python benchmarks/engine.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=128)

@@ -25,8 +25,9 @@ from matplotlib.ticker import LogFormatterSciNotation, NullFormatter, ScalarForm
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from gapbench.io import atomic_path  # noqa: E402
-from gapbench.results import FIGURE_FORMATS, KEYS, table_reader  # noqa: E402
+from gapbench.files import atomic_path  # noqa: E402
+from gapbench.reports.tables import table_reader  # noqa: E402
+from gapbench.results import FIGURE_FORMATS, KEYS  # noqa: E402
 
 # Print sizes, in inches: the column of a two-column paper and its full text width (which also
 # fits the text block of a one-column paper); every figure is saved at one of the two, so it is

@@ -1,5 +1,5 @@
 """What early stopping would change in a grid trained without it:
-`python -m gapbench.stopping RUNS_FOLDER [--patience 1 2 3]`.
+`python -m gapbench.reports.stopping RUNS_FOLDER [--patience 1 2 3]`.
 
 Replays every run's validation history (history.csv, written at every evaluation) under the
 rule of gapbench.train.train (its `SolvedStreak`, the same code) — stop once the validation
@@ -58,7 +58,7 @@ def summarise(replayed: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gapbench.stopping", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m gapbench.reports.stopping", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", type=Path, help="a results/runs folder of a grid trained with stop_when_solved: 0")
     parser.add_argument("--patience", type=int, nargs="+", default=[1, 2, 3])

@@ -1,0 +1,70 @@
+"""The probe registry: `@probe` fills PROBES and TABLES, `probe_all` runs every registered probe."""
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+
+from gapbench.probes._summary import propagation_summary
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One registered probe table: `function` returns it, `row_order` says how rows sort."""
+
+    name: str
+    function: Callable[..., pd.DataFrame]
+    row_order: list[str]
+    arguments: tuple[str, ...]  # which of probe_all's arguments the function takes
+    order: float = math.inf  # its place among the tables (ties: registration order)
+
+
+PROBE_ARGUMENTS = ("model", "readout", "task", "x", "y")  # what probe_all can pass, by name
+PROBES: dict[str, Probe] = {}
+# table name -> the columns its rows are sorted by after the run keys, in the tables' order
+# (`order`: the order they are produced and written in, and of the columns and rows built
+# from them downstream); "stage" is the column job.measure adds (init / trained)
+TABLES: dict[str, list[str]] = {}
+
+
+def probe(name: str, row_order: list[str], order: float = math.inf):
+    """Register a probe table: `@probe("name", row_order=["stage", ...], order=6)` over a function
+    whose parameters without defaults are among `PROBE_ARGUMENTS` (passed by name; a `method`
+    parameter also receives probe_all's). probe_all then runs it with its defaults. `order`
+    places the table among the others (the built-in ones take 1–5); without one it comes last."""
+    def register(function):
+        parameters = inspect.signature(function).parameters
+        required = [p.name for p in parameters.values()
+                    if p.default is inspect.Parameter.empty and p.kind != p.VAR_KEYWORD]
+        unknown = [p for p in required if p not in PROBE_ARGUMENTS]
+        if unknown:
+            raise TypeError(f"probe {name!r}: probe_all cannot pass {unknown}; allowed: {list(PROBE_ARGUMENTS)}")
+        if name in PROBES or name == "summary":
+            raise ValueError(f"probe table name {name!r} is taken")
+        arguments = tuple(p for p in parameters if p in PROBE_ARGUMENTS + ("method",))
+        PROBES[name] = Probe(name, function, list(row_order), arguments, order)
+        ordered = sorted(PROBES.values(), key=lambda entry: entry.order)  # stable: ties keep registration order
+        PROBES.clear(), TABLES.clear()  # in place: other modules hold these very dicts
+        for entry in ordered:
+            PROBES[entry.name], TABLES[entry.name] = entry, list(entry.row_order)
+        return function
+    return register
+
+
+def probe_all(model, readout, task, x, y, *, method: str = "auto") -> dict:
+    """Every registered probe (PROBES, in TABLES order) with its defaults on one probe batch:
+    {name: DataFrame} plus "summary" (propagation_summary's dict, keys SUMMARY_COLUMNS).
+
+    method: "auto" (the analytic path for elementwise RNNs, the generic one otherwise),
+    "analytic" or "generic", passed to every probe that takes it.
+    """
+    available = {"model": model, "readout": readout, "task": task, "x": x, "y": y, "method": method}
+    tables = {name: entry.function(**{a: available[a] for a in entry.arguments})
+              for name, entry in PROBES.items()}
+    tables["summary"] = propagation_summary(
+        tables.get("gradient_decay"), tables.get("jacobian_spectrum"), tables.get("lyapunov"),
+        tables.get("memory_capacity"))
+    return tables

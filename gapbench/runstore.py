@@ -1,0 +1,98 @@
+"""Run storage: writing a run folder, the run cache, restoring from it.
+
+A run folder (gapbench.results.RUN_DIR) holds RUN_FILES, metrics.json written last, so a
+folder is complete only once it is there. Every complete run is also kept in the run cache
+(results/cache/runs/<key>/, keyed by the run's full specification, clip arm, dataset
+checksums and source code: gapbench.job.run_key), from which a job restores it instead of
+training it again: an interruption or another run's failure never costs a completed run.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from gapbench.files import atomic_path, write_csv, write_json
+from gapbench.probes import TABLES as PROBE_TABLES
+from gapbench.results import (
+    COMPLETE_MARKER,
+    HISTORY_FILE,
+    STEP_COLUMNS,
+    STEPS_FILE,
+    SUMMARY_FILE,
+    WEIGHTS_FILE,
+    RunMetrics,
+    run_files,
+)
+
+RUN_FILES = run_files(PROBE_TABLES)
+
+
+def write_run(run_dir, metrics: RunMetrics, training, probes: list[dict], weights: dict) -> None:
+    """Write one run folder (RUN_FILES); metrics.json last, so the folder is complete only once it is there.
+
+    training: gapbench.train.Training; probes: one {table name: DataFrame, "summary": dict}
+    per stage (init, trained); weights: the network's state_dict.
+    """
+    run_dir = Path(run_dir)
+    keys = {"task": metrics.task, "model": metrics.model, "clip": metrics.clip, "gap": metrics.gap,
+            "seed": metrics.seed}
+    write_csv(run_dir / HISTORY_FILE, pd.DataFrame(training.history).assign(**keys))
+    write_csv(run_dir / STEPS_FILE, pd.DataFrame(training.steps, columns=STEP_COLUMNS).assign(**keys))
+    for name in PROBE_TABLES:
+        write_csv(run_dir / f"{name}.csv", pd.concat([p[name] for p in probes]).assign(**keys))
+    summary = pd.DataFrame([p["summary"] for p in probes]).assign(
+        **keys, diverged=metrics.diverged, **{k: v for k, v in metrics.stability.items() if k != "steps"})
+    write_csv(run_dir / SUMMARY_FILE, summary)
+    # saved through memory: torch.save names the archive after the file it writes to, and the
+    # temporary file's random name would make model.pt differ byte for byte between runs
+    buffer = io.BytesIO()
+    torch.save({name: value.cpu() for name, value in weights.items()}, buffer)
+    with atomic_path(run_dir / WEIGHTS_FILE) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    write_json(run_dir / COMPLETE_MARKER, metrics.to_dict())
+
+
+def is_complete(run_dir) -> bool:
+    return (Path(run_dir) / COMPLETE_MARKER).exists()
+
+
+def write_cached(cache_dir, write) -> None:
+    """Write a run into the run cache, atomically: `write(folder)` fills a staging folder beside
+    cache_dir, which is then renamed into place (an entry already there, written by an
+    identical run, stays). A run is in the cache whole or not at all."""
+    cache_dir = Path(cache_dir)
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.", dir=cache_dir.parent))
+    try:
+        write(staging)
+        if not is_complete(cache_dir):
+            try:
+                os.replace(staging, cache_dir)
+            except OSError:  # an identical run renamed its copy into place first: keep that one
+                if not is_complete(cache_dir):
+                    raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def restore_run(cache_dir, run_dir) -> None:
+    """Put a cached run back into its run folder, byte for byte, metrics.json last.
+
+    Each file is a hard link to the cached one where the file system allows it (one copy on
+    disk, not two; a copy otherwise). That is safe because every file of a run is written by
+    renaming a new file into place (`atomic_path`), never changed in place. The link gets the
+    current time as its modification time, so Snakemake sees a freshly written output."""
+    for name in sorted(RUN_FILES, key=lambda name: name == COMPLETE_MARKER):
+        with atomic_path(Path(run_dir) / name) as tmp:
+            tmp.unlink()
+            try:
+                os.link(Path(cache_dir) / name, tmp)
+                os.utime(tmp)
+            except OSError:  # another file system, or links not supported: copy
+                shutil.copyfile(Path(cache_dir) / name, tmp)
