@@ -17,7 +17,7 @@ def snakemake(workdir: Path, *args: str, configfile: Path = SMOKE, check: bool =
     command = [
         sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
         "--directory", str(workdir), "--workflow-profile", "none", "--cores", "2",
-        "--configfile", str(configfile), *args,
+        *args, "--configfile", str(configfile),  # last: --configfile takes every word after it
     ]
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)

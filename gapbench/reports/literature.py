@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from gapbench import models, tasks
-from gapbench.config import load_config, model_entry, model_hidden_size, task_entry, task_models
+from gapbench.config import ROOT, load_config, model_entry, model_hidden_size, task_entry, task_models
 from gapbench.reports.tables import table_reader
 
-LITERATURE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "literature.yaml"
+LITERATURE_CONFIG = ROOT / "config" / "literature.yaml"
 
 STAYS = 0.9  # mean test loss ≥ STAYS × baseline: no better than ignoring the input
 FAR_BELOW = 0.5  # mean test loss ≤ FAR_BELOW × baseline

@@ -41,7 +41,7 @@ def snakemake_cores():
 
 
 if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
-    # no rule names a conda environment: an environment built from environment.yml lacks gapbench
+    # the rules name no conda environment, since one built from environment.yml would lack gapbench
     raise WorkflowError("--use-conda is not supported: the jobs import the installed gapbench. Create one "
                         "environment (conda env create -f environment.yml; pip install -e .), activate it, and run "
                         "snakemake without --use-conda (docs/clusters.md)")
