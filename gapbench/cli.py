@@ -118,11 +118,10 @@ def _run(args) -> int:
                 raise InputError(f"--spec of {spec.task} gap {spec.gap} {spec.model} seed {spec.seed} "
                                  "needs one --data and at least one --run")
             groups.append((spec, group["data"], dict(group["runs"])))
-        for spec, data_dir, runs in groups:
-            try:
-                job.run(spec, data_dir, runs, cache=args.cache)
-            except ValueError as error:  # a dataset that is not the one the spec describes
-                raise InputError(error) from None
+        try:  # one job: every group's runs trained together
+            job.run_all(groups, cache=args.cache)
+        except ValueError as error:  # a dataset that is not the one the spec describes
+            raise InputError(error) from None
     elif args.verb == "figures":
         from gapbench.reports import figures as drawing
 

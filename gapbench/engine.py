@@ -62,8 +62,16 @@ def activation(name: str) -> Activation:
         ) from None
 
 
+def _add_product_(weight_hh: torch.Tensor):
+    """out += a @ b in place: one matrix product, or one per run where the weights carry a
+    leading run dimension (E, H, H) and a, out are (E, B, H)."""
+    return torch.Tensor.addmm_ if weight_hh.dim() == 2 else torch.Tensor.baddbmm_
+
+
 class _Recurrence(torch.autograd.Function):
-    """Time-major fused recurrence: u (T, B, H), h0 (B, H), weight_hh (H, H).
+    """Time-major fused recurrence: u (T, B, H), h0 (B, H), weight_hh (H, H); or E independent
+    runs at once (`batched_recurrence`): u (T, E, B, H), h0 (E, B, H), weight_hh (E, H, H), each
+    step one batched product (baddbmm) instead of E.
 
     Both loops work in place on pre-split views (`unbind`) of one preallocated buffer,
     which first holds u (forward) or ∂L/∂h (backward) copied in bulk: a step costs one
@@ -78,11 +86,12 @@ class _Recurrence(torch.autograd.Function):
         states = u.new_empty((steps + 1,) + tuple(h0.shape))
         states[0] = h0
         states[1:] = u  # one bulk copy (from any layout); each step then adds W_h h_{t-1} in place
-        w_t = weight_hh.t()
+        w_t = weight_hh.transpose(-1, -2)
+        add_product_ = _add_product_(weight_hh)
         state = states.unbind(0)
         nonlinear = act.derivative_from_output is not None
         for t in range(steps):
-            state[t + 1].addmm_(state[t], w_t)  # in place: no per-step copy of u_t
+            add_product_(state[t + 1], state[t], w_t)  # in place: no per-step copy of u_t
             if nonlinear:
                 act.forward_(state[t + 1])
         ctx.act_name, ctx.grad_norms = act_name, grad_norms
@@ -104,16 +113,22 @@ class _Recurrence(torch.autograd.Function):
             delta[steps - 1] += grad_hn
         deltas, state = delta.unbind(0), states.unbind(0)
         scratch = torch.empty_like(states[0])
+        add_product_ = _add_product_(weight_hh)
         for t in range(steps - 1, -1, -1):
             if norms is not None:
                 norms[t] = torch.linalg.vector_norm(deltas[t])
             if mul_derivative_ is not None:
                 mul_derivative_(deltas[t], state[t + 1], scratch)
             if t > 0:
-                deltas[t - 1].addmm_(deltas[t], weight_hh)
+                add_product_(deltas[t - 1], deltas[t], weight_hh)
         grad_h0 = deltas[0] @ weight_hh
-        hidden = weight_hh.shape[0]
-        grad_weight = delta.reshape(-1, hidden).t() @ states[:-1].reshape(-1, hidden)
+        hidden = weight_hh.shape[-1]
+        if weight_hh.dim() == 2:
+            grad_weight = delta.reshape(-1, hidden).t() @ states[:-1].reshape(-1, hidden)
+        else:  # per run: its (time·batch, hidden) rows
+            runs = weight_hh.shape[0]
+            grad_weight = torch.bmm(delta.transpose(0, 1).reshape(runs, -1, hidden).transpose(1, 2),
+                                    states[:-1].transpose(0, 1).reshape(runs, -1, hidden))
         return delta, grad_weight, grad_h0, None, None
 
 
@@ -147,6 +162,20 @@ def recurrence(
     if batch_first:
         output = output.transpose(0, 1)
     return output, h_n.unsqueeze(0)
+
+
+def batched_recurrence(u: torch.Tensor, weight_hh: torch.Tensor, activation_name: str = "tanh") -> torch.Tensor:
+    """E independent recurrences in one loop: u (E, batch, time, hidden) the projected inputs of
+    each run, weight_hh (E, hidden, hidden) each run's W_h, h_0 = 0; returns every run's output
+    (E, batch, time, hidden). Run e's output and gradients are those of
+    `recurrence(u[e], weight_hh[e])`: the same loop, with each step's product batched over the
+    runs (one kernel launch where E were), which is what a GPU needs; on the CPU the batched
+    product computes each run's product as the single one does."""
+    activation(activation_name)
+    u_tm = u.permute(2, 0, 1, 3)  # (time, E, batch, hidden)
+    h0 = u_tm.new_zeros(u_tm.shape[1:])
+    output, _ = _Recurrence.apply(u_tm, weight_hh, h0, activation_name, None)
+    return output.permute(1, 2, 0, 3)
 
 
 def reference_recurrence(u, weight_hh, h0=None, activation_name="tanh", batch_first=True):

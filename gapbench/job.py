@@ -1,10 +1,11 @@
-"""One training job: a (task, gap, model, seed) of the grid, every clip arm of it.
+"""One training job: a (task, gap, model) of the grid, every seed and clip arm of it.
 
-Set up (threads, dataset checks, the task), probe the initial weights once, then per clip
-arm: build the model from the seed (so every arm starts from the same weights: a paired
-comparison), train (gapbench.train), test, probe the trained weights, and write the run
-into the run cache and its folder (gapbench.runstore). An arm already in the run cache is
-restored instead of trained. Nothing here trains or measures by itself.
+Set up (threads, dataset checks, the task); per seed, probe the initial weights once and
+build every clip arm's network from the seed (so every arm starts from the same weights: a
+paired comparison); train all of the job's runs together (gapbench.train.train_runs); as each
+run stops, test it, probe its trained weights and write it into the run cache and its folder
+(gapbench.runstore). A run already in the run cache is restored instead of trained. Nothing
+here trains or measures by itself.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ from gapbench.provenance import provenance, source_digest
 from gapbench.results import COMPLETE_MARKER, RunMetrics
 from gapbench.runstore import is_complete, restore_run, write_cached, write_run
 from gapbench.spec import RunSpec
-from gapbench.train import batches, clipping_statistics, evaluate, train
+from gapbench.train import RunSetup, batches, clipping_statistics, evaluate, train_runs
 
 
 def flushing_subnormals() -> bool:
@@ -72,11 +74,11 @@ def run_key(spec: RunSpec, clip: str, meta: dict, source: str) -> str:
 
 def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], cache=None,
         log=lambda message: print(message, file=sys.stderr, flush=True)) -> list[RunMetrics]:
-    """Train every clip arm in `run_dirs` ({clip: folder}) on the dataset in `data_dir`.
+    """Train every clip arm in `run_dirs` ({clip: folder}) of one seed: `run_all` of one group."""
+    return run_all([(spec, data_dir, run_dirs)], cache, log)
 
-    With a `cache` folder, an arm completed before (by this job killed half-way, or by a job
-    whose other arm failed) is restored from it instead of trained again, and every arm this
-    job completes is stored there."""
+
+def _set_up_process(spec: RunSpec) -> torch.device:
     torch.set_num_threads(spec.threads)  # the config's threads_per_job: part of what a run is
     if torch.get_num_interop_threads() != 1:  # settable once per process, before parallel work
         torch.set_num_interop_threads(1)
@@ -89,6 +91,11 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], cache=None,
     device = torch.device(spec.train.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train.device is 'cuda' but torch sees no CUDA device here; use 'cpu'")
+    return device
+
+
+def _dataset(spec: RunSpec, data_dir):
+    """The task of a checked dataset folder, refused unless it is the one the spec names."""
     data.verify(data_dir, discard=True)  # every split against meta.json, once, before any training
     meta = data.read_meta(data_dir)
     task = data.task_of(meta)
@@ -97,35 +104,76 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], cache=None,
         raise ValueError(f"the dataset in {data_dir} is {task.registry_name} gap {task.gap} with {task.params()}, "
                          f"but the run specification asks for {spec.task_name} gap {spec.gap} with "
                          f"{expected.params()}")
-    source = source_digest() if cache is not None else None
-    log(f"training {spec.model} ({spec.model_name}, H={spec.hidden_size}) on {spec.task} ({task.registry_name}) gap={task.gap} seed={spec.seed} "
-        f"arms={list(run_dirs)}")
-    probe_x, probe_y = next(batches(data_dir, "test", spec.train.probe_batch, "cpu"))
+    return task, meta
 
-    initial_weights = init_probes = None
-    results = []
-    for clip, folder in run_dirs.items():
-        cached = None if cache is None else Path(cache) / run_key(spec, clip, meta, source)
-        if cached is not None and is_complete(cached):
-            restore_run(cached, folder)
-            log(f"[{clip}] restored from the run cache ({cached}): completed earlier, not trained again")
-            results.append(RunMetrics.from_dict(json.loads((Path(folder) / COMPLETE_MARKER).read_text())))
-            continue
-        started = time.perf_counter()
-        (Path(folder) / COMPLETE_MARKER).unlink(missing_ok=True)  # incomplete until rewritten
-        if init_probes is None:  # once per job, shared by every arm trained here
-            initial_net = build_net(spec, task)
-            initial_weights = {name: value.clone() for name, value in initial_net.state_dict().items()}
-            init_probes = measure(initial_net, task, probe_x, probe_y, "init")
-        net = build_net(spec, task)
-        if not all(torch.equal(value, initial_weights[name]) for name, value in net.state_dict().items()):
-            raise RuntimeError(f"clip arm {clip!r} does not start from the weights the other arms started from; "
-                               "the paired comparison (and the shared initial probes) would be wrong")
-        net.to(device)
-        training = train(net, task, data_dir, clip, spec.threshold(clip), spec.train, device, log)
-        test_loss, test_score = evaluate(net, task, data_dir, "test", device)
+
+@dataclass
+class _Pending:
+    """A run this job trains: where it goes, its network and what is measured once per seed."""
+
+    spec: RunSpec
+    clip: str
+    folder: str
+    cached: Path | None
+    data_dir: object
+    net: torch.nn.Module
+    init_probes: dict
+    probe_batch: tuple
+    number: int  # its group's place in the job's arguments
+    generator_state: torch.Tensor
+
+
+def run_all(groups, cache=None, log=lambda message: print(message, file=sys.stderr, flush=True)) -> list[RunMetrics]:
+    """One training job: every (spec, data_dir, {clip: folder}) group (a seed of one (task,
+    gap, model)), every clip arm of each, trained together in one batched training
+    (gapbench.train.train_runs). Returns each run's metrics, in the order of the groups and arms.
+
+    With a `cache` folder, a run completed before (by this job killed half-way, or by a job
+    whose other run failed) is restored from it instead of trained again, and every run is
+    stored there the moment it is complete (when it stops early or diverges, before the rest
+    of the batch ends), so a killed job loses no completed run."""
+    groups = list(groups)
+    device = _set_up_process(groups[0][0])
+    source = source_digest() if cache is not None else None
+    results: dict[tuple[int, str], RunMetrics] = {}
+    pending: list[_Pending] = []
+    task = None
+    for number, (spec, data_dir, run_dirs) in enumerate(groups):
+        task, meta = _dataset(spec, data_dir)
+        log(f"training {spec.model} ({spec.model_name}, H={spec.hidden_size}) on {spec.task} ({task.registry_name}) "
+            f"gap={task.gap} seed={spec.seed} arms={list(run_dirs)}")
+        probe_batch = next(batches(data_dir, "test", spec.train.probe_batch, "cpu"))
+        initial_weights = init_probes = None
+        for clip, folder in run_dirs.items():
+            cached = None if cache is None else Path(cache) / run_key(spec, clip, meta, source)
+            if cached is not None and is_complete(cached):
+                restore_run(cached, folder)
+                log(f"[{_name(spec, clip, groups)}] restored from the run cache ({cached}): completed earlier, "
+                    "not trained again")
+                results[number, clip] = RunMetrics.from_dict(json.loads((Path(folder) / COMPLETE_MARKER).read_text()))
+                continue
+            (Path(folder) / COMPLETE_MARKER).unlink(missing_ok=True)  # incomplete until rewritten
+            if init_probes is None:  # once per seed, shared by every arm trained here
+                initial_net = build_net(spec, task)
+                initial_weights = {name: value.clone() for name, value in initial_net.state_dict().items()}
+                init_probes = measure(initial_net, task, *probe_batch, "init")
+            net = build_net(spec, task)
+            generator_state = torch.get_rng_state()  # what random guessing draws from, as when trained alone
+            if not all(torch.equal(value, initial_weights[name]) for name, value in net.state_dict().items()):
+                raise RuntimeError(f"clip arm {clip!r} does not start from the weights the other arms started from; "
+                                   "the paired comparison (and the shared initial probes) would be wrong")
+            pending.append(_Pending(spec, clip, folder, cached, data_dir, net.to(device), init_probes, probe_batch,
+                                    number, generator_state))
+
+    started = time.perf_counter()
+
+    def finish(index: int, training) -> None:
+        """Test, probe and write one run the moment its training has stopped."""
+        run = pending[index]
+        spec, clip, net = run.spec, run.clip, run.net
+        test_loss, test_score = evaluate(net, task, run.data_dir, "test", device)
         diverged = training.diverged or not math.isfinite(test_loss)  # finite weights, exploding states
-        probes = [init_probes, measure(net, task, probe_x, probe_y, "trained")]
+        probes = [run.init_probes, measure(net, task, *run.probe_batch, "trained")]
         stability = clipping_statistics([row["grad_norm"] for row in training.steps],
                                         [row["clipped"] for row in training.steps], training.applied_steps)
         metrics = RunMetrics(
@@ -145,6 +193,8 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], cache=None,
             train_steps=training.applied_steps,
             steps_to_solve=training.steps_to_solve,
             stopped_early=training.stopped_early,
+            # the batched training's time from its start to this run's completion (shared
+            # with the runs trained beside it)
             wall_seconds=time.perf_counter() - started,
             clip_threshold=spec.threshold(clip),
             stability=stability,
@@ -156,12 +206,22 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], cache=None,
         def write(target):
             write_run(target, metrics, training, probes, net.state_dict())
 
-        if cached is None:
-            write(folder)
+        if run.cached is None:
+            write(run.folder)
         else:  # into the cache first, so that a run is never complete without its cached copy
-            write_cached(cached, write)
-            restore_run(cached, folder)
-        log(f"[{clip}] done: test_loss {test_loss:.4g} (baseline {task.baseline:.4g}) "
+            write_cached(run.cached, write)
+            restore_run(run.cached, run.folder)
+        log(f"[{_name(spec, clip, groups)}] done: test_loss {test_loss:.4g} (baseline {task.baseline:.4g}) "
             f"test_{task.metric} {test_score:.4g} diverged={diverged} in {metrics.wall_seconds:.1f} s")
-        results.append(metrics)
-    return results
+        results[run.number, clip] = metrics
+
+    if pending:
+        runs = [RunSetup(p.net, p.clip, p.spec.threshold(p.clip), p.data_dir, _name(p.spec, p.clip, groups),
+                         p.generator_state) for p in pending]
+        train_runs(runs, task, pending[0].spec.train, device, log, finished=finish)
+    return [results[number, clip] for number, (_, _, run_dirs) in enumerate(groups) for clip in run_dirs]
+
+
+def _name(spec: RunSpec, clip: str, groups) -> str:
+    """A run's name in the log: its clip arm, and its seed where the job trains several."""
+    return clip if len(groups) == 1 else f"seed {spec.seed} {clip}"

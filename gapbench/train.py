@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from gapbench import data
+from gapbench.models import Net
 from gapbench.optim import OPTIMIZERS  # not torch.optim, which imports torch._dynamo: see gapbench.optim
 from gapbench.spec import TrainConfig
 
@@ -167,68 +168,133 @@ def guess(net, task, data_dir, device, log: Callable[[str], None] = print) -> Tr
     return run
 
 
+@dataclass
+class RunSetup:
+    """One run of a batched training: its network (trained in place), clip arm, threshold θ0
+    and dataset folder; `name` prefixes its log lines."""
+
+    net: torch.nn.Module
+    clip: str
+    threshold: float | None
+    data_dir: object
+    name: str = ""
+    # torch's global generator state to draw from, for a model fitted by random guessing: the
+    # state right after its network was built, as when it trained alone (None: as it is)
+    generator_state: torch.Tensor | None = None
+
+
 def train(net, task, data_dir, clip: str, threshold: float | None, cfg: TrainConfig, device,
           log: Callable[[str], None] = print) -> Training:
-    """Train `net` in place for cfg.steps optimiser steps under one clip arm.
+    """Train `net` in place under one clip arm: `train_runs` with a single run."""
+    return train_runs([RunSetup(net, clip, threshold, data_dir, clip)], task, cfg, device, log)[0]
 
-    Every cfg.eval_every steps the validation split is scored; a run whose validation loss and
-    score meet the task's success criterion (`task.success`) at cfg.stop_when_solved
-    evaluations in a row stops there (0: never). `steps_to_solve` is the first step of the
-    streak of successful evaluations that lasts to the end of training, so with and without
-    stopping it is the step from which the run stayed solved.
-    A non-finite loss, gradient or update stops the run as diverged and puts back the last
-    weights that gave a finite loss, so the probes and the test measure a finite network.
-    A model with trained_by = "guessing" is fitted by `guess` instead.
+
+def train_runs(runs: list[RunSetup], task, cfg: TrainConfig, device, log: Callable[[str], None] = print,
+               finished: Callable[[int, Training], None] | None = None) -> list[Training]:
+    """Train every run of `runs` (one job's seeds × clip arms) together, each in place, for
+    cfg.steps optimiser steps; return their logs, in the order of `runs`.
+
+    One step: every active run's loss on its own batch (runs on the same dataset read the same
+    batch, as each would alone), the sum of the per-run losses backpropagated once (the
+    gradient of a sum gives each run exactly the gradient of its own loss), then per run its
+    own clipping and pre-clip norm, its own optimiser step and its own checks. So each run is
+    the run it would be alone, to the bit on the CPU: nothing of one run enters another's
+    arithmetic.
+
+    Per run, as for one run alone: every cfg.eval_every steps the validation split is scored;
+    a run whose validation loss and score meet the task's success criterion (`task.success`) at
+    cfg.stop_when_solved evaluations in a row stops there (0: never). `steps_to_solve` is the
+    first step of the streak of successful evaluations that lasts to the end of training, so
+    with and without stopping it is the step from which the run stayed solved. A non-finite
+    loss, gradient or update stops the run as diverged and puts back the last weights that
+    gave a finite loss, so the probes and the test measure a finite network. A stopped run is
+    frozen (its weights and optimiser state no longer change) while the others go on, and
+    `finished(index, training)` is called as soon as it stops (and for every other run at the
+    end), so a caller can write it before the batch ends. Models with trained_by = "guessing"
+    are fitted by `guess`, one after another.
     """
-    if net.rnn.trained_by == "guessing":
-        return guess(net, task, data_dir, device, log)
-    params = list(net.parameters())
-    optimizer = OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr)
-    train_batches = batches(data_dir, "train", cfg.batch_size, device, repeat=True)
-    run, last_finite = Training(), None
-    streak = SolvedStreak(cfg.stop_when_solved, cfg.steps)
+    trainings = [Training() for _ in runs]
+    done = finished or (lambda index, training: None)
+    if runs and runs[0].net.rnn.trained_by == "guessing":
+        for index, run in enumerate(runs):
+            if run.generator_state is not None:
+                torch.set_rng_state(run.generator_state)
+            trainings[index] = guess(run.net, task, run.data_dir, device, log)
+            done(index, trainings[index])
+        return trainings
+    params = [list(run.net.parameters()) for run in runs]
+    optimizers = [OPTIMIZERS[cfg.optimizer](run_params, lr=cfg.lr) for run_params in params]
+    # one stream per dataset: the runs on it are all at the same step while they train
+    streams = {str(run.data_dir): batches(run.data_dir, "train", cfg.batch_size, device, repeat=True) for run in runs}
+    streaks = [SolvedStreak(cfg.stop_when_solved, cfg.steps) for _ in runs]
+    last_finite: list[list[torch.Tensor] | None] = [None] * len(runs)
+    active = list(range(len(runs)))
+
+    def stop(index: int, message: str | None = None, diverged: bool = False) -> None:
+        run, training = runs[index], trainings[index]
+        if message:
+            log(f"[{run.name}] {message}")
+        if diverged:
+            training.diverged = True
+            training.steps_to_solve = None  # the weights kept are from before the end: not "solved to the end"
+            if last_finite[index] is not None:
+                with torch.no_grad():
+                    for p, kept in zip(params[index], last_finite[index]):
+                        p.copy_(kept)
+        active.remove(index)
+        done(index, training)
+
     for step in range(1, cfg.steps + 1):
-        x_batch, y_batch = next(train_batches)
-        loss = task.loss(net(x_batch), y_batch)
-        if not math.isfinite(loss.item()):
-            run.diverged = True
-            log(f"[{clip}] step {step}: non-finite loss; back to the last weights with a finite loss")
+        if not active:
             break
-        # the weights that just gave a finite loss: where a divergence rolls back to
-        last_finite = [p.detach().clone() for p in params]
-        run.applied_steps = step - 1
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm, clipped = clip_gradients_(params, clip, threshold)
-        run.steps.append({"step": step, "train_loss": loss.item(), "grad_norm": grad_norm, "clipped": clipped})
-        if not math.isfinite(grad_norm):  # pre-clip float64 norm: finite iff every entry is
-            run.diverged = True
-            log(f"[{clip}] step {step}: non-finite gradient; stopping (diverged)")
-            break
-        optimizer.step()
-        if not all(torch.isfinite(p).all() for p in params):
-            run.diverged = True
-            log(f"[{clip}] step {step}: the update made weights non-finite; stopping (diverged)")
-            break
-        run.applied_steps = step
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            val_loss, val_score = evaluate(net, task, data_dir, "validation", device)
-            clipped_so_far = sum(row["clipped"] for row in run.steps) / step
-            run.history.append({"step": step, "train_loss": loss.item(), "grad_norm": grad_norm,
-                                "val_loss": val_loss, "val_score": val_score, "clip_fraction": clipped_so_far})
-            log(f"[{clip}] step {step}/{cfg.steps} train_loss {loss.item():.4g} "
-                f"val_loss {val_loss:.4g} val_{task.metric} {val_score:.4g}")
-            stop = streak.record(step, task.success(val_loss, val_score))
-            run.steps_to_solve = streak.since
-            if stop:
-                run.stopped_early = True
-                log(f"[{clip}] step {step}: validation solved at {streak.streak} evaluations in a row "
-                    f"(since step {run.steps_to_solve}); stopping early")
-                break
-    if run.diverged:
-        run.steps_to_solve = None  # the weights kept are from before the end: not "solved to the end"
-        if last_finite is not None:
-            with torch.no_grad():
-                for p, kept in zip(params, last_finite):
-                    p.copy_(kept)
-    return run
+        batch = {}
+        for index in active:  # one batch per dataset in use, drawn once
+            key = str(runs[index].data_dir)
+            if key not in batch:
+                batch[key] = next(streams[key])
+        losses = {}
+        inputs = [batch[str(runs[index].data_dir)] for index in active]
+        predictions = dict(zip(active, Net.forward_runs([runs[index].net for index in active], [x for x, _ in inputs])))
+        for index, (_, y_batch) in zip(list(active), inputs):
+            loss = task.loss(predictions[index], y_batch)
+            if not math.isfinite(loss.item()):
+                stop(index, f"step {step}: non-finite loss; back to the last weights with a finite loss", True)
+                continue
+            # the weights that just gave a finite loss: where a divergence rolls back to
+            last_finite[index] = [p.detach().clone() for p in params[index]]
+            trainings[index].applied_steps = step - 1
+            optimizers[index].zero_grad(set_to_none=True)
+            losses[index] = loss
+        if not losses:
+            continue
+        sum(losses.values()).backward()
+        for index, loss in losses.items():
+            run, training = runs[index], trainings[index]
+            grad_norm, clipped = clip_gradients_(params[index], run.clip, run.threshold)
+            training.steps.append({"step": step, "train_loss": loss.item(), "grad_norm": grad_norm, "clipped": clipped})
+            if not math.isfinite(grad_norm):  # pre-clip float64 norm: finite iff every entry is
+                stop(index, f"step {step}: non-finite gradient; stopping (diverged)", True)
+                continue
+            optimizers[index].step()
+            if not all(torch.isfinite(p).all() for p in params[index]):
+                stop(index, f"step {step}: the update made weights non-finite; stopping (diverged)", True)
+                continue
+            training.applied_steps = step
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                val_loss, val_score = evaluate(run.net, task, run.data_dir, "validation", device)
+                clipped_so_far = sum(row["clipped"] for row in training.steps) / step
+                training.history.append({"step": step, "train_loss": loss.item(), "grad_norm": grad_norm,
+                                         "val_loss": val_loss, "val_score": val_score,
+                                         "clip_fraction": clipped_so_far})
+                log(f"[{run.name}] step {step}/{cfg.steps} train_loss {loss.item():.4g} "
+                    f"val_loss {val_loss:.4g} val_{task.metric} {val_score:.4g}")
+                streak = streaks[index]
+                solved_stop = streak.record(step, task.success(val_loss, val_score))
+                training.steps_to_solve = streak.since
+                if solved_stop:
+                    training.stopped_early = True
+                    stop(index, f"step {step}: validation solved at {streak.streak} evaluations in a row "
+                                f"(since step {training.steps_to_solve}); stopping early")
+    for index in list(active):
+        stop(index)
+    return trainings

@@ -117,6 +117,15 @@ class RecurrentModel(nn.Module):
         constants = self.constants()
         return self.loop(lambda state, drive_t: self.update(state, drive_t, *constants), self.drive(x), h0)
 
+    @classmethod
+    def forward_runs(cls, models: list[RecurrentModel], xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The outputs of several independent models of this class (one per run of a batched
+        training: gapbench.train.train_runs), each on its own input: by default one forward
+        after another. A family that can compute its runs together (one batched kernel where
+        there were E, what a GPU needs) overrides this; each run's result must stay the one
+        its own forward gives (tests/test_batched.py)."""
+        return [model(x)[0] for model, x in zip(models, xs)]
+
     def observe(self, state: torch.Tensor) -> torch.Tensor:
         """The readout's view of the state; by default the first hidden_size entries."""
         return state[..., : self.hidden_size]
@@ -171,3 +180,10 @@ class Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         output, _ = self.rnn(x)
         return self.readout(output)
+
+    @staticmethod
+    def forward_runs(nets: list[Net], xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each net's prediction on its own input, the recurrent models computed together where
+        their class can (`RecurrentModel.forward_runs`), each readout on its own."""
+        outputs = type(nets[0].rnn).forward_runs([net.rnn for net in nets], xs)
+        return [net.readout(output) for net, output in zip(nets, outputs)]

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gapbench.engine import activation as get_activation
-from gapbench.engine import recurrence
+from gapbench.engine import batched_recurrence, recurrence
 from gapbench.models._base import RecurrentModel
 
 INITS = ("uniform", "normal", "orthogonal", "identity")
@@ -68,6 +68,22 @@ class ElementwiseRNN(RecurrentModel):
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
         return recurrence(self.drive(x), self.recurrent_weight(), h0, self.activation, self.batch_first)
+
+    @classmethod
+    def forward_runs(cls, models, xs):
+        """Several runs' recurrences as one (gapbench.engine.batched_recurrence: each step one
+        batched product over the runs), where every model runs this class's forward and drive
+        with the same activation and every input has the same shape; else one forward after
+        another."""
+        same = (len(models) > 1 and len({x.shape for x in xs}) == 1
+                and len({model.activation for model in models}) == 1
+                and all(type(model).forward is ElementwiseRNN.forward and type(model).drive is ElementwiseRNN.drive
+                        and model.batch_first for model in models))
+        if not same:
+            return super().forward_runs(models, xs)
+        drives = torch.stack([model.drive(x) for model, x in zip(models, xs)])
+        weights = torch.stack([model.recurrent_weight() for model in models])
+        return list(batched_recurrence(drives, weights, models[0].activation).unbind(0))
 
 
 class FreeRNN(ElementwiseRNN):
