@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from gapbench.files import atomic_path, write_csv, write_json
+from gapbench.files import FOLDER_MODE, atomic_path, write_csv, write_json
 from gapbench.probes import TABLES as PROBE_TABLES
 from gapbench.results import (
     COMPLETE_MARKER,
@@ -69,6 +69,7 @@ def write_cached(cache_dir, write) -> None:
     cache_dir = Path(cache_dir)
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.", dir=cache_dir.parent))
+    staging.chmod(FOLDER_MODE)  # mkdtemp's folder is private (0700)
     try:
         write(staging)
         if not is_complete(cache_dir):

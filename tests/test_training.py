@@ -134,6 +134,20 @@ def test_atomic_path_leaves_nothing_when_interrupted(tmp_path):
 
 
 @pytest.mark.pipeline
+def test_results_are_written_with_the_umask_s_mode_not_private(tmp_path):
+    """A group sharing a results folder can read every file and cache entry: under umask 022,
+    rw-r--r-- and rwxr-xr-x, not tempfile's private rw------- and rwx------."""
+    code = ("import sys; from pathlib import Path; from gapbench.files import write_json; "
+            "from gapbench.runstore import write_cached; out = Path(sys.argv[1]); "
+            "write_json(out / 'a.json', {'x': 1}); "
+            "write_cached(out / 'cache' / 'key', lambda folder: write_json(folder / 'metrics.json', {'x': 1}))")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, preexec_fn=lambda: os.umask(0o022))
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "cache" / "key").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "cache" / "key" / "metrics.json").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.pipeline
 def test_killed_training_leaves_no_complete_looking_run(dataset, tmp_path):
     """metrics.json marks a complete run: retraining a folder withdraws it first, so a run
     killed with SIGKILL half-way never looks complete, and other runs stay untouched."""

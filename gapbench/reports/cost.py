@@ -8,7 +8,8 @@ The model of one training job (one (task, gap, model): every seed and clip arm, 
     seconds = c · [startup + N · ((1 + A) · probes(T) + A · S · step(T) + A · (S / E + 1) · ⌈V / B⌉ · forward(T))]
 
 N seeds, A clip arms, S steps, E eval_every, V validation (and test) sequences, B the batch size, T the
-sequence length. step(T) (one training step: forward, backward, clipping and optimiser update)
+sequence length. step(T) (one training step of one run: forward, backward, clipping and optimiser
+update, timed per run while RUNS = 4 runs train together, as a job trains its seeds and clip arms),
 forward(T) and probes(T) (every probe on the probe batch) are measured per model and hidden size
 at two lengths and taken as linear in T (a recurrence costs the same per step at any length);
 startup is a whole job with negligible work, timed once (interpreter, imports, the dataset
@@ -39,6 +40,7 @@ from gapbench.config import load_config
 
 CALIBRATION = Path(results.CALIBRATION)
 LENGTHS = (50, 200)  # sequence lengths the per-step costs are measured at
+RUNS = 4  # runs trained together when a step is timed: the default grid's seeds × clip arms
 
 
 def _timed(function, repeats: int) -> float:
@@ -53,10 +55,10 @@ def _timed(function, repeats: int) -> float:
 
 
 def measure_model(model: str, hidden: int, seq_len: int, batch: int = 64, probe_batch: int = 32,
-                  options: dict | None = None, steps: int = 10) -> dict:
-    """Seconds of a training step (gapbench.train.train itself, batches read from a dataset on
-    disk), of a forward pass and of every probe, for `model` on the adding task of length
-    seq_len, one thread."""
+                  options: dict | None = None, steps: int = 10, runs: int = RUNS) -> dict:
+    """Seconds of a training step per run (gapbench.train.train_runs itself, `runs` runs trained
+    together as a job trains its seeds and clip arms, batches read from a dataset on disk), of a
+    forward pass and of every probe, for `model` on the adding task of length seq_len, one thread."""
     import tempfile
 
     import torch
@@ -64,21 +66,30 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = 64, probe_
     from gapbench import data, models, tasks
     from gapbench.job import measure
     from gapbench.spec import TrainConfig
-    from gapbench.train import batches, train
+    from gapbench.train import RunSetup, batches, train_runs
 
     torch.set_num_threads(1)
     task = tasks.build("adding", seq_len)
     with tempfile.TemporaryDirectory() as folder:
         data.generate(task, 0, {"train": batch * steps, "validation": batch, "test": probe_batch}, folder)
-        torch.manual_seed(0)
-        net = models.Net(models.build(model, task.input_size, hidden, **(options or {})), task.output_size)
+
+        def nets():
+            built = []
+            for seed in range(runs):
+                torch.manual_seed(seed)
+                built.append(models.Net(models.build(model, task.input_size, hidden, **(options or {})),
+                                        task.output_size))
+            return built
+
         config = TrainConfig(steps=steps, batch_size=batch, optimizer="adam", lr=1e-3, eval_every=steps,
                              probe_batch=probe_batch)
         quiet = lambda message: None  # noqa: E731
-        train(net, task, folder, "norm", 1.0, config, "cpu", quiet)  # warm-up: first-call costs out of the timing
+        train_runs([RunSetup(n, "norm", 1.0, folder) for n in nets()], task, config, "cpu", quiet)  # warm-up
+        trained = nets()
         started = time.perf_counter()
-        train(net, task, folder, "norm", 1.0, config, "cpu", quiet)
-        step_seconds = (time.perf_counter() - started) / steps
+        train_runs([RunSetup(n, "norm", 1.0, folder) for n in trained], task, config, "cpu", quiet)
+        step_seconds = (time.perf_counter() - started) / (steps * runs)
+        net = trained[0]
         x, y = next(batches(folder, "train", batch, "cpu"))
 
         def forward():
@@ -86,7 +97,7 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = 64, probe_
                 net(x)
 
         probe_x, probe_y = x[:probe_batch], y[:probe_batch]
-        return {"model": model, "hidden_size": hidden, "seq_len": seq_len, "step_seconds": step_seconds,
+        return {"model": model, "hidden_size": hidden, "seq_len": seq_len, "runs": runs, "step_seconds": step_seconds,
                 "forward_seconds": _timed(forward, steps),
                 "probe_seconds": _timed(lambda: measure(net, task, probe_x, probe_y, "init"), 1)}
 
