@@ -252,22 +252,35 @@ def train_runs(runs: list[RunSetup], task, cfg: TrainConfig, device, log: Callab
             key = str(runs[index].data_dir)
             if key not in batch:
                 batch[key] = next(streams[key])
-        losses = {}
-        inputs = [batch[str(runs[index].data_dir)] for index in active]
-        predictions = dict(zip(active, Net.forward_runs([runs[index].net for index in active], [x for x, _ in inputs])))
-        for index, (_, y_batch) in zip(list(active), inputs):
-            loss = task.loss(predictions[index], y_batch)
+        def accepted(index: int, loss: torch.Tensor) -> bool:
+            """A run's finite loss of this step is kept (its weights noted for a rollback); a
+            non-finite one stops the run as diverged."""
             if not math.isfinite(loss.item()):
                 stop(index, f"step {step}: non-finite loss; back to the last weights with a finite loss", True)
-                continue
+                return False
             # the weights that just gave a finite loss: where a divergence rolls back to
             last_finite[index] = [p.detach().clone() for p in params[index]]
             trainings[index].applied_steps = step - 1
             optimizers[index].zero_grad(set_to_none=True)
-            losses[index] = loss
-        if not losses:
-            continue
-        sum(losses.values()).backward()
+            return True
+
+        losses = {}
+        nets = [runs[index].net for index in active]
+        inputs = [batch[str(runs[index].data_dir)] for index in active]
+        if Net.batches_runs(nets):  # one computation for all runs: one backward of the summed losses
+            predictions = Net.forward_runs(nets, [x for x, _ in inputs])
+            for index, prediction, (_, y_batch) in zip(list(active), predictions, inputs):
+                loss = task.loss(prediction, y_batch)
+                if accepted(index, loss):
+                    losses[index] = loss
+            if losses:
+                sum(losses.values()).backward()
+        else:  # nothing shared: run by run, each graph freed before the next is built (cache-friendly)
+            for index, net, (x_batch, y_batch) in zip(list(active), nets, inputs):
+                loss = task.loss(net(x_batch), y_batch)
+                if accepted(index, loss):
+                    loss.backward()
+                    losses[index] = loss
         for index, loss in losses.items():
             run, training = runs[index], trainings[index]
             grad_norm, clipped = clip_gradients_(params[index], run.clip, run.threshold)

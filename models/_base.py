@@ -118,6 +118,12 @@ class RecurrentModel(nn.Module):
         return self.loop(lambda state, drive_t: self.update(state, drive_t, *constants), self.drive(x), h0)
 
     @classmethod
+    def batches_runs(cls, models: list[RecurrentModel]) -> bool:
+        """Whether `forward_runs` computes these models' runs as one computation (then a batched
+        training backpropagates their summed losses once); by default not."""
+        return False
+
+    @classmethod
     def forward_runs(cls, models: list[RecurrentModel], xs: list[torch.Tensor]) -> list[torch.Tensor]:
         """The outputs of several independent models of this class (one per run of a batched
         training: gapbench.train.train_runs), each on its own input: by default one forward
@@ -180,6 +186,11 @@ class Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         output, _ = self.rnn(x)
         return self.readout(output)
+
+    @staticmethod
+    def batches_runs(nets: list[Net]) -> bool:
+        """Whether these nets' recurrent models compute their runs as one (`RecurrentModel.batches_runs`)."""
+        return type(nets[0].rnn).batches_runs([net.rnn for net in nets])
 
     @staticmethod
     def forward_runs(nets: list[Net], xs: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -70,16 +70,19 @@ class ElementwiseRNN(RecurrentModel):
         return recurrence(self.drive(x), self.recurrent_weight(), h0, self.activation, self.batch_first)
 
     @classmethod
-    def forward_runs(cls, models, xs):
-        """Several runs' recurrences as one (gapbench.engine.batched_recurrence: each step one
-        batched product over the runs), where every model runs this class's forward and drive
-        with the same activation and every input has the same shape; else one forward after
-        another."""
-        same = (len(models) > 1 and len({x.shape for x in xs}) == 1
-                and len({model.activation for model in models}) == 1
+    def batches_runs(cls, models) -> bool:
+        """Several runs of this class's own forward and drive, with one activation, go through
+        one batched recurrence."""
+        return (len(models) > 1 and len({model.activation for model in models}) == 1
                 and all(type(model).forward is ElementwiseRNN.forward and type(model).drive is ElementwiseRNN.drive
                         and model.batch_first for model in models))
-        if not same:
+
+    @classmethod
+    def forward_runs(cls, models, xs):
+        """Several runs' recurrences as one (gapbench.engine.batched_recurrence: each step one
+        batched product over the runs) where `batches_runs` and every input has the same shape;
+        else one forward after another."""
+        if not cls.batches_runs(models) or len({x.shape for x in xs}) != 1:
             return super().forward_runs(models, xs)
         drives = torch.stack([model.drive(x) for model, x in zip(models, xs)])
         weights = torch.stack([model.recurrent_weight() for model in models])

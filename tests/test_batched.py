@@ -9,7 +9,6 @@ import torch
 
 from gapbench import data, models, tasks
 from gapbench.models import Net
-from gapbench.models._elementwise import ElementwiseRNN
 from gapbench.spec import TrainConfig
 from gapbench.train import RunSetup, train, train_runs
 
@@ -76,10 +75,8 @@ def _same(batched: list[RunSetup], alone: list[RunSetup], trained_batched, train
 
 
 def _batched_engine(model: str) -> bool:
-    """Whether the model's runs train through the batched recurrence (ElementwiseRNN.forward_runs)."""
-    rnn = models.build(model, 1, 6)
-    return type(rnn).forward_runs.__func__ is not models.RecurrentModel.forward_runs.__func__ and \
-        isinstance(rnn, ElementwiseRNN) and type(rnn).forward is ElementwiseRNN.forward
+    """Whether the model's runs train as one computation (the elementwise models' batched recurrence)."""
+    return models.build(model, 1, 6).batches_runs([models.build(model, 1, 6) for _ in range(2)])
 
 
 @pytest.mark.parametrize("model", models.names())
