@@ -2,8 +2,10 @@
 
 The schema (workflow/schemas/config.schema.yaml) fixes the structure and types; here: every
 string that becomes part of a path or a shell line is a safe name, every number is finite,
-the names of tasks and models exist in their registries (every task is built at every gap
-and every model once), and every setting can take effect (batch sizes against split sizes,
+the names of tasks and models exist in their registries, the user code behind them runs (every
+task is built at every gap and draws a small sample checked against what it declares; every model
+is built and run forward and through `step` on a tiny input: `check_task_sample`,
+`check_model_runs`), and every setting can take effect (batch sizes against split sizes,
 the device, threads against cores).
 """
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 from pathlib import Path
 
 from gapbench import models, tasks
+from gapbench.registry import source_file
 
 # a label names folders and appears on shell lines: letters, digits, '_', '.', '-' only,
 # matched whole (re.fullmatch: a trailing newline does not slip through as with `$`)
@@ -114,6 +117,7 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
     labels = [model_label(entry) for entry in config["models"]]
     _unique([task_label(entry) for entry in config["tasks"]], "tasks")
     _unique(labels, "models")
+    input_sizes = {label: set() for label in labels}  # per model label, of the tasks it trains on
     for entry in config["tasks"]:
         name, label = entry["name"], task_label(entry)
         unknown = sorted(set(entry.get("models", [])) - set(labels))
@@ -124,9 +128,12 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
             raise ConfigError(f"config key tasks: unknown task {name!r}; allowed: {tasks.names()}")
         for gap in entry["gaps"]:
             try:
-                tasks.build(name, gap, **entry["params"])
+                task = tasks.build(name, gap, **entry["params"])
             except (ValueError, TypeError) as error:
                 raise ConfigError(f"config key tasks[{label}] (gap {gap}): {error}") from None
+            check_task_sample(task, f"config key tasks[{label}] (gap {gap})")
+            for model in task_models(config, entry):
+                input_sizes[model].add(task.input_size)
     for entry in config["models"]:
         name, label = entry["name"], model_label(entry)
         if name not in models.names():
@@ -134,10 +141,12 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
         if "batch_first" in entry["options"]:
             raise ConfigError(f"config key models[{label}].options.batch_first: the pipeline always feeds "
                               "(batch, time, features) tensors; remove this option")
-        try:
-            models.build(name, 2, model_hidden_size(config, entry), **entry["options"])
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"config key models[{label}].options: {error}") from None
+        for input_size in sorted(input_sizes[label]) or [2]:
+            try:
+                model = models.build(name, input_size, model_hidden_size(config, entry), **entry["options"])
+            except (ValueError, TypeError) as error:
+                raise ConfigError(f"config key models[{label}].options: {error}") from None
+            check_model_runs(model, f"config key models[{label}]")
     # clip arm and optimiser names are enums of the schema; only the pairing is checked here
     for arm in config["clip"]["arms"]:
         if arm != "none" and arm not in config["clip"]["thresholds"]:
@@ -149,6 +158,109 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
                 f"config key figures.decay_gap.{task}: {gap} is not a gap of task {task!r} in this config"
             )
     _check_settings_take_effect(config, cores, cuda_available)
+
+
+# Pre-flight runs of user code: a task or model that breaks its contract is named, with its file
+# and what was expected, before any job, not by a torch error deep inside a training job.
+SAMPLE = 2  # sequences a task draws, and the batch a model runs, in the pre-flight checks
+STEPS = 3  # steps of the model's pre-flight input
+
+
+def _user_code_error(where: str, kind: str, instance, message: str) -> ConfigError:
+    builder = type(instance)
+    return ConfigError(f"{where}: {kind} {builder.registry_name!r} ({source_file(builder)}): {message}")
+
+
+def check_task_sample(task, where: str) -> None:
+    """`task` draws SAMPLE sequences of its declared shapes and dtypes (x: float32 (n, seq_len,
+    input_size); y: n targets, of the kind its loss reads: for a LastStepClassification int64
+    (n,), for a LastStepRegression floats (n,); integer targets are classes in [0, output_size)),
+    and its loss, score
+    and probe loss take them with a prediction of shape (n, seq_len, output_size) as training
+    passes it, giving finite numbers; else a ConfigError naming the task and its file."""
+    import numpy as np
+    import torch
+
+    from gapbench.tasks._base import LastStepClassification, LastStepRegression
+
+    def refuse(message):
+        return _user_code_error(where, "task", task, message)
+
+    try:
+        sample = task.sample(SAMPLE, np.random.default_rng(0))
+    except Exception as error:  # noqa: BLE001 - user code: any failure is named with its file
+        raise refuse(f"sample({SAMPLE}, rng) failed: {type(error).__name__}: {error}") from None
+    if not (isinstance(sample, dict) and all(isinstance(sample.get(key), np.ndarray) for key in ("x", "y"))):
+        raise refuse(f"sample({SAMPLE}, rng) must return {{'x': array, 'y': array}}, got {type(sample).__name__} "
+                     f"{sorted(sample) if isinstance(sample, dict) else ''}")
+    x, y = sample["x"], sample["y"]
+    expected = (SAMPLE, task.seq_len, task.input_size)
+    if x.dtype != np.float32 or x.shape != expected:
+        raise refuse(f"sample x must be float32 of shape (n, seq_len, input_size) = {expected}, "
+                     f"got {x.dtype} of shape {x.shape}")
+    if isinstance(task, LastStepClassification):
+        kind = f"int64 of shape (n,) = ({SAMPLE},) (one class per sequence)"
+        ok = y.dtype == np.int64 and y.shape == (SAMPLE,)
+    elif isinstance(task, LastStepRegression):
+        kind = f"floats of shape (n,) = ({SAMPLE},) (one target per sequence)"
+        ok = y.dtype.kind == "f" and y.shape == (SAMPLE,)
+    else:
+        kind, ok = f"integers or floats with n = {SAMPLE} rows", y.dtype.kind in "iuf" and y.shape[:1] == (SAMPLE,)
+    if not ok:
+        raise refuse(f"sample y must be {kind}, got {y.dtype} of shape {y.shape}")
+    if y.dtype.kind in "iu" and not ((y >= 0) & (y < task.output_size)).all():
+        raise refuse(f"sample y holds classes {sorted(set(y.ravel().tolist()))}, expected classes in "
+                     f"[0, output_size = {task.output_size})")
+    pred, target = torch.zeros(SAMPLE, task.seq_len, task.output_size), torch.from_numpy(y)
+    checks = [("loss", lambda: task.loss(pred, target), ()), ("score", lambda: task.score(pred, target), ()),
+              ("probe_loss", lambda: task.probe_loss(pred[:, task.probe_step], target), (SAMPLE,))]
+    for method, call, shape in checks:
+        try:
+            value = call()
+        except Exception as error:  # noqa: BLE001
+            raise refuse(f"{method} failed on its own sample and a prediction of shape (n, seq_len, output_size) = "
+                         f"{tuple(pred.shape)}: {type(error).__name__}: {error}") from None
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or not torch.isfinite(value).all():
+            got = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+            raise refuse(f"{method} on its own sample must be a finite tensor of shape {shape}, got {got}")
+
+
+def check_model_runs(model, where: str) -> None:
+    """`model` runs `forward` and `step` on a tiny input (batch SAMPLE, STEPS steps) with the
+    contract's shapes (models/_base.py): forward -> (output (batch, time, hidden_size), h_n), the
+    output being what training reads (h_n's form varies: the LSTM's is torch's (h, c)); step, from
+    initial_state, -> (batch, state_size); finite values.
+    Else a ConfigError naming the model and its file."""
+    import torch
+
+    def refuse(message):
+        return _user_code_error(where, "model", model, message)
+
+    hidden, state_size = model.hidden_size, model.state_size
+    with torch.random.fork_rng(), torch.no_grad():  # leaves the caller's random stream alone
+        torch.manual_seed(0)
+        x = torch.randn(SAMPLE, STEPS, model.input_size)
+        calls = {"forward": lambda: model(x), "step": lambda: model.step(model.initial_state(SAMPLE, x), x[:, 0])}
+        results = {}
+        for method, call in calls.items():
+            try:
+                results[method] = call()
+            except Exception as error:  # noqa: BLE001
+                raise refuse(f"{method} failed on an input of shape (batch, time, input_size) = {tuple(x.shape)}: "
+                             f"{type(error).__name__}: {error}") from None
+    forward = results["forward"]
+    expected = {"forward output": (SAMPLE, STEPS, hidden), "step": (SAMPLE, state_size)}
+    if not (isinstance(forward, tuple) and len(forward) == 2):
+        raise refuse(f"forward must return (output, h_n) as torch.nn.RNN does, got {type(forward).__name__}")
+    got = {"forward output": forward[0], "step": results["step"]}
+    for what, shape in expected.items():
+        value = got[what]
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+            found = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+            raise refuse(f"{what} must have shape {shape} (hidden_size {hidden}, state_size {state_size}) on an "
+                         f"input of shape {tuple(x.shape)}, got {found}")
+        if not torch.isfinite(value).all():
+            raise refuse(f"{what} is not finite on an input of shape {tuple(x.shape)}")
 
 
 def _check_settings_take_effect(config: dict, cores, cuda_available) -> None:

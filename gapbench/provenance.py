@@ -30,6 +30,19 @@ def code_version() -> str:
         return __version__
 
 
+def _sources(package) -> list[Path]:
+    """The .py files of an imported package that can change a run's numbers: all of them but
+    READS_RESULTS, sorted."""
+    root = Path(package.__file__).parent
+    return [path for path in sorted(root.rglob("*.py")) if READS_RESULTS not in path.parents]
+
+
+def _label(package, path: Path) -> str:
+    """A file's name in a digest: its package and path inside it, so that the digest does not
+    depend on where the checkout lies (a copy of the project hashes the same)."""
+    return f"{package.__name__}/{path.relative_to(Path(package.__file__).parent).as_posix()}"
+
+
 @functools.lru_cache(maxsize=1)  # a job trains several seeds: hash the source once per process
 def source_digest() -> str:
     """SHA-256 over the source that makes a run: every .py file of gapbench outside
@@ -43,13 +56,72 @@ def source_digest() -> str:
 
     digest = hashlib.sha256()
     for package in (gapbench, tasks, models):
-        root = Path(package.__file__).parent
-        for path in sorted(root.rglob("*.py")):
-            if READS_RESULTS in path.parents:
-                continue
-            digest.update(f"{package.__name__}/{path.relative_to(root).as_posix()}\0".encode())
+        for path in _sources(package):
+            digest.update(f"{_label(package, path)}\0".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+# Per-job code digests, for Snakemake: a rule's `params` holds the digest of the code that
+# determines its outputs, and Snakemake's params rerun trigger reruns exactly the jobs whose
+# digest changed (it does not watch the Python modules a job imports). A job's digest is
+# narrower than source_digest's: editing one model reruns that model's jobs, not the grid.
+# Digests are cached per process (a DAG asks once per job; a Snakemake process sees one state
+# of the source).
+
+
+@functools.lru_cache(maxsize=None)
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _digest(files: set) -> str:
+    """SHA-256 over (label, content digest) of each (package, path) in `files`, in label order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for label, path in sorted((_label(package, path), path) for package, path in files):
+        digest.update(f"{label}\0{_file_digest(path)}\0".encode())
+    return digest.hexdigest()
+
+
+def _defining_files(package, name: str) -> set:
+    """The files that define registered `name` of `package` (gapbench.tasks or gapbench.models):
+    the file of its class and of every base class inside the package (a subclass of another
+    task inherits its code), plus the package's shared files, those whose name starts with '_'
+    (the base classes, the registry, helpers such as tasks/_sampling.py)."""
+    root = Path(package.__file__).parent
+    files = {(package, path) for path in root.glob("_*.py")}
+    for klass in package._registry.get(name).__mro__:
+        source = getattr(sys.modules.get(klass.__module__), "__file__", None)  # None: a built-in
+        if source is not None and root in Path(source).parents:
+            files.add((package, Path(source)))
+    return files
+
+
+@functools.lru_cache(maxsize=None)
+def data_code_digest(task: str) -> str:
+    """Digest of the code that makes registered task `task`'s datasets: the task's defining files
+    (`_defining_files`) and gapbench/data.py (the writer)."""
+    import gapbench
+    from gapbench import tasks
+
+    return _digest(_defining_files(tasks, task) | {(gapbench, PACKAGE_ROOT / "data.py")})
+
+
+@functools.lru_cache(maxsize=None)
+def train_code_digest(task: str, model: str) -> str:
+    """Digest of the code that determines a training job of registered task `task` and model
+    `model`: the model's and the task's defining files (`_defining_files`) and gapbench's core,
+    every .py file of gapbench/ outside READS_RESULTS (training, probes, engine, the job). It
+    leaves out other tasks and models, which source_digest covers."""
+    import gapbench
+    from gapbench import models, tasks
+
+    core = {(gapbench, path) for path in _sources(gapbench)}
+    return _digest(_defining_files(models, model) | _defining_files(tasks, task) | core)
 
 
 def provenance() -> dict:

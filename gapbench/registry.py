@@ -24,7 +24,8 @@ class Registry:
     def register(self, name: str):
         def decorator(builder):
             if name in self._builders and self._builders[name] is not builder:
-                raise ValueError(f"{self._kind} {name!r} is registered twice")
+                raise ValueError(f"{self._kind} {name!r} is registered twice: by {source_file(self._builders[name])} "
+                                 f"and by {source_file(builder)}; rename one")
             self._builders[name] = builder
             builder.registry_name = name
             return builder
@@ -71,6 +72,21 @@ class Registry:
         for option, value in options.items():
             _check_type(f"{self._kind} {name!r}: option {option}", value, defaults.get(option))
         return builder(*args, **options)
+
+
+def source_file(builder) -> str:
+    """The file that defines a registered class (or function), relative to the project's root
+    where it lies inside it: what a message about user code names."""
+    from pathlib import Path
+
+    try:
+        source = inspect.getsourcefile(builder)
+    except TypeError:  # a built-in
+        source = None
+    if source is None:  # defined where no file holds it (a built-in, exec)
+        return f"module {builder.__module__}"
+    path, root = Path(source).resolve(), Path(__file__).resolve().parent.parent
+    return path.relative_to(root).as_posix() if root in path.parents else str(path)
 
 
 def _finite(value) -> bool:

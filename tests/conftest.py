@@ -12,14 +12,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "config" / "smoke.yaml"
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path = SMOKE, check: bool = True):
-    """Run `python -m snakemake` on the repository's Snakefile in `workdir`."""
+def snakemake(workdir: Path, *args: str, configfile: Path = SMOKE, check: bool = True,
+              root: Path = ROOT, python: Path | str = sys.executable):
+    """Run `python -m snakemake` on `root`'s Snakefile in `workdir` (by default this checkout, with
+    this environment; a copy of the project passes its own root and the python it is installed in)."""
     command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+        str(python), "-m", "snakemake", "--snakefile", str(Path(root) / "Snakefile"),
         "--directory", str(workdir), "--workflow-profile", "none", "--cores", "2",
         *args, "--configfile", str(configfile),  # last: --configfile takes every word after it
     ]
-    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    # the jobs call the `python` on PATH: the one running Snakemake
+    env = {**os.environ, "PATH": os.path.dirname(str(python)) + os.pathsep + os.environ["PATH"]}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")

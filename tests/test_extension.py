@@ -1,5 +1,9 @@
-"""The extension path, proven as a user takes it: one new file in models/, one config line,
-the pipeline on one task of the smoke grid, and the new model's runs, probe tables and figure lines appear."""
+"""The extension path, proven as a user takes it in a copy of the project: one new file in models/,
+one config line, the pipeline on one task of the smoke grid, and the new model's runs, probe tables
+and figure lines appear; then the inner loop: edited code reruns exactly the jobs it determines, a
+model added to the finished grid schedules only its jobs, and a broken task file stops Snakemake
+before any job, naming the file."""
+import re
 import subprocess
 import sys
 import sysconfig
@@ -9,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, SMOKE
+from conftest import ROOT, SMOKE, snakemake
 from gapbench.probes import TABLES as PROBE_TABLES
 
 # A real model, not a stub: the minimal gated unit (Zhou et al. 2016), one forget gate.
@@ -65,24 +69,27 @@ def project(tmp_path_factory):
     return root, python
 
 
-def test_a_new_model_file_and_one_config_line_run_through_the_pipeline(project, tmp_path):
+@pytest.fixture(scope="module")
+def finished(project, tmp_path_factory):
+    """The extension path taken once in the project copy: step 1, one file in models/; step 2, one
+    config line; then the pipeline on one task of the smoke grid with one shipped model beside the
+    new one (the path is the same for every task). Returns (root, python, workdir, configfile, config)."""
     root, python = project
-    (root / "models" / "mgu.py").write_text(MINIMAL_GATED_UNIT)  # step 1: one file in models/
+    (root / "models" / "mgu.py").write_text(MINIMAL_GATED_UNIT)
     config = yaml.safe_load(SMOKE.read_text())
-    config["models"].append({"name": "mgu"})  # step 2: one config line
-    # one task and one shipped model beside the new one: the path is the same for every task
     config["tasks"] = [{"name": "adding", "gaps": [4]}]
     config["models"] = [{"name": "vanilla"}, {"name": "mgu"}]
-    configfile = tmp_path / "config.yaml"
+    folder = tmp_path_factory.mktemp("finished")
+    configfile = folder / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
-    result = subprocess.run(
-        [python, "-m", "snakemake", "--snakefile", root / "Snakefile", "--directory", tmp_path / "work",
-         "--workflow-profile", "none", "--cores", "2", "--configfile", configfile],
-        capture_output=True, text=True, env=env, timeout=1200)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    snakemake(folder / "work", configfile=configfile, root=root, python=python)
+    return root, python, folder / "work", configfile, config
 
-    tables = tmp_path / "work" / "results" / "tables"
+
+def test_a_new_model_file_and_one_config_line_run_through_the_pipeline(finished):
+    root, python, work, configfile, config = finished
+    env = {"PATH": f"{python.parent}:/usr/bin:/bin"}
+    tables = work / "results" / "tables"
     accuracy = pd.read_csv(tables / "accuracy_vs_gap.csv")
     runs = accuracy[accuracy.model == "mgu"]
     expected = sum(len(t["gaps"]) for t in config["tasks"]) * len(config["clip"]["arms"]) * len(config["seeds"])
@@ -95,7 +102,7 @@ def test_a_new_model_file_and_one_config_line_run_through_the_pipeline(project, 
     summary = pd.read_csv(tables / "propagation_summary.csv")
     mgu = summary[summary.model == "mgu"]
     assert mgu.spectral_radius.isna().all()  # no W_h: written as missing, not faked
-    assert mgu.decay_rate.notna().all() and mgu.lyapunov_max.notna().all()
+    assert mgu.decay_log10_per_step.notna().all() and mgu.lyapunov_max.notna().all()
     # the figures give the new model a shade of its family's hue (gated: shared with lstm and gru)
     shades = subprocess.run(
         [python, "-c", "from gapbench.reports.figures import FAMILY_COLOURS, model_colours; from matplotlib.colors import "
@@ -105,4 +112,108 @@ def test_a_new_model_file_and_one_config_line_run_through_the_pipeline(project, 
         capture_output=True, text=True, env=env, check=True).stdout.split()
     # mgu, lstm and gru: shades (same hue) of the gated family's colour, vanilla not; four distinct colours
     assert shades == ["gru=True", "lstm=True", "mgu=True", "vanilla=False", "4"]
-    assert (tmp_path / "work" / "results" / "figures" / "accuracy_vs_gap.png").stat().st_size > 10_000
+    assert (work / "results" / "figures" / "accuracy_vs_gap.png").stat().st_size > 10_000
+
+
+def scheduled(output: str) -> dict:
+    """The jobs a dry run lists: {(rule, wildcards): reason}, wildcards as Snakemake prints them."""
+    jobs = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if head:
+            wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+            reason = re.search(r"^\s+reason: (.*)$", block, re.M)
+            jobs[head.group(1), wildcards.group(1) if wildcards else ""] = reason.group(1) if reason else ""
+    return jobs
+
+
+REPORTS = {("tables", ""), ("figures", ""), ("paper_tables", ""), ("all", "")}  # redrawn after any run
+
+
+def test_edited_code_reruns_exactly_the_jobs_it_determines(finished):
+    """A job's code is part of its identity (its `code` params): edit a model and only its training
+    jobs rerun; edit a task and only its datasets and training jobs; edit a task the config does
+    not use and nothing does. Every edit is undone afterwards: the digest, not the mtime, decides."""
+    root, python, work, configfile, config = finished
+
+    def dry_run_after(edited: str) -> dict:
+        path = root / edited
+        original = path.read_bytes()
+        try:
+            path.write_bytes(original + b"\n# an edit that changes no number, still a new version of the code\n")
+            return scheduled(snakemake(work, "-n", configfile=configfile, root=root, python=python).stdout)
+        finally:
+            path.write_bytes(original)
+
+    params_changed = "Params have changed since last execution"
+    jobs = dry_run_after("models/mgu.py")
+    assert set(jobs) == {("train", "task=adding, gap=4, model=mgu")} | REPORTS, jobs
+    assert params_changed in jobs["train", "task=adding, gap=4, model=mgu"]
+
+    train = {("train", f"task=adding, gap=4, model={model}") for model in ("vanilla", "mgu")}
+    jobs = dry_run_after("gapbench/optim.py")  # training code: every training job, no dataset
+    assert set(jobs) == train | REPORTS, jobs
+    assert all(params_changed in jobs[job] for job in train)
+
+    jobs = dry_run_after("tasks/adding.py")  # its datasets, and so (their input) its training jobs
+    data = {("generate_data", f"task=adding, gap=4, seed={seed}") for seed in config["seeds"]}
+    assert set(jobs) == data | train | REPORTS, jobs
+    assert all(params_changed in jobs[job] for job in data)
+
+    assert dry_run_after("tasks/latch.py") == {}  # latch is not in this config
+    assert "Nothing to be done" in snakemake(work, "-n", configfile=configfile, root=root, python=python).stdout
+
+
+def test_a_model_added_to_a_finished_grid_schedules_only_its_jobs(finished, tmp_path):
+    """README's "Benchmark your model": one more model in the config of a finished grid trains
+    that model's jobs only (one per (task, gap)); datasets and the other runs are reused."""
+    root, python, work, configfile, config = finished
+    config = {**config, "models": [*config["models"], {"name": "gru"}]}
+    grown = tmp_path / "grown.yaml"
+    grown.write_text(yaml.safe_dump(config))
+    jobs = scheduled(snakemake(work, "-n", configfile=grown, root=root, python=python).stdout)
+    assert set(jobs) == {("train", "task=adding, gap=4, model=gru")} | REPORTS, jobs
+    assert jobs["train", "task=adding, gap=4, model=gru"].startswith("Missing output files")
+
+# A task file whose sample breaks its declared input size: without the pre-flight check, the
+# dataset is written and training fails inside torch ("mat1 and mat2 shapes cannot be multiplied").
+BAD_TASK = textwrap.dedent('''
+    import numpy as np
+
+    from gapbench.tasks import register
+    from gapbench.tasks._base import LastStepClassification
+
+
+    @register("badshape")
+    class BadShape(LastStepClassification):
+        input_size = 5
+
+        def __init__(self, gap):
+            super().__init__(gap)
+            self.output_size = 2
+
+        @property
+        def seq_len(self):
+            return self.gap + 1
+
+        def sample(self, n, rng):
+            return {"x": np.zeros((n, self.seq_len, 4), np.float32), "y": np.zeros(n, np.int64)}
+''')
+
+
+def test_a_broken_task_file_stops_snakemake_before_any_job_naming_the_file(project, tmp_path):
+    root, python = project
+    bad = root / "tasks" / "badshape.py"
+    bad.write_text(BAD_TASK)
+    try:
+        config = yaml.safe_load(SMOKE.read_text())
+        config["tasks"] = [{"name": "badshape", "gaps": [3]}]
+        configfile = tmp_path / "config.yaml"
+        configfile.write_text(yaml.safe_dump(config))
+        result = snakemake(tmp_path / "work", configfile=configfile, root=root, python=python, check=False)
+    finally:
+        bad.unlink()
+    assert result.returncode != 0
+    assert ("config key tasks[badshape] (gap 3): task 'badshape' (tasks/badshape.py): sample x must be float32 of "
+            "shape (n, seq_len, input_size) = (2, 4, 5), got float32 of shape (2, 4, 4)") in result.stderr, result.stderr
+    assert not (tmp_path / "work" / "results").exists()  # nothing written

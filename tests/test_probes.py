@@ -372,8 +372,8 @@ def test_propagation_summary_of_scaled_orthogonal():
     summary = tables["summary"]
     assert list(summary) == SUMMARY_COLUMNS and "memory_capacity_from_1" in summary
     assert summary["memory_capacity"] - summary["memory_capacity_from_1"] == pytest.approx(1.0, abs=0.02)  # MC_0
-    assert summary["decay_rate"] == pytest.approx(-math.log(a), abs=1e-6)
-    assert summary["half_life"] == pytest.approx(1.0, abs=1e-5)
+    assert summary["decay_log10_per_step"] == pytest.approx(math.log10(a), abs=1e-6)  # log10 per step
+    assert summary["half_life_steps"] == pytest.approx(1.0, abs=1e-5)
     assert summary["lyapunov_max"] == pytest.approx(math.log(a), abs=1e-6)
     assert summary["lyapunov_sum"] == pytest.approx(8 * math.log(a), abs=1e-5)
     assert summary["spectral_radius"] == pytest.approx(a, abs=1e-6)
@@ -395,7 +395,7 @@ def test_the_registry_lists_every_table_with_its_row_order():
     }
     assert list(TABLES) == list(PROBES) == ["gradient_decay", "jacobian_spectrum", "sensitivity", "lyapunov",
                                             "memory_capacity"]  # the order they are produced in
-    assert SUMMARY_COLUMNS == ["decay_rate", "half_life", "lyapunov_max", "lyapunov_sum", "spectral_radius",
+    assert SUMMARY_COLUMNS == ["decay_log10_per_step", "half_life_steps", "lyapunov_max", "lyapunov_sum", "spectral_radius",
                                "memory_capacity", "memory_capacity_from_1"]
     assert list(propagation_summary()) == SUMMARY_COLUMNS
 
@@ -618,8 +618,8 @@ def test_generic_path_reproduces_the_analytic_path(name, options):
             tolerance = np.maximum(1e-10, expected.lag * np.finfo(float).eps * 10.0 ** below).where(below > 5, 1e-10)
             difference = np.abs(got.value - expected.value).where(got.value != expected.value, 0.0)  # -inf == -inf
             assert (difference.fillna(np.inf) <= tolerance).all() and (below <= 5).sum() > len(expected) / 2
-    # the half-life ln 2 / r is compared as the rate it stands for (a rate near 0 makes it huge)
-    numbers = lambda summary: [math.log(2.0) / v if k == "half_life" else v  # noqa: E731
+    # the half-life is compared as the rate it stands for (a rate near 0 makes it huge)
+    numbers = lambda summary: [math.log(2.0) / v if k == "half_life_steps" else v  # noqa: E731
                                for k, v in summary.items()]
     np.testing.assert_allclose(numbers(generic["summary"]), numbers(analytic["summary"]), rtol=0, atol=1e-10)
     # the readout sees an elementwise RNN's whole state: the observed columns repeat the full ones
@@ -759,8 +759,8 @@ def test_gru_cell_probe_tables_are_finite_and_its_w_h_is_missing():
         assert np.isfinite(numbers.to_numpy(dtype=float)).all(), name
     summary = tables["summary"]
     assert math.isnan(summary["spectral_radius"])
-    assert all(math.isfinite(summary[k]) for k in SUMMARY_COLUMNS if k not in ("spectral_radius", "half_life"))
-    assert summary["decay_rate"] > 0 and summary["lyapunov_max"] < 0  # a GRU at init forgets
+    assert all(math.isfinite(summary[k]) for k in SUMMARY_COLUMNS if k not in ("spectral_radius", "half_life_steps"))
+    assert summary["decay_log10_per_step"] < 0 and summary["lyapunov_max"] < 0  # a GRU at init forgets
     assert 0 < summary["memory_capacity"] <= 8.1
 
     # J_l against torch.autograd's Jacobian of the cell, at one of the picked steps

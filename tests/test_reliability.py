@@ -414,3 +414,21 @@ def test_modules_left_out_of_the_run_cache_key_cannot_change_a_run(tmp_path):
     assert source_digest() == before
     (copy / "gapbench" / "train.py").write_text((ROOT / "gapbench" / "train.py").read_text() + "# edited\n")
     assert source_digest() != before
+
+
+def test_each_job_digest_covers_the_files_that_determine_it():
+    """A job's `code` params (gapbench.provenance): a model's own file, its base classes' and the
+    package's shared '_' files; a task's likewise; no other model or task (editing one reruns its
+    jobs only). tests/test_extension.py shows Snakemake acting on them."""
+    from gapbench import models, tasks
+    from gapbench.provenance import _defining_files, _label, data_code_digest, train_code_digest
+
+    def files(package, name):
+        return sorted(_label(owner, path) for owner, path in _defining_files(package, name))
+
+    assert files(models, "irnn") == ["gapbench.models/__init__.py", "gapbench.models/_base.py",
+                                     "gapbench.models/_elementwise.py", "gapbench.models/irnn.py"]
+    assert files(tasks, "adding") == ["gapbench.tasks/__init__.py", "gapbench.tasks/_base.py",
+                                      "gapbench.tasks/_sampling.py", "gapbench.tasks/adding.py"]
+    assert len({train_code_digest(task, model) for task in ("adding", "copy") for model in ("gru", "lstm")}) == 4
+    assert data_code_digest("adding") != data_code_digest("copy") != train_code_digest("copy", "gru")

@@ -14,13 +14,17 @@ FLOAT64_LOG10_FLOOR = math.log10(np.finfo(np.float64).tiny)
 RATE_ROUNDING = 1e-12
 
 # the keys of propagation_summary's dict, in its order (the summary table's columns after
-# the run keys and stage)
-SUMMARY_COLUMNS = ["decay_rate", "half_life", "lyapunov_max", "lyapunov_sum", "spectral_radius", "memory_capacity",
-                   "memory_capacity_from_1"]
+# the run keys and stage). Gradient decay is in the unit every table, figure and doc uses: log10
+# per step, negative when decaying (the slope of gradient_decay's log10_grad_norm against lag),
+# and its half-life in steps; the Lyapunov exponents are in ln per step, as they are defined.
+SUMMARY_COLUMNS = ["decay_log10_per_step", "half_life_steps", "lyapunov_max", "lyapunov_sum", "spectral_radius",
+                   "memory_capacity", "memory_capacity_from_1"]
 
 
 def fit_decay_rate(lag, log10_grad_norm, floor: float = FLOAT64_LOG10_FLOOR) -> tuple[float, float]:
-    """Exponential decay rate r and half-life of a gradient-norm curve ||g_k|| ≈ C e^(−r (t−k)).
+    """Exponential decay rate r (ln per step) and half-life (steps) of a gradient-norm curve
+    ||g_k|| ≈ C e^(−r (t−k)); the tables report it as −r / ln 10, log10 per step
+    (`propagation_summary`).
 
         r = −slope of the least-squares line through (lag, ln ||g||),   half_life = ln 2 / r
 
@@ -59,7 +63,10 @@ def propagation_summary(decay=None, spectrum=None, lyapunov_table=None, memory=N
                         floor: float = FLOAT64_LOG10_FLOOR) -> dict:
     """One dict per run (and stage) from the probe tables; NaN for a table not given.
 
-        decay_rate, half_life   fit_decay_rate on gradient_decay's (lag, log10_grad_norm)
+        decay_log10_per_step    −r / ln 10 for fit_decay_rate's r on gradient_decay's (lag,
+                                log10_grad_norm): the fitted slope of log10 ||g|| per step,
+                                negative when the gradient decays, 0 when it does not
+        half_life_steps         ln 2 / r = −log10 2 / decay_log10_per_step (∞ without decay)
         spectral_radius         ρ(W_h) from jacobian_spectrum (NaN for a model without W_h)
         lyapunov_max            λ_1;   lyapunov_sum  Σ_i λ_i (the last cumulative_sum)
         memory_capacity         MC = Σ_{k≥0} MC_k (h_t already holds u(t))
@@ -73,7 +80,7 @@ def propagation_summary(decay=None, spectrum=None, lyapunov_table=None, memory=N
         pick = spectrum[(spectrum.quantity == "W_h") & (spectrum.statistic == "spectral_radius")]
         radius = float(pick.value.iloc[0]) if len(pick) else math.nan
     values = (
-        rate,
+        -rate / math.log(10.0) + 0.0,  # + 0.0: no "-0.0" for a flat curve
         half_life,
         math.nan if lyapunov_table is None else float(lyapunov_table.exponent.iloc[0]),
         math.nan if lyapunov_table is None else float(lyapunov_table.cumulative_sum.iloc[-1]),

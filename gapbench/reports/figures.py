@@ -403,21 +403,22 @@ def largest_gap_solved_per_seed(accuracy: pd.DataFrame) -> pd.DataFrame:
 
 @figure("decay_rate_vs_gap_solved")
 def decay_rate_vs_gap_solved(read, gaps=None):
-    """The fitted gradient decay rate r of the trained network (at the task's largest gap)
-    against the largest gap the same (model, clip, seed) solved: theory predicts that fast
-    decay (large r, half-life ln2/r short) goes with short solved gaps. One point per
+    """The fitted gradient decay of the trained network (log10 per step, at the task's largest
+    gap) against the largest gap the same (model, clip, seed) solved: theory predicts that fast
+    decay (a steep negative slope, a short half-life) goes with short solved gaps. One point per
     (model, clip, seed), one panel per task."""
     accuracy, summary = read("accuracy_vs_gap"), read("propagation_summary")
     trained = summary[summary.stage == "trained"]
     hardest = trained[trained.gap == trained.groupby("task").gap.transform("max")]
     points = largest_gap_solved_per_seed(accuracy).merge(
-        hardest[["task", "model", "clip", "seed", "decay_rate"]], on=["task", "model", "clip", "seed"])
+        hardest[["task", "model", "clip", "seed", "decay_log10_per_step"]], on=["task", "model", "clip", "seed"])
     grid = sns.relplot(
-        data=points, x="decay_rate", y="solved_gap", col="task", col_wrap=min(3, points.task.nunique()) or None,
+        data=points, x="decay_log10_per_step", y="solved_gap", col="task",
+        col_wrap=min(3, points.task.nunique()) or None,
         style="clip", **_hue(points, read), kind="scatter", facet_kws={"sharey": False, "sharex": False},
         height=PANEL_HEIGHT, aspect=1.2, s=20,
     )
-    grid.set_axis_labels("fitted decay rate r (ln per step)\ntrained, largest gap", "largest gap solved\n(0: none)")
+    grid.set_axis_labels("gradient decay (log10 per step)\ntrained, largest gap", "largest gap solved\n(0: none)")
     grid.set_titles("{col_name}")
     for task, ax in grid.axes_dict.items():  # label the gaps that were run, nothing else
         run = sorted({0, *accuracy.gap[accuracy.task == task]})

@@ -100,8 +100,7 @@ def largest_gap_solved(read) -> pd.DataFrame:
              "counts it) and ρ(W_h) (— for models without W_h).")
 def propagation(read) -> pd.DataFrame:
     summary = read("propagation_summary")
-    summary = summary.assign(decay_log10=-summary.decay_rate / math.log(10))
-    columns = {"decay_log10": "decay (log10/step)", "half_life": "half-life", "lyapunov_max": "λ1",
+    columns = {"decay_log10_per_step": "decay (log10/step)", "half_life_steps": "half-life", "lyapunov_max": "λ1",
                "memory_capacity": "MC", "memory_capacity_from_1": "MC (k ≥ 1)", "spectral_radius": "ρ(W_h)"}
     table = summary.groupby(["model", "stage"])[list(columns)].median().rename(columns=columns)
     return table.map(lambda v: "—" if np.isnan(v) else "∞" if np.isinf(v) else f"{v + 0.0:.3g}")  # no "-0"

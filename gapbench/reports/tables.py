@@ -56,7 +56,7 @@ def collect(run_dirs, out_dir) -> dict[str, pd.DataFrame]:
     accuracy_vs_gap: one row per run. propagation_summary: one row per (run, stage) with the
     fitted gradient decay rate, half-life, λ1, Σλ, ρ(W_h), memory capacity and the training's
     clipping statistics; it joins accuracy_vs_gap on the run keys. gradient_decay also gets
-    each (run, stage)'s fitted decay_rate and half_life next to its per-lag norms.
+    each (run, stage)'s fitted decay_log10_per_step and half_life_steps next to its per-lag norms.
     """
     run_dirs = list(run_dirs)
     tables = {ACCURACY_TABLE: _sorted(pd.DataFrame([accuracy_row(d) for d in run_dirs],
@@ -64,7 +64,7 @@ def collect(run_dirs, out_dir) -> dict[str, pd.DataFrame]:
     for name in (SUMMARY_TABLE,) + PROBE_TABLES:
         parts = [pd.read_csv(Path(d) / f"{name}.csv") for d in run_dirs]
         tables[name] = _sorted(pd.concat(parts, ignore_index=True), ROW_ORDER[name])
-    rates = tables[SUMMARY_TABLE][KEYS + ["stage", "decay_rate", "half_life"]]
+    rates = tables[SUMMARY_TABLE][KEYS + ["stage", "decay_log10_per_step", "half_life_steps"]]
     tables["gradient_decay"] = tables["gradient_decay"].merge(rates, on=KEYS + ["stage"], how="left")
     for name, table in tables.items():
         write_csv(Path(out_dir) / f"{name}.csv", table)

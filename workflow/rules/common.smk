@@ -8,7 +8,8 @@ import shlex
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
-from gapbench.config import model_label, prepare, task_entry, task_label, task_models
+from gapbench.config import model_entry, model_label, prepare, task_entry, task_label, task_models
+from gapbench.provenance import data_code_digest, train_code_digest
 from gapbench.reports.figures import FIGURES as FIGURE_REGISTRY
 from gapbench.reports.paper_tables import PAPER_TABLES as PAPER_TABLE_REGISTRY
 from gapbench.reports.tables import TABLES
@@ -88,3 +89,14 @@ def train_arguments(wc):
         for clip in CLIPS:
             words += ["--run", f"{clip}={RUN_DIR.format(task=wc.task, gap=wc.gap, model=wc.model, clip=clip, seed=seed)}"]
     return " ".join(map(shlex.quote, words))
+
+
+# The code a job's outputs depend on, as a digest in the rule's `params`: Snakemake's params
+# rerun trigger then reruns a job whose code changed, and only it (it does not watch the modules
+# a job imports). gapbench.provenance says which files each digest covers.
+def data_code(wc):
+    return data_code_digest(task_entry(config, wc.task)["name"])
+
+
+def train_code(wc):
+    return train_code_digest(task_entry(config, wc.task)["name"], model_entry(config, wc.model)["name"])

@@ -10,6 +10,7 @@ rule generate_data:
         task_params=lambda wc: json.dumps(task_entry(config, wc.task)["params"], sort_keys=True),
         sizes=json.dumps(config["data"]["sizes"], sort_keys=True),
         out=lambda wc: DATA_DIR.format(**wc),
+        code=data_code,  # the task's source: an edit reruns its datasets (common.smk)
     log:
         f"{LOGS_DIR}/generate_data/{{task}}/gap{{gap}}/seed{{seed}}.log",
     benchmark:

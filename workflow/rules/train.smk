@@ -13,6 +13,7 @@ rule train:
     params:
         runs=train_arguments,  # --spec SPEC --data DIR --run CLIP=FOLDER... per seed, shell-quoted
         cache=RUN_CACHE,
+        code=train_code,  # the model's, the task's and the training code: an edit reruns its jobs
     log:
         f"{LOGS_DIR}/train/{{task}}/gap{{gap}}/{{model}}.log",
     benchmark:

@@ -1,0 +1,178 @@
+"""Pre-flight checks of user code, before any job: every configured task draws a small sample
+checked against what it declares, every configured model runs forward and `step` on a tiny
+input, and a failure names the task or model, its file and what was expected; a name registered
+twice names both files. The bad classes are defined here and registered under new names for one
+test each (never written into tasks/ or models/)."""
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, SMOKE
+from gapbench import models, tasks
+from gapbench.config import ConfigError, load_config
+from gapbench.models import RecurrentModel
+from gapbench.tasks._base import LastStepClassification, LastStepRegression
+
+HERE = "tests/test_preflight.py"  # the file every refusal below must name
+
+
+@contextlib.contextmanager
+def registered(package, name, builder):
+    """`builder` registered in `package` under `name` for the duration of the block only."""
+    package.register(name)(builder)
+    try:
+        yield
+    finally:
+        package._registry._builders.pop(name)
+
+
+def refusal(tmp_path, tasks_=None, models_=None) -> str:
+    """The ConfigError message for the smoke config with its tasks and/or models replaced."""
+    config = yaml.safe_load(SMOKE.read_text())
+    if tasks_ is not None:
+        config["tasks"] = tasks_
+    if models_ is not None:
+        config["models"] = models_
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError) as refused:
+        load_config(configfile, cores=2, cuda_available=lambda: False)
+    return str(refused.value)
+
+
+class Sign(LastStepClassification):
+    """A correct task (the README's): the sign of the first input, after `gap` noisy steps."""
+
+    input_size = 1
+
+    def __init__(self, gap, *, noise=0.1):
+        super().__init__(gap)
+        self.noise, self.output_size = float(noise), 2
+
+    @property
+    def seq_len(self):
+        return self.gap + 1
+
+    def sample(self, n, rng):
+        y = rng.integers(0, 2, size=n)
+        x = (self.noise * rng.standard_normal((n, self.seq_len, 1))).astype(np.float32)
+        x[:, 0, 0] = 2.0 * y - 1.0
+        return {"x": x, "y": y.astype(np.int64)}
+
+
+class WideInput(Sign):
+    input_size = 5  # declares 5 input channels, draws 4: training's first matmul would fail
+
+    def sample(self, n, rng):
+        return {"x": np.zeros((n, self.seq_len, 4), np.float32), "y": np.zeros(n, np.int64)}
+
+
+class ClassOutOfRange(Sign):
+    def sample(self, n, rng):
+        return {"x": np.zeros((n, self.seq_len, 1), np.float32), "y": np.full(n, 6, np.int64)}
+
+
+class FloatLabels(Sign):
+    def sample(self, n, rng):
+        return {"x": np.zeros((n, self.seq_len, 1), np.float32), "y": np.zeros(n, np.float32)}
+
+
+class MatrixTarget(LastStepRegression):
+    input_size = 1
+
+    @property
+    def seq_len(self):
+        return self.gap + 1
+
+    @property
+    def baseline(self):
+        return 1.0
+
+    def sample(self, n, rng):  # one target per step, not per sequence: the loss would broadcast
+        return {"x": np.zeros((n, self.seq_len, 1), np.float32), "y": np.zeros((n, self.seq_len), np.float32)}
+
+
+TASK_CASES = [
+    ("wrong x shape", WideInput, ["sample x must be float32 of shape (n, seq_len, input_size) = (2, 4, 5)",
+                                  "got float32 of shape (2, 4, 4)"]),
+    ("class out of range", ClassOutOfRange, ["classes [6]", "[0, output_size = 2)"]),
+    ("float labels for a classification", FloatLabels, ["y must be int64 of shape (n,) = (2,)", "got float32"]),
+    ("a target per step for a last-step regression", MatrixTarget,
+     ["y must be floats of shape (n,) = (2,)", "got float32 of shape (2, 4)"]),
+]
+
+
+@pytest.mark.parametrize("label, builder, expected", TASK_CASES, ids=[case[0] for case in TASK_CASES])
+def test_a_task_breaking_its_declared_shapes_is_refused_naming_its_file(tmp_path, label, builder, expected):
+    with registered(tasks, "preflight_task", builder):
+        message = refusal(tmp_path, tasks_=[{"name": "preflight_task", "gaps": [3]}])
+    for fragment in ["tasks[preflight_task] (gap 3)", "task 'preflight_task'", f"({HERE})", *expected]:
+        assert fragment in message, f"{label}: {fragment!r} not in\n{message}"
+    assert "\n" not in message
+
+
+def test_a_correct_task_passes(tmp_path):
+    config = yaml.safe_load(SMOKE.read_text())
+    config["tasks"] = [{"name": "preflight_task", "gaps": [3]}]
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    with registered(tasks, "preflight_task", Sign):
+        load_config(configfile, cores=2, cuda_available=lambda: False)
+
+
+class Tanh(RecurrentModel):
+    def __init__(self, input_size, hidden_size, **kwargs):
+        super().__init__(input_size, hidden_size, **kwargs)
+        self.weight = torch.nn.Linear(input_size + hidden_size, hidden_size)
+
+    def step(self, state, x_t):
+        return torch.tanh(self.weight(torch.cat([x_t, state], -1)))
+
+
+class ForwardFails(Tanh):
+    def forward(self, x, h0=None):
+        return torch.nn.functional.linear(x, self.weight.weight)  # the input alone: wrong width
+
+
+MODEL_CASES = [
+    ("forward fails", ForwardFails, ["forward failed on an input of shape (batch, time, input_size) = (2, 3, ",
+                                     "RuntimeError"]),
+]
+
+
+@pytest.mark.parametrize("label, builder, expected", MODEL_CASES, ids=[case[0] for case in MODEL_CASES])
+def test_a_model_that_fails_on_a_tiny_input_is_refused_naming_its_file(tmp_path, label, builder, expected):
+    with registered(models, "preflight_model", builder):
+        message = refusal(tmp_path, models_=[{"name": "preflight_model"}])
+    for fragment in ["models[preflight_model]", "model 'preflight_model'", f"({HERE})", *expected]:
+        assert fragment in message, f"{label}: {fragment!r} not in\n{message}"
+
+
+def test_a_model_whose_step_returns_the_wrong_shape_is_refused(tmp_path):
+    class StepOneShort(Tanh):
+        def forward(self, x, h0=None):
+            return self.loop(super().step, x, h0)  # right: only step, what the probes use, is wrong
+
+        def step(self, state, x_t):
+            return super().step(state, x_t)[:, :-1]
+
+    with registered(models, "preflight_model", StepOneShort):
+        message = refusal(tmp_path, models_=[{"name": "preflight_model"}])
+    for fragment in [f"({HERE})", "step must have shape (2, 8) (hidden_size 8, state_size 8)", "got shape (2, 7)"]:
+        assert fragment in message, message
+
+
+def test_a_name_registered_twice_names_both_files():
+    with pytest.raises(ValueError) as refused:
+        models.register("vanilla")(Tanh)
+    assert str(refused.value) == (f"model 'vanilla' is registered twice: by models/vanilla.py and by {HERE}; "
+                                  "rename one")
+    assert models._registry.get("vanilla").__name__ != "Tanh"
+
+
+@pytest.mark.parametrize("config", sorted(path.name for path in (ROOT / "config").glob("*.yaml")))
+def test_every_shipped_config_passes_the_pre_flight_checks(config):
+    load_config(ROOT / "config" / config, cores=2, cuda_available=lambda: True)
