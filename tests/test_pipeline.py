@@ -162,7 +162,7 @@ def test_changed_training_config_reruns_training(smoke_run, tmp_path):
 def test_lint_is_clean(tmp_path):
     """Snakemake's linter finds nothing but one deliberate choice: no rule names a conda
     environment, because the jobs run in the one environment gapbench is installed in
-    (docs/reproducibility.md); an environment built from environment.yml alone would lack it."""
+    (docs/clusters.md); an environment built from environment.yml alone would lack it."""
     result = snakemake(tmp_path, "--lint", check=False)
     output = result.stdout + result.stderr
     assert "Error" not in output and "Traceback" not in output, output

@@ -165,7 +165,7 @@ def test_cuda_without_a_gpu_stops_before_any_job(tmp_path):
 # ----------------------------------------------------------------- nothing complete is lost
 
 # one (task, gap, seed), two models, three clip arms: long enough (200 steps) to interrupt
-TINY = _with(tasks=[{"name": "adding", "gaps": [6]}], models=[{"name": "vanilla"}, {"name": "gru"}],
+TINY = _with(tasks=[{"name": "adding", "gaps": [6]}], models=[{"name": "vanilla"}, {"name": "irnn"}],
              **{"train.steps": 200, "train.eval_every": 50})
 IGNORED = {"wall_seconds", "code_version"}  # timing, and the code version of a dirty checkout
 
@@ -296,7 +296,6 @@ def test_a_corrupt_dataset_is_named_discarded_and_regenerated(reference, tmp_pat
 
     workdir, configfile = tmp_path / "work", _config(tmp_path)
     shutil.copytree(reference, workdir)  # a complete run (modification times kept: up to date)
-    assert "Nothing to be done" in snakemake(workdir, "--dry-run", configfile=configfile).stdout
     data = workdir / "results" / "data" / "adding" / "gap6" / "seed0"
     original = (data / "train.npz").read_bytes()
     (data / "train.npz").write_bytes(original[: len(original) // 2])  # truncated

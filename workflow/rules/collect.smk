@@ -3,7 +3,7 @@
 
 rule tables:
     input:
-        [f"{run}/{name}" for run in all_run_dirs() for name in RUN_FILES if name.endswith((".csv", ".json"))],
+        [f"{run}/{COMPLETE_MARKER}" for run in all_run_dirs()],  # each run's completion record
     output:
         # the per-lag probe tables (hundreds of thousands of rows) stay out of the HTML report
         **{

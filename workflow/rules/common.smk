@@ -29,7 +29,6 @@ from gapbench.results import (
     TABLES_DIR,
     TRAIN_BENCHMARK,
 )
-from gapbench.runstore import RUN_FILES
 from gapbench.spec import RunSpec
 
 

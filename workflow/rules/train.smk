@@ -1,15 +1,18 @@
-# Training: one job per (task, gap, model) trains every seed and clip arm of it in one process
-# (one Python/torch start-up instead of one per run), each clip arm from its seed's initial
-# weights (a paired comparison). Completed runs also go to the run cache, so a failed or
-# killed job (whose outputs Snakemake deletes) costs no completed run: the rerun restores
-# them (gapbench/results.py).
+# Training: one job per (task, gap, model) trains every seed and clip arm of it in one process,
+# together (gapbench.train.train_runs), each clip arm from its seed's initial weights (a paired
+# comparison). Snakemake tracks one file per run, its completion record metrics.json (written
+# last, so a folder without it is incomplete); the run's other files are written inside its
+# folder by the job. Tracking every file of every run made Snakemake's own bookkeeping grow
+# with the grid (each job completion re-checked every declared file). Completed runs also go to
+# the run cache, so a failed or killed job (whose records Snakemake deletes) costs no completed
+# run: the rerun restores them (gapbench/runstore.py).
 
 
 rule train:
     input:
         expand(rules.generate_data.output, seed=SEEDS, allow_missing=True),
     output:
-        expand(f"{RUN_DIR}/{{file}}", clip=CLIPS, seed=SEEDS, file=RUN_FILES, allow_missing=True),
+        expand(f"{RUN_DIR}/{COMPLETE_MARKER}", clip=CLIPS, seed=SEEDS, allow_missing=True),
     params:
         runs=train_arguments,  # --spec SPEC --data DIR --run CLIP=FOLDER... per seed, shell-quoted
         cache=RUN_CACHE,
