@@ -4,7 +4,8 @@ pandas, so any of them can depend on it and it on none of them.
 
 A run is (task, gap, model, clip, seed). Its folder, RUN_DIR, holds `run_files(probe tables)`;
 every CSV in it already carries the run keys, so the tidy tables are plain concatenations,
-sorted, plus accuracy_vs_gap.csv built from each run's metrics.json (a `RunMetrics`).
+sorted (Parquet for the per-lag probe tables: `table_file`), plus accuracy_vs_gap.csv built
+from each run's metrics.json (a `RunMetrics`).
 metrics.json is written last: its presence marks a complete run. Writing, caching and
 restoring run folders: gapbench.runstore; collecting them into tables: gapbench.reports.tables.
 """
@@ -56,6 +57,12 @@ PAPER_TABLE_FORMATS = ("tex", "md")
 def table_names(probe_tables) -> tuple[str, ...]:
     """Every tidy table of results/tables, given the probe tables."""
     return REPORT_TABLES + tuple(probe_tables)
+
+
+def table_file(name: str) -> str:
+    """A tidy table's file in TABLES_DIR: CSV for the small tables a person opens
+    (REPORT_TABLES), Parquet for the per-lag probe tables (millions of rows at paper size)."""
+    return f"{name}.csv" if name in REPORT_TABLES else f"{name}.parquet"
 
 
 def fields_of(template: str, path: str) -> dict[str, str]:

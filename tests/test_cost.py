@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import SMOKE
-from gapbench.config import load_config, model_label
+from gapbench.config import load_config, model_label, task_models
 from gapbench.reports import cost
 from gapbench.results import TRAIN_BENCHMARK
 from gapbench.train import EVAL_BATCH
@@ -21,8 +21,8 @@ from gapbench.train import EVAL_BATCH
 def test_jobs_are_the_grid_of_the_config():
     config = load_config(SMOKE)
     grid = cost.jobs(config)
-    pairs = sum(len(entry["gaps"]) for entry in config["tasks"])
-    assert len(grid) == pairs * len(config["models"])  # a job trains every seed of a (task, gap, model)
+    # a job trains every seed of a (task, gap, model); an entry's `models` narrows its models
+    assert len(grid) == sum(len(entry["gaps"]) * len(task_models(config, entry)) for entry in config["tasks"]) == 28
     assert (grid.seeds == len(config["seeds"])).all()
     assert (grid.seq_len > 0).all() and set(grid.model) == {model_label(m) for m in config["models"]}
     assert set(grid.model_name) == {m["name"] for m in config["models"]}

@@ -15,6 +15,7 @@ import yaml
 
 from conftest import ROOT, SMOKE, snakemake
 from gapbench.probes import TABLES as PROBE_TABLES
+from gapbench.reports.tables import read_table
 
 # A real model, not a stub: the minimal gated unit (Zhou et al. 2016), one forget gate.
 MINIMAL_GATED_UNIT = textwrap.dedent('''
@@ -95,9 +96,9 @@ def test_a_new_model_file_and_one_config_line_run_through_the_pipeline(finished)
     expected = sum(len(t["gaps"]) for t in config["tasks"]) * len(config["clip"]["arms"]) * len(config["seeds"])
     assert len(runs) == expected and runs.test_loss.notna().all()
     for name in PROBE_TABLES:
-        table = pd.read_csv(tables / f"{name}.csv")
+        table = read_table(tables / f"{name}.parquet")
         assert (table.model == "mgu").any(), name
-    decay = pd.read_csv(tables / "gradient_decay.csv")
+    decay = read_table(tables / "gradient_decay.parquet")
     assert decay[decay.model == "mgu"].log10_grad_norm.notna().all()
     summary = pd.read_csv(tables / "propagation_summary.csv")
     mgu = summary[summary.model == "mgu"]

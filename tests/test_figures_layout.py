@@ -10,7 +10,7 @@ from matplotlib.text import Text
 
 from gapbench.reports import figures
 from gapbench.reports.tables import table_reader
-from gapbench.results import FIGURE_FORMATS
+from gapbench.results import FIGURE_FORMATS, FIGURES_DIR
 
 
 def pdf_page_size(pdf: bytes) -> tuple[float, float]:
@@ -63,14 +63,15 @@ def read(smoke_run):
 
 def one_task(read, task):
     """A reader of the same tables cut down to one task: a figure with a single column of panels."""
-    def reader(name):
-        table = read(name)
+    def reader(name, columns=None, rows=None):
+        table = read(name, columns, rows)
         return table[table.task == task]
     return reader
 
 
 @pytest.mark.parametrize("subset", ["every task", "one task"])
-def test_every_figure_prints_at_a_paper_width_with_legible_text(read, tmp_path, subset):
+def test_every_figure_prints_at_a_paper_width_with_legible_text(read, smoke_run, tmp_path, subset):
+    figures_dir = smoke_run / FIGURES_DIR
     tasks = sorted(read("accuracy_vs_gap").task.unique())
     assert len(tasks) > 3  # the smoke grid wraps onto a second row of panels
     reader, width = (read, figures.TEXT_WIDTH) if subset == "every task" else (one_task(read, "copy"), figures.COLUMN_WIDTH)
@@ -82,6 +83,9 @@ def test_every_figure_prints_at_a_paper_width_with_legible_text(read, tmp_path, 
             figure = getattr(drawn, "figure", drawn)
             figures._save(drawn, tmp_path, name)
         assert {p.name for p in tmp_path.glob(f"{name}.*")} == {f"{name}.{suffix}" for suffix in FIGURE_FORMATS}
+        if subset == "every task":  # drawn again from the same tables: the bytes the pipeline's figures rule wrote
+            for suffix in FIGURE_FORMATS:
+                assert (tmp_path / f"{name}.{suffix}").read_bytes() == (figures_dir / f"{name}.{suffix}").read_bytes()
 
         # the saved page is the declared width (no tight bounding box changing it), at most a page tall
         pdf = (tmp_path / f"{name}.pdf").read_bytes()

@@ -10,18 +10,18 @@ import yaml
 
 from conftest import SMOKE, snakemake
 from gapbench import models, tasks
-from gapbench.config import model_label, task_label
+from gapbench.config import task_label, task_models
 from gapbench.models import Net
 from gapbench.reports.figures import FIGURES as FIGURE_REGISTRY
-from gapbench.reports.tables import TABLES
-from gapbench.results import ACCURACY_COLUMNS, KEYS
+from gapbench.reports.tables import TABLES, read_table
+from gapbench.results import ACCURACY_COLUMNS, KEYS, table_file
 from gapbench.runstore import RUN_FILES
 
 CONFIG = yaml.safe_load(SMOKE.read_text())
 ENTRIES = {task_label(task): task for task in CONFIG["tasks"]}
 GRID = [
-    (label, gap, model_label(model), clip, seed)
-    for label, task in ENTRIES.items() for gap in task["gaps"] for model in CONFIG["models"]
+    (label, gap, model, clip, seed)
+    for label, task in ENTRIES.items() for gap in task["gaps"] for model in task_models(CONFIG, task)
     for clip in CONFIG["clip"]["arms"] for seed in CONFIG["seeds"]
 ]
 FIGURES = list(FIGURE_REGISTRY)
@@ -38,7 +38,7 @@ def accuracy(smoke_run):
 
 @pytest.fixture(scope="module")
 def decay(smoke_run):
-    return pd.read_csv(smoke_run / "results/tables/gradient_decay.csv")
+    return read_table(smoke_run / "results/tables/gradient_decay.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_propagation_summary_joins_accuracy_and_matches_theory(summary, accuracy
 
 def test_every_table_is_written_with_run_keys(smoke_run):
     for name in TABLES:
-        table = pd.read_csv(smoke_run / f"results/tables/{name}.csv")
+        table = read_table(smoke_run / "results/tables" / table_file(name))
         assert set(KEYS) <= set(table.columns) and len(table) >= len(GRID), name
         runs = set(table[["task", "gap", "model", "clip", "seed"]].itertuples(index=False, name=None))
         assert runs == set(GRID), name

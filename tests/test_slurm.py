@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, SMOKE
+from gapbench.reports.tables import read_table
 
 pytestmark = pytest.mark.slurm
 
@@ -46,8 +47,8 @@ def test_the_smoke_grid_on_slurm_equals_the_local_run(cluster, smoke_run, tmp_pa
         capture_output=True, text=True, env=cluster, timeout=1800)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "slurm" in (result.stdout + result.stderr).lower()  # it really went through sbatch
-    for path in sorted((smoke_run / "results" / "tables").glob("*.csv")):
-        local, cluster_table = pd.read_csv(path), pd.read_csv(workdir / "results" / "tables" / path.name)
+    for path in sorted((smoke_run / "results" / "tables").glob("*.*")):
+        local, cluster_table = read_table(path), read_table(workdir / "results" / "tables" / path.name)
         drop = [c for c in TIMING if c in local.columns]
         pd.testing.assert_frame_equal(local.drop(columns=drop), cluster_table.drop(columns=drop),
                                       check_exact=True, obj=path.name)

@@ -1,7 +1,8 @@
 """Publication figures drawn from the tidy tables only (never from in-memory training state).
 
-Each figure is one function decorated with `@figure("name")`: it gets `read(table_name)`
-(the tidy table as a DataFrame) and the per-task gaps to show, and returns its seaborn grid;
+Each figure is one function decorated with `@figure("name")`: it gets `read(table_name,
+columns=None, rows=None)` (gapbench.reports.tables.table_reader: the tidy table as a DataFrame,
+only the columns and rows asked for) and the per-task gaps to show, and returns its seaborn grid;
 `draw_all` saves every registered figure as name.pdf and name.png. Adding a figure touches
 nothing outside this module: the pipeline's targets come from `FIGURES`.
 
@@ -301,12 +302,17 @@ def success_rate_vs_gap(read, gaps=None):
     return figure
 
 
-def _at_chosen_gap(table: pd.DataFrame, gaps: dict | None) -> pd.DataFrame:
-    """The rows of each task at its gap in `gaps` (default: the task's largest), with the
-    task column relabelled "task, gap G" for the panel titles."""
+def _at_chosen_gap(read, name: str, columns: list[str], gaps: dict | None, where=()) -> pd.DataFrame:
+    """The rows of table `name` of each task at its gap in `gaps` (default: the task's largest
+    run), read with only the run keys, stage and `columns`, and only the rows that pass the
+    (column, op, value) terms `where`; the task column relabelled "task, gap G" for the panel
+    titles. Only these rows and columns are read from disk: a per-lag table of the paper grid
+    holds ~10^8 rows, a figure draws one gap per task."""
     gaps = gaps or {}
-    chosen = {task: gaps.get(task, rows.gap.max()) for task, rows in table.groupby("task")}
-    shown = table[table.gap == table.task.map(chosen)].copy()
+    runs = read("accuracy_vs_gap", columns=["task", "gap"])
+    chosen = {task: int(gaps.get(task, rows.gap.max())) for task, rows in runs.groupby("task")}
+    shown = read(name, columns=KEYS + ["stage"] + columns,
+                 rows=[[("task", "==", task), ("gap", "==", gap), *where] for task, gap in chosen.items()])
     shown["task"] = shown.task.map(lambda t: f"{t}, gap {chosen[t]}")
     return shown
 
@@ -314,11 +320,10 @@ def _at_chosen_gap(table: pd.DataFrame, gaps: dict | None) -> pd.DataFrame:
 STAGES = ("init", "trained")
 
 
-def _per_stage(read, table, x, y, xlabel, ylabel, gaps=None):
-    """A panel per task (at its chosen gap) and stage: tasks three to a row, each task's init
-    panel above its trained panel; a line per model, clip arm as style; mean over seeds, the
-    band their range (min to max). One legend for the figure."""
-    shown = _at_chosen_gap(table, gaps)
+def _per_stage(read, shown, x, y, xlabel, ylabel):
+    """A panel per task (at its chosen gap: _at_chosen_gap) and stage: tasks three to a row,
+    each task's init panel above its trained panel; a line per model, clip arm as style; mean
+    over seeds, the band their range (min to max). One legend for the figure."""
     tasks = list(dict.fromkeys(shown.task))  # in the order of the table, as a facet grid has it
     columns = min(3, len(tasks))
     blocks = -(-len(tasks) // columns)
@@ -355,16 +360,16 @@ def gradient_decay(read, gaps=None):
     over seeds (a geometric mean). A straight line of slope −r/ln10 is exponential decay at
     the fitted rate r; a flat line is a norm-preserving Jacobian product.
     """
-    return _per_stage(read, read("gradient_decay"), "lag", "log10_grad_norm",
-                      "lag t − k (steps)", "log₁₀ ‖∂L_t/∂s_k‖\n(full state s)", gaps)
+    shown = _at_chosen_gap(read, "gradient_decay", ["lag", "log10_grad_norm"], gaps)
+    return _per_stage(read, shown, "lag", "log10_grad_norm", "lag t − k (steps)", "log₁₀ ‖∂L_t/∂s_k‖\n(full state s)")
 
 
 @figure("sensitivity")
 def sensitivity(read, gaps=None):
     """log10 ||∂h_t/∂x_l||_F against the lag t − l: how much of an input l steps back still
     moves the last state (forward memory), init and trained."""
-    return _per_stage(read, read("sensitivity"), "lag", "log10_sensitivity",
-                      "lag t − l (steps)", "log₁₀ ‖∂s_t/∂x_l‖\n(full state s)", gaps)
+    shown = _at_chosen_gap(read, "sensitivity", ["lag", "log10_sensitivity"], gaps)
+    return _per_stage(read, shown, "lag", "log10_sensitivity", "lag t − l (steps)", "log₁₀ ‖∂s_t/∂x_l‖\n(full state s)")
 
 
 @figure("jacobian_spectrum")
@@ -372,27 +377,28 @@ def jacobian_spectrum(read, gaps=None):
     """Singular values σ_i of ∂h_t/∂h_{t−L} (log10, descending) at the largest probed lag L:
     a flat top near 0 is dynamical isometry; a steep fall means only a few directions of the
     past state still reach h_t."""
-    table = read("jacobian_spectrum")
-    product = table[(table.quantity == "product") & (table.statistic == "log10_singular_value")]
+    product = _at_chosen_gap(read, "jacobian_spectrum", ["lag", "index", "value"], gaps,
+                             where=[("quantity", "==", "product"), ("statistic", "==", "log10_singular_value")])
     longest = product.groupby(KEYS + ["stage"]).lag.transform("max")
     return _per_stage(read, product[product.lag == longest], "index", "value",
-                      "singular value index i", "log₁₀ σ_i(∂h_t/∂h_{t−L})\nL = longest lag", gaps)
+                      "singular value index i", "log₁₀ σ_i(∂h_t/∂h_{t−L})\nL = longest lag")
 
 
 @figure("lyapunov")
 def lyapunov(read, gaps=None):
     """Lyapunov exponents λ_i (natural log per step) in decreasing order: λ_1 < 0 means
     perturbations, and memories, fade at rate λ_1; λ ≡ 0 is a norm-preserving map."""
-    table = read("lyapunov")
+    table = _at_chosen_gap(read, "lyapunov", ["index", "exponent"], gaps)
     finite = table[np.isfinite(table.exponent)]
-    return _per_stage(read, finite, "index", "exponent", "exponent index i", "λ_i (per step)", gaps)
+    return _per_stage(read, finite, "index", "exponent", "exponent index i", "λ_i (per step)")
 
 
 @figure("memory_capacity")
 def memory_capacity(read, gaps=None):
     """MC_k, the squared correlation of a linear readout of the state with u(t − k), against
     the delay k (Jaeger 2001); the area under each curve is the memory capacity MC ≤ H."""
-    return _per_stage(read, read("memory_capacity"), "delay", "mc", "delay k (steps)", "MC_k", gaps)
+    shown = _at_chosen_gap(read, "memory_capacity", ["delay", "mc"], gaps)
+    return _per_stage(read, shown, "delay", "mc", "delay k (steps)", "MC_k")
 
 
 def largest_gap_solved_per_seed(accuracy: pd.DataFrame) -> pd.DataFrame:

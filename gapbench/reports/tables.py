@@ -3,23 +3,36 @@
 TABLES are accuracy_vs_gap (one row per run, from its metrics.json), propagation_summary and
 one table per registered probe (gapbench.probes.TABLES): concatenations of the run folders'
 CSVs, which already carry the run keys, sorted by the run keys and then ROW_ORDER.
+
+The two small tables (REPORT_TABLES: a few rows a run) are CSV, built in memory. The per-lag
+probe tables (hundreds to thousands of rows a run; about 10^8 rows on the paper grid) are
+Parquet, streamed run by run into row groups of ROW_GROUP_ROWS, so collecting holds one row
+group at a time, whatever the grid's size; `table_reader` reads back only the columns and
+rows a report asks for.
 """
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from gapbench.files import write_csv
+from gapbench.files import atomic_path, write_csv
 from gapbench.probes import TABLES as PROBE_ROW_ORDER
 from gapbench.results import (
     ACCURACY_COLUMNS,
     ACCURACY_TABLE,
     COMPLETE_MARKER,
     KEYS,
+    RUN_DIR,
     SUMMARY_TABLE,
     RunMetrics,
+    fields_of,
+    table_file,
     table_names,
 )
 
@@ -27,18 +40,50 @@ PROBE_TABLES = tuple(PROBE_ROW_ORDER)
 TABLES = table_names(PROBE_TABLES)
 # the order in which each table's rows are sorted, after the run keys
 ROW_ORDER = {SUMMARY_TABLE: ["stage"], **PROBE_ROW_ORDER}
+# Rows per Parquet row group: large enough that the per-group metadata stays small (the paper
+# grid is ~10^8 rows), small enough that one group's columns fit in memory many times over.
+ROW_GROUP_ROWS = 1_000_000
+# string columns written with Parquet's dictionary encoding (a few distinct values each);
+# read back as plain strings
+DICTIONARY_COLUMNS = ["task", "model", "clip", "stage", "quantity", "statistic"]
 
 
 def table_reader(tables_dir):
-    """read(name) -> the tidy table name.csv in tables_dir, each read from disk once."""
+    """read(name, columns=None, rows=None) -> the tidy table `name` of tables_dir as a DataFrame.
+
+    columns: the columns to read (default all); rows: a pyarrow filter in disjunctive normal
+    form, e.g. [[("task", "==", "adding"), ("gap", "==", 100)]], applied while reading (Parquet
+    row groups whose statistics rule them out are skipped). Each distinct request is read
+    from disk once."""
     tables_dir, cache = Path(tables_dir), {}
 
-    def read(name: str) -> pd.DataFrame:
-        if name not in cache:
-            cache[name] = pd.read_csv(tables_dir / f"{name}.csv")
-        return cache[name]
+    def read(name: str, columns: list[str] | None = None, rows: list | None = None) -> pd.DataFrame:
+        key = (name, tuple(columns or ()), repr(rows))
+        if key not in cache:
+            cache[key] = read_table(tables_dir / table_file(name), columns, rows)
+        return cache[key]
 
     return read
+
+
+def read_table(path, columns: list[str] | None = None, rows: list | None = None) -> pd.DataFrame:
+    """One tidy table file (CSV or Parquet) as a DataFrame, its strings as plain strings."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return pq.read_table(path, columns=columns, filters=rows or None).to_pandas()
+    table = pd.read_csv(path, usecols=columns)
+    return _filter(table, rows).reset_index(drop=True) if rows else table
+
+
+def _filter(table: pd.DataFrame, rows: list) -> pd.DataFrame:
+    """The rows of `table` that pass a DNF filter of (column, "==" or "in", value) terms."""
+    keep = pd.Series(False, index=table.index)
+    for conjunction in rows:
+        term = pd.Series(True, index=table.index)
+        for column, op, value in conjunction:
+            term &= table[column].isin(value) if op == "in" else table[column] == value
+        keep |= term
+    return table[keep]
 
 
 def accuracy_row(run_dir) -> dict:
@@ -50,22 +95,97 @@ def _sorted(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     return table.sort_values(by, kind="stable").reset_index(drop=True)
 
 
-def collect(run_dirs, out_dir) -> dict[str, pd.DataFrame]:
-    """Write `{name}.csv` in out_dir for every name in TABLES; return the tables.
+def run_order(run_dir) -> tuple:
+    """A run folder's place in the tables: its keys as the tables sort them (gap and seed as numbers)."""
+    keys = fields_of(RUN_DIR, str(run_dir))
+    return tuple(int(keys[k]) if k in ("gap", "seed") else keys[k] for k in KEYS)
+
+
+class _ParquetStream:
+    """One probe table written run by run: each run's rows are appended; every ROW_GROUP_ROWS
+    rows become a row group. The schema is the first run's; a later run whose columns differ,
+    or do not convert to it, is named in the error."""
+
+    def __init__(self, path: Path, name: str):
+        self.path, self.name = path, name
+        self.parts, self.rows, self.writer, self.schema, self.total = [], 0, None, None, 0
+        self._atomic = atomic_path(path)
+        self.tmp = self._atomic.__enter__()
+
+    def append(self, frame: pd.DataFrame, run_dir) -> None:
+        if self.schema is None:
+            self.schema = pa.Schema.from_pandas(frame, preserve_index=False)
+        elif list(frame.columns) != self.schema.names:
+            raise ValueError(f"{run_dir}/{self.name}.csv: columns {list(frame.columns)} differ from the other "
+                             f"runs' {self.schema.names}")
+        try:
+            self.parts.append(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise ValueError(f"{run_dir}/{self.name}.csv: a column does not match the other runs' types "
+                             f"({error})") from error
+        self.rows += len(frame)
+        if self.rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.writer is None:
+            columns = [c for c in DICTIONARY_COLUMNS if c in self.schema.names]
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, use_dictionary=columns, compression="zstd")
+        if self.parts:
+            self.writer.write_table(pa.concat_tables(self.parts), row_group_size=ROW_GROUP_ROWS)
+        self.total += self.rows
+        self.parts, self.rows = [], 0
+
+    def close(self) -> int:
+        """Finish the file (renamed into place only now); returns its number of rows."""
+        if self.schema is None:
+            raise ValueError(f"no run holds a {self.name} table")
+        self._flush()
+        self.writer.close()
+        self._atomic.__exit__(None, None, None)
+        return self.total
+
+    def abort(self, error) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self._atomic.__exit__(type(error), error, error.__traceback__)
+
+
+def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stderr, flush=True)) -> dict[str, int]:
+    """Write every table of TABLES into out_dir (table_file names); return {name: rows}.
 
     accuracy_vs_gap: one row per run. propagation_summary: one row per (run, stage) with the
     fitted gradient decay rate, half-life, λ1, Σλ, ρ(W_h), memory capacity and the training's
     clipping statistics; it joins accuracy_vs_gap on the run keys. gradient_decay also gets
     each (run, stage)'s fitted decay_log10_per_step and half_life_steps next to its per-lag norms.
+    The probe tables are streamed run by run in key order (the order a global sort by the run
+    keys gives), each run's rows sorted by its ROW_ORDER; a progress line every 10% of the runs.
     """
-    run_dirs = list(run_dirs)
-    tables = {ACCURACY_TABLE: _sorted(pd.DataFrame([accuracy_row(d) for d in run_dirs],
-                                                   columns=ACCURACY_COLUMNS), [])}
-    for name in (SUMMARY_TABLE,) + PROBE_TABLES:
-        parts = [pd.read_csv(Path(d) / f"{name}.csv") for d in run_dirs]
-        tables[name] = _sorted(pd.concat(parts, ignore_index=True), ROW_ORDER[name])
-    rates = tables[SUMMARY_TABLE][KEYS + ["stage", "decay_log10_per_step", "half_life_steps"]]
-    tables["gradient_decay"] = tables["gradient_decay"].merge(rates, on=KEYS + ["stage"], how="left")
-    for name, table in tables.items():
-        write_csv(Path(out_dir) / f"{name}.csv", table)
-    return tables
+    run_dirs = sorted(run_dirs, key=run_order)
+    out_dir = Path(out_dir)
+    accuracy = _sorted(pd.DataFrame([accuracy_row(d) for d in run_dirs], columns=ACCURACY_COLUMNS), [])
+    summary = _sorted(pd.concat([pd.read_csv(Path(d) / f"{SUMMARY_TABLE}.csv") for d in run_dirs],
+                                ignore_index=True), ROW_ORDER[SUMMARY_TABLE])
+    rates = summary[KEYS + ["stage", "decay_log10_per_step", "half_life_steps"]]
+    rates_of = {key: rows.drop(columns=KEYS) for key, rows in rates.groupby(KEYS, sort=False)}
+    streams = {name: _ParquetStream(out_dir / table_file(name), name) for name in PROBE_TABLES}
+    started, step = time.monotonic(), max(1, len(run_dirs) // 10)
+    try:
+        for i, run_dir in enumerate(run_dirs, 1):
+            for name, stream in streams.items():
+                frame = pd.read_csv(Path(run_dir) / f"{name}.csv")
+                if name == "gradient_decay":
+                    key = tuple(frame[k].iloc[0] for k in KEYS)
+                    frame = frame.merge(rates_of[key], on="stage", how="left")
+                order = [column for column in ROW_ORDER[name] if column in frame.columns]
+                stream.append(frame.sort_values(order, kind="stable"), run_dir)
+            if i % step == 0 or i == len(run_dirs):
+                log(f"tables: {i}/{len(run_dirs)} runs collected ({time.monotonic() - started:.0f} s)")
+        rows = {name: stream.close() for name, stream in streams.items()}
+    except BaseException as error:
+        for stream in streams.values():
+            stream.abort(error)
+        raise
+    write_csv(out_dir / table_file(ACCURACY_TABLE), accuracy)
+    write_csv(out_dir / table_file(SUMMARY_TABLE), summary)
+    return {ACCURACY_TABLE: len(accuracy), SUMMARY_TABLE: len(summary), **rows}

@@ -28,6 +28,7 @@ from gapbench.results import (
     RUN_DIR,
     TABLES_DIR,
     TRAIN_BENCHMARK,
+    table_file,
 )
 from gapbench.spec import RunSpec
 
@@ -53,7 +54,7 @@ TASKS = [task_label(entry) for entry in config["tasks"]]  # labels; default: reg
 MODELS = [model_label(entry) for entry in config["models"]]  # labels; default: registry names
 CLIPS = list(config["clip"]["arms"])
 SEEDS = list(config["seeds"])
-TABLE_FILES = {name: f"{TABLES_DIR}/{name}.csv" for name in TABLES}
+TABLE_FILES = {name: f"{TABLES_DIR}/{table_file(name)}" for name in TABLES}
 FIGURES = expand(f"{FIGURES_DIR}/{{name}}.{{ext}}", name=list(FIGURE_REGISTRY), ext=FIGURE_FORMATS)
 PAPER_TABLES = expand(f"{PAPER_DIR}/{{name}}.{{ext}}", name=list(PAPER_TABLE_REGISTRY), ext=PAPER_TABLE_FORMATS)
 

@@ -6,6 +6,6 @@ from gapbench.reports.tables import collect
 
 with open(snakemake.log[0], "w") as log:  # noqa: F821 (snakemake is injected)
     sys.stderr = log
-    tables = collect(snakemake.params.runs, snakemake.params.out_dir)  # noqa: F821
-    for name, table in tables.items():
-        print(f"{name}: {len(table)} rows", file=log)
+    rows = collect(snakemake.params.runs, snakemake.params.out_dir)  # noqa: F821
+    for name, count in rows.items():
+        print(f"{name}: {count} rows", file=log)
