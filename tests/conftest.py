@@ -44,5 +44,10 @@ PIPELINE_FIXTURES = {"smoke_run", "project", "reference"}
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if PIPELINE_FIXTURES & fixtures:
             item.add_marker(pytest.mark.pipeline)
+            # pytest-xdist (-n 2, --dist loadgroup: pyproject.toml) runs a group on one worker, so
+            # the smoke run and each module's pipeline fixtures are made once, not once per worker
+            group = "smoke" if "smoke_run" in fixtures else item.module.__name__
+            item.add_marker(pytest.mark.xdist_group(group))

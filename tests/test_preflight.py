@@ -34,8 +34,10 @@ def refusal(tmp_path, tasks_=None, models_=None) -> str:
     config = yaml.safe_load(SMOKE.read_text())
     if tasks_ is not None:
         config["tasks"] = tasks_
-    if models_ is not None:
+    if models_ is not None:  # every task entry then trains these models
         config["models"] = models_
+        for entry in config["tasks"]:
+            entry.pop("models", None)
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError) as refused:

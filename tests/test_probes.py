@@ -13,6 +13,7 @@ import gapbench.probes as probes_package
 from gapbench import models
 from gapbench import tasks
 from gapbench.models import RecurrentModel
+from gapbench.probes._numerics import LAG_LIMIT, kept_positions
 from gapbench.probes import (
     GENERIC_SEQUENCES,
     PROBES,
@@ -381,6 +382,27 @@ def test_propagation_summary_of_scaled_orthogonal():
     assert all(isinstance(tables[name], pd.DataFrame) for name in tables if name != "summary")
     empty = propagation_summary()
     assert all(math.isnan(v) for v in empty.values())
+
+
+def test_long_sequences_keep_every_lag_up_to_the_limit_and_log_spaced_lags_beyond():
+    """Past LAG_LIMIT the per-lag tables keep log-spaced lags only; the fitted rates still come
+    from every lag (they equal the fit of the uncut table)."""
+    task, model, readout, x, y = _setup("vanilla", gap=300, hidden=6)
+    x, y = x[:2], y[:2]
+    tables = probe_all(model, readout, task, x, y)
+    full = gradient_decay(model, readout, task, x, y)
+    t = task.probe_step
+    assert t > LAG_LIMIT
+    kept = kept_positions(t)
+    assert list(kept[: LAG_LIMIT + 1]) == list(range(LAG_LIMIT + 1)) and kept[-1] == t
+    assert LAG_LIMIT + 1 < len(kept) < t + 1  # thinned, but more than the limit
+    assert list(tables["gradient_decay"].lag) == list(kept) and list(tables["sensitivity"].lag) == list(kept)
+    rows = full.set_index("lag").loc[kept].reset_index()
+    pd.testing.assert_frame_equal(tables["gradient_decay"], rows, check_exact=True)
+    for column in ("decay_log10_per_step", "half_life_steps"):
+        assert tables["summary"][column] == propagation_summary(full)[column]
+    d_steps = tables["jacobian_spectrum"].query("quantity == 'D'").step.unique()
+    assert list(d_steps) == list(kept_positions(task.seq_len - 1))
 
 
 # ------------------------------------------------------------------------------ the registry

@@ -35,6 +35,9 @@ def _with(**changes):
             del node[leaf]
         else:
             node[leaf] = value
+    if "models" in changes:  # every task entry then trains these models
+        for entry in config["tasks"]:
+            entry.pop("models", None)
     return config
 
 

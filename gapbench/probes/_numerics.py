@@ -49,3 +49,20 @@ def mean_log10(log_rows: np.ndarray) -> np.ndarray:
     per sequence): the arithmetic mean of per-sequence norms, computed in log space."""
     with np.errstate(divide="ignore"):
         return _logmeanexp(log_rows) / math.log(10.0)
+
+
+# The resolution of the per-lag tables as written: every lag up to LAG_LIMIT, LAGS_PER_DECADE
+# log-spaced lags per decade beyond it, and the last lag. Fits (propagation_summary) use every
+# lag, computed in the job before the tables are cut; T ≤ LAG_LIMIT keeps every lag.
+LAG_LIMIT = 256
+LAGS_PER_DECADE = 64
+
+
+def kept_positions(last: int) -> np.ndarray:
+    """The lags (or steps) 0..last a table keeps: all up to LAG_LIMIT, then LAGS_PER_DECADE
+    log-spaced ones per decade up to `last` (rounded, deduplicated), `last` included."""
+    if last <= LAG_LIMIT:
+        return np.arange(last + 1)
+    count = math.ceil(LAGS_PER_DECADE * math.log10(last / LAG_LIMIT)) + 1
+    beyond = np.round(np.geomspace(LAG_LIMIT, last, count)).astype(int)
+    return np.union1d(np.arange(LAG_LIMIT + 1), beyond)

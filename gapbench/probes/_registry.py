@@ -8,6 +8,7 @@ from typing import Callable
 
 import pandas as pd
 
+from gapbench.probes._numerics import kept_positions
 from gapbench.probes._summary import propagation_summary
 
 
@@ -20,6 +21,7 @@ class Probe:
     row_order: list[str]
     arguments: tuple[str, ...]  # which of probe_all's arguments the function takes
     order: float = math.inf  # its place among the tables (ties: registration order)
+    resolution: str | None = None  # the column cut to kept_positions once the summary is fitted
 
 
 PROBE_ARGUMENTS = ("model", "readout", "task", "x", "y")  # what probe_all can pass, by name
@@ -30,11 +32,13 @@ PROBES: dict[str, Probe] = {}
 TABLES: dict[str, list[str]] = {}
 
 
-def probe(name: str, row_order: list[str], order: float = math.inf):
+def probe(name: str, row_order: list[str], order: float = math.inf, resolution: str | None = None):
     """Register a probe table: `@probe("name", row_order=["stage", ...], order=6)` over a function
     whose parameters without defaults are among `PROBE_ARGUMENTS` (passed by name; a `method`
     parameter also receives probe_all's). probe_all then runs it with its defaults. `order`
-    places the table among the others (the built-in ones take 1–5); without one it comes last."""
+    places the table among the others (the built-in ones take 1–5); without one it comes last.
+    `resolution`: a per-lag column (e.g. "lag") whose rows probe_all keeps only at
+    kept_positions (every lag up to LAG_LIMIT, log-spaced beyond), after the summary's fits."""
     def register(function):
         parameters = inspect.signature(function).parameters
         required = [p.name for p in parameters.values()
@@ -45,7 +49,7 @@ def probe(name: str, row_order: list[str], order: float = math.inf):
         if name in PROBES or name == "summary":
             raise ValueError(f"probe table name {name!r} is taken")
         arguments = tuple(p for p in parameters if p in PROBE_ARGUMENTS + ("method",))
-        PROBES[name] = Probe(name, function, list(row_order), arguments, order)
+        PROBES[name] = Probe(name, function, list(row_order), arguments, order, resolution)
         ordered = sorted(PROBES.values(), key=lambda entry: entry.order)  # stable: ties keep registration order
         PROBES.clear(), TABLES.clear()  # in place: other modules hold these very dicts
         for entry in ordered:
@@ -56,7 +60,8 @@ def probe(name: str, row_order: list[str], order: float = math.inf):
 
 def probe_all(model, readout, task, x, y, *, method: str = "auto") -> dict:
     """Every registered probe (PROBES, in TABLES order) with its defaults on one probe batch:
-    {name: DataFrame} plus "summary" (propagation_summary's dict, keys SUMMARY_COLUMNS).
+    {name: DataFrame} plus "summary" (propagation_summary's dict, keys SUMMARY_COLUMNS), fitted
+    on the full tables before a probe's `resolution` column is cut to kept_positions.
 
     method: "auto" (the analytic path for elementwise RNNs, the generic one otherwise),
     "analytic" or "generic", passed to every probe that takes it.
@@ -67,4 +72,8 @@ def probe_all(model, readout, task, x, y, *, method: str = "auto") -> dict:
     tables["summary"] = propagation_summary(
         tables.get("gradient_decay"), tables.get("jacobian_spectrum"), tables.get("lyapunov"),
         tables.get("memory_capacity"))
+    for name, entry in PROBES.items():  # the fits above saw every lag; the tables keep kept_positions
+        if entry.resolution is not None and len(tables[name]):
+            column = tables[name][entry.resolution]
+            tables[name] = tables[name][column.isin(kept_positions(int(column.max())))].reset_index(drop=True)
     return tables

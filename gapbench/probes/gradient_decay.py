@@ -12,7 +12,7 @@ from gapbench.probes._numerics import mean_log10, one_thread, renormalise
 from gapbench.probes._registry import probe
 
 
-@probe("gradient_decay", row_order=["stage", "lag"], order=1)
+@probe("gradient_decay", row_order=["stage", "lag"], order=1, resolution="lag")
 def gradient_decay(model, readout, task, x, y, *, method: str = "auto") -> pd.DataFrame:
     """||∂L_t/∂s_k|| for the loss L_t at the task's probe step t and every k ≤ t.
 

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from gapbench.probes._linearisation import Linearisation, linearisation
-from gapbench.probes._numerics import one_thread, renormalise
+from gapbench.probes._numerics import kept_positions, one_thread, renormalise
 from gapbench.probes._registry import probe
 
 _COLUMNS = ["quantity", "step", "lag", "statistic", "index", "value"]
@@ -26,7 +26,8 @@ def jacobian_spectrum(model, x, lags=None, sequences: int = 4, jacobian_steps: i
     Rows (`quantity`, `statistic`):
       W_h      spectral_radius ρ, sigma_max, sigma_min                       (step, lag, index NaN)
                NaN values where the model has no W_h (recurrent_weight() is None)
-      D        spectral_radius, sigma_max, sigma_min at every step l (0-based; lag 1);
+      D        spectral_radius, sigma_max, sigma_min at every step l (0-based; lag 1) up to
+               LAG_LIMIT, log-spaced steps beyond (kept_positions);
                elementwise RNNs only (the analytic path): other models have no D rows
       J        the same for J_l at `jacobian_steps` evenly spaced steps, first and last included
       product  log10_singular_value for index i = 1..S (descending) of ∂s_t/∂s_{t-L},
@@ -57,8 +58,9 @@ def jacobian_spectrum(model, x, lags=None, sequences: int = 4, jacobian_steps: i
                 rows = [("W_h", nan, nan, s, nan, v) for s, v in zip(_STATISTICS, w_stats)]
                 if run.slopes is not None:
                     d_max, d_min = run.slopes.amax(-1).mean(0).tolist(), run.slopes.amin(-1).mean(0).tolist()
+                    kept = set(kept_positions(steps - 1).tolist())  # every step up to LAG_LIMIT, log-spaced beyond
                     for statistic, values in zip(_STATISTICS, (d_max, d_max, d_min)):
-                        rows += [("D", l, 1, statistic, nan, v) for l, v in enumerate(values)]
+                        rows += [("D", l, 1, statistic, nan, v) for l, v in enumerate(values) if l in kept]
             jacobians = torch.stack([run.jacobian(l) for l in picked.tolist()], 1)  # (n, picked, S, S)
             with torch.no_grad():
                 for statistic, values in zip(_STATISTICS, _spectrum_rows(jacobians)):

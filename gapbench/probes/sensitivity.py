@@ -10,7 +10,7 @@ from gapbench.probes._numerics import mean_log10, one_thread, renormalise
 from gapbench.probes._registry import probe
 
 
-@probe("sensitivity", row_order=["stage", "lag"], order=3)
+@probe("sensitivity", row_order=["stage", "lag"], order=3, resolution="lag")
 def sensitivity(model, x, sequences: int | None = None, *, method: str = "auto") -> pd.DataFrame:
     """||∂s_t/∂x_l||_F for the last step t and every l ≤ t (the lecture's memory sensitivity).
 

@@ -1,0 +1,93 @@
+"""Two checkouts of gapbench run the same grid at the same time, side by side, each on its own
+core; prints their job CPU, wall time, Snakemake's own CPU, the ratios, and every run whose
+success verdict differs.
+
+    python benchmarks/grid_side_by_side.py --config config/default.yaml --out /tmp/side \
+        --a /work/base /work/basevenv/bin/python --b . .venv/bin/python
+
+Each checkout runs `snakemake --cores 1` on its own copy of the config in OUT/a and OUT/b, started
+together, so both see the same machine load (this machine is noisy: a run alone, then the other,
+would compare two loads, not two codes). Job CPU is the sum of the `cpu_time` column of
+Snakemake's benchmark files (results/benchmarks/**.tsv: every job's process tree); Snakemake's
+own CPU is the CPU of the whole `snakemake` process tree (getrusage of the children this script
+waited for) minus the jobs' CPU. Results: OUT/summary.txt.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+
+KEYS = ["task", "model", "clip", "gap", "seed"]
+
+
+def run_grid(root: Path, python: Path, config: Path, workdir: Path, result: dict) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [str(python), "-m", "snakemake", "--snakefile", str(root / "Snakefile"), "--directory", str(workdir),
+               "--workflow-profile", "none", "--cores", "1", "--configfile", str(config)]
+    started = time.monotonic()
+    with open(workdir / "snakemake.log", "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        # wait4 gives this child's own rusage (its whole tree of waited-for descendants)
+        _, status, usage = os.wait4(process.pid, 0)
+    result.update(wall=time.monotonic() - started, status=os.waitstatus_to_exitcode(status),
+                  tree_cpu=usage.ru_utime + usage.ru_stime)
+
+
+def job_cpu(workdir: Path) -> float:
+    return sum(pd.read_csv(p, sep="\t").cpu_time.iloc[-1] for p in (workdir / "results" / "benchmarks").rglob("*.tsv"))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--a", nargs=2, metavar=("ROOT", "PYTHON"), required=True, help="the reference checkout")
+    parser.add_argument("--b", nargs=2, metavar=("ROOT", "PYTHON"), required=True, help="the checkout measured")
+    args = parser.parse_args(argv)
+    sides = {"a": args.a, "b": args.b}
+    results = {name: {} for name in sides}
+    threads = [threading.Thread(target=run_grid, args=(Path(root).resolve(), Path(python).absolute(),
+                                                        args.config.resolve(), args.out / name, results[name]))
+               for name, (root, python) in sides.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = [f"config {args.config}; machine {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M')}"]
+    for name, (root, _) in sides.items():
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+        r = results[name]
+        if r["status"] != 0:
+            raise SystemExit(f"{name} ({root}) failed: see {args.out / name / 'snakemake.log'}")
+        r["jobs"] = job_cpu(args.out / name)
+        r["own"] = r["tree_cpu"] - r["jobs"]
+        lines.append(f"{name} {root} ({commit}): wall {r['wall']:.0f} s, job CPU {r['jobs']:.0f} s, Snakemake's "
+                     f"own CPU {r['own']:.1f} s ({100 * r['own'] / r['jobs']:.1f}% of the jobs')")
+    a, b = results["a"], results["b"]
+    lines.append(f"b / a: wall {b['wall'] / a['wall']:.3f}x, job CPU {b['jobs'] / a['jobs']:.3f}x")
+    tables = {name: pd.read_csv(args.out / name / "results" / "tables" / "accuracy_vs_gap.csv") for name in sides}
+    both = tables["a"].merge(tables["b"], on=KEYS, suffixes=("_a", "_b"), validate="one_to_one")
+    changed = both[both.success_a != both.success_b]
+    lines.append(f"runs: {len(both)}; success verdicts changed: {len(changed)}")
+    for row in changed.itertuples():
+        lines.append(f"  {row.task} gap {row.gap} {row.model} {row.clip} seed {row.seed}: {row.success_a} -> "
+                     f"{row.success_b} (test loss {row.test_loss_a:.6g} -> {row.test_loss_b:.6g}, baseline "
+                     f"{row.baseline_a:.6g})")
+    text = "\n".join(lines) + "\n"
+    (args.out / "summary.txt").write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
