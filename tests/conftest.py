@@ -42,6 +42,7 @@ def smoke_run(tmp_path_factory) -> Path:
 PIPELINE_FIXTURES = {"smoke_run", "project", "reference"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
