@@ -18,7 +18,8 @@ Steps, each timed (wall, CPU) with its peak resident memory (of the process and 
   fabricate   the run folders and placeholder datasets (2 processes)
   schedule    `snakemake -n` over the fabricated workdir: the DAG of every job, every declared
               file checked (nothing is left to run but the collect rules); also on the default
-              grid's structure, for the per-job cost at both sizes
+              grid's structure and on a one-job grid, whose CPU (Snakemake's start, the config
+              checks) is taken off both to give the CPU each job adds, at both sizes
   tables      gapbench.reports.tables.collect, as the tables rule runs it
   figures     python -m gapbench figures
   paper       python -m gapbench paper-tables
@@ -77,6 +78,7 @@ def runs_of(config: dict) -> list[dict]:
                             "task_name": entry["name"], "model_name": model["name"], "hidden": hidden,
                             "state": state, "elementwise": elementwise, "seq_len": task.seq_len,
                             "probe_step": task.probe_step, "metric": task.metric, "baseline": task.baseline,
+                            "score_label": task.score_label,
                         })
     return runs
 
@@ -149,7 +151,7 @@ def fabricate_run(run: dict, rng) -> None:
     metrics = {
         "task": run["task"], "model": run["model"], "clip": run["clip"], "gap": run["gap"], "seed": run["seed"],
         "task_name": run["task_name"], "model_name": run["model_name"], "hidden_size": H, "task_params": {},
-        "metric": run["metric"], "test_loss": loss, "test_score": float(rng.random()), "baseline": run["baseline"],
+        "metric": run["metric"], "score_label": run["score_label"], "test_loss": loss, "test_score": float(rng.random()), "baseline": run["baseline"],
         "chance_score": 0.5, "success": bool(loss < 0.1), "diverged": False, "clip_fraction": 0.0,
         "train_steps": 5000, "steps_to_solve": None, "stopped_early": False, "wall_seconds": 0.0,
         "clip_threshold": None, "stability": {}, "threads": 1, "spec": {},
@@ -185,16 +187,17 @@ def fabricate(config: dict, workdir: Path, runs: list[dict], processes: int, log
 
 
 def measured(command: list[str], cwd: Path, env=None) -> dict:
-    """Run a command; its wall time, CPU time and peak resident memory (largest of its process tree)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Run a command; its wall time, CPU time and peak resident memory (wait4's rusage of that
+    child: the process and the descendants it waited for)."""
     started = time.monotonic()
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
+    with open(cwd / "step.out", "w") as out:
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
     wall = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:4])} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return {"wall": wall, "cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
-            "peak_gb": after.ru_maxrss / 2**20, "stdout": result.stdout, "stderr": result.stderr}
+    text = (cwd / "step.out").read_text()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command[:4])} failed:\n{text[-3000:]}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_gb": usage.ru_maxrss / 2**20, "stdout": text}
 
 
 def snakemake_dry_run(workdir: Path, configfile: Path) -> dict:
@@ -239,12 +242,17 @@ def main(argv=None) -> int:
            f"{os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M')}")
     shutil.rmtree(args.out, ignore_errors=True)
     schedule = {}
-    for name, path in (("default", args.default_config), ("paper", args.config)):
+    for name, path in (("minimal", args.default_config), ("default", args.default_config), ("paper", args.config)):
         config = load_config(path)
         workdir = args.out / name
+        if name == "minimal":  # one training job: Snakemake's fixed cost (start, config checks, DAG)
+            config["tasks"] = [{**config["tasks"][0], "gaps": config["tasks"][0]["gaps"][:1]}]
+            config["models"], config["seeds"] = config["models"][:1], config["seeds"][:1]
+            config["figures"]["decay_gap"] = {}
         if name == "paper" and args.quick:  # two task entries at their first gap, one seed
             config["tasks"] = [{**entry, "gaps": entry["gaps"][:1]} for entry in config["tasks"][:2]]
             config["seeds"] = config["seeds"][:1]
+            config["figures"]["decay_gap"] = {}  # its gaps may be cut
         runs = runs_of(config)
         configfile = args.out / f"{name}.yaml"
         configfile.parent.mkdir(parents=True, exist_ok=True)
@@ -257,11 +265,15 @@ def main(argv=None) -> int:
                f"{time.monotonic() - started:.0f} s")
         dry = snakemake_dry_run(workdir, configfile)
         jobs = dag_jobs(config)
-        schedule[name] = dry["wall"] / jobs
+        schedule[name] = (jobs, dry["cpu"])
+        per_job = ""
+        if name != "minimal":  # the CPU a job adds to planning, beyond the fixed cost of a one-job grid
+            base_jobs, base_cpu = schedule["minimal"]
+            schedule[name] = (jobs, (dry["cpu"] - base_cpu) / (jobs - base_jobs))
+            per_job = f"; {1000 * schedule[name][1]:.1f} ms CPU per job beyond a one-job grid's {base_cpu:.1f} s"
         report(f"{name}: schedule (snakemake -n, {jobs} jobs in the DAG, {dry['scheduled']} left to run): "
-               f"{dry['wall']:.1f} s wall, {dry['cpu']:.1f} s CPU, peak {dry['peak_gb']:.2f} GB; "
-               f"{1000 * schedule[name]:.1f} ms per job")
-        if name == "default":
+               f"{dry['wall']:.1f} s wall, {dry['cpu']:.1f} s CPU, peak {dry['peak_gb']:.2f} GB{per_job}")
+        if name != "paper":
             continue
         tables = workdir / TABLES_DIR
         runs_file = args.out / "runs.json"
@@ -284,10 +296,10 @@ def main(argv=None) -> int:
         parquet = sum(p.stat().st_size for p in tables.glob("*.parquet")) / 1e9
         csv = sum(p.stat().st_size for p in tables.glob("*.csv")) / 1e9
         report(f"paper: the three collect steps: {total:.0f} s; tables: Parquet {parquet:.2f} GB, CSV {csv:.3f} GB")
-    report(f"scheduling per job, paper / default structure: {schedule['paper'] / schedule['default']:.2f}x")
+    report(f"scheduling CPU per job, paper / default structure: {schedule['paper'][1] / schedule['default'][1]:.2f}x")
     (args.out / "summary.txt").write_text("\n".join(lines) + "\n")
     if not args.keep:
-        for name in ("default", "paper"):
+        for name in ("minimal", "default", "paper"):
             shutil.rmtree(args.out / name / "results" / "runs", ignore_errors=True)
     return 0
 

@@ -183,6 +183,7 @@ def run_all(groups, cache=None, log=lambda message: print(message, file=sys.stde
             hidden_size=spec.hidden_size,
             task_params=task.params(),
             metric=task.metric,
+            score_label=task.score_label,
             test_loss=test_loss,
             test_score=test_score,
             baseline=task.baseline,

@@ -93,6 +93,7 @@ class RunMetrics:
     hidden_size: int
     task_params: dict
     metric: str  # accuracy | mse: what test_score is
+    score_label: str  # test_score in words (the task's score_label): the figures' axis label
     test_loss: float
     test_score: float
     baseline: float  # the loss of the best input-blind predictor
@@ -128,7 +129,7 @@ class RunMetrics:
 
 # accuracy_vs_gap's columns, in order: RunMetrics fields (and its code_version)
 ACCURACY_COLUMNS = KEYS + [
-    "task_name", "model_name", "hidden_size", "metric", "test_loss", "test_score", "baseline", "chance_score",
+    "task_name", "model_name", "hidden_size", "metric", "score_label", "test_loss", "test_score", "baseline", "chance_score",
     "success", "diverged", "clip_fraction", "clip_threshold", "train_steps", "steps_to_solve", "stopped_early",
     "wall_seconds", "code_version",
 ]

@@ -85,6 +85,12 @@ class Task:
         """Per-sequence loss at `probe_step` from the readout there, shape (batch,)."""
         raise NotImplementedError
 
+    @property
+    def score_label(self) -> str:
+        """The test score in words, as the figures label its axis (a task whose score is more
+        specific than its metric's name says so here)."""
+        return {"accuracy": "test accuracy", "mse": "test MSE"}.get(self.metric, self.metric)
+
     def success(self, test_loss: float, test_score: float | None = None) -> bool:
         """Solved: test loss below SUCCESS_FRACTION × baseline (tasks with a published criterion override)."""
         return bool(np.isfinite(test_loss) and test_loss < SUCCESS_FRACTION * self.baseline)

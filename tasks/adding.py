@@ -106,6 +106,7 @@ class AddingHochreiter(MarkedPair):
     convention = "hochreiter"
     metric = "accuracy"
     scored = "last step (each sequence ends there; left-padded)"
+    score_label = "fraction with |error| < 0.04"
 
     def __init__(self, gap, **sampling_options):
         super().__init__(gap, **sampling_options)

@@ -62,6 +62,10 @@ class Copy(Sampled, Task):
         return prefix + self.sampling.max_gap_steps(span) + suffix
 
     @property
+    def score_label(self):
+        return "test accuracy (recall positions)"
+
+    @property
     def scored(self):
         recall = f"last {self.length} steps (recall)"
         return recall if self.recall_only else f"loss: all {self.seq_len} steps; accuracy: {recall}"

@@ -13,6 +13,7 @@ follows the rows of panels (PANEL_HEIGHT each for line and scatter panels).
 """
 from __future__ import annotations
 
+import textwrap
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -50,8 +51,9 @@ PAPER_RC = {
 }
 
 MSE_AXIS_TOP = 100  # MSE panels stop at this multiple of the memoryless baseline
-METRIC_LABEL = {"accuracy": "test accuracy\n(recall positions)", "mse": "test MSE"}
+METRIC_LABEL = {"accuracy": "test accuracy", "mse": "test MSE"}  # tables without a score_label column
 STYLE = {"errorbar": ("ci", 95), "seed": 0, "markers": True, "dashes": True}
+BOOTSTRAP_SEEDS = 5  # from this many seeds a band is a 95% bootstrap interval; below, the seeds' range
 # Per-lag curves have hundreds of points per line: a bootstrap at each would take minutes, and
 # over a few seeds a 95% interval says little, so their band is the range over seeds.
 CURVE_STYLE = {**STYLE, "errorbar": ("pi", 100), "markers": False}
@@ -212,7 +214,8 @@ def accuracy_vs_gap(read, gaps=None):
     """Test score against the gap (log x): one panel per task (wrapped three to a row), a line
     per model, clip arm as style.
 
-    Lines are the mean over seeds with a 95% bootstrap confidence band; the dotted grey line
+    Lines are the mean over seeds; the band is a 95% bootstrap confidence interval from
+    BOOTSTRAP_SEEDS seeds on, and the seeds' range (min to max) below; the dotted grey line
     is the score of the memoryless predictor (chance accuracy or baseline MSE). MSE panels
     have a log y axis that stops at MSE_AXIS_TOP × the baseline, so one exploding run cannot
     flatten the others (the runs above it are counted in the panel title). Runs marked diverged
@@ -224,11 +227,15 @@ def accuracy_vs_gap(read, gaps=None):
     accuracy = read("accuracy_vs_gap")
     finite = accuracy[np.isfinite(accuracy.test_score)]
     dropped = accuracy[~np.isfinite(accuracy.test_score)].groupby("task").size()
+    seeds = accuracy.groupby(["task", "gap", "model", "clip"]).seed.nunique().min()
+    # a 95% bootstrap interval over 2 or 3 seeds spans whole panels and means little: below
+    # BOOTSTRAP_SEEDS seeds the band is their range (min to max), and says so in the legend
+    errorbar = STYLE["errorbar"] if seeds >= BOOTSTRAP_SEEDS else ("pi", 100)
     grid = sns.relplot(
         data=finite, x="gap", y="test_score", col="task", col_order=sorted(accuracy.task.unique()),
         col_wrap=min(3, accuracy.task.nunique()), style="clip",
         **_hue(finite, read), kind="line", facet_kws={"sharey": False, "sharex": False}, height=PANEL_HEIGHT,
-        aspect=1.2, **STYLE,
+        aspect=1.2, **{**STYLE, "errorbar": errorbar},
     )
     for task, ax in grid.axes_dict.items():
         rows = accuracy[accuracy.task == task]
@@ -237,7 +244,8 @@ def accuracy_vs_gap(read, gaps=None):
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
         metric = rows.metric.iloc[0]
-        ax.set_ylabel(METRIC_LABEL.get(metric, metric))
+        label = rows.score_label.iloc[0] if "score_label" in rows else METRIC_LABEL.get(metric, metric)
+        ax.set_ylabel("\n".join(textwrap.wrap(label, 20)))  # a panel is ~2 in tall: two short lines
         if metric == "mse":
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(_PlainLogFormatter())
@@ -259,11 +267,13 @@ def accuracy_vs_gap(read, gaps=None):
     grid.set_xlabels("gap (steps)")
     # the memoryless line and the diverged mark, explained once in the legend
     legend = grid.legend
+    band = "band: 95% bootstrap\ninterval over seeds" if errorbar[0] == "ci" else "band: min to max\nover seeds"
     handles = [*legend.legend_handles,
                Line2D([], [], color="grey", linestyle=":", linewidth=1, label="memoryless predictor"),
                Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=6, linestyle="",
-                      label="diverged run (ringed)")]
-    labels = [t.get_text() for t in legend.texts] + ["memoryless predictor", "diverged run (ringed)"]
+                      label="diverged run (ringed)"),
+               Line2D([], [], linestyle="", label=band)]
+    labels = [t.get_text() for t in legend.texts] + ["memoryless predictor", "diverged run (ringed)", band]
     legend.remove()
     grid.figure.legend(handles, labels)  # placed by fit_to_page, to the right of the panels
     return grid
