@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pandas as pd
@@ -106,11 +107,9 @@ class _ParquetStream:
     rows become a row group. The schema is the first run's; a later run whose columns differ,
     or do not convert to it, is named in the error."""
 
-    def __init__(self, path: Path, name: str):
-        self.path, self.name = path, name
+    def __init__(self, tmp: Path, name: str):
+        self.tmp, self.name = tmp, name  # tmp: the temporary file atomic_path renames into place
         self.parts, self.rows, self.writer, self.schema, self.total = [], 0, None, None, 0
-        self._atomic = atomic_path(path)
-        self.tmp = self._atomic.__enter__()
 
     def append(self, frame: pd.DataFrame, run_dir) -> None:
         if self.schema is None:
@@ -137,18 +136,18 @@ class _ParquetStream:
         self.parts, self.rows = [], 0
 
     def close(self) -> int:
-        """Finish the file (renamed into place only now); returns its number of rows."""
+        """Finish the file; returns its number of rows."""
         if self.schema is None:
             raise ValueError(f"no run holds a {self.name} table")
         self._flush()
-        self.writer.close()
-        self._atomic.__exit__(None, None, None)
+        self.abandon()
         return self.total
 
-    def abort(self, error) -> None:
+    def abandon(self) -> None:
+        """Close the file, complete or not."""
         if self.writer is not None:
             self.writer.close()
-        self._atomic.__exit__(type(error), error, error.__traceback__)
+            self.writer = None
 
 
 def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stderr, flush=True)) -> dict[str, int]:
@@ -168,9 +167,12 @@ def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stder
                                 ignore_index=True), ROW_ORDER[SUMMARY_TABLE])
     rates = summary[KEYS + ["stage", "decay_log10_per_step", "half_life_steps"]]
     rates_of = {key: rows.drop(columns=KEYS) for key, rows in rates.groupby(KEYS, sort=False)}
-    streams = {name: _ParquetStream(out_dir / table_file(name), name) for name in PROBE_TABLES}
     started, step = time.monotonic(), max(1, len(run_dirs) // 10)
-    try:
+    with ExitStack() as files:  # every table renamed into place on success, none on an error
+        streams = {name: _ParquetStream(files.enter_context(atomic_path(out_dir / table_file(name))), name)
+                   for name in PROBE_TABLES}
+        for stream in streams.values():
+            files.callback(stream.abandon)  # runs before the renames: a writer is closed first
         for i, run_dir in enumerate(run_dirs, 1):
             for name, stream in streams.items():
                 frame = pd.read_csv(Path(run_dir) / f"{name}.csv")
@@ -182,10 +184,6 @@ def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stder
             if i % step == 0 or i == len(run_dirs):
                 log(f"tables: {i}/{len(run_dirs)} runs collected ({time.monotonic() - started:.0f} s)")
         rows = {name: stream.close() for name, stream in streams.items()}
-    except BaseException as error:
-        for stream in streams.values():
-            stream.abort(error)
-        raise
     write_csv(out_dir / table_file(ACCURACY_TABLE), accuracy)
     write_csv(out_dir / table_file(SUMMARY_TABLE), summary)
     return {ACCURACY_TABLE: len(accuracy), SUMMARY_TABLE: len(summary), **rows}
