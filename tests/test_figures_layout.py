@@ -8,6 +8,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
+from gapbench import models
 from gapbench.reports import figures
 from gapbench.reports.tables import table_reader
 from gapbench.results import FIGURE_FORMATS, FIGURES_DIR
@@ -64,9 +65,52 @@ def read(smoke_run):
 def one_task(read, task):
     """A reader of the same tables cut down to one task: a figure with a single column of panels."""
     def reader(name, columns=None, rows=None):
-        table = read(name, columns, rows)
-        return table[table.task == task]
+        extra = columns is not None and "task" not in columns
+        table = read(name, [*columns, "task"] if extra else columns, rows)
+        table = table[table.task == task]
+        return table.drop(columns="task") if extra else table
     return reader
+
+
+def figure_pages(read, subset):
+    """[(name, file stem, draw function of (read, gaps))]: every page the pipeline draws from the
+    smoke tables, or each figure drawn for the copy task alone (one panel, one column)."""
+    if subset == "one task":
+        reader = one_task(read, "copy")
+        return [(name, name, lambda spec=spec: spec.draw(reader, None)) for name, spec in figures.FIGURES.items()]
+    shape = figures.shape_of_tables(read)
+    return [(name, stem, lambda spec=spec, layout=layout: spec.draw(read, None, layout))
+            for name, spec in figures.FIGURES.items() for stem, layout in figures.pages(name, shape)]
+
+
+def test_smoke_figures_are_faceted_by_family_and_split_into_pages(read, smoke_run):
+    """The smoke grid's adding entry holds 8 models × 3 clip arms (24 lines > 14): a panel per
+    family, and the per-stage figures split over pages; the pipeline drew exactly these pages."""
+    shape = figures.shape_of_tables(read)
+    assert shape.faceted and shape.families == ("elementwise", "orthogonal/unitary", "gated")
+    stems = figures.figure_stems(shape)
+    assert "accuracy_vs_gap" in stems and "gradient_decay_page1" in stems and "gradient_decay" not in stems
+    drawn = {p.name for p in (smoke_run / FIGURES_DIR).iterdir()}
+    assert drawn == {f"{stem}.{suffix}" for stem in stems for suffix in FIGURE_FORMATS}
+    accuracy = read("accuracy_vs_gap")
+    with figures.paper_style():
+        figure = figures.FIGURES["accuracy_vs_gap"].draw(read, None, figures.pages("accuracy_vs_gap", shape)[0][1])
+    # a panel per task and family that has runs: adding has all three families, copy two
+    panels = [ax for ax in figure.axes if ax.get_visible()]
+    expected = sum(accuracy[accuracy.task == task].model_name.map(models.family).nunique()
+                   for task in accuracy.task.unique())
+    assert len(panels) == expected
+    # greyscale: within every panel each (model, clip arm) line has its own (marker, dash) pair
+    for ax in panels:
+        # (matplotlib keeps a line's dash sequence, before scaling by line width, in _unscaled_dash_pattern)
+        styles = [(line.get_marker(), repr(line._unscaled_dash_pattern))
+                  for line in ax.get_lines() if line.get_marker() not in ("", "None", None)]
+        assert len(styles) == len(set(styles)) > 0, ax.get_title()
+    # and every model of the registry has a marker of its own, every clip arm its own dash
+    every = figures.model_markers(models.names())
+    assert len(set(every.values())) == len(every) == len(models.names())
+    assert len({repr(d) for d in figures.clip_dashes(["none", "norm", "value"]).values()}) == 3
+    figures.plt.close(figure)
 
 
 @pytest.mark.parametrize("subset", ["every task", "one task"])
@@ -74,25 +118,26 @@ def test_every_figure_prints_at_a_paper_width_with_legible_text(read, smoke_run,
     figures_dir = smoke_run / FIGURES_DIR
     tasks = sorted(read("accuracy_vs_gap").task.unique())
     assert len(tasks) > 3  # the smoke grid wraps onto a second row of panels
-    reader, width = (read, figures.TEXT_WIDTH) if subset == "every task" else (one_task(read, "copy"), figures.COLUMN_WIDTH)
+    width = figures.TEXT_WIDTH if subset == "every task" else figures.COLUMN_WIDTH
     low, high = figures.FONT_SIZES
     assert figures.FIGURES and (figures.COLUMN_WIDTH, figures.TEXT_WIDTH) == (3.4, 7.0) and (low, high) == (7, 9)
-    for name, draw in figures.FIGURES.items():
+    for name, stem, draw in figure_pages(read, subset):
         with figures.paper_style():
-            drawn = draw(reader, None)
+            drawn = draw()
             figure = getattr(drawn, "figure", drawn)
-            figures._save(drawn, tmp_path, name)
-        assert {p.name for p in tmp_path.glob(f"{name}.*")} == {f"{name}.{suffix}" for suffix in FIGURE_FORMATS}
+            figures._save(drawn, tmp_path, stem)
+        assert {p.name for p in tmp_path.glob(f"{stem}.*")} == {f"{stem}.{suffix}" for suffix in FIGURE_FORMATS}
         if subset == "every task":  # drawn again from the same tables: the bytes the pipeline's figures rule wrote
             for suffix in FIGURE_FORMATS:
-                assert (tmp_path / f"{name}.{suffix}").read_bytes() == (figures_dir / f"{name}.{suffix}").read_bytes()
+                assert (tmp_path / f"{stem}.{suffix}").read_bytes() == (figures_dir / f"{stem}.{suffix}").read_bytes()
+        name = stem
 
         # the saved page is the declared width (no tight bounding box changing it), at most a page tall
         pdf = (tmp_path / f"{name}.pdf").read_bytes()
         page_width, page_height = pdf_page_size(pdf)
         assert page_width == pytest.approx(width * 72, abs=0.01), name
         assert tuple(figure.get_size_inches()) == pytest.approx((width, page_height / 72), abs=0.01), name
-        assert page_height <= 9 * 72, name  # a page's text height, for the smoke grid
+        assert page_height <= figures.PAGE_HEIGHT * 72, name  # a page's text height
         assert png_width((tmp_path / f"{name}.png").read_bytes()) == round(width * figures.PNG_DPI), name
 
         # every font the PDF uses is within the declared sizes (tick labels, labels, titles, legend)

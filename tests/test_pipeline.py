@@ -12,8 +12,8 @@ from conftest import SMOKE, snakemake
 from gapbench import models, tasks
 from gapbench.config import task_label, task_models
 from gapbench.models import Net
-from gapbench.reports.figures import FIGURES as FIGURE_REGISTRY
-from gapbench.reports.tables import TABLES, read_table
+from gapbench.reports.figures import FIGURES as FIGURE_REGISTRY, figure_stems, shape_of_tables
+from gapbench.reports.tables import TABLES, read_table, table_reader
 from gapbench.results import ACCURACY_COLUMNS, KEYS, table_file
 from gapbench.runstore import RUN_FILES
 
@@ -137,9 +137,11 @@ def test_run_folders_hold_metrics_history_probes_and_weights(smoke_run):
 
 
 def test_figures_are_drawn(smoke_run):
-    for name in FIGURES:
-        png = (smoke_run / f"results/figures/{name}.png").read_bytes()
-        pdf = (smoke_run / f"results/figures/{name}.pdf").read_bytes()
+    stems = figure_stems(shape_of_tables(table_reader(smoke_run / "results" / "tables")))
+    assert {stem.split("_page")[0] for stem in stems} == set(FIGURES)  # every figure, on one or more pages
+    for stem in stems:
+        png = (smoke_run / f"results/figures/{stem}.png").read_bytes()
+        pdf = (smoke_run / f"results/figures/{stem}.pdf").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000
         assert pdf.startswith(b"%PDF")
 
@@ -201,3 +203,18 @@ def test_html_report_holds_figures_and_tables(smoke_run):
     assert result.returncode == 0 and len(html) > 100_000
     for name in ("accuracy_vs_gap", "largest_gap_solved", "propagation_summary"):
         assert name in html
+
+
+@pytest.mark.parametrize("given, expected", [
+    ((), "Submitting maximum 1000 job(s) over 10.0 second(s)."),  # Snakemake's default, replaced
+    (("--max-jobs-per-timespan", "50/1s"), "Submitting maximum 50 job(s) over 1.0 second(s)."),  # the user's, kept
+])
+def test_scheduler_wakes_ten_times_less_often_unless_told(tmp_path, given, expected):
+    """common.smk replaces Snakemake's default job rate limit (100 jobs per 1 s, whose wake-up
+    timers made Snakemake's own CPU grow with the jobs finished) by the same rate over 10 s when
+    the run starts; a limit the user gives stands. A real (one-job) run, with its debug log."""
+    result = snakemake(tmp_path, "--verbose", *given, "results/data/copy/gap2/seed0/meta.json")
+    log = result.stdout + result.stderr
+    limiters = re.findall(r"Submitting maximum .*", log)  # each limiter built logs its limit
+    assert limiters and limiters[-1] == expected  # the last: the one the jobs ran under
+    assert (tmp_path / "results/data/copy/gap2/seed0/meta.json").exists()

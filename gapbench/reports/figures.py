@@ -1,20 +1,27 @@
 """Publication figures drawn from the tidy tables only (never from in-memory training state).
 
-Each figure is one function decorated with `@figure("name")`: it gets `read(table_name,
-columns=None, rows=None)` (gapbench.reports.tables.table_reader: the tidy table as a DataFrame,
-only the columns and rows asked for) and the per-task gaps to show, and returns its seaborn grid;
-`draw_all` saves every registered figure as name.pdf and name.png. Adding a figure touches
-nothing outside this module: the pipeline's targets come from `FIGURES`.
+Each figure is one function decorated with `@figure("name", tasks_per_page)`: it gets
+`read(table_name, columns=None, rows=None)` (gapbench.reports.tables.table_reader: the tidy
+table as a DataFrame, only the columns and rows asked for), the per-task gaps to show and the
+page's Layout, and returns its matplotlib figure. `draw_all` saves every page of every registered
+figure as STEM.pdf and STEM.png: STEM is the figure's name when its tasks fit one page, else
+name_page1, name_page2, ... (`pages`). Adding a figure touches nothing outside this module: the
+pipeline's targets come from `figure_stems`, for the grid's GridShape.
 
 Every figure is drawn in one paper style (`paper_style`: fonts of FONT_SIZES points) and saved
 at a width a paper includes at 100% scale (`fit_to_page`): TEXT_WIDTH, or COLUMN_WIDTH for a
 figure with a single column of panels; the legend goes to the right of the panels, the height
-follows the rows of panels (PANEL_HEIGHT each for line and scatter panels).
+follows the rows of panels (PANEL_HEIGHT each for line and scatter panels), at most
+MAX_PANEL_ROWS to a page. Where one panel would hold more than MAX_LINES_PER_PANEL lines (14
+models × 3 clip arms in the paper grid), each task gets a panel per model family. Every model
+has its colour (a shade of its family's hue) and its marker, every clip arm its dash, so a
+figure printed in greyscale still tells each line apart.
 """
 from __future__ import annotations
 
 import textwrap
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +30,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import LogFormatterSciNotation, NullFormatter, ScalarFormatter  # noqa: E402
+from matplotlib.ticker import LogFormatterSciNotation, NullLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -52,30 +59,30 @@ PAPER_RC = {
 
 MSE_AXIS_TOP = 100  # MSE panels stop at this multiple of the memoryless baseline
 METRIC_LABEL = {"accuracy": "test accuracy", "mse": "test MSE"}  # tables without a score_label column
-STYLE = {"errorbar": ("ci", 95), "seed": 0, "markers": True, "dashes": True}
 BOOTSTRAP_SEEDS = 5  # from this many seeds a band is a 95% bootstrap interval; below, the seeds' range
+BOOTSTRAP_RESAMPLES = 1000  # resamples of the seeds per point (seeded: the same tables, the same figure)
 # Per-lag curves have hundreds of points per line: a bootstrap at each would take minutes, and
-# over a few seeds a 95% interval says little, so their band is the range over seeds.
-CURVE_STYLE = {**STYLE, "errorbar": ("pi", 100), "markers": False}
+# over a few seeds a 95% interval says little, so their band is always the range over seeds.
 # One colour per model in every figure: a hue per family (Okabe & Ito's colour-blind-safe
 # palette), shades of it for the models of a family; legends list models family by family.
+# Greyscale print: a marker per model (model_markers) and a dash per clip arm (clip_dashes),
+# so every line is told apart without its colour.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "p", "h", "<", ">", "d", "8", "H")
+CLIP_DASHES = {"none": "-", "norm": (0, (4, 1.5)), "value": (0, (1, 1.2))}
+SPARE_DASHES = ((0, (6, 1.5, 1, 1.5)), (0, (2, 2)), (0, (8, 2)))
+CLIP_FILLS = ("full", "none", "bottom", "left")
 FAMILY_COLOURS = {
     "elementwise": "#0072B2", "orthogonal/unitary": "#CC79A7", "gated": "#D55E00", "reservoir": "#009E73",
     "diagonal": "#E69F00", "oscillator": "#56B4E9", "other": "#000000",
 }
 
 
-def model_colours(names, registry_names: dict | None = None) -> dict[str, tuple]:
-    """{model: RGB} for the models in `names`, ordered family by family, then by name.
+def _model_order(names, registry_names: dict | None = None) -> tuple[list[str], dict[str, str]]:
+    """(every model shown or registered, family by family, then by name; {model: its family}).
 
     A model's family is its class attribute in gapbench.models; registry_names maps a model
     entry's label to its registered name (a label names a variant, e.g. esn_linear). A name
-    the registry does not know, e.g. from someone else's tables, counts as "other". Shades
-    depend only on the family's registered members and the variants shown, so a model keeps
-    its colour whichever subset a figure shows.
-    """
-    from matplotlib.colors import to_rgb
-
+    the registry does not know, e.g. from someone else's tables, counts as "other"."""
     from gapbench import models
 
     registered = set(models.names())
@@ -87,15 +94,47 @@ def model_colours(names, registry_names: dict | None = None) -> dict[str, tuple]
 
     family = {name: family_of(name) for name in set(names) | registered}
     order = list(FAMILY_COLOURS)
+    ordered = sorted(family, key=lambda n: (order.index(family[n]) if family[n] in order else len(order), n))
+    return ordered, family
+
+
+def model_colours(names, registry_names: dict | None = None) -> dict[str, tuple]:
+    """{model: RGB} for the models in `names`, ordered family by family, then by name (see
+    _model_order). Shades depend only on the family's registered members and the variants
+    shown, so a model keeps its colour whichever subset a figure shows."""
+    from matplotlib.colors import to_rgb
+
+    ordered, family = _model_order(names, registry_names)
     colours = {}
-    for name in sorted(family, key=lambda n: (order.index(family[n]) if family[n] in order else len(order), n)):
-        members = sorted(n for n in family if family[n] == family[name])
+    for name in ordered:
+        members = [n for n in ordered if family[n] == family[name]]
         base = np.array(to_rgb(FAMILY_COLOURS.get(family[name], "#000000")))
         # from a darker (55% of the hue) to a lighter shade (a third of the way to white)
         position = members.index(name) / (len(members) - 1) if len(members) > 1 else 0.5
         dark, light = 0.55 * base, base + 0.35 * (1 - base)
         colours[name] = tuple(float(c) for c in (1 - position) * dark + position * light)
     return {name: colour for name, colour in colours.items() if name in set(names)}
+
+
+def model_markers(names, registry_names: dict | None = None) -> dict[str, str]:
+    """{model: marker}: each registered model its own marker, in the order of _model_order, so
+    that a figure printed in greyscale still tells every model apart (shades alone would not);
+    a model keeps its marker whichever subset a figure shows."""
+    ordered, _ = _model_order(names, registry_names)
+    return {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(ordered) if name in set(names)}
+
+
+def clip_dashes(arms) -> dict[str, object]:
+    """{clip arm: matplotlib linestyle}: the arms of gapbench's clip registry keep theirs in
+    every figure (none solid, norm dashed, value dotted); other arms get the next free one."""
+    known = {arm: style for arm, style in CLIP_DASHES.items() if arm in set(arms)}
+    spare = iter(SPARE_DASHES)
+    return {arm: known[arm] if arm in known else next(spare, "-") for arm in arms}
+
+
+def clip_fills(arms) -> dict[str, str]:
+    """{clip arm: marker fill style} for scatter plots, where a point has no dash."""
+    return {arm: CLIP_FILLS[i % len(CLIP_FILLS)] for i, arm in enumerate(arms)}
 
 
 class _PlainLogFormatter(LogFormatterSciNotation):
@@ -106,30 +145,273 @@ class _PlainLogFormatter(LogFormatterSciNotation):
         return f"{x:g}" if super().__call__(x, pos) else ""
 
 
+
 def _registry_names(read) -> dict:
     """{model label: registered model name}, from the accuracy table."""
-    accuracy = read("accuracy_vs_gap")
+    accuracy = read("accuracy_vs_gap", columns=["model", "model_name"])
     return dict(zip(accuracy["model"], accuracy["model_name"]))
 
 
-def _hue(table: pd.DataFrame, read) -> dict:
-    """seaborn keywords that give each model its fixed colour and the family order."""
-    colours = model_colours(table["model"].unique(), _registry_names(read))
-    return {"hue": "model", "palette": colours, "hue_order": list(colours)}
+# ---- pages: which tasks and panels a figure's page holds -----------------------------------
+MAX_LINES_PER_PANEL = 14  # more (model, clip arm) lines than this in one panel: a panel per family
+TASK_COLUMNS = 3  # one panel per task: this many tasks to a row
+FACET_COLUMNS = 4  # a panel per family: a task's family panels, this many to a row
+MAX_PANEL_ROWS = 5  # rows of PANEL_HEIGHT on a page: 8.75 in, inside a page's text height
+LEGEND_WIDTH = 1.6  # inches the legend takes right of the panels (about)
+GAP_LABEL_SPACING = 0.3  # inches between the starts of two gap labels of 3 digits, at least
+PAGE_HEIGHT = 9.0  # inches of text on a page (a legend or a heatmap page is at most this tall)
 
 
-FIGURES: dict[str, Callable] = {}  # name -> function(read, gaps) returning the figure's grid
+@dataclass(frozen=True)
+class GridShape:
+    """What decides a figure's pages: the task labels, the most (model, clip arm) lines any task
+    has, and the model families shown (in FAMILY_COLOURS order). The Snakefile builds it from
+    the config (figure targets), draw_all from the tables; both give the same pages."""
+    tasks: tuple[str, ...]
+    lines: int
+    families: tuple[str, ...]
+
+    @property
+    def faceted(self) -> bool:
+        """A panel per family where one panel would hold more than MAX_LINES_PER_PANEL lines."""
+        return self.lines > MAX_LINES_PER_PANEL and len(self.families) > 1
 
 
-def figure(name: str):
-    """Register a figure under `name` (its file stem)."""
+def grid_shape(tasks, model_names: dict[str, str], lines: int) -> GridShape:
+    """The GridShape of task labels `tasks` and models {label: registered name}, with at most
+    `lines` (model, clip arm) pairs in any task."""
+    _, family = _model_order(list(model_names), model_names)
+    present = {family[model] for model in model_names}
+    families = [f for f in FAMILY_COLOURS if f in present] + sorted(present - set(FAMILY_COLOURS))
+    return GridShape(tuple(sorted(tasks)), int(lines), tuple(families))
+
+
+def shape_of_tables(read) -> GridShape:
+    accuracy = read("accuracy_vs_gap", columns=["task", "model", "model_name", "clip"])
+    lines = accuracy.drop_duplicates(["task", "model", "clip"]).groupby("task").size().max()
+    return grid_shape(accuracy.task.unique(), dict(zip(accuracy["model"], accuracy["model_name"])), lines)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One page: its tasks and, where faceted, the families (one panel each; None: a panel per task)."""
+    tasks: tuple[str, ...]
+    families: tuple[str, ...] | None = None
+
+
+def tasks_per_page_of_lines(stages: int) -> Callable[[GridShape], int]:
+    """Tasks on a page of line or scatter panels with `stages` panels above each other per task:
+    as many as fit MAX_PANEL_ROWS rows of panels (at least one)."""
+    def per_page(shape: GridShape) -> int:
+        if shape.faceted:
+            return max(1, MAX_PANEL_ROWS // (stages * -(-len(shape.families) // FACET_COLUMNS)))
+        return TASK_COLUMNS * max(1, MAX_PANEL_ROWS // stages)
+    return per_page
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    draw: Callable  # draw(read, gaps, layout) -> a matplotlib figure or seaborn grid
+    tasks_per_page: Callable[[GridShape], int]
+
+
+FIGURES: dict[str, FigureSpec] = {}  # name -> how to draw it and how many tasks fit a page
+
+
+def figure(name: str, tasks_per_page: Callable[[GridShape], int] = tasks_per_page_of_lines(1)):
+    """Register a figure under `name` (its file stem, or the stem of its pages)."""
     def decorator(function):
         if name in FIGURES:
             raise ValueError(f"figure {name!r} is registered twice")
-        FIGURES[name] = function
+        FIGURES[name] = FigureSpec(function, tasks_per_page)
         return function
 
     return decorator
+
+
+def pages(name: str, shape: GridShape) -> list[tuple[str, Layout]]:
+    """[(file stem, layout)] of figure `name`: `name` if its tasks fit one page, else
+    name_page1, name_page2, ... with the tasks in order, as many to a page as fit."""
+    per_page = FIGURES[name].tasks_per_page(shape)
+    chunks = [shape.tasks[i:i + per_page] for i in range(0, len(shape.tasks), per_page)] or [()]
+    families = shape.families if shape.faceted else None
+    if len(chunks) == 1:
+        return [(name, Layout(chunks[0], families))]
+    return [(f"{name}_page{k}", Layout(chunk, families)) for k, chunk in enumerate(chunks, 1)]
+
+
+def figure_stems(shape: GridShape) -> list[str]:
+    """The file stem of every page of every registered figure (the pipeline's figure targets)."""
+    return [stem for name in FIGURES for stem, _ in pages(name, shape)]
+
+
+def _on_page(table: pd.DataFrame, layout: "Layout | None") -> pd.DataFrame:
+    """The rows of `table` of the page's tasks (all rows without a layout). Figures read whole
+    tables (each request once, cached by table_reader) and cut them here, page by page: a Parquet
+    read filtered to one task costs about as much as the read of every task."""
+    return table if layout is None else table[table.task.isin(layout.tasks)].reset_index(drop=True)
+
+
+def _panel_grid(layout: Layout, stages=(None,)):
+    """(figure, {(task, stage, family): axes}) for a page, PANEL_HEIGHT a row of panels.
+
+    One panel per task (family None): tasks TASK_COLUMNS to a row, a task's stages one above the
+    other. Faceted: each task and stage a block of rows holding one panel per family,
+    FACET_COLUMNS to a row. Unused grid cells are hidden."""
+    tasks = layout.tasks
+    if layout.families is None:
+        columns = max(1, min(TASK_COLUMNS, len(tasks)))
+        place = {(task, stage, None): (len(stages) * (i // columns) + j, i % columns)
+                 for i, task in enumerate(tasks) for j, stage in enumerate(stages)}
+    else:
+        columns = min(FACET_COLUMNS, len(layout.families))
+        block = -(-len(layout.families) // columns)
+        place = {(task, stage, family): ((i * len(stages) + j) * block + k // columns, k % columns)
+                 for i, task in enumerate(tasks) for j, stage in enumerate(stages)
+                 for k, family in enumerate(layout.families)}
+    rows = max((row for row, _ in place.values()), default=0) + 1
+    figure, axes = plt.subplots(rows, columns, figsize=(TEXT_WIDTH, rows * PANEL_HEIGHT), squeeze=False)
+    panels = {key: axes[row, column] for key, (row, column) in place.items()}
+    used = {id(ax) for ax in panels.values()}
+    for ax in axes.flat:
+        if id(ax) not in used:
+            ax.set_visible(False)
+    return figure, panels
+
+
+def _first_in_row(panels: dict) -> set:
+    """ids of the panels in the first used column of their row (where a row's y label goes)."""
+    first = {}
+    for ax in panels.values():
+        spec = ax.get_subplotspec()
+        row, column = spec.rowspan.start, spec.colspan.start
+        first[row] = min(first.get(row, column), column)
+    return {id(ax) for ax in panels.values()
+            if ax.get_subplotspec().colspan.start == first[ax.get_subplotspec().rowspan.start]}
+
+
+def _share_y(panels: dict) -> None:
+    """The family panels of one task and stage on one y scale (so panels compare like one)."""
+    blocks = {}
+    for (task, stage, _), ax in panels.items():
+        if ax.has_data():
+            blocks.setdefault((task, stage), []).append(ax)
+    for group in blocks.values():
+        low = min(ax.get_ylim()[0] for ax in group)
+        high = max(ax.get_ylim()[1] for ax in group)
+        for ax in group:
+            ax.set_ylim(low, high)
+
+
+def _gap_axis(ax, gaps, columns: int) -> None:
+    """A log x axis with a tick at every gap that was run and a label at as many as fit: a
+    label is left out where it would sit closer than GAP_LABEL_SPACING to the previous one
+    (1000 and 2000, or 20 and 30, in a narrow panel)."""
+    gaps = sorted(int(gap) for gap in gaps)
+    ax.set_xscale("log")
+    ax.set_xticks(gaps)
+    panel_width = (TEXT_WIDTH - LEGEND_WIDTH) / columns
+    span = np.log10(gaps[-1] / gaps[0]) if len(gaps) > 1 else 1.0
+    labels, last = [], None
+    for gap in gaps:
+        if last is None or np.log10(gap / last) / span * panel_width >= GAP_LABEL_SPACING * len(str(gap)) / 3:
+            labels.append(str(gap))
+            last = gap
+        else:
+            labels.append("")
+    ax.set_xticklabels(labels)
+    ax.xaxis.set_minor_locator(NullLocator())  # the gaps run are the ticks; no log minor ticks
+
+
+def _title(*parts) -> str:
+    """A panel title of short lines (a faceted panel is ~1.4 in wide)."""
+    return "\n".join(line for part in parts if part for line in textwrap.wrap(str(part), 30))
+
+
+@dataclass(frozen=True)
+class Styles:
+    """How each model and clip arm is drawn: colour and marker per model, dash per clip arm."""
+    colours: dict
+    markers: dict
+    dashes: dict
+    families: dict  # model -> family
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.colours)
+
+
+def _styles(table: pd.DataFrame, read) -> Styles:
+    names = _registry_names(read)
+    shown = table["model"].unique()
+    _, family = _model_order(shown, names)
+    arms = [arm for arm in CLIP_DASHES if arm in set(table["clip"])] + sorted(set(table["clip"]) - set(CLIP_DASHES))
+    return Styles(model_colours(shown, names), model_markers(shown, names), clip_dashes(arms),
+                  {model: family[model] for model in shown})
+
+
+def _in_panel(table: pd.DataFrame, styles: Styles, task, family, stage=None) -> pd.DataFrame:
+    rows = table.task == task
+    if stage is not None:
+        rows &= table.stage == stage
+    if family is not None:
+        rows &= table["model"].map(styles.families) == family
+    return table[rows]
+
+
+def _draw_lines(ax, curves: pd.DataFrame, x: str, styles: Styles, markers_per_line: int | None = None) -> None:
+    """A line per (model, clip arm) of `curves` (columns model, clip, x, mean, low, high): the
+    mean in the model's colour and marker and the arm's dash, the band from low to high. Long
+    curves get markers_per_line markers, staggered by model so that they do not sit on each other."""
+    order = styles.models
+    for (model, clip), line in curves.groupby(["model", "clip"], sort=False):
+        line = line.sort_values(x)
+        colour = styles.colours[model]
+        ax.fill_between(line[x], line["low"], line["high"], color=colour, alpha=0.2, linewidth=0, edgecolor="none")
+        markevery = None
+        if markers_per_line and len(line) > markers_per_line:
+            step = len(line) // markers_per_line
+            markevery = (order.index(model) * step // max(len(order), 1), step)
+        ax.plot(line[x], line["mean"], color=colour, marker=styles.markers[model], linestyle=styles.dashes[clip],
+                markevery=markevery, markersize=3.5, markeredgewidth=0.6)
+
+
+def _legend(figure, styles: Styles, clips, extra=(), clip_handle=None, model_line: bool = True) -> None:
+    """One legend for the figure: the models family by family (each family's name a title),
+    then the clip arms, then `extra` handles; fit_to_page places it right of the panels."""
+    from matplotlib.lines import Line2D
+
+    def title(text):  # no line and no marker: _legend_right sets it as a title
+        return Line2D([], [], linestyle="", marker="", label=text)
+
+    handles, family = [], None
+    for model in styles.models:
+        if styles.families[model] != family:
+            family = styles.families[model]
+            handles.append(title(family))
+        handles.append(Line2D([], [], color=styles.colours[model], marker=styles.markers[model],
+                              linestyle="-" if model_line else "", markersize=3.5, label=model))
+    handles.append(title("clip"))
+    handles += [clip_handle(clip) if clip_handle else Line2D([], [], color="black", linestyle=styles.dashes[clip],
+                                                                label=clip) for clip in clips]
+    handles += list(extra)
+    figure.legend(handles, [handle.get_label() for handle in handles])
+
+
+def _mean_and_band(table: pd.DataFrame, keys: list[str], y: str, bootstrap: bool) -> pd.DataFrame:
+    """Per group of `keys`: the mean of y over its rows (seeds) and a band, low to high: a 95%
+    bootstrap interval of the mean (BOOTSTRAP_RESAMPLES resamples, seeded) or the range."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for key, values in table.groupby(keys, sort=False)[y]:
+        values = values.to_numpy(float)
+        if bootstrap:
+            means = rng.choice(values, size=(BOOTSTRAP_RESAMPLES, len(values))).mean(axis=1)
+            low, high = np.percentile(means, [2.5, 97.5])
+        else:
+            low, high = values.min(), values.max()
+        rows.append((*key, values.mean(), low, high))
+    return pd.DataFrame(rows, columns=[*keys, "mean", "low", "high"])
 
 
 @contextmanager
@@ -209,10 +491,11 @@ def _save(grid, out_dir: Path, stem: str) -> None:
     plt.close(figure)
 
 
+
 @figure("accuracy_vs_gap")
-def accuracy_vs_gap(read, gaps=None):
-    """Test score against the gap (log x): one panel per task (wrapped three to a row), a line
-    per model, clip arm as style.
+def accuracy_vs_gap(read, gaps=None, layout=None):
+    """Test score against the gap (log x): a panel per task (or per task and family, where one
+    panel would hold more than MAX_LINES_PER_PANEL lines), a line per model and clip arm.
 
     Lines are the mean over seeds; the band is a 95% bootstrap confidence interval from
     BOOTSTRAP_SEEDS seeds on, and the seeds' range (min to max) below; the dotted grey line
@@ -224,37 +507,40 @@ def accuracy_vs_gap(read, gaps=None):
     """
     from matplotlib.lines import Line2D
 
-    accuracy = read("accuracy_vs_gap")
+    accuracy = _on_page(read("accuracy_vs_gap"), layout)
+    layout = layout or Layout(tuple(sorted(accuracy.task.unique())))
+    styles = _styles(accuracy, read)
     finite = accuracy[np.isfinite(accuracy.test_score)]
-    dropped = accuracy[~np.isfinite(accuracy.test_score)].groupby("task").size()
     seeds = accuracy.groupby(["task", "gap", "model", "clip"]).seed.nunique().min()
     # a 95% bootstrap interval over 2 or 3 seeds spans whole panels and means little: below
     # BOOTSTRAP_SEEDS seeds the band is their range (min to max), and says so in the legend
-    errorbar = STYLE["errorbar"] if seeds >= BOOTSTRAP_SEEDS else ("pi", 100)
-    grid = sns.relplot(
-        data=finite, x="gap", y="test_score", col="task", col_order=sorted(accuracy.task.unique()),
-        col_wrap=min(3, accuracy.task.nunique()), style="clip",
-        **_hue(finite, read), kind="line", facet_kws={"sharey": False, "sharex": False}, height=PANEL_HEIGHT,
-        aspect=1.2, **{**STYLE, "errorbar": errorbar},
-    )
-    for task, ax in grid.axes_dict.items():
-        rows = accuracy[accuracy.task == task]
-        ax.set_xscale("log")
-        ax.set_xticks(sorted(rows.gap.unique()))  # label the gaps that were run, nothing else
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
+    bootstrap = seeds >= BOOTSTRAP_SEEDS
+    curves = _mean_and_band(finite, ["task", "gap", "model", "clip"], "test_score", bootstrap)
+    figure, panels = _panel_grid(layout)
+    labelled = _first_in_row(panels)
+    columns = max(ax.get_subplotspec().colspan.stop for ax in panels.values())
+    for (task, _, family), ax in panels.items():
+        rows = _in_panel(accuracy, styles, task, family)
+        if rows.empty:
+            ax.set_visible(False)
+            continue
+        _draw_lines(ax, _in_panel(curves, styles, task, family), "gap", styles)
+        _gap_axis(ax, accuracy.gap[accuracy.task == task].unique(), columns)
+        ax.set_xlabel("gap (steps)")
         metric = rows.metric.iloc[0]
         label = rows.score_label.iloc[0] if "score_label" in rows else METRIC_LABEL.get(metric, metric)
-        ax.set_ylabel("\n".join(textwrap.wrap(label, 20)))  # a panel is ~2 in tall: two short lines
+        # each task's own metric; faceted, a task's row shares its label (first panel)
+        ax.set_ylabel("\n".join(textwrap.wrap(label, 20)) if family is None or id(ax) in labelled else "")
         if metric == "mse":
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(_PlainLogFormatter())
             ax.yaxis.set_minor_formatter(_PlainLogFormatter())
         ax.axhline(rows.chance_score.mean(), color="grey", linestyle=":", linewidth=1)
-        notes = [f"{dropped[task]} non-finite runs not drawn"] if task in dropped else []
+        dropped = int((~np.isfinite(rows.test_score)).sum())
+        notes = [f"{dropped} non-finite runs not drawn"] if dropped else []
         top = np.inf
         if metric == "mse":  # an exploded run (MSE 1e30) would squash every other line to the floor
-            top = MSE_AXIS_TOP * rows.chance_score.max()
+            top = MSE_AXIS_TOP * accuracy.chance_score[accuracy.task == task].max()
             above = rows[np.isfinite(rows.test_score) & (rows.test_score > top)]
             if len(above):
                 low, _ = ax.get_ylim()
@@ -263,39 +549,43 @@ def accuracy_vs_gap(read, gaps=None):
         diverged = rows[rows.diverged.astype(bool) & np.isfinite(rows.test_score)]
         ax.scatter(diverged.gap, np.minimum(diverged.test_score, top), marker="o", facecolors="none",
                    edgecolors="black", s=40, linewidths=0.9, zorder=5, clip_on=False)  # off scale: at the top
-        ax.set_title("\n".join([task] + [f"({note})" for note in notes]))
-    grid.set_xlabels("gap (steps)")
-    # the memoryless line and the diverged mark, explained once in the legend
-    legend = grid.legend
-    band = "band: 95% bootstrap\ninterval over seeds" if errorbar[0] == "ci" else "band: min to max\nover seeds"
-    handles = [*legend.legend_handles,
-               Line2D([], [], color="grey", linestyle=":", linewidth=1, label="memoryless predictor"),
-               Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=6, linestyle="",
-                      label="diverged run (ringed)"),
-               Line2D([], [], linestyle="", label=band)]
-    labels = [t.get_text() for t in legend.texts] + ["memoryless predictor", "diverged run (ringed)", band]
-    legend.remove()
-    grid.figure.legend(handles, labels)  # placed by fit_to_page, to the right of the panels
-    return grid
+        ax.set_title(_title(task, family, *[f"({note})" for note in notes]))
+    if layout.families is not None:
+        _share_y(panels)
+    band = "band: 95% bootstrap\ninterval over seeds" if bootstrap else "band: min to max\nover seeds"
+    extra = [Line2D([], [], color="grey", linestyle=":", linewidth=1, label="memoryless predictor"),
+             Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=6, linestyle="",
+                    label="diverged run (ringed)"),
+             Line2D([], [], linestyle="", label=band)]
+    _legend(figure, styles, list(styles.dashes), extra)
+    return figure
 
 
-@figure("success_rate_vs_gap")
-def success_rate_vs_gap(read, gaps=None):
+def _heatmap_height(lines: int) -> float:
+    return 0.13 * lines + 0.5  # a 7-point label per row, the title and the gap axis
+
+
+def _heatmap_tasks_per_page(shape: GridShape) -> int:
+    return TASK_COLUMNS * max(1, int((PAGE_HEIGHT - 0.5) // _heatmap_height(shape.lines)))
+
+
+@figure("success_rate_vs_gap", _heatmap_tasks_per_page)
+def success_rate_vs_gap(read, gaps=None, layout=None):
     """The fraction of seeds whose run succeeded (test loss below 10% of the memoryless
     baseline) at each gap, as a heatmap per task (three to a row): a row per model and clip arm
     (models family by family), a column per gap, the fraction written in each cell. A heatmap,
     not lines: fractions of a few seeds take few values, and lines at 0 and 1 would hide each
     other."""
-    accuracy = read("accuracy_vs_gap")
+    accuracy = _on_page(read("accuracy_vs_gap"), layout)
     order = list(model_colours(accuracy["model"].unique(), _registry_names(read)))
     rate = accuracy.assign(success=accuracy.success.astype(float),
                            row=accuracy["model"] + " / " + accuracy["clip"])
-    tasks = sorted(rate.task.unique())
-    columns = min(3, len(tasks))
+    tasks = list(layout.tasks) if layout else sorted(rate.task.unique())
+    columns = min(TASK_COLUMNS, len(tasks))
     rows = -(-len(tasks) // columns)
     # the same rows, in the same order, in every panel, so only the left column names them
     labels = sorted(rate.row.unique(), key=lambda r: (order.index(r.split(" / ")[0]), r))
-    height = 0.13 * len(labels) + 0.5  # a 7-point label per row, the title and the gap axis
+    height = _heatmap_height(len(labels))
     figure, axes = plt.subplots(rows, columns, figsize=(TEXT_WIDTH, height * rows + 0.35), squeeze=False)
     for i, (ax, task) in enumerate(zip(axes.flat, tasks)):
         table = rate[rate.task == task].pivot_table(index="row", columns="gap", values="success", aggfunc="mean")
@@ -312,111 +602,104 @@ def success_rate_vs_gap(read, gaps=None):
     return figure
 
 
-def _at_chosen_gap(read, name: str, columns: list[str], gaps: dict | None, where=()) -> pd.DataFrame:
+def _at_chosen_gap(read, name: str, columns: list[str], gaps: dict | None, where=(), layout=None) -> pd.DataFrame:
     """The rows of table `name` of each task at its gap in `gaps` (default: the task's largest
     run), read with only the run keys, stage and `columns`, and only the rows that pass the
-    (column, op, value) terms `where`; the task column relabelled "task, gap G" for the panel
-    titles. Only these rows and columns are read from disk: a per-lag table of the paper grid
-    holds ~10^8 rows, a figure draws one gap per task."""
+    (column, op, value) terms `where`; a column `shown` holds "task, gap G" for the panel
+    titles; only the rows of the page's tasks (`layout`) are returned. Only these rows and
+    columns are read from disk: a per-lag table of the paper grid holds ~10^8 rows, a figure
+    draws one gap per task."""
     gaps = gaps or {}
     runs = read("accuracy_vs_gap", columns=["task", "gap"])
     chosen = {task: int(gaps.get(task, rows.gap.max())) for task, rows in runs.groupby("task")}
     shown = read(name, columns=KEYS + ["stage"] + columns,
                  rows=[[("task", "==", task), ("gap", "==", gap), *where] for task, gap in chosen.items()])
-    shown["task"] = shown.task.map(lambda t: f"{t}, gap {chosen[t]}")
-    return shown
+    shown = _on_page(shown, layout)
+    return shown.assign(shown=shown.task.map(lambda t: f"{t}, gap {chosen[t]}"))
 
 
 STAGES = ("init", "trained")
+MARKERS_PER_CURVE = 6  # markers on a per-lag curve of hundreds of points (greyscale: which model)
 
 
-def _per_stage(read, shown, x, y, xlabel, ylabel):
-    """A panel per task (at its chosen gap: _at_chosen_gap) and stage: tasks three to a row,
-    each task's init panel above its trained panel; a line per model, clip arm as style; mean
-    over seeds, the band their range (min to max). One legend for the figure."""
-    tasks = list(dict.fromkeys(shown.task))  # in the order of the table, as a facet grid has it
-    columns = min(3, len(tasks))
-    blocks = -(-len(tasks) // columns)
-    figure, axes = plt.subplots(len(STAGES) * blocks, columns, figsize=(TEXT_WIDTH, len(STAGES) * blocks * PANEL_HEIGHT),
-                                squeeze=False)
-    hue = _hue(shown, read)
-    clips = list(dict.fromkeys(shown["clip"]))
+def _per_stage(read, shown, x, y, xlabel, ylabel, layout):
+    """A panel per task (at its chosen gap: _at_chosen_gap) and stage, or per task, stage and
+    family where faceted: each task's init panels above its trained panels; a line per model and
+    clip arm, the mean over seeds, the band their range (min to max). One legend for the figure."""
+    layout = layout or Layout(tuple(sorted(shown.task.unique())))
+    styles = _styles(shown, read)
     # the mean and range over seeds, computed once by pandas: seaborn's own aggregation, point by
     # point, took about 3 minutes a figure at paper size (42 lines of ~300 points in 42 panels)
-    curves = shown.groupby(["task", "stage", "model", "clip", x], sort=False)[y].agg(["mean", "min", "max"])
-    curves = curves.reset_index()
-    handles = {}
-    for i, task in enumerate(tasks):
-        for j, stage in enumerate(STAGES):
-            ax = axes[len(STAGES) * (i // columns) + j, i % columns]
-            panel = curves[(curves.task == task) & (curves.stage == stage)]
-            sns.lineplot(data=panel, x=x, y="mean", style="clip", style_order=clips, ax=ax, legend="full", **hue,
-                         **{**CURVE_STYLE, "errorbar": None})
-            for (model, _), line in panel.groupby(["model", "clip"], sort=False):  # the band, as seaborn draws it
-                ax.fill_between(line[x], line["min"], line["max"], color=hue["palette"][model], alpha=0.2, linewidth=0,
-                                edgecolor="none")
-            if ax.get_legend() is not None:  # every panel's entries, one legend for the figure
-                handles.update({text.get_text(): handle for text, handle
-                                in zip(ax.get_legend().texts, ax.get_legend().legend_handles)})
-                ax.get_legend().remove()
-            ax.set_title(f"{task}\n{stage}")
-            ax.set_xlabel(xlabel if stage == STAGES[-1] else "")
-            ax.set_ylabel(ylabel if i % columns == 0 else "")
-    for i in range(len(tasks), blocks * columns):  # an incomplete last row of tasks
-        for j in range(len(STAGES)):
-            axes[len(STAGES) * (i // columns) + j, i % columns].set_visible(False)
-    order = ["model", *hue["hue_order"], "clip", *clips]
-    figure.legend([handles[label] for label in order if label in handles], [label for label in order if label in handles])
+    curves = shown.groupby(["task", "shown", "stage", "model", "clip", x], sort=False)[y].agg(["mean", "min", "max"])
+    curves = curves.reset_index().rename(columns={"min": "low", "max": "high"})
+    figure, panels = _panel_grid(layout, STAGES)
+    labelled = _first_in_row(panels)
+    titles = dict(zip(curves.task, curves.shown))
+    for (task, stage, family), ax in panels.items():
+        panel = _in_panel(curves, styles, task, family, stage)
+        if panel.empty:
+            ax.set_visible(False)
+            continue
+        _draw_lines(ax, panel, x, styles, MARKERS_PER_CURVE)
+        ax.set_title(_title(titles[task], f"{stage}, {family}" if family else stage))
+        ax.set_xlabel(xlabel if stage == STAGES[-1] else "")
+        ax.set_ylabel(ylabel if id(ax) in labelled else "")
+    if layout.families is not None:
+        _share_y(panels)
+    _legend(figure, styles, list(styles.dashes))
     return figure
 
 
-@figure("gradient_decay")
-def gradient_decay(read, gaps=None):
+@figure("gradient_decay", tasks_per_page_of_lines(len(STAGES)))
+def gradient_decay(read, gaps=None, layout=None):
     """log10 ||∂L_t/∂h_k|| against the lag t − k, at initialisation and after training.
 
     Each run's value is the mean norm over its probe sequences; lines are the mean of log10
     over seeds (a geometric mean). A straight line of slope −r/ln10 is exponential decay at
     the fitted rate r; a flat line is a norm-preserving Jacobian product.
     """
-    shown = _at_chosen_gap(read, "gradient_decay", ["lag", "log10_grad_norm"], gaps)
-    return _per_stage(read, shown, "lag", "log10_grad_norm", "lag t − k (steps)", "log₁₀ ‖∂L_t/∂s_k‖\n(full state s)")
+    shown = _at_chosen_gap(read, "gradient_decay", ["lag", "log10_grad_norm"], gaps, layout=layout)
+    return _per_stage(read, shown, "lag", "log10_grad_norm", "lag t − k (steps)", "log₁₀ ‖∂L_t/∂s_k‖\n(full state s)",
+                      layout)
 
 
-@figure("sensitivity")
-def sensitivity(read, gaps=None):
+@figure("sensitivity", tasks_per_page_of_lines(len(STAGES)))
+def sensitivity(read, gaps=None, layout=None):
     """log10 ||∂h_t/∂x_l||_F against the lag t − l: how much of an input l steps back still
     moves the last state (forward memory), init and trained."""
-    shown = _at_chosen_gap(read, "sensitivity", ["lag", "log10_sensitivity"], gaps)
-    return _per_stage(read, shown, "lag", "log10_sensitivity", "lag t − l (steps)", "log₁₀ ‖∂s_t/∂x_l‖\n(full state s)")
+    shown = _at_chosen_gap(read, "sensitivity", ["lag", "log10_sensitivity"], gaps, layout=layout)
+    return _per_stage(read, shown, "lag", "log10_sensitivity", "lag t − l (steps)", "log₁₀ ‖∂s_t/∂x_l‖\n(full state s)",
+                      layout)
 
 
-@figure("jacobian_spectrum")
-def jacobian_spectrum(read, gaps=None):
+@figure("jacobian_spectrum", tasks_per_page_of_lines(len(STAGES)))
+def jacobian_spectrum(read, gaps=None, layout=None):
     """Singular values σ_i of ∂h_t/∂h_{t−L} (log10, descending) at the largest probed lag L:
     a flat top near 0 is dynamical isometry; a steep fall means only a few directions of the
     past state still reach h_t."""
     product = _at_chosen_gap(read, "jacobian_spectrum", ["lag", "index", "value"], gaps,
-                             where=[("quantity", "==", "product"), ("statistic", "==", "log10_singular_value")])
+                             where=[("quantity", "==", "product"), ("statistic", "==", "log10_singular_value")],
+                             layout=layout)
     longest = product.groupby(KEYS + ["stage"]).lag.transform("max")
     return _per_stage(read, product[product.lag == longest], "index", "value",
-                      "singular value index i", "log₁₀ σ_i(∂h_t/∂h_{t−L})\nL = longest lag")
+                      "singular value index i", "log₁₀ σ_i(∂h_t/∂h_{t−L})\nL = longest lag", layout)
 
 
-@figure("lyapunov")
-def lyapunov(read, gaps=None):
+@figure("lyapunov", tasks_per_page_of_lines(len(STAGES)))
+def lyapunov(read, gaps=None, layout=None):
     """Lyapunov exponents λ_i (natural log per step) in decreasing order: λ_1 < 0 means
     perturbations, and memories, fade at rate λ_1; λ ≡ 0 is a norm-preserving map."""
-    table = _at_chosen_gap(read, "lyapunov", ["index", "exponent"], gaps)
+    table = _at_chosen_gap(read, "lyapunov", ["index", "exponent"], gaps, layout=layout)
     finite = table[np.isfinite(table.exponent)]
-    return _per_stage(read, finite, "index", "exponent", "exponent index i", "λ_i (per step)")
+    return _per_stage(read, finite, "index", "exponent", "exponent index i", "λ_i (per step)", layout)
 
 
-@figure("memory_capacity")
-def memory_capacity(read, gaps=None):
+@figure("memory_capacity", tasks_per_page_of_lines(len(STAGES)))
+def memory_capacity(read, gaps=None, layout=None):
     """MC_k, the squared correlation of a linear readout of the state with u(t − k), against
     the delay k (Jaeger 2001); the area under each curve is the memory capacity MC ≤ H."""
-    shown = _at_chosen_gap(read, "memory_capacity", ["delay", "mc"], gaps)
-    return _per_stage(read, shown, "delay", "mc", "delay k (steps)", "MC_k")
+    shown = _at_chosen_gap(read, "memory_capacity", ["delay", "mc"], gaps, layout=layout)
+    return _per_stage(read, shown, "delay", "mc", "delay k (steps)", "MC_k", layout)
 
 
 def largest_gap_solved_per_seed(accuracy: pd.DataFrame) -> pd.DataFrame:
@@ -425,35 +708,67 @@ def largest_gap_solved_per_seed(accuracy: pd.DataFrame) -> pd.DataFrame:
     return solved.groupby(["task", "model", "clip", "seed"], as_index=False).solved_gap.max()
 
 
+MIN_DECAY_SPAN = 0.1  # log10 per step: the narrowest x range of a decay_rate_vs_gap_solved panel
+
+
 @figure("decay_rate_vs_gap_solved")
-def decay_rate_vs_gap_solved(read, gaps=None):
+def decay_rate_vs_gap_solved(read, gaps=None, layout=None):
     """The fitted gradient decay of the trained network (log10 per step, at the task's largest
-    gap) against the largest gap the same (model, clip, seed) solved: theory predicts that fast
+    gap; x axis "trained decay") against the largest gap the same (model, clip, seed) solved: theory predicts that fast
     decay (a steep negative slope, a short half-life) goes with short solved gaps. One point per
-    (model, clip, seed), one panel per task."""
-    accuracy, summary = read("accuracy_vs_gap"), read("propagation_summary")
+    (model, clip, seed): the model's colour and marker, the clip arm's fill; a panel per task
+    (per task and family where faceted)."""
+    from matplotlib.lines import Line2D
+
+    accuracy, summary = _on_page(read("accuracy_vs_gap"), layout), _on_page(read("propagation_summary"), layout)
     trained = summary[summary.stage == "trained"]
     hardest = trained[trained.gap == trained.groupby("task").gap.transform("max")]
     points = largest_gap_solved_per_seed(accuracy).merge(
         hardest[["task", "model", "clip", "seed", "decay_log10_per_step"]], on=["task", "model", "clip", "seed"])
-    grid = sns.relplot(
-        data=points, x="decay_log10_per_step", y="solved_gap", col="task",
-        col_wrap=min(3, points.task.nunique()) or None,
-        style="clip", **_hue(points, read), kind="scatter", facet_kws={"sharey": False, "sharex": False},
-        height=PANEL_HEIGHT, aspect=1.2, s=20,
-    )
-    grid.set_axis_labels("gradient decay (log10 per step)\ntrained, largest gap", "largest gap solved\n(0: none)")
-    grid.set_titles("{col_name}")
-    for task, ax in grid.axes_dict.items():  # label the gaps that were run, nothing else
+    layout = layout or Layout(tuple(sorted(accuracy.task.unique())))
+    styles = _styles(accuracy, read)
+    fills = clip_fills(list(styles.dashes))
+    figure, panels = _panel_grid(layout)
+    labelled = _first_in_row(panels)
+    for (task, _, family), ax in panels.items():
+        panel = _in_panel(points, styles, task, family)
+        if panel.empty:
+            ax.set_visible(False)
+            continue
+        # the gaps that were run (and 0, none solved) evenly spaced, labelled, nothing else:
+        # on a linear axis 0, 10, 30 and 100 would sit on each other below 2000
         run = sorted({0, *accuracy.gap[accuracy.task == task]})
-        ax.set_yticks(run)
-        ax.set_ylim(-0.06 * max(run) - 0.5, 1.06 * max(run) + 0.5)
-    return grid
+        for (model, clip), group in panel.groupby(["model", "clip"], sort=False):
+            ax.plot(group.decay_log10_per_step, group.solved_gap.map(run.index), linestyle="",
+                    marker=styles.markers[model], fillstyle=fills[clip], color=styles.colours[model], markersize=4,
+                    markeredgewidth=0.7)
+        ax.set_yticks(range(len(run)), [str(gap) for gap in run])
+        ax.set_ylim(-0.5, len(run) - 0.5)
+        # plain tick labels, no offset text (it would sit on the axis label), and at least
+        # MIN_DECAY_SPAN of x, where every run decays at nearly the same rate
+        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+        low, high = ax.get_xlim()
+        if high - low < MIN_DECAY_SPAN:
+            middle = (low + high) / 2
+            ax.set_xlim(middle - MIN_DECAY_SPAN / 2, middle + MIN_DECAY_SPAN / 2)
+        ax.set_title(_title(task, family))
+        ax.set_xlabel("trained decay\n(log10 per step)")
+        ax.set_ylabel("largest gap solved\n(0: none)" if id(ax) in labelled else "")
+    _legend(figure, styles, list(fills), clip_handle=lambda clip: Line2D(
+        [], [], color="black", marker="o", fillstyle=fills[clip], linestyle="", markersize=4, label=clip),
+        model_line=False)
+    return figure
 
 
-def draw_all(tables_dir, out_dir, gaps: dict | None = None) -> None:
-    """Draw every registered figure from the tables in tables_dir (each table read once)."""
+def draw_all(tables_dir, out_dir, gaps: dict | None = None) -> list[str]:
+    """Draw every page of every registered figure from the tables in tables_dir (each table
+    request read once); returns the file stems written (figure_stems of the tables' shape)."""
     read = table_reader(tables_dir)
-    for name, draw in FIGURES.items():
-        with paper_style():
-            _save(draw(read, gaps), Path(out_dir), name)
+    shape = shape_of_tables(read)
+    stems = []
+    for name, spec in FIGURES.items():
+        for stem, layout in pages(name, shape):
+            with paper_style():
+                _save(spec.draw(read, gaps, layout), Path(out_dir), stem)
+            stems.append(stem)
+    return stems

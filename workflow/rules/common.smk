@@ -10,7 +10,7 @@ from snakemake.settings.types import DeploymentMethod
 
 from gapbench.config import model_entry, model_label, prepare, task_entry, task_label, task_models
 from gapbench.provenance import data_code_digest, train_code_digest
-from gapbench.reports.figures import FIGURES as FIGURE_REGISTRY
+from gapbench.reports.figures import figure_stems, grid_shape
 from gapbench.reports.paper_tables import PAPER_TABLES as PAPER_TABLE_REGISTRY
 from gapbench.reports.tables import TABLES
 from gapbench.results import (
@@ -46,6 +46,50 @@ if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
     raise WorkflowError("--use-conda is not supported: the jobs import the installed gapbench. Create one "
                         "environment (conda env create -f environment.yml; pip install -e .), activate it, and run "
                         "snakemake without --use-conda (docs/clusters.md)")
+# Snakemake's job rate limiter (--max-jobs-per-timespan, default 100/1s) re-arms a wake-up
+# timer of one timespan on every pass of its scheduling loop, and every finished job starts one
+# more chain of such wake-ups; each pass re-reads every ready job's input sizes. The passes per
+# second thus grow with the jobs finished: on the default grid they made Snakemake's own CPU
+# 13% of the jobs' (docs/performance.md). The same average rate over a ten times longer span
+# makes ten times fewer passes. Snakemake builds its scheduler after reading this file, so the
+# limiter is replaced when the run starts (onstart), and only Snakemake's default one: a limit
+# given on the command line or in a profile stands. The wake-ups left pending at the end are
+# cancelled (onsuccess, onerror), or Snakemake would wait out the last one before exiting.
+SNAKEMAKE_DEFAULT_RATE, WORKFLOW_RATE = (100, 1), (1000, "10s")
+
+
+def relax_job_rate_limiter():
+    """Replace Snakemake's default job rate limiter by one of WORKFLOW_RATE (same jobs per second)."""
+    from snakemake.settings.types import MaxJobsPerTimespan
+
+    scheduler = getattr(workflow, "scheduler", None)
+    limiter = getattr(scheduler, "job_rate_limiter", None)
+    if limiter is not None and (limiter.max_jobs, limiter.timespan) == SNAKEMAKE_DEFAULT_RATE:
+        scheduler.job_rate_limiter = type(limiter)(MaxJobsPerTimespan(*WORKFLOW_RATE))
+        logger.debug(f"job rate limit: {WORKFLOW_RATE[0]} jobs per {WORKFLOW_RATE[1]}")
+
+
+def cancel_pending_wakeups():
+    """Cancel the scheduler's pending wake-up timers (threading.Timer; Snakemake starts no other)."""
+    import threading
+
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.cancel()
+
+
+onstart:
+    relax_job_rate_limiter()
+
+
+onsuccess:
+    cancel_pending_wakeups()
+
+
+onerror:
+    cancel_pending_wakeups()
+
+
 # the schema (one-line messages), its defaults, then names, numbers, registry entries, options,
 # gaps, settings against cores: before any job runs (the same function the cost command uses)
 prepare(config, cores=snakemake_cores(), schema=f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
@@ -55,7 +99,11 @@ MODELS = [model_label(entry) for entry in config["models"]]  # labels; default: 
 CLIPS = list(config["clip"]["arms"])
 SEEDS = list(config["seeds"])
 TABLE_FILES = {name: f"{TABLES_DIR}/{table_file(name)}" for name in TABLES}
-FIGURES = expand(f"{FIGURES_DIR}/{{name}}.{{ext}}", name=list(FIGURE_REGISTRY), ext=FIGURE_FORMATS)
+# every page of every figure: how many pages depends on the tasks, the lines a panel would hold
+# and the model families (gapbench.reports.figures.pages), the same shape draw_all reads from the tables
+GRID_SHAPE = grid_shape(TASKS, {label: model_entry(config, label)["name"] for label in MODELS},
+                        max(len(task_models(config, entry)) for entry in config["tasks"]) * len(CLIPS))
+FIGURES = expand(f"{FIGURES_DIR}/{{stem}}.{{ext}}", stem=figure_stems(GRID_SHAPE), ext=FIGURE_FORMATS)
 PAPER_TABLES = expand(f"{PAPER_DIR}/{{name}}.{{ext}}", name=list(PAPER_TABLE_REGISTRY), ext=PAPER_TABLE_FORMATS)
 
 
