@@ -22,7 +22,7 @@ rule all:
         TABLE_FILES.values(),
         FIGURES,
         PAPER_TABLES,
-        # every run folder too: a run deleted after the tables were made (a failed job's
-        # outputs) is restored from the run cache, not left missing behind up-to-date tables
-        [f"{run}/{COMPLETE_MARKER}" for run in all_run_dirs()],
+        # every job's record too: a record deleted after the tables were made (a failed job's
+        # output) is remade, its completed runs restored from the run cache
+        all_job_records(),
     default_target: True

@@ -46,7 +46,7 @@ from gapbench.config import load_config, model_entry, model_hidden_size, task_la
 from gapbench.probes import TABLES as PROBE_TABLES
 from gapbench.probes._linearisation import is_elementwise
 from gapbench.probes._numerics import kept_positions
-from gapbench.results import COMPLETE_MARKER, DATA_DIR, DATA_SPLITS, RUN_DIR, TABLES_DIR
+from gapbench.results import COMPLETE_MARKER, DATA_DIR, DATA_SPLITS, JOB_RECORD, RUN_DIR, TABLES_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = np.dtypes.StringDType()
@@ -184,6 +184,12 @@ def fabricate(config: dict, workdir: Path, runs: list[dict], processes: int, log
             done += count
             if done % 2000 < 50 or done == len(runs):
                 log(f"fabricate: {done}/{len(runs)} runs ({time.monotonic() - started:.0f} s)")
+    jobs = {}  # each training job's record, written after its runs (as a job does)
+    for run in runs:
+        record = JOB_RECORD.format(task=run["task"], gap=run["gap"], model=run["model"])
+        jobs.setdefault(record, []).append(RUN_DIR.format(**{k: run[k] for k in ("task", "gap", "model", "clip", "seed")}))
+    for record, folders in jobs.items():
+        (workdir / record).write_text(json.dumps({"runs": sorted(folders)}))
 
 
 def measured(command: list[str], cwd: Path, env=None) -> dict:

@@ -67,6 +67,8 @@ def main(argv=None) -> int:
     train.add_argument("--data", required=True, action=_Grouped, help="dataset folder written by `generate`")
     train.add_argument("--run", type=_clip_dir, action=_Grouped, required=True, metavar="CLIP=FOLDER")
     train.add_argument("--cache", help="run cache folder: restore completed runs from it, store new ones in it")
+    train.add_argument("--record", help="write the job's record here (the run folders it completed) once every "
+                                        "run is complete")
 
     figures = verbs.add_parser("figures", help="draw the figures from the tables")
     figures.add_argument("--tables", required=True, help="folder holding the tables")
@@ -122,6 +124,8 @@ def _run(args) -> int:
             job.run_all(groups, cache=args.cache)
         except ValueError as error:  # a dataset that is not the one the spec describes
             raise InputError(error) from None
+        if args.record:  # last: Snakemake takes the job as done when this file exists
+            job.write_record(args.record, [folder for _, _, runs in groups for folder in runs.values()])
     elif args.verb == "figures":
         from gapbench.reports import figures as drawing
 

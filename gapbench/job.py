@@ -25,6 +25,7 @@ from gapbench import data, models, tasks
 from gapbench.probes import probe_all
 from gapbench.provenance import provenance, source_digest
 from gapbench.results import COMPLETE_MARKER, RunMetrics
+from gapbench.files import write_json
 from gapbench.runstore import is_complete, restore_run, write_cached, write_run
 from gapbench.spec import RunSpec
 from gapbench.train import RunSetup, batches, clipping_statistics, evaluate, train_runs
@@ -226,3 +227,13 @@ def run_all(groups, cache=None, log=lambda message: print(message, file=sys.stde
 def _name(spec: RunSpec, clip: str, groups) -> str:
     """A run's name in the log: its clip arm, and its seed where the job trains several."""
     return clip if len(groups) == 1 else f"seed {spec.seed} {clip}"
+
+
+def write_record(path, run_dirs) -> None:
+    """The job's record (results.JOB_RECORD): the run folders it completed, each checked to hold
+    its completion record. Written last, atomically: what Snakemake tracks of a job, so the
+    scheduler's work per job does not grow with the runs in it."""
+    missing = [str(folder) for folder in run_dirs if not is_complete(folder)]
+    if missing:
+        raise RuntimeError(f"a job record was asked for with incomplete runs: {', '.join(missing)}")
+    write_json(path, {"runs": sorted(str(folder) for folder in run_dirs)})

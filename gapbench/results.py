@@ -23,6 +23,9 @@ RESULTS = "results"
 DATA_DIR = f"{RESULTS}/data/{{task}}/gap{{gap}}/seed{{seed}}"
 DATA_SPLITS = ("train", "validation", "test")  # {split}.npz in DATA_DIR, beside meta.json
 RUN_DIR = f"{RESULTS}/runs/{{task}}/gap{{gap}}/{{model}}/{{clip}}/seed{{seed}}"
+# what Snakemake tracks of a training job (task, gap, model): one record, written after every
+# run of the job is complete (each run's own completion record is its metrics.json)
+JOB_RECORD = f"{RESULTS}/runs/{{task}}/gap{{gap}}/{{model}}/job.json"
 RUN_CACHE = f"{RESULTS}/cache/runs"  # one folder per run key (gapbench.job.run_key)
 TABLES_DIR = f"{RESULTS}/tables"
 FIGURES_DIR = f"{RESULTS}/figures"

@@ -150,6 +150,10 @@ class _ParquetStream:
             self.writer = None
 
 
+class IncompleteRuns(RuntimeError):
+    """A run folder to collect has no completion record."""
+
+
 def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stderr, flush=True)) -> dict[str, int]:
     """Write every table of TABLES into out_dir (table_file names); return {name: rows}.
 
@@ -161,6 +165,12 @@ def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stder
     keys gives), each run's rows sorted by its ROW_ORDER; a progress line every 10% of the runs.
     """
     run_dirs = sorted(run_dirs, key=run_order)
+    incomplete = [d for d in run_dirs if not (Path(d) / COMPLETE_MARKER).exists()]
+    if incomplete:  # e.g. a run folder deleted by hand behind its job's record
+        raise IncompleteRuns(
+            f"{len(incomplete)} of {len(run_dirs)} run folders are incomplete (no {COMPLETE_MARKER}), the first "
+            f"{incomplete[0]}: delete its training job's record ({Path(incomplete[0]).parent.parent / 'job.json'}) "
+            "and run snakemake again; the job restores its completed runs from the run cache")
     out_dir = Path(out_dir)
     accuracy = _sorted(pd.DataFrame([accuracy_row(d) for d in run_dirs], columns=ACCURACY_COLUMNS), [])
     summary = _sorted(pd.concat([pd.read_csv(Path(d) / f"{SUMMARY_TABLE}.csv") for d in run_dirs],

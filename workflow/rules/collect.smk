@@ -3,7 +3,7 @@
 
 rule tables:
     input:
-        [f"{run}/{COMPLETE_MARKER}" for run in all_run_dirs()],  # each run's completion record
+        all_job_records(),  # each training job's record, written once all its runs are complete
     output:
         # the per-lag probe tables (hundreds of thousands of rows) stay out of the HTML report
         **{

@@ -14,12 +14,12 @@ from gapbench.reports.figures import figure_stems, grid_shape
 from gapbench.reports.paper_tables import PAPER_TABLES as PAPER_TABLE_REGISTRY
 from gapbench.reports.tables import TABLES
 from gapbench.results import (
-    COMPLETE_MARKER,
     DATA_BENCHMARK,
     DATA_DIR,
     DATA_SPLITS,
     FIGURE_FORMATS,
     FIGURES_DIR,
+    JOB_RECORD,
     LOGS_DIR,
     PAPER_DIR,
     PAPER_TABLE_FORMATS,
@@ -124,6 +124,16 @@ def all_run_dirs():
         for model in task_models(config, entry)
         for clip in CLIPS
         for seed in SEEDS
+    ]
+
+
+def all_job_records():
+    """The record of every training job: tasks × their gaps × their models."""
+    return [
+        JOB_RECORD.format(task=task_label(entry), gap=gap, model=model)
+        for entry in config["tasks"]
+        for gap in entry["gaps"]
+        for model in task_models(config, entry)
     ]
 
 

@@ -1,10 +1,11 @@
 # Training: one job per (task, gap, model) trains every seed and clip arm of it in one process,
 # together (gapbench.train.train_runs), each clip arm from its seed's initial weights (a paired
-# comparison). Snakemake tracks one file per run, its completion record metrics.json (written
-# last, so a folder without it is incomplete); the run's other files are written inside its
-# folder by the job. Tracking every file of every run made Snakemake's own bookkeeping grow
-# with the grid (each job completion re-checked every declared file). Completed runs also go to
-# the run cache, so a failed or killed job (whose records Snakemake deletes) costs no completed
+# comparison). Snakemake tracks one file per job, its record job.json (JOB_RECORD), written
+# after every run of the job is complete; each run's files, its own completion record
+# metrics.json last, are written inside its folder by the job. Tracking every file of every run
+# made Snakemake's own bookkeeping grow with the grid, and one record per run made its planning
+# cost per job grow with the runs a job holds (15 in the paper grid). Completed runs also go to
+# the run cache, so a failed or killed job (whose record Snakemake deletes) costs no completed
 # run: the rerun restores them (gapbench/runstore.py).
 
 
@@ -12,7 +13,7 @@ rule train:
     input:
         expand(rules.generate_data.output, seed=SEEDS, allow_missing=True),
     output:
-        expand(f"{RUN_DIR}/{COMPLETE_MARKER}", clip=CLIPS, seed=SEEDS, allow_missing=True),
+        JOB_RECORD,
     params:
         runs=train_arguments,  # --spec SPEC --data DIR --run CLIP=FOLDER... per seed, shell-quoted
         cache=RUN_CACHE,
@@ -27,4 +28,4 @@ rule train:
         runtime=60 * len(SEEDS),
         gpu=1 if config["train"]["device"] == "cuda" else 0,  # a cluster job asks for a GPU (--gpus=1)
     shell:
-        "python -m gapbench train {params.runs} --cache {params.cache:q} 2> {log:q}"  # threads: the spec's
+        "python -m gapbench train {params.runs} --cache {params.cache:q} --record {output:q} 2> {log:q}"  # threads: the spec's

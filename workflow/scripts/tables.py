@@ -2,10 +2,14 @@
 # that a grid of any size never meets the shell's limit on the length of one argument.
 import sys
 
-from gapbench.reports.tables import collect
+from gapbench.reports.tables import IncompleteRuns, collect
 
 with open(snakemake.log[0], "w") as log:  # noqa: F821 (snakemake is injected)
     sys.stderr = log
-    rows = collect(snakemake.params.runs, snakemake.params.out_dir)  # noqa: F821
+    try:
+        rows = collect(snakemake.params.runs, snakemake.params.out_dir)  # noqa: F821
+    except IncompleteRuns as error:  # one line in the log, no traceback
+        print(f"error: {error}", file=log)
+        sys.exit(1)
     for name, count in rows.items():
         print(f"{name}: {count} rows", file=log)
