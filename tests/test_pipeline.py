@@ -206,12 +206,12 @@ def test_html_report_holds_figures_and_tables(smoke_run):
 
 
 @pytest.mark.parametrize("given, expected", [
-    ((), "Submitting maximum 1000 job(s) over 10.0 second(s)."),  # Snakemake's default, replaced
+    ((), "Submitting maximum 3000 job(s) over 30.0 second(s)."),  # Snakemake's default, replaced
     (("--max-jobs-per-timespan", "50/1s"), "Submitting maximum 50 job(s) over 1.0 second(s)."),  # the user's, kept
 ])
-def test_scheduler_wakes_ten_times_less_often_unless_told(tmp_path, given, expected):
+def test_scheduler_wakes_thirty_times_less_often_unless_told(tmp_path, given, expected):
     """common.smk replaces Snakemake's default job rate limit (100 jobs per 1 s, whose wake-up
-    timers made Snakemake's own CPU grow with the jobs finished) by the same rate over 10 s when
+    timers made Snakemake's own CPU grow with the jobs finished) by the same rate over 30 s when
     the run starts; a limit the user gives stands. A real (one-job) run, with its debug log."""
     result = snakemake(tmp_path, "--verbose", *given, "results/data/copy/gap2/seed0/meta.json")
     log = result.stdout + result.stderr

@@ -50,12 +50,12 @@ if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
 # timer of one timespan on every pass of its scheduling loop, and every finished job starts one
 # more chain of such wake-ups; each pass re-reads every ready job's input sizes. The passes per
 # second thus grow with the jobs finished: on the default grid they made Snakemake's own CPU
-# 13% of the jobs' (docs/performance.md). The same average rate over a ten times longer span
-# makes ten times fewer passes. Snakemake builds its scheduler after reading this file, so the
+# 13% of the jobs' (docs/performance.md). The same average rate over a 30 times longer span
+# makes 30 times fewer passes. Snakemake builds its scheduler after reading this file, so the
 # limiter is replaced when the run starts (onstart), and only Snakemake's default one: a limit
 # given on the command line or in a profile stands. The wake-ups left pending at the end are
 # cancelled (onsuccess, onerror), or Snakemake would wait out the last one before exiting.
-SNAKEMAKE_DEFAULT_RATE, WORKFLOW_RATE = (100, 1), (1000, "10s")
+SNAKEMAKE_DEFAULT_RATE, WORKFLOW_RATE = (100, 1), (3000, "30s")
 
 
 def relax_job_rate_limiter():
