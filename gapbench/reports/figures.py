@@ -323,9 +323,13 @@ def _gap_axis(ax, gaps, columns: int) -> None:
     ax.xaxis.set_minor_locator(NullLocator())  # the gaps run are the ticks; no log minor ticks
 
 
+TITLE_CHARACTERS = 22  # a title line of 8-point text fits a faceted panel (~1.4 in) at this length
+
+
 def _title(*parts) -> str:
-    """A panel title of short lines (a faceted panel is ~1.4 in wide)."""
-    return "\n".join(line for part in parts if part for line in textwrap.wrap(str(part), 30))
+    """A panel title of short lines (a faceted panel is ~1.4 in wide; a longer line runs into
+    the next panel's title, or the legend: adding_poisson, gap 10 / init, reservoir)."""
+    return "\n".join(line for part in parts if part for line in textwrap.wrap(str(part), TITLE_CHARACTERS))
 
 
 @dataclass(frozen=True)
@@ -641,7 +645,8 @@ def _per_stage(read, shown, x, y, xlabel, ylabel, layout):
             ax.set_visible(False)
             continue
         _draw_lines(ax, panel, x, styles, MARKERS_PER_CURVE)
-        ax.set_title(_title(titles[task], f"{stage}, {family}" if family else stage))
+        label, gap = titles[task].rsplit(", ", 1)  # "task, gap G": the task on a line of its own
+        ax.set_title(_title(label, f"{gap}, {stage}", family))
         ax.set_xlabel(xlabel if stage == STAGES[-1] else "")
         ax.set_ylabel(ylabel if id(ax) in labelled else "")
     if layout.families is not None:
