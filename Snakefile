@@ -24,5 +24,5 @@ rule all:
         PAPER_TABLES,
         # every job's record too: a record deleted after the tables were made (a failed job's
         # output) is remade, its completed runs restored from the run cache
-        all_job_records(),
+        JOB_RECORDS,
     default_target: True

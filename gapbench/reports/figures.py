@@ -581,7 +581,7 @@ def success_rate_vs_gap(read, gaps=None, layout=None):
     not lines: fractions of a few seeds take few values, and lines at 0 and 1 would hide each
     other."""
     accuracy = _on_page(read("accuracy_vs_gap"), layout)
-    order = list(model_colours(accuracy["model"].unique(), _registry_names(read)))
+    order, _ = _model_order(accuracy["model"].unique(), _registry_names(read))
     rate = accuracy.assign(success=accuracy.success.astype(float),
                            row=accuracy["model"] + " / " + accuracy["clip"])
     tasks = list(layout.tasks) if layout else sorted(rate.task.unique())

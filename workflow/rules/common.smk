@@ -115,26 +115,16 @@ wildcard_constraints:
     seed=r"[0-9]+",
 
 
-def all_run_dirs():
-    """Every run of the grid: tasks × their gaps × their models × clip arms × seeds."""
-    return [
-        RUN_DIR.format(task=task_label(entry), gap=gap, model=model, clip=clip, seed=seed)
-        for entry in config["tasks"]
-        for gap in entry["gaps"]
-        for model in task_models(config, entry)
-        for clip in CLIPS
-        for seed in SEEDS
-    ]
-
-
-def all_job_records():
-    """The record of every training job: tasks × their gaps × their models."""
-    return [
-        JOB_RECORD.format(task=task_label(entry), gap=gap, model=model)
-        for entry in config["tasks"]
-        for gap in entry["gaps"]
-        for model in task_models(config, entry)
-    ]
+# every training job of the grid, (task label, gap, model): tasks × their gaps × their models;
+# its record, and its runs (× clip arms × seeds)
+TRAIN_JOBS = [
+    {"task": task_label(entry), "gap": gap, "model": model}
+    for entry in config["tasks"]
+    for gap in entry["gaps"]
+    for model in task_models(config, entry)
+]
+JOB_RECORDS = [JOB_RECORD.format(**job) for job in TRAIN_JOBS]
+RUN_DIRS = [RUN_DIR.format(**job, clip=clip, seed=seed) for job in TRAIN_JOBS for clip in CLIPS for seed in SEEDS]
 
 
 def train_arguments(wc):
