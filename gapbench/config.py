@@ -275,6 +275,9 @@ def _check_settings_take_effect(config: dict, cores, cuda_available) -> None:
     if cores is not None and config["threads_per_job"] > cores:
         raise ConfigError(f"config key threads_per_job: {config['threads_per_job']} is more than --cores {cores}; "
                           "Snakemake would run each job on fewer threads than the run records")
+    if train["cuda_graph"] and train["device"] != "cuda":
+        raise ConfigError("config key train.cuda_graph: true needs train.device: cuda (a CUDA graph is a GPU's); "
+                          f"train.device is {train['device']!r}")
     if train["device"] == "cuda":
         if cuda_available is None:
             import torch

@@ -21,6 +21,8 @@ class TrainConfig:
     eval_every: int
     probe_batch: int  # test sequences the probes measure
     device: str = "cpu"  # cpu | cuda
+    # on cuda: each step of the job's runs captured once as a CUDA graph and replayed (gapbench/graphed.py)
+    cuda_graph: bool = False
     # stop once the validation split meets the task's success criterion at this many
     # evaluations in a row (0: always train every step); gapbench.train.train
     stop_when_solved: int = 0

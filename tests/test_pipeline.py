@@ -124,7 +124,7 @@ def test_run_folders_hold_metrics_history_probes_and_weights(smoke_run):
     assert list(steps.step) == list(range(1, CONFIG["train"]["steps"] + 1))
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["spec"]["seed"] == seed
-    assert metrics["spec"]["train"] == {**CONFIG["train"], "device": "cpu", "stop_when_solved": 3}  # schema defaults
+    assert metrics["spec"]["train"] == {**CONFIG["train"], "device": "cpu", "cuda_graph": False, "stop_when_solved": 3}  # schema defaults
     for key in ("code_version", "torch", "numpy", "python"):
         assert metrics["provenance"][key]
     history = pd.read_csv(folder / "history.csv")

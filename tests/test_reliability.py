@@ -103,6 +103,7 @@ CASES = [
     ("batch larger than the train split", _with(**{"train.batch_size": 65}), ["train.batch_size", "65", "train split"]),
     ("probe batch larger than the test split", _with(**{"train.probe_batch": 33}), ["train.probe_batch", "33", "test split"]),
     ("more threads per job than cores", _with(threads_per_job=64), ["threads_per_job", "64", "--cores 2"]),
+    ("a CUDA graph on the CPU", _with(**{"train.cuda_graph": True}), ["train.cuda_graph", "train.device: cuda", "'cpu'"]),
     # options of the wrong kind, named with the allowed values
     ("string init_gain", _with(models=[{"name": "vanilla", "options": {"init_gain": "big"}}]),
      ["models[vanilla]", "init_gain must be a finite number", "'big'"]),
