@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from gapbench.data import DatasetError
-from gapbench.results import CALIBRATION
+from gapbench.results import CALIBRATION, CALIBRATION_CUDA
 
 
 class InputError(Exception):
@@ -79,11 +79,14 @@ def main(argv=None) -> int:
     paper.add_argument("--tables", required=True, help="folder holding the tables")
     paper.add_argument("--out-dir", required=True)
 
-    cost = verbs.add_parser("cost", help="jobs, core-hours and memory a config will take",
+    cost = verbs.add_parser("cost", help="jobs, core-hours or GPU-hours and memory a config will take",
                             description="What a grid costs before it runs, from measured per-step costs "
                                         "(the model: gapbench/reports/cost.py).")
     cost.add_argument("config", nargs="?", help="a config file (merged over config/default.yaml)")
-    cost.add_argument("--calibration", type=Path, default=Path(CALIBRATION))
+    cost.add_argument("--device", choices=["cpu", "cuda"],
+                      help="the device the grid trains on (default: the config's train.device)")
+    cost.add_argument("--calibration", type=Path,
+                      help=f"per-step costs of the device (default: {CALIBRATION} on cpu, {CALIBRATION_CUDA} on cuda)")
     cost.add_argument("--recalibrate", action="store_true", help="measure again even if calibrated")
     cost.add_argument("--check", type=Path, help="results/benchmarks/train of a finished run of this config")
 

@@ -2,7 +2,7 @@
 
 Set up (threads, dataset checks, the task); per seed, probe the initial weights once and
 build every clip arm's network from the seed (so every arm starts from the same weights: a
-paired comparison); train all of the job's runs together (gapbench.train.train_runs); as each
+paired comparison); train all of the job's runs together (gapbench.graphed.train_job); as each
 run stops, test it, probe its trained weights and write it into the run cache and its folder
 (gapbench.runstore). A run already in the run cache is restored instead of trained. Nothing
 here trains or measures by itself.
@@ -28,7 +28,8 @@ from gapbench.results import COMPLETE_MARKER, RunMetrics
 from gapbench.files import write_json
 from gapbench.runstore import is_complete, restore_run, write_cached, write_run
 from gapbench.spec import RunSpec
-from gapbench.train import RunSetup, batches, clipping_statistics, evaluate, train_runs
+from gapbench.graphed import train_job
+from gapbench.train import RunSetup, batches, clipping_statistics, evaluate
 
 
 def flushing_subnormals() -> bool:
@@ -127,7 +128,7 @@ class _Pending:
 def run_all(groups, cache=None, log=lambda message: print(message, file=sys.stderr, flush=True)) -> list[RunMetrics]:
     """One training job: every (spec, data_dir, {clip: folder}) group (a seed of one (task,
     gap, model)), every clip arm of each, trained together in one batched training
-    (gapbench.train.train_runs). Returns each run's metrics, in the order of the groups and arms.
+    (gapbench.graphed.train_job). Returns each run's metrics, in the order of the groups and arms.
 
     With a `cache` folder, a run completed before (by this job killed half-way, or by a job
     whose other run failed) is restored from it instead of trained again, and every run is
@@ -220,7 +221,7 @@ def run_all(groups, cache=None, log=lambda message: print(message, file=sys.stde
     if pending:
         runs = [RunSetup(p.net, p.clip, p.spec.threshold(p.clip), p.data_dir, _name(p.spec, p.clip, groups),
                          p.generator_state) for p in pending]
-        train_runs(runs, task, pending[0].spec.train, device, log, finished=finish)
+        train_job(runs, task, pending[0].spec.train, device, log, finished=finish)
     return [results[number, clip] for number, (_, _, run_dirs) in enumerate(groups) for clip in run_dirs]
 
 

@@ -51,6 +51,24 @@ class Optimizer:
     def _update(self, index: int, p: torch.Tensor, grad: torch.Tensor) -> None:
         raise NotImplementedError
 
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Everything `step_on_device` changes: the parameters and the per-parameter state, so a
+        caller can keep a copy and put it back where an update is refused (gapbench/graphed.py)."""
+        return list(self.params)
+
+    @torch.no_grad()
+    def step_on_device(self, count: torch.Tensor) -> None:
+        """`step` with no read on the host, for a step captured as a CUDA graph: `count` is this
+        update's number t as a 0-dim float64 tensor on the parameters' device (where `step`
+        counts on the host, per parameter). The same algorithm; where t enters the arithmetic
+        (Adam's bias corrections) it is computed on the device, so the rounding differs."""
+        for index, p in enumerate(self.params):
+            if p.grad is not None:
+                self._update_on_device(index, p, p.grad, count)
+
+    def _update_on_device(self, index: int, p: torch.Tensor, grad: torch.Tensor, count: torch.Tensor) -> None:
+        self._update(index, p, grad)  # no dependence on t: the host form has no host read
+
 
 class SGD(Optimizer):
     def __init__(self, params, lr: float = 1e-3):
@@ -80,6 +98,20 @@ class Adam(Optimizer):
         denom = (exp_avg_sq.sqrt() / bias_correction2**0.5).add_(self.eps)
         p.addcdiv_(exp_avg, denom, value=-step_size)
 
+    def state_tensors(self):
+        return [*self.params, *self.exp_avg, *self.exp_avg_sq]
+
+    def _update_on_device(self, index, p, grad, count):
+        """torch.optim's capturable form of the same update (bias corrections as tensors):
+        θ ← θ + m / (√v / (√(1−β2^t) · (−lr/(1−β1^t))) + ε / (−lr/(1−β1^t)))."""
+        exp_avg, exp_avg_sq = self.exp_avg[index], self.exp_avg_sq[index]
+        exp_avg.lerp_(grad, 1 - self.beta1)
+        exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+        step_size_neg = -self.lr / (1 - self.beta1**count)
+        bias_correction2_sqrt = (1 - self.beta2**count).sqrt()
+        denom = (exp_avg_sq.sqrt() / (bias_correction2_sqrt * step_size_neg)).add_(self.eps / step_size_neg)
+        p.addcdiv_(exp_avg, denom)
+
 
 class RMSprop(Optimizer):
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8):
@@ -91,6 +123,9 @@ class RMSprop(Optimizer):
         square_avg = self.square_avg[index]
         square_avg.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
         p.addcdiv_(grad, square_avg.sqrt().add_(self.eps), value=-self.lr)
+
+    def state_tensors(self):
+        return [*self.params, *self.square_avg]
 
 
 OPTIMIZERS = {"adam": Adam, "sgd": SGD, "rmsprop": RMSprop}

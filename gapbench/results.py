@@ -33,7 +33,8 @@ PAPER_DIR = f"{RESULTS}/paper"
 LOGS_DIR = f"{RESULTS}/logs"
 TRAIN_BENCHMARK = f"{RESULTS}/benchmarks/train/{{task}}/gap{{gap}}/{{model}}.tsv"  # Snakemake's record of a job
 DATA_BENCHMARK = f"{RESULTS}/benchmarks/generate_data/{{task}}/gap{{gap}}/seed{{seed}}.tsv"
-CALIBRATION = f"{RESULTS}/bench/step_costs.csv"  # the cost command's per-step costs
+CALIBRATION = f"{RESULTS}/bench/step_costs.csv"  # the cost command's per-step costs on the CPU
+CALIBRATION_CUDA = f"{RESULTS}/bench/step_costs_cuda.csv"  # ... and on a GPU
 
 # -------------------------------------------------------------------------- the files of a run
 COMPLETE_MARKER = "metrics.json"  # a RunMetrics, written last

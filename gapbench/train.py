@@ -20,31 +20,43 @@ from gapbench.spec import TrainConfig
 CLIP_ARMS = ("none", "norm", "value")
 
 
-def clip_gradients_(params, arm: str, threshold: float | None) -> tuple[float, bool]:
-    """Return the pre-clip gradient norm ||g|| and whether clipping changed g.
+def clip_on_device_(params, arm: str, threshold: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip the gradients of `params` in place; return the pre-clip gradient norm ||g|| (float64)
+    and whether clipping changed g, both as 0-dim tensors on the gradients' device, with no read
+    on the host (so a CUDA graph can hold it: gapbench/graphed.py).
 
     norm:  g ← θ0 g / ||g||  when ||g|| > θ0   (Pascanu et al. 2013, Algorithm 1)
     value: g_i ← clamp(g_i, −θ0, θ0)           (elementwise, Mikolov 2012)
+
+    A non-finite ||g|| clips nothing and counts as not clipped (the run diverged: its update is
+    never applied). Where the norm arm does not clip it multiplies by exactly 1.
     """
+    if arm not in CLIP_ARMS:
+        raise ValueError(f"unknown clip arm {arm!r}; allowed: {list(CLIP_ARMS)}")
     grads = [p.grad for p in params if p.grad is not None]
     # float64, so that a large but finite gradient has a finite norm and gets clipped
     norm = torch.linalg.vector_norm(
         torch.stack([torch.linalg.vector_norm(g, dtype=torch.float64) for g in grads])
-    ).item()
-    if arm == "none" or not math.isfinite(norm):
-        return norm, False
+    )
+    finite = torch.isfinite(norm)
+    if arm == "none":
+        return norm, torch.zeros_like(finite)
     if arm == "norm":
-        if norm > threshold:
-            for g in grads:
-                g.mul_(threshold / norm)
-            return norm, True
-        return norm, False
-    if arm == "value":
-        fired = any(bool((g.abs() > threshold).any()) for g in grads)
+        fired = finite & (norm > threshold)
+        factor = torch.where(fired, threshold / norm, torch.ones_like(norm))  # θ0/||g|| in float64
         for g in grads:
-            g.clamp_(-threshold, threshold)
+            g.mul_(factor)  # as g.mul_(θ0/||g||) with a Python float: the factor rounded to g's dtype
         return norm, fired
-    raise ValueError(f"unknown clip arm {arm!r}; allowed: {list(CLIP_ARMS)}")
+    fired = finite & torch.stack([(g.abs() > threshold).any() for g in grads]).any()
+    for g in grads:
+        g.clamp_(-threshold, threshold)
+    return norm, fired
+
+
+def clip_gradients_(params, arm: str, threshold: float | None) -> tuple[float, bool]:
+    """`clip_on_device_`, its norm and flag read on the host."""
+    norm, fired = clip_on_device_(params, arm, threshold)
+    return norm.item(), bool(fired)
 
 
 def clipping_statistics(pre_clip_norms, clipped, applied_steps: int) -> dict:
@@ -211,7 +223,8 @@ def train_runs(runs: list[RunSetup], task, cfg: TrainConfig, device, log: Callab
     frozen (its weights and optimiser state no longer change) while the others go on, and
     `finished(index, training)` is called as soon as it stops (and for every other run at the
     end), so a caller can write it before the batch ends. Models with trained_by = "guessing"
-    are fitted by `guess`, one after another.
+    are fitted by `guess`, one after another. gapbench.graphed.train_on_device is the same
+    training with its step on the device, captured as a CUDA graph (train.cuda_graph).
     """
     trainings = [Training() for _ in runs]
     done = finished or (lambda index, training: None)
@@ -294,20 +307,30 @@ def train_runs(runs: list[RunSetup], task, cfg: TrainConfig, device, log: Callab
                 continue
             training.applied_steps = step
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                val_loss, val_score = evaluate(run.net, task, run.data_dir, "validation", device)
-                clipped_so_far = sum(row["clipped"] for row in training.steps) / step
-                training.history.append({"step": step, "train_loss": loss.item(), "grad_norm": grad_norm,
-                                         "val_loss": val_loss, "val_score": val_score,
-                                         "clip_fraction": clipped_so_far})
-                log(f"[{run.name}] step {step}/{cfg.steps} train_loss {loss.item():.4g} "
-                    f"val_loss {val_loss:.4g} val_{task.metric} {val_score:.4g}")
-                streak = streaks[index]
-                solved_stop = streak.record(step, task.success(val_loss, val_score))
-                training.steps_to_solve = streak.since
-                if solved_stop:
-                    training.stopped_early = True
-                    stop(index, f"step {step}: validation solved at {streak.streak} evaluations in a row "
-                                f"(since step {training.steps_to_solve}); stopping early")
+                message = validate(run, training, streaks[index], step, task, cfg, device, log)
+                if message:
+                    stop(index, message)
     for index in list(active):
         stop(index)
     return trainings
+
+
+def validate(run: RunSetup, training: Training, streak: SolvedStreak, step: int, task, cfg: TrainConfig, device,
+             log: Callable[[str], None]) -> str | None:
+    """The evaluation of a run after its update of `step`: score the validation split, add the
+    history row (with the step's training loss and pre-clip norm, its last `steps` row) and the
+    log line, record it in the early-stopping streak. Returns why the run stops early, or None."""
+    last = training.steps[-1]
+    val_loss, val_score = evaluate(run.net, task, run.data_dir, "validation", device)
+    clipped_so_far = sum(row["clipped"] for row in training.steps) / step
+    training.history.append({"step": step, "train_loss": last["train_loss"], "grad_norm": last["grad_norm"],
+                             "val_loss": val_loss, "val_score": val_score, "clip_fraction": clipped_so_far})
+    log(f"[{run.name}] step {step}/{cfg.steps} train_loss {last['train_loss']:.4g} "
+        f"val_loss {val_loss:.4g} val_{task.metric} {val_score:.4g}")
+    solved_stop = streak.record(step, task.success(val_loss, val_score))
+    training.steps_to_solve = streak.since
+    if not solved_stop:
+        return None
+    training.stopped_early = True
+    return (f"step {step}: validation solved at {streak.streak} evaluations in a row "
+            f"(since step {training.steps_to_solve}); stopping early")

@@ -10,6 +10,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import SMOKE
 from gapbench.config import load_config, model_label, task_models
@@ -42,6 +43,26 @@ def _calibration(models, hidden_sizes) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _smoke_pairs(config) -> list[tuple[str, int]]:
+    return sorted({(m["name"], m.get("hidden_size", config["hidden_size"])) for m in config["models"]})
+
+
+def _cuda_calibration(pairs, runs: int) -> pd.DataFrame:
+    """A made-up GPU calibration: rows at `runs` runs per job without a graph, with known
+    coefficients, beside decoys at other runs and with a graph whose costs are 10x (no
+    contention column: a GPU has none to measure)."""
+    rows = []
+    for at_runs, cuda_graph, scale in ((runs, False, 1.0), (runs + 1, False, 10.0), (runs, True, 10.0)):
+        for model, hidden in pairs:
+            for seq_len in cost.LENGTHS:
+                rows.append({"model": model, "hidden_size": hidden, "seq_len": seq_len, "runs": at_runs,
+                             "device": "cuda", "cuda_graph": cuda_graph,
+                             "step_seconds": scale * (2e-4 + 1e-6 * seq_len),
+                             "forward_seconds": scale * 5e-5 * seq_len, "probe_seconds": 0.5 + 1e-2 * seq_len,
+                             "startup_seconds": scale * 400.0, "machine": "test GPU"})
+    return pd.DataFrame(rows)
+
+
 def test_the_estimate_is_the_documented_formula():
     """seconds = c · [startup + N · ((1 + A) · probes(T) + A · S · step(T) + A · (S/E + 1) · ⌈V/B⌉ · forward(T)
     + A · ⌈V_test/B⌉ · forward(T))], with forward timed at batch 64 and scaled to the evaluation batch B."""
@@ -59,18 +80,44 @@ def test_the_estimate_is_the_documented_formula():
         assert row.seconds == pytest.approx(1.25 * (2.0 + seeds * ((1 + arms) * probes + arms * fitting)), rel=1e-12)
 
 
-def test_check_compares_the_estimate_with_recorded_job_times(tmp_path):
+def test_the_gpu_estimate_is_the_documented_formula():
+    """On cuda: c = 1 (jobs one after another on one GPU), the rows at the job's R = N · A runs
+    and the config's cuda_graph only, forward(T) timed at the evaluation batch itself (not
+    scaled), the total in GPU-hours on one GPU."""
+    config = load_config(SMOKE)
+    train, sizes = config["train"], config["data"]["sizes"]
+    arms, seeds = len(config["clip"]["arms"]), len(config["seeds"])
+    assert cost.calibration_setting(config, "cuda") == (seeds * arms, False)
+    estimated = cost.estimate(config, _cuda_calibration(_smoke_pairs(config), runs=seeds * arms), device="cuda")
+    evaluations = (train["steps"] // train["eval_every"] + 1) * math.ceil(sizes["validation"] / EVAL_BATCH) + \
+        math.ceil(sizes["test"] / EVAL_BATCH)
+    for row in estimated.itertuples():
+        T = row.seq_len
+        step, forward, probes = 2e-4 + 1e-6 * T, 5e-5 * T, 0.5 + 1e-2 * T
+        fitting = train["steps"] * step + evaluations * forward
+        assert row.seconds == pytest.approx(400.0 + seeds * ((1 + arms) * probes + arms * fitting), rel=1e-12)
+    hours = estimated.seconds.sum() / 3600
+    headline = cost.summary(estimated, config, "cuda").splitlines()[0]
+    assert f"{hours:,.1f} GPU-hours on one GPU" in headline and "--resources gpu=1" in headline
+    assert "core-hours" not in cost.summary(estimated, config, "cuda")
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_check_compares_the_estimate_with_recorded_job_times(tmp_path, device):
     """Each job's Snakemake benchmark record is found by the contract's path template and
     compared: here every job measured at exactly twice its estimate, so the error is −50%."""
     config = load_config(SMOKE)
-    pairs = sorted({(m["name"], m.get("hidden_size", config["hidden_size"])) for m in config["models"]})
-    estimated = cost.estimate(config, _calibration(*zip(*pairs)))
+    pairs = _smoke_pairs(config)
+    calibration = _calibration(*zip(*pairs)) if device == "cpu" else _cuda_calibration(
+        pairs, cost.calibration_setting(config, "cuda")[0])
+    estimated = cost.estimate(config, calibration, device)
     for row in estimated.itertuples():
         path = tmp_path / TRAIN_BENCHMARK.format(task=row.task, gap=row.gap, model=row.model)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"s\tmax_rss\n{2 * row.seconds}\t{100 + row.gap}\n")
-    report = cost.check(estimated, tmp_path / "results" / "benchmarks" / "train")
-    assert report.startswith(f"{len(estimated)} jobs compared")
+    report = cost.check(estimated, tmp_path / "results" / "benchmarks" / "train", device)
+    assert report.startswith(f"{len(estimated)} jobs compared: estimated {estimated.seconds.sum() / 3600:.3g} "
+                             f"{cost.UNITS[device]}")
     assert "(-50% in total)" in report and "median |error| 50%" in report
     assert f"largest {100 + estimated.gap.max()} MB" in report
 
@@ -79,6 +126,42 @@ def test_calibration_measures_a_model(tmp_path):
     row = cost.measure_model("vanilla", 8, 10, batch=8, probe_batch=4, steps=2)
     assert row["model"] == "vanilla" and row["seq_len"] == 10
     assert all(row[k] > 0 for k in ("step_seconds", "forward_seconds", "probe_seconds"))
+
+
+@pytest.mark.parametrize("model", ["vanilla", "lstm"])  # runs batched into one recurrence, and one by one
+def test_calibration_measures_a_model_at_the_runs_of_a_job(model):
+    """The arguments a GPU calibration passes (runs, device, cuda_graph), on the CPU: the same
+    training, forward and probe code, recorded with what it was measured at."""
+    row = cost.measure_model(model, 8, 10, batch=8, probe_batch=4, steps=2, runs=3, device="cpu", cuda_graph=False)
+    assert (row["runs"], row["device"], row["cuda_graph"]) == (3, "cpu", False)
+    assert all(row[k] > 0 for k in ("step_seconds", "forward_seconds", "probe_seconds"))
+
+
+@pytest.mark.pipeline
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: it would calibrate")
+def test_a_gpu_estimate_without_a_gpu_or_its_calibration_says_where_to_calibrate(tmp_path):
+    missing = tmp_path / "step_costs_cuda.csv"
+    result = subprocess.run([sys.executable, "-m", "gapbench", "cost", str(SMOKE), "--device", "cuda",
+                             "--calibration", str(missing)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr  # one line, no traceback
+    assert str(missing) in result.stderr and "GPU machine" in result.stderr
+    assert not missing.exists()
+
+
+@pytest.mark.pipeline
+def test_a_gpu_estimate_from_a_complete_calibration_needs_no_gpu(tmp_path):
+    config = load_config(SMOKE)
+    calibration = tmp_path / "step_costs_cuda.csv"
+    runs = cost.calibration_setting(config, "cuda")[0]
+    _cuda_calibration(_smoke_pairs(config), runs).to_csv(calibration, index=False)
+    before = calibration.read_text()
+    result = subprocess.run([sys.executable, "-m", "gapbench", "cost", str(SMOKE), "--device", "cuda",
+                             "--calibration", str(calibration)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert re.match(rf"{len(cost.jobs(config))} training jobs .* on one GPU .*--resources gpu=1\): [\d.]+ GPU-hours "
+                    "on one GPU", result.stdout), result.stdout
+    assert "GPU-hours by model" in result.stdout and calibration.read_text() == before  # nothing calibrated
 
 
 @pytest.mark.pipeline

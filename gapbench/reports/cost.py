@@ -1,6 +1,7 @@
-"""What a grid costs before it runs: jobs, core-hours and memory, from measured per-step costs.
+"""What a grid costs before it runs: jobs, core-hours or GPU-hours and memory, from measured per-step costs.
 
     python -m gapbench cost config/paper.yaml                # estimate (calibrates what it lacks)
+    python -m gapbench cost config/paper.yaml --device cuda  # on a GPU (default: the config's train.device)
     python -m gapbench cost config/default.yaml --check results/benchmarks/train
 
 The model of one training job (one (task, gap, model): every seed and clip arm, 1 thread):
@@ -19,6 +20,27 @@ S steps: a run that solves its task stops earlier (train.stop_when_solved), so t
 an upper bound, reached where nothing solves. The calibration is kept in
 results/bench/step_costs.csv with the machine it was measured on: an estimate is only as good
 as the likeness of that machine to the one that runs.
+
+On a GPU (`--device cuda`) the formula is the same, its terms measured on the GPU machine:
+- the jobs run one after another on one GPU (`snakemake --cores N --resources gpu=1`; the train
+  rule asks gpu=1 a job), so c = 1 and the grid's GPU-hours are the sum of its jobs' seconds;
+  k GPUs, a job on each, take that over k at best;
+- a job's R = N · A runs train together and a GPU step is bound by kernel launches, not
+  arithmetic: R runs cost far less than R times one. So step(T) is the per-run step measured
+  with the config's own R runs together (the calibration's `runs` column; rows at another R
+  are not used, a missing (model, hidden size) is calibrated at R), and with the config's
+  train.cuda_graph (a captured step launches once). It is timed as the difference of two
+  trainings, 20 and 10 steps long, so that a training's fixed costs (optimisers, a graph's
+  eager warm-up steps and capture), large against ten GPU steps, stay out of it: paid once a
+  job, they count only as far as startup, a whole one-step job trained on the GPU, holds them
+  (it captures nothing);
+- forward(T) is timed on the GPU at the evaluation batch itself (a GPU pass is not linear in
+  its batch), not at 64 sequences and scaled as on the CPU;
+- the probes run on the CPU in float64 in a GPU job too (gapbench.job.measure), the GPU idle
+  meanwhile: probes(T) is timed on the GPU machine's CPU, one thread, and counted in GPU time;
+- runs that stop early make it an upper bound here too.
+That calibration is kept in results/bench/step_costs_cuda.csv with the GPU it was measured on;
+a machine without CUDA estimates from it but cannot add to it.
 `--check` compares the estimate with the seconds Snakemake's benchmark files recorded for each
 training job of a finished grid and prints the error.
 """
@@ -38,9 +60,12 @@ import pandas as pd
 from gapbench import results
 from gapbench.config import load_config
 
-CALIBRATION = Path(results.CALIBRATION)
+CALIBRATIONS = {"cpu": Path(results.CALIBRATION), "cuda": Path(results.CALIBRATION_CUDA)}  # one file a device
+CALIBRATION = CALIBRATIONS["cpu"]
 LENGTHS = (50, 200)  # sequence lengths the per-step costs are measured at
-RUNS = 4  # runs trained together when a step is timed: the default grid's seeds × clip arms
+RUNS = 4  # runs trained together when a CPU step is timed: the default grid's seeds × clip arms
+CPU_FORWARD_BATCH = 64  # sequences a CPU forward pass is timed at (linear in the batch on one thread)
+UNITS = {"cpu": "core-hours", "cuda": "GPU-hours"}
 
 
 def _timed(function, repeats: int) -> float:
@@ -54,11 +79,20 @@ def _timed(function, repeats: int) -> float:
     return float(np.median(times))
 
 
-def measure_model(model: str, hidden: int, seq_len: int, batch: int = 64, probe_batch: int = 32,
-                  options: dict | None = None, steps: int = 10, runs: int = RUNS) -> dict:
-    """Seconds of a training step per run (gapbench.train.train_runs itself, `runs` runs trained
-    together as a job trains its seeds and clip arms, batches read from a dataset on disk), of a
-    forward pass and of every probe, for `model` on the adding task of length seq_len, one thread."""
+def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWARD_BATCH, probe_batch: int = 32,
+                  options: dict | None = None, steps: int = 10, runs: int = RUNS, device: str = "cpu",
+                  cuda_graph: bool = False) -> dict:
+    """Seconds of a training step per run (gapbench.graphed.train_job, `runs` runs trained
+    together on `device` as a job trains its seeds and clip arms, batches read from a dataset on
+    disk), of a forward pass and of every probe, for `model` on the adding task of length
+    seq_len, one thread.
+
+    On the CPU the step is a whole training's time over its steps and the forward pass is
+    timed at `batch` sequences. On cuda (a captured step where cuda_graph) the step is the
+    difference of a training 2·steps long and one `steps` long, so that a training's fixed
+    costs (large against a few GPU steps) stay out of it, and the forward pass is timed on the
+    GPU at EVAL_BATCH sequences, the batch gapbench.train.evaluate gives it. The probes run on
+    the CPU in float64 on either device, as in a job."""
     import tempfile
 
     import torch
@@ -66,46 +100,63 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = 64, probe_
     from gapbench import data, models, tasks
     from gapbench.job import measure
     from gapbench.spec import TrainConfig
-    from gapbench.train import RunSetup, batches, train_runs
+    from gapbench.graphed import train_job
+    from gapbench.train import EVAL_BATCH, RunSetup, batches
 
     torch.set_num_threads(1)
+    on = torch.device(device)
+    cuda = on.type == "cuda"
+    # CUDA works asynchronously: the clock is read once the GPU has done the work, not when handed it
+    synchronize = torch.cuda.synchronize if cuda else (lambda: None)
+    forward_batch = EVAL_BATCH if cuda else batch
     task = tasks.build("adding", seq_len)
     with tempfile.TemporaryDirectory() as folder:
-        data.generate(task, 0, {"train": batch * steps, "validation": batch, "test": probe_batch}, folder)
+        data.generate(task, 0, {"train": batch * steps, "validation": forward_batch, "test": probe_batch}, folder)
 
         def nets():
             built = []
-            for seed in range(runs):
+            for seed in range(runs):  # built on the CPU and moved, as a job builds its nets
                 torch.manual_seed(seed)
                 built.append(models.Net(models.build(model, task.input_size, hidden, **(options or {})),
-                                        task.output_size))
+                                        task.output_size).to(on))
             return built
 
-        config = TrainConfig(steps=steps, batch_size=batch, optimizer="adam", lr=1e-3, eval_every=steps,
-                             probe_batch=probe_batch)
-        quiet = lambda message: None  # noqa: E731
-        train_runs([RunSetup(n, "norm", 1.0, folder) for n in nets()], task, config, "cpu", quiet)  # warm-up
-        trained = nets()
-        started = time.perf_counter()
-        train_runs([RunSetup(n, "norm", 1.0, folder) for n in trained], task, config, "cpu", quiet)
-        step_seconds = (time.perf_counter() - started) / (steps * runs)
+        def training(length: int) -> tuple[list, float]:
+            """Fresh nets trained `length` steps, and the seconds the training took."""
+            config = TrainConfig(steps=length, batch_size=batch, optimizer="adam", lr=1e-3, eval_every=length,
+                                 probe_batch=probe_batch, device=on.type, cuda_graph=cuda_graph)
+            trained = nets()
+            synchronize()
+            started = time.perf_counter()
+            train_job([RunSetup(n, "norm", 1.0, folder) for n in trained], task, config, on, lambda message: None)
+            synchronize()
+            return trained, time.perf_counter() - started
+
+        training(steps)  # warm-up
+        trained, seconds = training(steps)
+        if cuda:
+            seconds = training(2 * steps)[1] - seconds
         net = trained[0]
-        x, y = next(batches(folder, "train", batch, "cpu"))
+        x, _ = next(batches(folder, "validation", forward_batch, on))
 
         def forward():
             with torch.no_grad():
                 net(x)
+            synchronize()
 
-        probe_x, probe_y = x[:probe_batch], y[:probe_batch]
-        return {"model": model, "hidden_size": hidden, "seq_len": seq_len, "runs": runs, "step_seconds": step_seconds,
+        probe_x, probe_y = next(batches(folder, "test", probe_batch, "cpu"))  # on the CPU, as a job draws it
+        return {"model": model, "hidden_size": hidden, "seq_len": seq_len, "runs": runs, "device": on.type,
+                "cuda_graph": cuda_graph, "step_seconds": seconds / (steps * runs),
                 "forward_seconds": _timed(forward, steps),
+                # the trained net wherever it is: measure takes its float64 CPU copy, as a GPU job's probes do
                 "probe_seconds": _timed(lambda: measure(net, task, probe_x, probe_y, "init"), 1)}
 
 
-def measure_startup() -> float:
+def measure_startup(device: str = "cpu", cuda_graph: bool = False) -> float:
     """Seconds of a whole training job whose work is negligible (one step of an 8-unit RNN on
-    a 3-step task): the interpreter, imports, the first optimiser, the dataset check, the
-    probes' fixed costs and the writing of a run folder."""
+    a 3-step task) on `device`: the interpreter, imports, the first optimiser, the dataset
+    check, the probes' fixed costs and the writing of a run folder; on cuda also the CUDA
+    context, the first kernels' loading and, with cuda_graph, what the graph's set-up costs."""
     import json
     import tempfile
 
@@ -117,7 +168,7 @@ def measure_startup() -> float:
         spec = RunSpec(task="adding", task_name="adding", task_params={}, gap=3, model="vanilla", model_name="vanilla", model_options={},
                        hidden_size=8, seed=0, threads=1, clip_thresholds={"norm": 1.0, "value": 0.1},
                        train=TrainConfig(steps=1, batch_size=8, optimizer="adam", lr=1e-3, eval_every=1,
-                                         probe_batch=8))
+                                         probe_batch=8, device=device, cuda_graph=cuda_graph))
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "gapbench", "train", "--spec", json.dumps(spec.to_dict()),
                         "--data", f"{folder}/data", "--run", f"none={folder}/run"], check=True, capture_output=True)
@@ -140,17 +191,24 @@ def measure_contention() -> float:
     return float(np.median(together)) / alone
 
 
-def calibrate(pairs, path: Path = CALIBRATION, log=print) -> pd.DataFrame:
-    """Measure every (model, hidden size) in `pairs` at LENGTHS and append them to `path`."""
+def calibrate(pairs, path: Path = CALIBRATION, log=print, device: str = "cpu", runs: int = RUNS,
+              cuda_graph: bool = False) -> pd.DataFrame:
+    """Measure every (model, hidden size) in `pairs` at LENGTHS on `device` (`runs` runs trained
+    together, a captured step where cuda_graph) and append them to `path`."""
     rows = []
-    startup, contention = measure_startup(), measure_contention()
-    log(f"start-up {startup:.2f} s a job; every core busy makes a job {contention:.2f}x slower")
+    machine_wide = {"startup_seconds": measure_startup(device, cuda_graph)}
+    if device == "cpu":
+        machine_wide["contention"] = measure_contention()
+        log(f"start-up {machine_wide['startup_seconds']:.2f} s a job; every core busy makes a job "
+            f"{machine_wide['contention']:.2f}x slower")
+    else:  # the jobs take the GPU one at a time: nothing contends
+        log(f"start-up {machine_wide['startup_seconds']:.2f} s a job on the GPU")
     for model, hidden in pairs:
         for seq_len in LENGTHS:
-            row = measure_model(model, hidden, seq_len)
-            rows.append({**row, "startup_seconds": startup, "contention": contention, "machine": _machine()})
-            log(f"calibrated {model} H={hidden} T={seq_len}: step {row['step_seconds'] * 1e3:.1f} ms, "
-                f"probes {row['probe_seconds']:.2f} s")
+            row = measure_model(model, hidden, seq_len, runs=runs, device=device, cuda_graph=cuda_graph)
+            rows.append({**row, **machine_wide, "machine": _machine(device)})
+            log(f"calibrated {model} H={hidden} T={seq_len}: step {row['step_seconds'] * 1e3:.1f} ms a run "
+                f"({runs} together), probes {row['probe_seconds']:.2f} s")
     table = pd.DataFrame(rows)
     if path.exists():
         table = pd.concat([pd.read_csv(path), table], ignore_index=True)
@@ -159,14 +217,36 @@ def calibrate(pairs, path: Path = CALIBRATION, log=print) -> pd.DataFrame:
     return table
 
 
-def _machine() -> str:
+def _machine(device: str) -> str:
     import torch
 
-    return f"{platform.processor() or platform.machine()}; {_cores()} cores; torch {torch.__version__}"
+    machine = f"{platform.processor() or platform.machine()}; {_cores()} cores; torch {torch.__version__}"
+    if device == "cuda":  # the probes' CPU counts on a GPU machine too
+        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}); {machine}"
+    return machine
 
 
 def _cores() -> int:
     return len(os.sched_getaffinity(0))
+
+
+def calibration_setting(config: dict, device: str) -> tuple[int, bool]:
+    """(runs trained together, cuda_graph) of the calibration an estimate of `config` on
+    `device` reads: on the CPU (RUNS, False), a per-run step there serving any number of runs
+    (a core's work grows with them); on a GPU the config's runs per job (seeds × clip arms)
+    and its train.cuda_graph, as a GPU step is not linear in the runs."""
+    if device == "cpu":
+        return RUNS, False
+    return len(config["seeds"]) * len(config["clip"]["arms"]), bool(config["train"]["cuda_graph"])
+
+
+def usable(calibration: pd.DataFrame, config: dict, device: str) -> pd.DataFrame:
+    """The rows of `calibration` (of `device`'s file) an estimate of `config` on `device` reads:
+    on the CPU every one, on a GPU those at the config's `calibration_setting`."""
+    if device == "cpu":
+        return calibration
+    runs, cuda_graph = calibration_setting(config, device)
+    return calibration[(calibration.runs == runs) & (calibration.cuda_graph == cuda_graph)]
 
 
 def _linear(calibration: pd.DataFrame, model: str, hidden: int, column: str, seq_len) -> np.ndarray:
@@ -196,24 +276,29 @@ def jobs(config: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def estimate(config: dict, calibration: pd.DataFrame) -> pd.DataFrame:
-    """`jobs(config)` with each job's estimated seconds (the model in the module docstring)."""
+def estimate(config: dict, calibration: pd.DataFrame, device: str | None = None) -> pd.DataFrame:
+    """`jobs(config)` with each job's estimated seconds on `device` (default: the config's
+    train.device) from `device`'s calibration (the model in the module docstring)."""
     from gapbench import models
     from gapbench.config import model_entry
     from gapbench.train import EVAL_BATCH
 
+    device = device or config["train"]["device"]
+    calibration = usable(calibration, config, device)
     grid = jobs(config)
     train, sizes = config["train"], config["data"]["sizes"]
     arms = len(config["clip"]["arms"])
     validations = train["steps"] // train["eval_every"] + 1
     evaluations = validations * math.ceil(sizes["validation"] / EVAL_BATCH) + \
         math.ceil(sizes["test"] / EVAL_BATCH)  # evaluation batches of gapbench.train.evaluate
-    startup = float(calibration.startup_seconds.median())  # machine-wide: over every calibration
+    startup = float(calibration.startup_seconds.median())  # machine-wide: over every calibration read
+    # a CPU forward pass is linear in its batch on one thread; a GPU's is timed at the evaluation batch itself
+    to_evaluation_batch = EVAL_BATCH / CPU_FORWARD_BATCH if device == "cpu" else 1.0
     seconds = np.empty(len(grid))
     for (label, model, hidden), rows in grid.groupby(["model", "model_name", "hidden_size"]):
         T = rows.seq_len.to_numpy()
         step = _linear(calibration, model, hidden, "step_seconds", T)
-        forward = _linear(calibration, model, hidden, "forward_seconds", T) * EVAL_BATCH / 64
+        forward = _linear(calibration, model, hidden, "forward_seconds", T) * to_evaluation_batch
         probes = _linear(calibration, model, hidden, "probe_seconds", T)
         built = models.build(model, 2, hidden, **model_entry(config, label)["options"])
         if built.trained_by == "guessing":  # K validation passes instead of gradient steps
@@ -221,26 +306,35 @@ def estimate(config: dict, calibration: pd.DataFrame) -> pd.DataFrame:
         else:
             fitting = train["steps"] * step + evaluations * forward
         seconds[rows.index] = startup + rows.seeds.to_numpy() * ((1 + arms) * probes + arms * fitting)
-    # jobs share the machine: every core runs one at a time
-    return grid.assign(seconds=seconds * float(calibration.contention.median()))
+    # CPU jobs share the machine, every core running one at a time; GPU jobs take the GPU one after another
+    contention = float(calibration.contention.median()) if device == "cpu" else 1.0
+    return grid.assign(seconds=seconds * contention)
 
 
-def summary(estimated: pd.DataFrame, config: dict) -> str:
-    hours = estimated.seconds.sum() / 3600
+def summary(estimated: pd.DataFrame, config: dict, device: str | None = None) -> str:
+    device = device or config["train"]["device"]
+    unit, hours = UNITS[device], estimated.seconds.sum() / 3600
     by_model = estimated.groupby("model").seconds.sum().sort_values(ascending=False) / 3600
+    jobs_and_runs = f"{len(estimated)} training jobs ({estimated.seeds.sum() * len(config['clip']['arms'])} runs)"
+    if device == "cpu":
+        headline = (f"{jobs_and_runs}, one thread each: {hours:,.1f} core-hours "
+                    f"(with --cores 2: {hours / 2:,.1f} h; 100 cores: {hours / 100:,.2f} h)")
+    else:
+        headline = (f"{jobs_and_runs}, one after another on one GPU (snakemake --cores N --resources gpu=1): "
+                    f"{hours:,.1f} GPU-hours on one GPU (k GPUs, a job on each, at best / k: "
+                    f"4 GPUs {hours / 4:,.1f} h, 8 GPUs {hours / 8:,.2f} h)")
     lines = [
-        f"{len(estimated)} training jobs ({estimated.seeds.sum() * len(config['clip']['arms'])} runs), "
-        f"one thread each: {hours:,.1f} core-hours (with --cores 2: {hours / 2:,.1f} h; 100 cores: {hours / 100:,.2f} h)",
+        headline,
         "memory: the train rule asks 3000 MB a job (the measured peak of a finished run: --check)",
-        "core-hours by model: " + ", ".join(f"{m} {h:,.1f}" for m, h in by_model.items()),
+        f"{unit} by model: " + ", ".join(f"{m} {h:,.1f}" for m, h in by_model.items()),
         f"longest job: {estimated.seconds.max() / 60:,.1f} min "
         f"({estimated.loc[estimated.seconds.idxmax(), ['task', 'gap', 'model']].to_dict()})",
     ]
     return "\n".join(lines)
 
 
-def check(estimated: pd.DataFrame, benchmarks: Path) -> str:
-    """The estimate against the seconds Snakemake recorded for each training job."""
+def check(estimated: pd.DataFrame, benchmarks: Path, device: str = "cpu") -> str:
+    """The estimate (on `device`) against the seconds Snakemake recorded for each training job."""
     measured = []
     for path in benchmarks.glob("*/gap*/*.tsv"):
         keys = results.fields_of(results.TRAIN_BENCHMARK, path.as_posix())
@@ -251,7 +345,7 @@ def check(estimated: pd.DataFrame, benchmarks: Path) -> str:
     error = (both.seconds - both.measured) / both.measured
     per_model = both.groupby("model").apply(lambda g: (g.seconds.sum() - g.measured.sum()) / g.measured.sum(),
                                             include_groups=False)
-    return (f"{len(both)} jobs compared: estimated {both.seconds.sum() / 3600:.3g} core-hours, measured "
+    return (f"{len(both)} jobs compared: estimated {both.seconds.sum() / 3600:.3g} {UNITS[device]}, measured "
             f"{both.measured.sum() / 3600:.3g} ({(both.seconds.sum() / both.measured.sum() - 1) * 100:+.0f}% in "
             f"total); per job: median |error| {error.abs().median() * 100:.0f}%, 90th percentile "
             f"{error.abs().quantile(0.9) * 100:.0f}%\nby model (total): "
@@ -260,23 +354,36 @@ def check(estimated: pd.DataFrame, benchmarks: Path) -> str:
 
 
 def run(args) -> int:
+    import torch
+
     from gapbench.config import ConfigError, model_hidden_size
 
-    try:
-        config = load_config(args.config)
+    try:  # the grid may train on another machine than this one: any device is allowed here
+        config = load_config(args.config, cuda_available=lambda: True)
     except ConfigError as error:
         print(f"gapbench cost: {args.config}: {error}", file=sys.stderr)
         return 2
+    device = args.device or config["train"]["device"]
+    path = args.calibration or CALIBRATIONS[device]
+    runs, cuda_graph = calibration_setting(config, device)
     pairs = sorted({(m["name"], model_hidden_size(config, m)) for m in config["models"]})
-    calibration = pd.read_csv(args.calibration) if args.calibration.exists() else pd.DataFrame(
-        columns=["model", "hidden_size"])
-    known = set(zip(calibration.model, calibration.hidden_size))
+    calibration = pd.read_csv(path) if path.exists() else pd.DataFrame(
+        columns=["model", "hidden_size", "runs", "cuda_graph"])
+    rows = usable(calibration, config, device)
+    known = set(zip(rows.model, rows.hidden_size))
     missing = pairs if args.recalibrate else [p for p in pairs if p not in known]
+    if missing and device == "cuda" and not torch.cuda.is_available():
+        print(f"gapbench cost: {path} needs a CUDA calibration of {len(missing)} (model, hidden size) pairs at "
+              f"{runs} runs per job (train.cuda_graph: {str(cuda_graph).lower()}) and torch sees no CUDA device "
+              f"here to measure it: run this command on a GPU machine, which writes {path}, and bring that file here",
+              file=sys.stderr)
+        return 2
     if missing:
-        print(f"calibrating {len(missing)} (model, hidden size) pairs on this machine ...", file=sys.stderr)
-        calibration = calibrate(missing, args.calibration, log=lambda m: print(m, file=sys.stderr))
-    estimated = estimate(config, calibration)
-    print(summary(estimated, config))
+        print(f"calibrating {len(missing)} (model, hidden size) pairs on this machine ({device}) ...", file=sys.stderr)
+        calibration = calibrate(missing, path, lambda m: print(m, file=sys.stderr), device=device, runs=runs,
+                                cuda_graph=cuda_graph)
+    estimated = estimate(config, calibration, device)
+    print(summary(estimated, config, device))
     if args.check:
-        print(check(estimated, args.check))
+        print(check(estimated, args.check, device))
     return 0
