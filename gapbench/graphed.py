@@ -158,8 +158,16 @@ def train_on_device(runs: list[RunSetup], task, cfg: TrainConfig, device, log: C
         if graph is not None:
             graph.replay()
         elif capture and number > WARM_UP_STEPS:
-            graph = _capture(step, device)
-            graph.replay()
+            try:
+                graph = _capture(step, device)
+            except RuntimeError as error:  # an operation a graph cannot hold: train on, uncaptured
+                log(f"[graph] the step could not be captured as a CUDA graph ({str(error).splitlines()[0]}); "
+                    "training on without one")
+                capture = False
+                torch.cuda.synchronize(device)
+                step()
+            else:
+                graph.replay()
         elif capture:
             side.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(side):

@@ -83,7 +83,8 @@ def test_the_estimate_is_the_documented_formula():
 def test_the_gpu_estimate_is_the_documented_formula():
     """On cuda: c = 1 (jobs one after another on one GPU), the rows at the job's R = N · A runs
     and the config's cuda_graph only, forward(T) timed at the evaluation batch itself (not
-    scaled), the total in GPU-hours on one GPU."""
+    scaled); the GPU's part (training, evaluation) apart from the CPU's (start-up, probes), and the
+    wall time of jobs one after another or sharing the GPU (`gpu_wall_hours`)."""
     config = load_config(SMOKE)
     train, sizes = config["train"], config["data"]["sizes"]
     arms, seeds = len(config["clip"]["arms"]), len(config["seeds"])
@@ -96,10 +97,14 @@ def test_the_gpu_estimate_is_the_documented_formula():
         step, forward, probes = 2e-4 + 1e-6 * T, 5e-5 * T, 0.5 + 1e-2 * T
         fitting = train["steps"] * step + evaluations * forward
         assert row.seconds == pytest.approx(400.0 + seeds * ((1 + arms) * probes + arms * fitting), rel=1e-12)
-    hours = estimated.seconds.sum() / 3600
-    headline = cost.summary(estimated, config, "cuda").splitlines()[0]
-    assert f"{hours:,.1f} GPU-hours on one GPU" in headline and "--resources gpu=1" in headline
-    assert "core-hours" not in cost.summary(estimated, config, "cuda")
+        assert row.device_seconds == pytest.approx(seeds * arms * fitting, rel=1e-12)  # the GPU's part
+    gpu, cpu = estimated.device_seconds.sum(), estimated.seconds.sum() - estimated.device_seconds.sum()
+    assert cost.gpu_wall_hours(estimated, 1, 16) == pytest.approx((gpu + cpu) / 3600)  # one after another
+    assert cost.gpu_wall_hours(estimated, 8, 16) == pytest.approx(max(gpu, cpu / 8) / 3600)
+    assert cost.gpu_wall_hours(estimated, 8, 2) == pytest.approx(max(gpu, cpu / 2) / 3600)  # cores bound it
+    summary = cost.summary(estimated, config, "cuda")
+    assert f"the GPU trains and evaluates for {gpu / 3600:,.1f} h" in summary
+    assert f"one job after another (snakemake --cores N --resources gpu=1): {(gpu + cpu) / 3600:,.1f} h" in summary
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
@@ -159,9 +164,10 @@ def test_a_gpu_estimate_from_a_complete_calibration_needs_no_gpu(tmp_path):
     result = subprocess.run([sys.executable, "-m", "gapbench", "cost", str(SMOKE), "--device", "cuda",
                              "--calibration", str(calibration)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert re.match(rf"{len(cost.jobs(config))} training jobs .* on one GPU .*--resources gpu=1\): [\d.]+ GPU-hours "
-                    "on one GPU", result.stdout), result.stdout
-    assert "GPU-hours by model" in result.stdout and calibration.read_text() == before  # nothing calibrated
+    assert re.match(rf"{len(cost.jobs(config))} training jobs .*: the GPU trains and evaluates for [\d.]+ h",
+                    result.stdout), result.stdout
+    assert re.search(r"one job after another \(snakemake --cores N --resources gpu=1\): [\d.]+ h", result.stdout)
+    assert "hours on one GPU by model" in result.stdout and calibration.read_text() == before  # nothing calibrated
 
 
 @pytest.mark.pipeline
@@ -179,3 +185,28 @@ def test_cost_command_checks_a_finished_grid(smoke_run, tmp_path):
     assert jobs == len(cost.jobs(config))
     compared = re.search(r"(\d+) jobs compared: estimated ([\d.e+-]+) core-hours, measured ([\d.e+-]+)", result.stdout)
     assert int(compared.group(1)) == jobs and float(compared.group(3)) > 0, result.stdout
+
+
+def test_a_calibration_at_other_runs_reuses_the_probes_and_keeps_every_row(tmp_path, monkeypatch):
+    """The probes run on the CPU whatever the runs: a second calibration (another R) takes the
+    probe seconds measured before on this machine instead of measuring them again; and each row
+    is in the file as soon as it is measured (a calibration cut short keeps what it has)."""
+    measured = []
+
+    def fake_measure(model, hidden, seq_len, runs, device, cuda_graph, probe_seconds=None):
+        measured.append((model, seq_len, runs, probe_seconds))
+        if len(measured) == 2:  # were the second measurement cut short, the first would be on disk
+            assert len(pd.read_csv(path)) == 1
+        return {"model": model, "hidden_size": hidden, "seq_len": seq_len, "runs": runs, "device": device,
+                "cuda_graph": cuda_graph, "step_seconds": 1e-3 * runs, "forward_seconds": 1e-3,
+                "probe_seconds": probe_seconds if probe_seconds is not None else 0.5 + seq_len * 1e-3}
+
+    path = tmp_path / "step_costs.csv"
+    monkeypatch.setattr(cost, "measure_model", fake_measure)
+    monkeypatch.setattr(cost, "measure_startup", lambda device, cuda_graph: 1.0)
+    monkeypatch.setattr(cost, "measure_contention", lambda: 1.0)
+    cost.calibrate([("vanilla", 8)], path, log=lambda _: None, runs=4)
+    cost.calibrate([("vanilla", 8)], path, log=lambda _: None, runs=15)
+    assert [probe for *_, probe in measured] == [None, None] + [0.5 + t * 1e-3 for t in cost.LENGTHS]
+    table = pd.read_csv(path)
+    assert sorted(table.runs) == [4, 4, 15, 15] and table.probe_seconds.nunique() == len(cost.LENGTHS)

@@ -201,7 +201,10 @@ def test_the_captured_step_equals_the_uncaptured_step_on_the_gpu(model, datasets
     task = tasks.build("adding", 4)
     config = dataclasses.replace(CONFIG, device="cuda", steps=12, eval_every=4)
     captured, eager, host = (_runs(model, datasets, "cuda") for _ in range(3))
-    trained_captured = train_on_device(captured, task, config, "cuda", quiet, lambda index, t: None, capture=True)
+    messages = []
+    trained_captured = train_on_device(captured, task, config, "cuda", messages.append, lambda index, t: None,
+                                       capture=True)
+    assert not [m for m in messages if m.startswith("[graph]")], messages  # captured, not fallen back
     trained_eager = train_on_device(eager, task, config, "cuda", quiet, lambda index, t: None, capture=False)
     _same(captured, eager, trained_captured, trained_eager, rtol=1e-6, atol=1e-7)
     _same(captured, host, trained_captured, train_runs(host, task, config, "cuda", log=quiet))

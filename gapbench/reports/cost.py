@@ -22,9 +22,11 @@ results/bench/step_costs.csv with the machine it was measured on: an estimate is
 as the likeness of that machine to the one that runs.
 
 On a GPU (`--device cuda`) the formula is the same, its terms measured on the GPU machine:
-- the jobs run one after another on one GPU (`snakemake --cores N --resources gpu=1`; the train
-  rule asks gpu=1 a job), so c = 1 and the grid's GPU-hours are the sum of its jobs' seconds;
-  k GPUs, a job on each, take that over k at best;
+- c = 1, and a job's seconds are split into the GPU's part, A · S · step(T) and the
+  evaluations (`device_seconds`), and the CPU's, start-up and probes. Jobs one after another on
+  one GPU (`snakemake --cores N --resources gpu=1`; the train rule asks gpu=1 a job) take the
+  sum of both; J jobs sharing the GPU (`--resources gpu=J`) overlap one's CPU work with the
+  others' GPU work (`gpu_wall_hours`); k GPUs take that over k at best;
 - a job's R = N · A runs train together and a GPU step is bound by kernel launches, not
   arithmetic: R runs cost far less than R times one. So step(T) is the per-run step measured
   with the config's own R runs together (the calibration's `runs` column; rows at another R
@@ -37,7 +39,8 @@ On a GPU (`--device cuda`) the formula is the same, its terms measured on the GP
 - forward(T) is timed on the GPU at the evaluation batch itself (a GPU pass is not linear in
   its batch), not at 64 sequences and scaled as on the CPU;
 - the probes run on the CPU in float64 in a GPU job too (gapbench.job.measure), the GPU idle
-  meanwhile: probes(T) is timed on the GPU machine's CPU, one thread, and counted in GPU time;
+  meanwhile: probes(T) is timed on the GPU machine's CPU, one thread, once per (model, hidden
+  size, T) (a calibration at another R reuses it);
 - runs that stop early make it an upper bound here too.
 That calibration is kept in results/bench/step_costs_cuda.csv with the GPU it was measured on;
 a machine without CUDA estimates from it but cannot add to it.
@@ -65,7 +68,7 @@ CALIBRATION = CALIBRATIONS["cpu"]
 LENGTHS = (50, 200)  # sequence lengths the per-step costs are measured at
 RUNS = 4  # runs trained together when a CPU step is timed: the default grid's seeds × clip arms
 CPU_FORWARD_BATCH = 64  # sequences a CPU forward pass is timed at (linear in the batch on one thread)
-UNITS = {"cpu": "core-hours", "cuda": "GPU-hours"}
+UNITS = {"cpu": "core-hours", "cuda": "hours on one GPU"}
 
 
 def _timed(function, repeats: int) -> float:
@@ -81,7 +84,7 @@ def _timed(function, repeats: int) -> float:
 
 def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWARD_BATCH, probe_batch: int = 32,
                   options: dict | None = None, steps: int = 10, runs: int = RUNS, device: str = "cpu",
-                  cuda_graph: bool = False) -> dict:
+                  cuda_graph: bool = False, probe_seconds: float | None = None) -> dict:
     """Seconds of a training step per run (gapbench.graphed.train_job, `runs` runs trained
     together on `device` as a job trains its seeds and clip arms, batches read from a dataset on
     disk), of a forward pass and of every probe, for `model` on the adding task of length
@@ -92,7 +95,8 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
     difference of a training 2·steps long and one `steps` long, so that a training's fixed
     costs (large against a few GPU steps) stay out of it, and the forward pass is timed on the
     GPU at EVAL_BATCH sequences, the batch gapbench.train.evaluate gives it. The probes run on
-    the CPU in float64 on either device, as in a job."""
+    the CPU in float64 on either device, as in a job; `probe_seconds`, measured before, is taken
+    as it is."""
     import tempfile
 
     import torch
@@ -149,7 +153,8 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
                 "cuda_graph": cuda_graph, "step_seconds": seconds / (steps * runs),
                 "forward_seconds": _timed(forward, steps),
                 # the trained net wherever it is: measure takes its float64 CPU copy, as a GPU job's probes do
-                "probe_seconds": _timed(lambda: measure(net, task, probe_x, probe_y, "init"), 1)}
+                "probe_seconds": probe_seconds if probe_seconds is not None else
+                _timed(lambda: measure(net, task, probe_x, probe_y, "init"), 1)}
 
 
 def measure_startup(device: str = "cpu", cuda_graph: bool = False) -> float:
@@ -195,6 +200,10 @@ def calibrate(pairs, path: Path = CALIBRATION, log=print, device: str = "cpu", r
               cuda_graph: bool = False) -> pd.DataFrame:
     """Measure every (model, hidden size) in `pairs` at LENGTHS on `device` (`runs` runs trained
     together, a captured step where cuda_graph) and append them to `path`."""
+    earlier = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["model", "hidden_size", "seq_len"])
+    # the probes run on the CPU whatever the runs and the step: measured once per (model, hidden size, T)
+    probes = {(row.model, row.hidden_size, row.seq_len): row.probe_seconds
+              for row in earlier.itertuples() if getattr(row, "machine", None) == _machine(device)}
     rows = []
     machine_wide = {"startup_seconds": measure_startup(device, cuda_graph)}
     if device == "cpu":
@@ -205,16 +214,15 @@ def calibrate(pairs, path: Path = CALIBRATION, log=print, device: str = "cpu", r
         log(f"start-up {machine_wide['startup_seconds']:.2f} s a job on the GPU")
     for model, hidden in pairs:
         for seq_len in LENGTHS:
-            row = measure_model(model, hidden, seq_len, runs=runs, device=device, cuda_graph=cuda_graph)
+            row = measure_model(model, hidden, seq_len, runs=runs, device=device, cuda_graph=cuda_graph,
+                                probe_seconds=probes.get((model, hidden, seq_len)))
             rows.append({**row, **machine_wide, "machine": _machine(device)})
             log(f"calibrated {model} H={hidden} T={seq_len}: step {row['step_seconds'] * 1e3:.1f} ms a run "
                 f"({runs} together), probes {row['probe_seconds']:.2f} s")
-    table = pd.DataFrame(rows)
-    if path.exists():
-        table = pd.concat([pd.read_csv(path), table], ignore_index=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False)
-    return table
+            table = pd.concat([earlier, pd.DataFrame(rows)], ignore_index=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(path, index=False)  # after every row: a calibration cut short keeps what it measured
+    return pd.concat([earlier, pd.DataFrame(rows)], ignore_index=True)
 
 
 def _machine(device: str) -> str:
@@ -294,7 +302,7 @@ def estimate(config: dict, calibration: pd.DataFrame, device: str | None = None)
     startup = float(calibration.startup_seconds.median())  # machine-wide: over every calibration read
     # a CPU forward pass is linear in its batch on one thread; a GPU's is timed at the evaluation batch itself
     to_evaluation_batch = EVAL_BATCH / CPU_FORWARD_BATCH if device == "cpu" else 1.0
-    seconds = np.empty(len(grid))
+    seconds, on_device = np.empty(len(grid)), np.empty(len(grid))
     for (label, model, hidden), rows in grid.groupby(["model", "model_name", "hidden_size"]):
         T = rows.seq_len.to_numpy()
         step = _linear(calibration, model, hidden, "step_seconds", T)
@@ -306,9 +314,29 @@ def estimate(config: dict, calibration: pd.DataFrame, device: str | None = None)
         else:
             fitting = train["steps"] * step + evaluations * forward
         seconds[rows.index] = startup + rows.seeds.to_numpy() * ((1 + arms) * probes + arms * fitting)
+        on_device[rows.index] = rows.seeds.to_numpy() * arms * fitting
     # CPU jobs share the machine, every core running one at a time; GPU jobs take the GPU one after another
     contention = float(calibration.contention.median()) if device == "cpu" else 1.0
-    return grid.assign(seconds=seconds * contention)
+    # device_seconds: a job's training and evaluation, the part a GPU does (the rest, start-up and
+    # probes, is CPU work in a GPU job)
+    return grid.assign(seconds=seconds * contention, device_seconds=on_device * contention)
+
+
+def gpu_wall_hours(estimated: pd.DataFrame, jobs_per_gpu: int, cores: int) -> float:
+    """Hours a GPU grid takes on one GPU with `jobs_per_gpu` jobs sharing it (snakemake --cores
+    `cores` --resources gpu=`jobs_per_gpu`):
+
+        wall ≈ max(G, C / min(J, cores))   for J > 1;   G + C   for J = 1 (one job after another)
+
+    G the jobs' GPU seconds (training, evaluation), C their CPU seconds (start-up, the float64
+    probes), J jobs_per_gpu. It assumes the jobs' GPU work does not overlap (each job's was
+    timed with the GPU to itself) while one job's CPU work overlaps the others' GPU work; how
+    close that comes is measured by benchmarks/gpu_session.sh (docs/clusters.md)."""
+    gpu = estimated.device_seconds.sum()
+    cpu = estimated.seconds.sum() - gpu
+    if jobs_per_gpu <= 1:
+        return (gpu + cpu) / 3600
+    return max(gpu, cpu / min(jobs_per_gpu, cores)) / 3600
 
 
 def summary(estimated: pd.DataFrame, config: dict, device: str | None = None) -> str:
@@ -320,9 +348,13 @@ def summary(estimated: pd.DataFrame, config: dict, device: str | None = None) ->
         headline = (f"{jobs_and_runs}, one thread each: {hours:,.1f} core-hours "
                     f"(with --cores 2: {hours / 2:,.1f} h; 100 cores: {hours / 100:,.2f} h)")
     else:
-        headline = (f"{jobs_and_runs}, one after another on one GPU (snakemake --cores N --resources gpu=1): "
-                    f"{hours:,.1f} GPU-hours on one GPU (k GPUs, a job on each, at best / k: "
-                    f"4 GPUs {hours / 4:,.1f} h, 8 GPUs {hours / 8:,.2f} h)")
+        gpu = estimated.device_seconds.sum() / 3600
+        shared = min(os.cpu_count() or 1, 16)
+        headline = (f"{jobs_and_runs}: the GPU trains and evaluates for {gpu:,.1f} h; start-up and probes (float64, "
+                    f"on the CPU) take {hours - gpu:,.1f} core-hours.\n"
+                    f"One GPU, one job after another (snakemake --cores N --resources gpu=1): {hours:,.1f} h; "
+                    f"{shared} jobs sharing it on {shared} cores (--cores {shared} --resources gpu={shared}): about "
+                    f"{gpu_wall_hours(estimated, shared, shared):,.1f} h; k GPUs: that over k at best")
     lines = [
         headline,
         "memory: the train rule asks 3000 MB a job (the measured peak of a finished run: --check)",
