@@ -1,41 +1,69 @@
 #!/usr/bin/env bash
-# Everything gapbench measures on a GPU, as one prepared call for a session that is lent one
-# (about 5 minutes of an H200; run it with a time limit of 9 minutes, leaving room for a rerun):
+# Everything issue 20 measures on a GPU, as one prepared call for a session that is lent one
+# (about 9.5 minutes of an H200; run it with the device tool's timeout_s=595 and carry=[".whl"]):
 #
 #   bash benchmarks/gpu_session.sh                      # on the GPU machine; writes under $OUT
 #   DEVICE=cpu SIZE=tiny bash benchmarks/gpu_session.sh # the same steps, tiny, on any CPU (a dry run)
 #
-# 1. the CUDA path checked against the CPU and its step times (benchmarks/gpu.py);
-# 2. the per-run cost of a training step alone against the job's runs trained together (E = 4,
-#    15) at the paper's size, H = 128, batch 64, T = 100 and 1000 (benchmarks/batched_training.py):
-#    the GPU targets of "Many runs as one computation" (>= 10x per-run throughput for the
-#    elementwise models, >= 3x for lstm and gru).
-# Results: $OUT/*.csv and *.txt, each naming the machine and commit.
+# In order of what matters most, each stage time-boxed so that a slow one leaves the others
+# their time, each writing its results as it goes:
+# 1. the captured step against the uncaptured one and the host loop (tests/test_graphed.py,
+#    the CUDA tests run only where there is a GPU);                                   ~1 min
+# 2. the per-run step of the tanh RNN at H = 128, B = 64, T = 1000 with the job's 15 runs
+#    together, captured, against today's single-run path (target: <= 1/20 of it), and the
+#    same for lstm (benchmarks/batched_training.py);                                  ~1.5 min
+# 3. the paper slice (benchmarks/gpu_slice.py): the GPU calibration at the paper's 15 runs a
+#    job, the slice sized to fit 150 s, run through snakemake with train.device cuda and
+#    train.cuda_graph, its wall time against the estimate, its figures and paper tables; then
+#    the paper grid's estimate on this GPU (target: <= 24 hours) from the same calibration.  ~6 min
+# Results: $OUT/machine.txt, test_graphed.txt, batched_training.csv, step_costs_cuda.csv,
+# slice_report.txt, slice_accuracy_vs_gap.png, slice_results.tgz; each names the machine and commit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-results/bench/gpu_session}
+OUT=$(realpath -m "${OUT:-results/bench/gpu_session}")
 DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-paper}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+# The GPU machine has torch, pandas, pyarrow, matplotlib and pytest but not Snakemake: its wheels
+# travel in .whl (ignored by git; made by benchmarks/gpu_wheels.sh), carried by the device call.
+if ! python3 -c "import snakemake" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    > /tmp/wheels.log 2>&1 || { cat /tmp/wheels.log; exit 1; }
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
 python3 -c "import gapbench.tasks" 2>/dev/null || \
-  python3 -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 1; }
+  python3 -m pip install -q --no-deps --no-build-isolation -e . > /tmp/install.log 2>&1 || { cat /tmp/install.log; exit 1; }
 { git rev-parse --short HEAD 2>/dev/null || echo "no git"; } > "$OUT/machine.txt"
 if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >> "$OUT/machine.txt"; fi
-python3 -c "import torch; print('torch', torch.__version__)" >> "$OUT/machine.txt"
+python3 -c "import os, torch; print('torch', torch.__version__, '| cores', len(os.sched_getaffinity(0)))" >> "$OUT/machine.txt"
+cat "$OUT/machine.txt"
 
 if [ "$SIZE" = tiny ]; then
-  sizes=(--hidden 8 --batch 4 --lengths 10 --runs 2 --steps 2 --repeats 1)
-  elementwise=(vanilla); gated=(lstm)
+  steps=(--hidden 8 --batch 4 --lengths 10 --runs 3 --steps 2 --repeats 1); models=(vanilla)
+  slice=(--size tiny --models vanilla lstm --steps 4)
 else
-  sizes=(--hidden 128 --batch 64 --lengths 100 1000 --runs 4 15 --steps 3 --repeats 2)
-  elementwise=(vanilla linear irnn orthogonal identity indrnn); gated=(lstm gru)
+  steps=(--hidden 128 --batch 64 --lengths 1000 --runs 15 --steps 5 --repeats 1); models=(vanilla lstm)
+  slice=(--size paper --budget 150)
 fi
 
 status=0
-if [ "$DEVICE" = cuda ]; then
-  timeout 150 python3 benchmarks/gpu.py --out "$OUT" 2>&1 | tee "$OUT/gpu_check.txt" || status=1
-fi
-timeout 240 python3 benchmarks/batched_training.py --device "$DEVICE" --models "${elementwise[@]}" "${gated[@]}" \
-  "${sizes[@]}" --out "$OUT/batched_training.csv" 2>&1 | tee "$OUT/batched_training.txt" || status=1
+echo "== 1. the captured step against the uncaptured one"
+timeout 60 python3 -m pytest -q -n 0 -p no:cacheprovider -rs tests/test_graphed.py > "$OUT/test_graphed.txt" 2>&1 || status=1
+tail -15 "$OUT/test_graphed.txt"
+echo "== 2. per-run step times: alone, batched, captured"
+timeout 90 python3 benchmarks/batched_training.py --device "$DEVICE" --models "${models[@]}" "${steps[@]}" \
+  --out "$OUT/batched_training.csv" || status=1
+echo "== 3. the paper slice, and the paper grid's estimate"
+SLICE=${SLICE:-/tmp/gpu_slice}  # its work folder is too deep to come back from $OUT: what matters is copied
+rm -rf "$SLICE"
+timeout 400 python3 benchmarks/gpu_slice.py --out "$SLICE" --device "$DEVICE" --calibration "$OUT/step_costs_$DEVICE.csv" \
+  "${slice[@]}" || status=1
+# what comes back (the device call returns at most 8 files): the report, the calibration (written
+# row by row, above), one figure to look at, and the slice's tables, figures, paper tables and logs
+cp "$SLICE/report.txt" "$OUT/slice_report.txt" 2>/dev/null
+cp "$SLICE/work/results/figures/accuracy_vs_gap.png" "$OUT/slice_accuracy_vs_gap.png" 2>/dev/null
+(cd "$SLICE" && tar czf "$OUT/slice_results.tgz" --exclude='work/results/runs' --exclude='work/results/data' \
+  --exclude='work/results/cache' --exclude='work/.snakemake' ./*.yaml snakemake.log work 2>/dev/null)
+ls -la "$OUT"
 exit $status
