@@ -24,8 +24,8 @@ are chosen, not guessed:
    GPU, the CPU grid's core-hours over the cores on a CPU), and every job against its own
    estimate (`gapbench cost --check`: with J jobs sharing a GPU a job's own time includes the
    others' turns, so the total is the comparison that counts).
-4. At --size paper, `gapbench cost` of the whole paper grid on this device (paper.yaml with
-   train.device and cuda_graph set as the slice's), from the same calibration.
+4. At --size paper, `gapbench cost` of the whole paper grid on this device (config/paper.yaml,
+   and on a GPU config/gpu.yaml over it, as the slice's train settings), from the same calibration.
 
 Everything goes to DIR: slice.yaml, the calibration, snakemake.log, report.txt (machine,
 commit, the choice of steps, estimate and measurement), and the workflow's figures and paper
@@ -83,8 +83,10 @@ def estimated_wall_seconds(path: Path, device: str, calibration: Path, cores: in
     return estimated.seconds.sum() / cores  # jobs spread over the cores, each slowed by contention
 
 
-def _cost(path: Path, device: str, calibration: Path, *extra: str, log) -> str:
-    command = [sys.executable, "-m", "gapbench", "cost", str(path), "--device", device, "--calibration",
+def _cost(paths, device: str, calibration: Path, *extra: str, log) -> str:
+    """`gapbench cost` of the config files `paths` (one, or several merged in order) on `device`."""
+    paths = [paths] if isinstance(paths, Path) else paths
+    command = [sys.executable, "-m", "gapbench", "cost", *map(str, paths), "--device", device, "--calibration",
                str(calibration), *extra]
     result = subprocess.run(command, capture_output=True, text=True)
     log(f"$ {' '.join(command[1:])}\n{result.stdout}{result.stderr}")
@@ -159,11 +161,9 @@ def main(argv=None) -> int:
     figures = sorted(p.name for p in (work / FIGURES_DIR).glob("*.png"))
     log(f"figures: {len(figures)} ({', '.join(figures)}); paper tables: "
         f"{', '.join(sorted(p.name for p in (work / PAPER_DIR).glob('*')))}")
-    if args.size == "paper":
-        paper = load_config(ROOT / "config" / "paper.yaml", cuda_available=lambda: True)
-        paper["train"].update(device=args.device, cuda_graph=args.device == "cuda")
-        (out / "paper.yaml").write_text(yaml.safe_dump(paper, sort_keys=False))
-        _cost(out / "paper.yaml", args.device, calibration, log=log)
+    if args.size == "paper":  # the whole paper grid, from the calibration the slice was checked with
+        configs = [ROOT / "config" / "paper.yaml"] + ([ROOT / "config" / "gpu.yaml"] if args.device == "cuda" else [])
+        _cost(configs, args.device, calibration, log=log)
     return 0
 
 

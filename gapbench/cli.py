@@ -82,7 +82,8 @@ def main(argv=None) -> int:
     cost = verbs.add_parser("cost", help="jobs, core-hours or GPU-hours and memory a config will take",
                             description="What a grid costs before it runs, from measured per-step costs "
                                         "(the model: gapbench/reports/cost.py).")
-    cost.add_argument("config", nargs="?", help="a config file (merged over config/default.yaml)")
+    cost.add_argument("config", nargs="*", help="config files, merged over config/default.yaml in their order "
+                                                "(as snakemake --configfile A B)")
     cost.add_argument("--device", choices=["cpu", "cuda"],
                       help="the device the grid trains on (default: the config's train.device)")
     cost.add_argument("--calibration", type=Path,

@@ -310,11 +310,12 @@ def prepare(config: dict, cores: int | None = None, cuda_available=None, schema=
 
 def load_config(path=None, cores: int | None = None, cuda_available=None) -> dict:
     """A pipeline config as Snakemake sees it: config/default.yaml, the file's keys over it
-    (dicts merged, lists replaced, like --configfile), prepared (`prepare`) for `cores`."""
+    (dicts merged, lists replaced, like --configfile; a list of files is merged in its order,
+    like `--configfile A B`), prepared (`prepare`) for `cores`."""
     import yaml
     from snakemake.utils import update_config
 
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    if path is not None:
-        update_config(config, yaml.safe_load(Path(path).read_text()))
+    for file in [] if path is None else [path] if isinstance(path, (str, Path)) else path:
+        update_config(config, yaml.safe_load(Path(file).read_text()))
     return prepare(config, cores=cores, cuda_available=cuda_available)

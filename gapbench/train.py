@@ -43,7 +43,8 @@ def clip_on_device_(params, arm: str, threshold: float | None) -> tuple[torch.Te
         return norm, torch.zeros_like(finite)
     if arm == "norm":
         fired = finite & (norm > threshold)
-        factor = torch.where(fired, threshold / norm, torch.ones_like(norm))  # θ0/||g|| in float64
+        # θ0/||g|| divided in float64, as Python divides (a number over a tensor would multiply by a reciprocal)
+        factor = torch.where(fired, torch.full_like(norm, threshold).div_(norm), torch.ones_like(norm))
         for g in grads:
             g.mul_(factor)  # as g.mul_(θ0/||g||) with a Python float: the factor rounded to g's dtype
         return norm, fired

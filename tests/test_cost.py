@@ -47,12 +47,12 @@ def _smoke_pairs(config) -> list[tuple[str, int]]:
     return sorted({(m["name"], m.get("hidden_size", config["hidden_size"])) for m in config["models"]})
 
 
-def _cuda_calibration(pairs, runs: int) -> pd.DataFrame:
-    """A made-up GPU calibration: rows at `runs` runs per job without a graph, with known
-    coefficients, beside decoys at other runs and with a graph whose costs are 10x (no
+def _cuda_calibration(pairs, runs: int, graph: bool = False) -> pd.DataFrame:
+    """A made-up GPU calibration: rows at `runs` runs per job and cuda_graph `graph`, with known
+    coefficients, beside decoys at other runs and the other cuda_graph whose costs are 10x (no
     contention column: a GPU has none to measure)."""
     rows = []
-    for at_runs, cuda_graph, scale in ((runs, False, 1.0), (runs + 1, False, 10.0), (runs, True, 10.0)):
+    for at_runs, cuda_graph, scale in ((runs, graph, 1.0), (runs + 1, graph, 10.0), (runs, not graph, 10.0)):
         for model, hidden in pairs:
             for seq_len in cost.LENGTHS:
                 rows.append({"model": model, "hidden_size": hidden, "seq_len": seq_len, "runs": at_runs,
@@ -156,12 +156,16 @@ def test_a_gpu_estimate_without_a_gpu_or_its_calibration_says_where_to_calibrate
 
 @pytest.mark.pipeline
 def test_a_gpu_estimate_from_a_complete_calibration_needs_no_gpu(tmp_path):
-    config = load_config(SMOKE)
+    """config/gpu.yaml over the smoke grid (two files merged in order, as --configfile A B): the
+    device and the captured step come from the config, the estimate from the calibration."""
+    gpu = SMOKE.parent / "gpu.yaml"
+    config = load_config([SMOKE, gpu], cuda_available=lambda: True)
+    assert (config["train"]["device"], config["train"]["cuda_graph"]) == ("cuda", True)
     calibration = tmp_path / "step_costs_cuda.csv"
-    runs = cost.calibration_setting(config, "cuda")[0]
-    _cuda_calibration(_smoke_pairs(config), runs).to_csv(calibration, index=False)
+    runs, cuda_graph = cost.calibration_setting(config, "cuda")
+    _cuda_calibration(_smoke_pairs(config), runs, cuda_graph).to_csv(calibration, index=False)
     before = calibration.read_text()
-    result = subprocess.run([sys.executable, "-m", "gapbench", "cost", str(SMOKE), "--device", "cuda",
+    result = subprocess.run([sys.executable, "-m", "gapbench", "cost", str(SMOKE), str(gpu),
                              "--calibration", str(calibration)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert re.match(rf"{len(cost.jobs(config))} training jobs .*: the GPU trains and evaluates for [\d.]+ h",

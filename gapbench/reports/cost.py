@@ -391,9 +391,9 @@ def run(args) -> int:
     from gapbench.config import ConfigError, model_hidden_size
 
     try:  # the grid may train on another machine than this one: any device is allowed here
-        config = load_config(args.config, cuda_available=lambda: True)
+        config = load_config(args.config, cuda_available=lambda: True)  # the files merged in order
     except ConfigError as error:
-        print(f"gapbench cost: {args.config}: {error}", file=sys.stderr)
+        print(f"gapbench cost: {' '.join(args.config)}: {error}", file=sys.stderr)
         return 2
     device = args.device or config["train"]["device"]
     path = args.calibration or CALIBRATIONS[device]
