@@ -50,6 +50,19 @@ def exact_subnormals():
         torch.set_flush_denormal(flushing)
 
 
+@contextlib.contextmanager
+def flushed_subnormals():
+    """Subnormals flushed to zero, as a training job trains (`_set_up_process`): what timing a
+    training step must reproduce (with subnormals a step can take several times as long). The
+    previous setting is restored on exit."""
+    flushing = flushing_subnormals()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(flushing)
+
+
 def measure(net, task, x, y, stage: str) -> dict:
     """Every probe of gapbench.probes on the probe batch, each table tagged with the stage."""
     with exact_subnormals():

@@ -96,7 +96,17 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
     costs (large against a few GPU steps) stay out of it, and the forward pass is timed on the
     GPU at EVAL_BATCH sequences, the batch gapbench.train.evaluate gives it. The probes run on
     the CPU in float64 on either device, as in a job; `probe_seconds`, measured before, is taken
-    as it is."""
+    as it is. Float32 subnormals are flushed to zero while it measures, as in a job (the probes
+    turn that off for themselves, as in a job)."""
+    from gapbench.job import flushed_subnormals
+
+    with flushed_subnormals():
+        return _measure_model(model, hidden, seq_len, batch, probe_batch, options, steps, runs, device, cuda_graph,
+                              probe_seconds)
+
+
+def _measure_model(model, hidden, seq_len, batch, probe_batch, options, steps, runs, device, cuda_graph,
+                   probe_seconds) -> dict:
     import tempfile
 
     import torch
