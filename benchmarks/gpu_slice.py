@@ -8,9 +8,9 @@ chosen: a job keeps the paper's 15 runs (5 seeds × 3 arms), because a GPU step'
 linear in the runs a job trains together, so the slice is calibrated at exactly the paper's
 setting and one calibration serves both its check and the paper grid's estimate. What a job
 does on the CPU (start-up, the float64 probes: 4 per seed) does not shrink with the steps, and
-at gaps 100 and 1000 it alone would be about 8,000 CPU-seconds (this 2-core VM's calibration),
-8 minutes on 16 cores; at gaps 30 and 100 it is about 2,600 s. Only the steps are cut, and they
-are chosen, not guessed:
+at gaps 100 and 1000 it alone would be about 3,700 CPU-seconds (the 2-core VM's calibration at
+3581b08), 4 minutes on 16 cores; at gaps 30 and 100 it is about 1,050 s. Only the steps are
+cut, and they are chosen, not guessed:
 
 1. `gapbench cost` estimates the slice on this machine from its calibration (it measures what
    the calibration lacks: on a GPU, every model at 15 runs per job), and the largest step

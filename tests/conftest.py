@@ -37,6 +37,20 @@ def smoke_run(tmp_path_factory) -> Path:
     return workdir
 
 
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    """Two seeds' datasets of the adding task at gap 4: a job's runs read their own seed's data
+    (tests/test_batched.py, tests/test_graphed.py)."""
+    from gapbench import data, tasks
+
+    folders = []
+    for seed in (0, 1):
+        folder = tmp_path_factory.mktemp(f"seed{seed}")
+        data.generate(tasks.build("adding", 4), seed, {"train": 32, "validation": 16, "test": 16}, folder)
+        folders.append(folder)
+    return folders
+
+
 # Fixtures that run the real pipeline: a test using one is a pipeline test (-m "not pipeline"
 # leaves it out of the unit loop).
 PIPELINE_FIXTURES = {"smoke_run", "project", "reference"}

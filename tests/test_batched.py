@@ -16,17 +16,6 @@ CONFIG = TrainConfig(steps=4, batch_size=8, optimizer="adam", lr=0.01, eval_ever
 ARMS = {"none": None, "norm": 0.05, "value": 0.001}  # thresholds small enough that both arms clip
 
 
-@pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    """Two seeds' datasets of one task: a job's runs read their own seed's data."""
-    folders = []
-    for seed in (0, 1):
-        folder = tmp_path_factory.mktemp(f"seed{seed}")
-        data.generate(tasks.build("adding", 4), seed, {"train": 32, "validation": 16, "test": 16}, folder)
-        folders.append(folder)
-    return folders
-
-
 def _net(model: str, seed: int) -> Net:
     task = tasks.build("adding", 4)
     torch.manual_seed(seed)

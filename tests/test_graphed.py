@@ -23,17 +23,6 @@ quiet = lambda message: None  # noqa: E731
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-@pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    """Two seeds' datasets of one task: a job's runs read their own seed's data."""
-    folders = []
-    for seed in (0, 1):
-        folder = tmp_path_factory.mktemp(f"seed{seed}")
-        data.generate(tasks.build("adding", 4), seed, {"train": 32, "validation": 16, "test": 16}, folder)
-        folders.append(folder)
-    return folders
-
-
 def _runs(model: str, datasets, device="cpu") -> list[RunSetup]:
     """A job's runs: two seeds × three clip arms, each arm from its seed's weights."""
     task, runs = tasks.build("adding", 4), []
