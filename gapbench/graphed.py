@@ -98,10 +98,13 @@ class DeviceStep:
 
 def _capture(step: DeviceStep, device) -> torch.cuda.CUDAGraph:
     """Record `step` as a CUDA graph (it runs nothing: replay it). Its memory comes from the
-    graph's own pool, so every replay reads and writes the same addresses."""
+    graph's own pool, so every replay reads and writes the same addresses. The outer stream
+    context puts the caller's stream back even where a failed capture leaves torch.cuda.graph's
+    own capture stream current."""
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
+    with torch.cuda.stream(torch.cuda.current_stream(device)):
+        with torch.cuda.graph(graph):
+            step()
     return graph
 
 
@@ -117,9 +120,12 @@ def train_job(runs: list[RunSetup], task, cfg: TrainConfig, device, log: Callabl
 def train_on_device(runs: list[RunSetup], task, cfg: TrainConfig, device, log: Callable[[str], None],
                     finished: Callable[[int, Training], None], capture: bool = True) -> list[Training]:
     """gapbench.train.train_runs with its step as `DeviceStep` (captured as a CUDA graph after
-    WARM_UP_STEPS eager steps when `capture`; uncaptured, on any device, otherwise): the same
-    runs, logs, evaluations and stops, read from the device every cfg.eval_every steps. Models
-    fitted by random guessing compute no gradient: train_runs fits them."""
+    WARM_UP_STEPS eager steps when `capture` and every model is `graph_capturable`; uncaptured,
+    on any device, otherwise): the same runs, step logs, evaluations and stops, read from the
+    device every cfg.eval_every steps. A divergence between two reads is handled (logged, the
+    run reported to `finished`) at the next read, up to eval_every − 1 steps after it happened,
+    before that read's evaluations; the host loop reports it at once. Models fitted by random
+    guessing compute no gradient: train_runs fits them."""
     if runs and runs[0].net.rnn.trained_by == "guessing":
         return train_runs(runs, task, cfg, device, log, finished)
     device = torch.device(device)
@@ -127,13 +133,21 @@ def train_on_device(runs: list[RunSetup], task, cfg: TrainConfig, device, log: C
     streaks = [SolvedStreak(cfg.stop_when_solved, cfg.steps) for _ in runs]
     optimizers = [OPTIMIZERS[cfg.optimizer](list(run.net.parameters()), lr=cfg.lr) for run in runs]
     keys = [str(run.data_dir) for run in runs]
-    streams = {key: batches(run.data_dir, "train", cfg.batch_size, device, repeat=True)
+    # batches are read on the CPU and copied into each run's static input tensors; on a GPU from
+    # pinned memory without blocking, so the host does not wait for the step before (a copy from
+    # pageable memory would synchronise)
+    streams = {key: batches(run.data_dir, "train", cfg.batch_size, "cpu", repeat=True)
                for key, run in zip(keys, runs)}
     batch = {key: next(stream) for key, stream in streams.items()}
-    inputs = [(batch[key][0].clone(), batch[key][1].clone()) for key in keys]  # one static pair per run
+    inputs = [(batch[key][0].to(device, copy=True), batch[key][1].to(device, copy=True)) for key in keys]  # one per run
+    pinned = device.type == "cuda"
     step = DeviceStep(runs, optimizers, task, inputs)
     window = torch.empty(cfg.eval_every, len(runs), 4, dtype=torch.float64, device=device)
     capture = capture and device.type == "cuda"
+    if capture and not all(run.net.rnn.graph_capturable for run in runs):
+        log(f"[graph] {type(runs[0].net.rnn).__name__} reads values on the host in its step "
+            "(graph_capturable = False): training on the device without a CUDA graph")
+        capture = False
     if capture:
         side = torch.cuda.Stream(device)  # eager warm-up off the default stream, as torch.cuda.graph asks
     graph = None
@@ -153,15 +167,16 @@ def train_on_device(runs: list[RunSetup], task, cfg: TrainConfig, device, log: C
         if number > 1:
             batch = {key: next(stream) for key, stream in streams.items()}
         for (x, y), key in zip(inputs, keys):
-            x.copy_(batch[key][0])
-            y.copy_(batch[key][1])
+            x.copy_(batch[key][0].pin_memory() if pinned else batch[key][0], non_blocking=pinned)
+            y.copy_(batch[key][1].pin_memory() if pinned else batch[key][1], non_blocking=pinned)
         if graph is not None:
             graph.replay()
         elif capture and number > WARM_UP_STEPS:
             try:
                 graph = _capture(step, device)
             except RuntimeError as error:  # an operation a graph cannot hold: train on, uncaptured
-                log(f"[graph] the step could not be captured as a CUDA graph ({str(error).splitlines()[0]}); "
+                cause = error.__context__ or error  # the operation that broke the capture, not capture_end's
+                log(f"[graph] the step could not be captured as a CUDA graph ({str(cause).splitlines()[0]}); "
                     "training on without one")
                 capture = False
                 torch.cuda.synchronize(device)

@@ -52,6 +52,10 @@ class RecurrentModel(nn.Module):
     # how gapbench.train fits it: "gradient" (the optimiser and clip arm of the config) or
     # "guessing" (random weight search, models/random_guess.py)
     trained_by: str = "gradient"
+    # whether its training step can be captured as a CUDA graph (train.cuda_graph,
+    # gapbench/graphed.py): False for a model whose forward or backward reads a value on the
+    # host on a GPU (torch.linalg.matrix_exp does); such a model trains uncaptured on the device
+    graph_capturable: bool = True
 
     def __init__(self, input_size: int, hidden_size: int, state_size: int | None = None, *, batch_first: bool = True):
         """Check and set the sizes every model has; state_size defaults to hidden_size.

@@ -61,6 +61,8 @@ class ExpRNN(RecurrentModel):
     """
 
     family = "orthogonal/unitary"
+    # torch.linalg.matrix_exp on CUDA copies a norm to the host (forward and backward): no CUDA graph
+    graph_capturable = False
 
     def __init__(self, input_size, hidden_size, *, init="henaff", **kwargs):
         super().__init__(input_size, hidden_size, **kwargs)

@@ -15,6 +15,8 @@ class OrthogonalRNN(ElementwiseRNN):
     """
 
     family = "orthogonal/unitary"
+    # its orthogonal maps (matrix_exp; cayley's linalg.solve) read values on the host on CUDA: no CUDA graph
+    graph_capturable = False
 
     def __init__(self, input_size, hidden_size, *, activation="linear", orthogonal_map="matrix_exp", **kwargs):
         super().__init__(input_size, hidden_size, activation, **kwargs)
