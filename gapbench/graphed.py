@@ -126,7 +126,7 @@ def train_on_device(runs: list[RunSetup], task, cfg: TrainConfig, device, log: C
     run reported to `finished`) at the next read, up to eval_every − 1 steps after it happened,
     before that read's evaluations; the host loop reports it at once. Models fitted by random
     guessing compute no gradient: train_runs fits them."""
-    if runs and runs[0].net.rnn.trained_by == "guessing":
+    if not runs or runs[0].net.rnn.trained_by == "guessing":
         return train_runs(runs, task, cfg, device, log, finished)
     device = torch.device(device)
     trainings = [Training() for _ in runs]
