@@ -81,18 +81,19 @@ class DeviceStep:
                 count = self.counts[index] + 1
                 optimizer.step_on_device(count)
                 weights_finite = torch.stack([torch.isfinite(p).all() for p in params]).all()
-                accept = kept & torch.isfinite(norm) & weights_finite
+                norm_finite = torch.isfinite(norm)
+                accept = kept & norm_finite & weights_finite
                 for now, then in zip(optimizer.state_tensors(), before):
                     now.copy_(torch.where(accept, now, then))
                 diverged = active & ~accept
                 for p, last in zip(params, self.last_finite[index]):
                     p.copy_(torch.where(diverged, last, p))
                 self.counts[index] = torch.where(accept, count, self.counts[index])
-                status = torch.where(~active, FROZEN, torch.where(
-                    ~loss_finite[index], NONFINITE_LOSS, torch.where(
-                        ~torch.isfinite(norm), NONFINITE_GRADIENT, torch.where(~weights_finite, NONFINITE_WEIGHTS,
-                                                                               APPLIED))))
-                self.record[index] = torch.stack([losses[index].double(), norm, clipped.double(), status.double()])
+                status = torch.zeros_like(norm)  # APPLIED, unless the first failure below, in this order
+                for failed, code in reversed([(~active, FROZEN), (~loss_finite[index], NONFINITE_LOSS),
+                                              (~norm_finite, NONFINITE_GRADIENT), (~weights_finite, NONFINITE_WEIGHTS)]):
+                    status = torch.where(failed, code, status)
+                self.record[index] = torch.stack([losses[index].double(), norm, clipped.double(), status])
                 self.active[index] = active & accept
 
 

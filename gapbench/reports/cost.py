@@ -62,6 +62,7 @@ import pandas as pd
 
 from gapbench import results
 from gapbench.config import load_config
+from gapbench.job import flushed_subnormals  # the training setting a step is timed under
 
 CALIBRATIONS = {"cpu": Path(results.CALIBRATION), "cuda": Path(results.CALIBRATION_CUDA)}  # one file a device
 CALIBRATION = CALIBRATIONS["cpu"]
@@ -82,6 +83,7 @@ def _timed(function, repeats: int) -> float:
     return float(np.median(times))
 
 
+@flushed_subnormals()
 def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWARD_BATCH, probe_batch: int = 32,
                   options: dict | None = None, steps: int = 10, runs: int = RUNS, device: str = "cpu",
                   cuda_graph: bool = False, probe_seconds: float | None = None) -> dict:
@@ -98,15 +100,6 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
     the CPU in float64 on either device, as in a job; `probe_seconds`, measured before, is taken
     as it is. Float32 subnormals are flushed to zero while it measures, as in a job (the probes
     turn that off for themselves, as in a job)."""
-    from gapbench.job import flushed_subnormals
-
-    with flushed_subnormals():
-        return _measure_model(model, hidden, seq_len, batch, probe_batch, options, steps, runs, device, cuda_graph,
-                              probe_seconds)
-
-
-def _measure_model(model, hidden, seq_len, batch, probe_batch, options, steps, runs, device, cuda_graph,
-                   probe_seconds) -> dict:
     import tempfile
 
     import torch
