@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything issue 20 measures on a GPU, as one prepared call for a session that is lent one
-# (about 9.5 minutes of an H200; run it with the device tool's timeout_s=595 and carry=[".whl"]):
+# (its stages are time-boxed to 550 s in all; run it with the device tool's timeout_s=595 and carry=[".whl"]):
 #
 #   bash benchmarks/gpu_session.sh                      # on the GPU machine; writes under $OUT
 #   DEVICE=cpu SIZE=tiny bash benchmarks/gpu_session.sh # the same steps, tiny, on any CPU (a dry run)
@@ -8,14 +8,14 @@
 # In order of what matters most, each stage time-boxed so that a slow one leaves the others
 # their time, each writing its results as it goes:
 # 1. the captured step against the uncaptured one and the host loop (tests/test_graphed.py,
-#    the CUDA tests run only where there is a GPU);                                   ~1 min
+#    the CUDA tests run only where there is a GPU);                                   at most 60 s
 # 2. the per-run step of the tanh RNN at H = 128, B = 64, T = 1000 with the job's 15 runs
 #    together, captured, against today's single-run path (target: <= 1/20 of it), and the
-#    same for lstm (benchmarks/batched_training.py);                                  ~1.5 min
+#    same for lstm (benchmarks/batched_training.py);                                  at most 90 s
 # 3. the paper slice (benchmarks/gpu_slice.py): the GPU calibration at the paper's 15 runs a
 #    job, the slice sized to fit 150 s, run through snakemake with train.device cuda and
 #    train.cuda_graph, its wall time against the estimate, its figures and paper tables; then
-#    the paper grid's estimate on this GPU (target: <= 24 hours) from the same calibration.  ~6 min
+#    the paper grid's estimate on this GPU (target: <= 24 hours) from the same calibration.  at most 400 s
 # Results: $OUT/machine.txt, test_graphed.txt, batched_training.csv, step_costs_cuda.csv,
 # slice_report.txt, slice_accuracy_vs_gap.png, slice_results.tgz; each names the machine and commit.
 set -uo pipefail

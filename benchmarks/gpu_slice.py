@@ -30,7 +30,7 @@ cut, and they are chosen, not guessed:
 Everything goes to DIR: slice.yaml, the calibration, snakemake.log, report.txt (machine,
 commit, the choice of steps, estimate and measurement), and the workflow's figures and paper
 tables under DIR/work/results. `--size tiny` (H = 8, gaps 10 and 20, seeds 0 and 1, small data)
-runs the same steps (but the paper grid's estimate) on any CPU in about a minute:
+runs the same steps (but the paper grid's estimate) on any CPU (71 s on a 2-core VM):
 tests/test_gpu_slice.py does.
 """
 from __future__ import annotations
