@@ -6,10 +6,13 @@ For each model, at the paper's size by default (H = 128, batch 64, T = 100 and 1
 train E runs (seeds × clip arms of one job: here E copies of one task with the norm arm):
 
 - alone: one run after another, each by gapbench.train.train (the single-run path);
-- batched: gapbench.train.train_runs over the E runs (the host loop: one batched computation,
-  per-run reads of loss, norm and flags every step);
+- batched: gapbench.train.train_runs over the E runs (the host loop: one batched computation
+  where `shares_computation` says so, that is off the CPU; per-run reads of loss, norm and flags
+  every step). On the CPU it trains run by run, so there it measures the host loop's overhead
+  over `train`;
 - device: gapbench.graphed.train_on_device over the E runs, captured as a CUDA graph on a GPU
-  (train.cuda_graph), uncaptured on the CPU.
+  (train.cuda_graph), uncaptured on the CPU, where it is the batched computation (one batched
+  recurrence for the elementwise models) that train_runs no longer uses there.
 
 A step's cost is the difference of a training 2·steps long and one `steps` long, over the
 steps and runs: what a training costs once (optimisers, a graph's eager warm-up and capture,

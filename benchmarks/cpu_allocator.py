@@ -1,0 +1,128 @@
+"""A training step on the CPU with glibc's default allocation against `gapbench.job.keep_freed_memory`
+(freed memory kept for reuse, as every training job sets it): `python benchmarks/cpu_allocator.py`.
+
+Each timing is a fresh process (an allocator setting holds for a whole process) that trains a
+job's runs (gapbench.graphed.train_job, as a job does: E runs of one model on the adding task
+with the norm arm, run by run on the CPU) for --steps steps. The task stamps the time of every
+training loss; a step of all E runs is the time from one step's first loss to the next's, and
+a run's step is the median of those after the first --warmup steps, over E (with freed memory
+kept the heap grows for about the first 12 steps of a run at T = 1000, then stays: a long
+training's steps are those after it; the first steps' total is reported apart). The child also
+reports the system CPU time of its training (the kernel mapping and zeroing pages) and its peak
+resident memory. The two settings alternate, best of --repeats for each; the script prints
+per-run milliseconds of a step, the ratio default / kept (above 1: keeping freed memory is
+faster) and appends its rows to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+SETTINGS = ("default", "kept")
+
+CHILD = r"""
+import json, resource, statistics, sys, tempfile, time
+import torch
+from gapbench import data, models, tasks
+from gapbench.graphed import train_job
+from gapbench.job import keep_freed_memory
+from gapbench.spec import TrainConfig
+from gapbench.train import RunSetup
+
+model, hidden, batch, seq_len, runs, steps, warmup, kept = json.loads(sys.argv[1])
+torch.set_num_threads(1)
+torch.set_flush_denormal(True)  # as a training job runs
+if kept:
+    assert keep_freed_memory(), "not glibc: nothing to compare"
+stamps = []  # when a training step's loss was computed (evaluations run without gradients)
+
+
+class Stamped(type(tasks.build("adding", seq_len))):
+    def loss(self, prediction, target):
+        if torch.is_grad_enabled():
+            stamps.append(time.perf_counter())
+        return super().loss(prediction, target)
+
+
+task = Stamped(seq_len)
+with tempfile.TemporaryDirectory() as folder:
+    data.generate(task, 0, {"train": batch * steps, "validation": batch, "test": batch}, folder)
+    config = TrainConfig(steps=steps, batch_size=batch, optimizer="adam", lr=1e-3, eval_every=steps, probe_batch=batch)
+    nets = []
+    for seed in range(runs):
+        torch.manual_seed(seed)
+        nets.append(models.Net(models.build(model, task.input_size, hidden), task.output_size))
+    system = resource.getrusage(resource.RUSAGE_SELF).ru_stime
+    train_job([RunSetup(net, "norm", 1.0, folder) for net in nets], task, config, "cpu", lambda message: None)
+    system = resource.getrusage(resource.RUSAGE_SELF).ru_stime - system
+# a step of all runs: from one step's first loss to the next step's first loss
+starts = stamps[::runs]
+intervals = [b - a for a, b in zip(starts, starts[1:])]
+print(json.dumps({"step_seconds": statistics.median(intervals[warmup:]) / runs,
+                  "first_steps_seconds": sum(intervals[:warmup]) / runs,
+                  "system_share": system / (starts[-1] - starts[0]),
+                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def child(model: str, hidden: int, batch: int, seq_len: int, runs: int, steps: int, warmup: int, kept: bool) -> dict:
+    argument = json.dumps([model, hidden, batch, seq_len, runs, steps, warmup, kept])
+    done = subprocess.run([sys.executable, "-c", CHILD, argument], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"the timing of {model} at T = {seq_len} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python benchmarks/cpu_allocator.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["vanilla", "lstm", "gru", "lru"])
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--runs", type=int, default=2, help="E: a job's runs (run by run on the CPU)")
+    parser.add_argument("--steps", type=int, default=18, help="steps of each training")
+    parser.add_argument("--warmup", type=int, default=12, help="first steps left out of the median")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("results/bench/cpu_allocator.csv"))
+    args = parser.parse_args(argv)
+    from gapbench.provenance import code_version
+
+    stamp = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code_version": code_version(),
+             "machine": f"{platform.processor() or platform.machine()}; {platform.libc_ver()}; 1 thread"}
+    rows = []
+    for model in args.models:
+        for seq_len in args.lengths:
+            best = {setting: None for setting in SETTINGS}
+            for _ in range(args.repeats):
+                for setting in SETTINGS:  # alternating: both see the same load
+                    timed = child(model, args.hidden, args.batch, seq_len, args.runs, args.steps, args.warmup,
+                                  setting == "kept")
+                    if best[setting] is None or timed["step_seconds"] < best[setting]["step_seconds"]:
+                        best[setting] = timed
+            row = {"model": model, "hidden_size": args.hidden, "batch": args.batch, "seq_len": seq_len,
+                   "runs": args.runs, "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
+                   **{f"{setting}_{key}": best[setting][key] for setting in SETTINGS for key in best[setting]},
+                   "speedup": best["default"]["step_seconds"] / best["kept"]["step_seconds"], **stamp}
+            rows.append(row)
+            print(f"{model:10s} T={seq_len:5d}: ms per run-step: default {row['default_step_seconds'] * 1e3:8.2f} "
+                  f"(system {row['default_system_share']:.0%}, peak {row['default_max_rss_mb']:.0f} MB), kept "
+                  f"{row['kept_step_seconds'] * 1e3:8.2f} (system {row['kept_system_share']:.0%}, peak "
+                  f"{row['kept_max_rss_mb']:.0f} MB); default/kept {row['speedup']:.2f}", flush=True)
+    table = pd.DataFrame(rows)
+    if args.out.exists():
+        table = pd.concat([pd.read_csv(args.out), table], ignore_index=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
