@@ -1,5 +1,11 @@
-"""A training step on the CPU with glibc's default allocation against `gapbench.job.keep_freed_memory`
-(freed memory kept for reuse, as every training job sets it): `python benchmarks/cpu_allocator.py`.
+"""A training step on the CPU with glibc's default allocation against freed memory kept for reuse
+(`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647` in the environment, an opt-in that
+docs/performance.md describes): `python benchmarks/cpu_allocator.py`.
+
+By default glibc serves every block over 32 MiB with its own mmap and unmaps it when freed, so
+each training step the kernel maps and zeroes the same large buffers again (the LSTM's gates
+over all time steps are 131 MB at H = 128, batch 64, T = 1000). With mmap off and a high trim
+threshold the blocks come from the heap and stay: less system time, more resident memory.
 
 Each timing is a fresh process (an allocator setting holds for a whole process) that trains a
 job's runs (gapbench.graphed.train_job, as a job does: E runs of one model on the adding task
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -32,15 +39,12 @@ import json, resource, statistics, sys, tempfile, time
 import torch
 from gapbench import data, models, tasks
 from gapbench.graphed import train_job
-from gapbench.job import keep_freed_memory
 from gapbench.spec import TrainConfig
 from gapbench.train import RunSetup
 
-model, hidden, batch, seq_len, runs, steps, warmup, kept = json.loads(sys.argv[1])
+model, hidden, batch, seq_len, runs, steps, warmup = json.loads(sys.argv[1])
 torch.set_num_threads(1)
 torch.set_flush_denormal(True)  # as a training job runs
-if kept:
-    assert keep_freed_memory(), "not glibc: nothing to compare"
 stamps = []  # when a training step's loss was computed (evaluations run without gradients)
 
 
@@ -72,9 +76,14 @@ print(json.dumps({"step_seconds": statistics.median(intervals[warmup:]) / runs,
 """
 
 
+KEPT = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}  # read by glibc as a process starts
+
+
 def child(model: str, hidden: int, batch: int, seq_len: int, runs: int, steps: int, warmup: int, kept: bool) -> dict:
-    argument = json.dumps([model, hidden, batch, seq_len, runs, steps, warmup, kept])
-    done = subprocess.run([sys.executable, "-c", CHILD, argument], capture_output=True, text=True)
+    argument = json.dumps([model, hidden, batch, seq_len, runs, steps, warmup])
+    environment = {key: value for key, value in os.environ.items() if key not in KEPT}
+    done = subprocess.run([sys.executable, "-c", CHILD, argument], capture_output=True, text=True,
+                          env={**environment, **KEPT} if kept else environment)
     if done.returncode:
         raise SystemExit(f"the timing of {model} at T = {seq_len} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -93,6 +102,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("results/bench/cpu_allocator.csv"))
     args = parser.parse_args(argv)
+    if platform.libc_ver()[0] != "glibc":
+        raise SystemExit("the setting compared here is glibc's; this C library is " + (platform.libc_ver()[0] or "unknown"))
     from gapbench.provenance import code_version
 
     stamp = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code_version": code_version(),

@@ -10,11 +10,9 @@ here trains or measures by itself.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import json
 import math
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -65,29 +63,6 @@ def flushed_subnormals():
         torch.set_flush_denormal(flushing)
 
 
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's malloc.h
-KEEP_AT_MOST = 2**31 - 1  # bytes of freed memory at the heap's top kept for reuse (mallopt takes an int)
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory for the next allocation instead of handing it back
-    to the kernel, for the rest of the process; False where the C library is not glibc (nothing
-    changes there).
-
-    A training step allocates and frees the same large buffers every step (the recurrence's
-    states and gradients: 33 MB for H = 128, batch 64, T = 1000). glibc serves every block over
-    32 MB with its own mmap and unmaps it when freed, so each step the kernel maps and zeroes
-    those pages again: measured up to a third of a paper-size step's time as system time
-    (benchmarks/cpu_allocator.py, docs/performance.md). With mmap off and a high trim threshold
-    the blocks come from the heap and stay there: the same numbers (allocation never changes
-    arithmetic), a process's peak memory held until it ends.
-    """
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    mallopt = ctypes.CDLL(None).mallopt
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_AT_MOST))
-
-
 def measure(net, task, x, y, stage: str) -> dict:
     """Every probe of gapbench.probes on the probe batch, each table tagged with the stage."""
     with exact_subnormals():
@@ -126,7 +101,6 @@ def _set_up_process(spec: RunSpec) -> torch.device:
     # flushing them to zero changes nothing above 1e-38. The probes turn it off while they
     # run (`exact_subnormals`), so they measure exactly what they would anywhere else.
     torch.set_flush_denormal(True)
-    keep_freed_memory()  # the same large buffers every step: reused, not mapped anew (see there)
     # CPU kernels are deterministic for a fixed thread count, which the spec's config fixes;
     # torch.use_deterministic_algorithms would cost 1.7 s of imports per job for nothing here.
     device = torch.device(spec.train.device)

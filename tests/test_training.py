@@ -213,36 +213,6 @@ def test_subnormal_setting_is_restored_after_the_probes():
     torch.set_flush_denormal(False)
 
 
-FREED_BLOCK = r"""
-import sys
-import torch
-from gapbench.job import keep_freed_memory
-
-def resident():
-    return int(open("/proc/self/statm").read().split()[1]) * 4096
-
-if sys.argv[1] == "kept":
-    assert keep_freed_memory()
-before = resident()
-block = torch.ones(64 * 2**20 // 4)  # 64 MiB: above the largest block glibc would keep by itself (32 MiB)
-del block
-print(resident() - before)
-"""
-
-
-@pytest.mark.skipif(sys.platform != "linux" or os.confstr("CS_GNU_LIBC_VERSION") is None, reason="glibc only")
-def test_a_job_keeps_freed_memory_for_the_next_step():
-    """A training step frees and allocates the same large buffers every step; by default glibc
-    hands a freed block over 32 MiB back to the kernel (and maps and zeroes it again the next
-    step); after keep_freed_memory (which every job calls) the process keeps it."""
-    def held_after_free(setting: str) -> int:
-        done = subprocess.run([sys.executable, "-c", FREED_BLOCK, setting], capture_output=True, text=True, check=True)
-        return int(done.stdout.strip())
-
-    assert held_after_free("default") < 8 * 2**20
-    assert held_after_free("kept") >= 60 * 2**20
-
-
 def test_random_guessing_keeps_the_best_draw_and_takes_no_gradient_step(dataset, tmp_path):
     """random_guess (Schmidhuber & Hochreiter 1996) draws K weight sets and keeps the one with
     the lowest validation loss: no optimiser step, the same draws under the same seed."""

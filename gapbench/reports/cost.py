@@ -62,7 +62,7 @@ import pandas as pd
 
 from gapbench import results
 from gapbench.config import load_config
-from gapbench.job import flushed_subnormals, keep_freed_memory  # the training settings a step is timed under
+from gapbench.job import flushed_subnormals  # the training setting a step is timed under
 
 CALIBRATIONS = {"cpu": Path(results.CALIBRATION), "cuda": Path(results.CALIBRATION_CUDA)}  # one file a device
 CALIBRATION = CALIBRATIONS["cpu"]
@@ -99,8 +99,7 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
     GPU at EVAL_BATCH sequences, the batch gapbench.train.evaluate gives it. The probes run on
     the CPU in float64 on either device, as in a job; `probe_seconds`, measured before, is taken
     as it is. Float32 subnormals are flushed to zero while it measures, as in a job (the probes
-    turn that off for themselves, as in a job), and freed memory is kept for reuse, as a job
-    keeps it (gapbench.job.keep_freed_memory)."""
+    turn that off for themselves, as in a job)."""
     import tempfile
 
     import torch
@@ -112,7 +111,6 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
     from gapbench.train import EVAL_BATCH, RunSetup, batches
 
     torch.set_num_threads(1)
-    keep_freed_memory()  # as a job allocates (for the rest of this process, as in a job)
     on = torch.device(device)
     cuda = on.type == "cuda"
     # CUDA works asynchronously: the clock is read once the GPU has done the work, not when handed it
