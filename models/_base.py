@@ -124,7 +124,8 @@ class RecurrentModel(nn.Module):
     @classmethod
     def batches_runs(cls, models: list[RecurrentModel]) -> bool:
         """Whether `forward_runs` computes these models' runs as one computation (then a batched
-        training backpropagates their summed losses once); by default not."""
+        training on a GPU backpropagates their summed losses once: gapbench.train.shares_computation);
+        by default not."""
         return False
 
     @classmethod
