@@ -106,12 +106,29 @@ def batches(data_dir, split: str, batch_size: int, device, repeat: bool = False)
             return
 
 
-EVAL_BATCH = 512  # sequences per forward pass when a whole split is scored
+EVAL_BATCH = 512  # sequences per forward pass when a whole split is scored, at most
+EVAL_SEQUENCE_STEPS = 512 * 256  # on the CPU, sequences × time steps per forward pass, at most
+
+
+def evaluation_batch(seq_len: int, device) -> int:
+    """Sequences per forward pass when a whole split is scored: EVAL_BATCH, and on the CPU no
+    more than EVAL_SEQUENCE_STEPS // seq_len (at least one), so that a job's memory stops
+    growing with the sequence length. A forward pass keeps every time step's state and input
+    projection of its whole batch: a GRU's over 512 sequences of T = 2295 (H = 128) took a job
+    from 0.9 to 4.2 GB (docs/performance.md), over the train rule's 3000 MB. Every grid with
+    T <= 256 (the default grid's longest is 91) keeps 512 and its results to the bit; on the CPU
+    a pass costs the same per sequence at any batch. A GPU keeps 512 (its pass costs about the
+    same at any batch, and its memory is not the job's)."""
+    if torch.device(device).type != "cpu":
+        return EVAL_BATCH
+    return max(1, min(EVAL_BATCH, EVAL_SEQUENCE_STEPS // seq_len))
 
 
 @torch.no_grad()
-def evaluate(net, task, data_dir, split, device, batch_size=EVAL_BATCH) -> tuple[float, float]:
-    """Mean loss and score over a whole split, batch by batch (weighted by batch size)."""
+def evaluate(net, task, data_dir, split, device, batch_size: int | None = None) -> tuple[float, float]:
+    """Mean loss and score over a whole split, batch by batch (weighted by batch size), at
+    `evaluation_batch(task.seq_len, device)` sequences a batch unless `batch_size` is given."""
+    batch_size = batch_size or evaluation_batch(task.seq_len, device)
     total_loss = total_score = 0.0
     count = 0
     for xb, yb in batches(data_dir, split, batch_size, device):

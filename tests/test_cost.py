@@ -16,7 +16,7 @@ from conftest import SMOKE
 from gapbench.config import load_config, model_label, task_models
 from gapbench.reports import cost
 from gapbench.results import TRAIN_BENCHMARK
-from gapbench.train import EVAL_BATCH
+from gapbench.train import EVAL_BATCH  # a GPU's evaluation batch at any T
 
 
 def test_jobs_are_the_grid_of_the_config():
@@ -65,17 +65,21 @@ def _cuda_calibration(pairs, runs: int, graph: bool = False) -> pd.DataFrame:
 
 def test_the_estimate_is_the_documented_formula():
     """seconds = c · [startup + N · ((1 + A) · probes(T) + A · S · step(T) + A · (S/E + 1) · ⌈V/B⌉ · forward(T)
-    + A · ⌈V_test/B⌉ · forward(T))], with forward timed at batch 64 and scaled to the evaluation batch B."""
+    + A · ⌈V_test/B⌉ · forward(T))], with forward timed at batch 64 and scaled to the evaluation batch B:
+    512 sequences, on the CPU ⌊512 · 256 / T⌋ where T > 256 (here the adding task at gap 1000 and 3000)."""
     config = load_config(SMOKE)
+    config["tasks"] = config["tasks"] + [{"name": "adding", "gaps": [1000, 3000], "params": {}}]
     pairs = sorted({(m["name"], m.get("hidden_size", config["hidden_size"])) for m in config["models"]})
     estimated = cost.estimate(config, _calibration(*zip(*pairs)))
     train, sizes = config["train"], config["data"]["sizes"]
     arms, seeds = len(config["clip"]["arms"]), len(config["seeds"])
-    evaluations = (train["steps"] // train["eval_every"] + 1) * math.ceil(sizes["validation"] / EVAL_BATCH) + \
-        math.ceil(sizes["test"] / EVAL_BATCH)
+    assert estimated.seq_len.max() > 256 >= estimated.seq_len.min()
     for row in estimated.itertuples():
         T = row.seq_len
-        step, forward, probes = 1e-3 + 2e-5 * T, 3e-4 * T * EVAL_BATCH / 64, 0.5 + 1e-2 * T
+        B = 512 if T <= 256 else 512 * 256 // T
+        evaluations = (train["steps"] // train["eval_every"] + 1) * math.ceil(sizes["validation"] / B) + \
+            math.ceil(sizes["test"] / B)
+        step, forward, probes = 1e-3 + 2e-5 * T, 3e-4 * T * B / 64, 0.5 + 1e-2 * T
         fitting = train["steps"] * step + evaluations * forward
         assert row.seconds == pytest.approx(1.25 * (2.0 + seeds * ((1 + arms) * probes + arms * fitting)), rel=1e-12)
 

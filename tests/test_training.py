@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gapbench import data, tasks
+from gapbench import data, models, tasks
 from gapbench.files import atomic_path
 from gapbench.models import Net
 from gapbench.spec import RunSpec, TrainConfig
@@ -337,3 +337,29 @@ def test_the_replay_applies_the_training_rule_to_recorded_histories(tmp_path):
     out = subprocess.run([sys.executable, "-m", "gapbench.reports.stopping", str(tmp_path), "--patience", "3"],
                          check=True, capture_output=True, text=True).stdout
     assert out.split("\n")[1].split()[:3] == ["3", "2", "1"]  # patience, runs, stopped
+
+
+def test_evaluation_batches_bound_the_sequence_steps_of_a_cpu_pass(tmp_path):
+    """A split is scored at 512 sequences a pass, on the CPU at most 512 · 256 sequence-steps a
+    pass (a forward pass keeps every step's state: memory would grow with T), and the weighted
+    mean over the passes is the mean over the split."""
+    from gapbench.train import evaluate, evaluation_batch
+
+    assert [evaluation_batch(T, "cpu") for T in (1, 91, 256, 257, 1000, 2295, 10**6)] == \
+        [512, 512, 512, 510, 131, 57, 1]
+    assert evaluation_batch(2295, torch.device("cuda")) == 512  # a GPU's memory is not the job's
+    task = tasks.build("adding", 1000)  # T = 1000: 131 sequences a CPU pass, 300 in 3 passes
+    assert task.seq_len == 1000
+    data.generate(task, 0, {"train": 1, "validation": 300, "test": 1}, tmp_path)
+    torch.manual_seed(0)
+    net = Net(models.build("vanilla", task.input_size, 4), task.output_size)
+    passes = []
+    net.register_forward_hook(lambda module, inputs, output: passes.append(len(inputs[0])))
+    loss, score = evaluate(net, task, tmp_path, "validation", "cpu")
+    assert passes == [131, 131, 38]
+    whole = data.load(tmp_path, "validation")
+    with torch.no_grad():
+        prediction = net(torch.from_numpy(whole["x"]).float())
+        target = torch.from_numpy(whole["y"])
+    assert loss == pytest.approx(task.loss(prediction, target).item(), rel=1e-5)
+    assert score == pytest.approx(task.score(prediction, target).item(), rel=1e-5, abs=1e-7)

@@ -8,8 +8,9 @@ The model of one training job (one (task, gap, model): every seed and clip arm, 
 
     seconds = c · [startup + N · ((1 + A) · probes(T) + A · S · step(T) + A · (S / E + 1) · ⌈V / B⌉ · forward(T))]
 
-N seeds, A clip arms, S steps, E eval_every, V validation (and test) sequences, B the batch size, T the
-sequence length. step(T) (one training step of one run: forward, backward, clipping and optimiser
+N seeds, A clip arms, S steps, E eval_every, V validation (and test) sequences, B the evaluation
+batch (gapbench.train.evaluation_batch: 512 sequences, on the CPU fewer where T > 256), T the
+sequence length; forward(T) is one forward pass over B sequences. step(T) (one training step of one run: forward, backward, clipping and optimiser
 update, timed per run while RUNS = 4 runs train together, as a job trains its seeds and clip arms),
 forward(T) and probes(T) (every probe on the probe batch) are measured per model and hidden size
 at two lengths and taken as linear in T (a recurrence costs the same per step at any length);
@@ -96,7 +97,7 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
     timed at `batch` sequences. On cuda (a captured step where cuda_graph) the step is the
     difference of a training 2·steps long and one `steps` long, so that a training's fixed
     costs (large against a few GPU steps) stay out of it, and the forward pass is timed on the
-    GPU at EVAL_BATCH sequences, the batch gapbench.train.evaluate gives it. The probes run on
+    GPU at the batch gapbench.train.evaluate gives it (`evaluation_batch`). The probes run on
     the CPU in float64 on either device, as in a job; `probe_seconds`, measured before, is taken
     as it is. Float32 subnormals are flushed to zero while it measures, as in a job (the probes
     turn that off for themselves, as in a job)."""
@@ -108,14 +109,14 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
     from gapbench.job import measure
     from gapbench.spec import TrainConfig
     from gapbench.graphed import train_job
-    from gapbench.train import EVAL_BATCH, RunSetup, batches
+    from gapbench.train import RunSetup, batches, evaluation_batch
 
     torch.set_num_threads(1)
     on = torch.device(device)
     cuda = on.type == "cuda"
     # CUDA works asynchronously: the clock is read once the GPU has done the work, not when handed it
     synchronize = torch.cuda.synchronize if cuda else (lambda: None)
-    forward_batch = EVAL_BATCH if cuda else batch
+    forward_batch = evaluation_batch(seq_len, on) if cuda else batch
     task = tasks.build("adding", seq_len)
     with tempfile.TemporaryDirectory() as folder:
         data.generate(task, 0, {"train": batch * steps, "validation": forward_batch, "test": probe_batch}, folder)
@@ -292,7 +293,7 @@ def estimate(config: dict, calibration: pd.DataFrame, device: str | None = None)
     train.device) from `device`'s calibration (the model in the module docstring)."""
     from gapbench import models
     from gapbench.config import model_entry
-    from gapbench.train import EVAL_BATCH
+    from gapbench.train import evaluation_batch
 
     device = device or config["train"]["device"]
     calibration = usable(calibration, config, device)
@@ -300,22 +301,23 @@ def estimate(config: dict, calibration: pd.DataFrame, device: str | None = None)
     train, sizes = config["train"], config["data"]["sizes"]
     arms = len(config["clip"]["arms"])
     validations = train["steps"] // train["eval_every"] + 1
-    evaluations = validations * math.ceil(sizes["validation"] / EVAL_BATCH) + \
-        math.ceil(sizes["test"] / EVAL_BATCH)  # evaluation batches of gapbench.train.evaluate
+    eval_batch = np.array([evaluation_batch(T, device) for T in grid.seq_len])  # gapbench.train.evaluate's
+    evaluations = validations * np.ceil(sizes["validation"] / eval_batch) + np.ceil(sizes["test"] / eval_batch)
     startup = float(calibration.startup_seconds.median())  # machine-wide: over every calibration read
     # a CPU forward pass is linear in its batch on one thread; a GPU's is timed at the evaluation batch itself
-    to_evaluation_batch = EVAL_BATCH / CPU_FORWARD_BATCH if device == "cpu" else 1.0
+    to_evaluation_batch = eval_batch / CPU_FORWARD_BATCH if device == "cpu" else np.ones(len(grid))
     seconds, on_device = np.empty(len(grid)), np.empty(len(grid))
     for (label, model, hidden), rows in grid.groupby(["model", "model_name", "hidden_size"]):
         T = rows.seq_len.to_numpy()
+        passes = evaluations[rows.index]  # forward passes over the validation and test splits
         step = _linear(calibration, model, hidden, "step_seconds", T)
-        forward = _linear(calibration, model, hidden, "forward_seconds", T) * to_evaluation_batch
+        forward = _linear(calibration, model, hidden, "forward_seconds", T) * to_evaluation_batch[rows.index]
         probes = _linear(calibration, model, hidden, "probe_seconds", T)
         built = models.build(model, 2, hidden, **model_entry(config, label)["options"])
         if built.trained_by == "guessing":  # K validation passes instead of gradient steps
-            fitting = built.guesses * evaluations / validations * forward
+            fitting = built.guesses * passes / validations * forward
         else:
-            fitting = train["steps"] * step + evaluations * forward
+            fitting = train["steps"] * step + passes * forward
         seconds[rows.index] = startup + rows.seeds.to_numpy() * ((1 + arms) * probes + arms * fitting)
         on_device[rows.index] = rows.seeds.to_numpy() * arms * fitting
     # CPU jobs share the machine, every core running one at a time; GPU jobs take the GPU one after another
