@@ -37,12 +37,14 @@ from gapbench.provenance import provenance  # noqa: E402
 from gapbench.spec import RunSpec  # noqa: E402
 
 
-def run_job(spec: RunSpec, data_dir: Path, arms: list[str], folder: Path) -> tuple[int, float, str]:
-    """One job in a child process: its peak resident memory (MB), seconds, and the tail of its
-    log where it failed."""
-    command = [sys.executable, "-m", "gapbench", "train", "--spec", spec.to_json(), "--data", str(data_dir)]
-    for arm in arms:
-        command += ["--run", f"{arm}={folder / arm}"]
+def run_job(specs: list[RunSpec], data_dirs: list[Path], arms: list[str], folder: Path) -> tuple[int, float, str]:
+    """One job in a child process, every seed and clip arm of it in one process as the workflow
+    runs it (workflow/rules/common.smk's train_arguments): its peak resident memory (MB),
+    seconds, and the tail of its log where it failed."""
+    command = [sys.executable, "-m", "gapbench", "train"]
+    for spec, data_dir in zip(specs, data_dirs):
+        command += ["--spec", spec.to_json(), "--data", str(data_dir)]
+        command += [word for arm in arms for word in ("--run", f"{arm}={folder / f'seed{spec.seed}' / arm}")]
     started = time.perf_counter()
     with open(folder / "job.log", "w") as log:
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -90,17 +92,16 @@ def main() -> None:
                     if not pending:
                         return
                     label = pending.pop(0)
-                for seed in seeds:  # a job's seeds train in one process; one process a seed here keeps it simple
-                    spec = RunSpec.from_config(config, args.task, args.gap, label, seed)
-                    folder = scratch / "runs" / label / f"seed{seed}"
-                    folder.mkdir(parents=True)
-                    peak, seconds, failure = run_job(spec, scratch / "data" / f"seed{seed}", arms, folder)
-                    with lock:
-                        print(f"{label:14s} T={task.seq_len:5d} seed {seed}: peak {peak:6d} MB in {seconds:6.1f} s"
-                              + (f"  FAILED:\n{failure}" if failure else ""), flush=True)
-                        rows.append({"model": label, "task": args.task, "gap": args.gap, "seq_len": task.seq_len,
-                                     "seed": seed, "arms": len(arms), "steps": args.steps, "peak_mb": peak,
-                                     "seconds": round(seconds, 1), "failed": bool(failure)})
+                specs = [RunSpec.from_config(config, args.task, args.gap, label, seed) for seed in seeds]
+                folder = scratch / "runs" / label
+                folder.mkdir(parents=True)
+                peak, seconds, failure = run_job(specs, [scratch / "data" / f"seed{seed}" for seed in seeds], arms, folder)
+                with lock:
+                    print(f"{label:14s} T={task.seq_len:5d} {len(seeds)} seed(s) x {len(arms)} arms: peak {peak:6d} MB "
+                          f"in {seconds:6.1f} s" + (f"  FAILED:\n{failure}" if failure else ""), flush=True)
+                    rows.append({"model": label, "task": args.task, "gap": args.gap, "seq_len": task.seq_len,
+                                 "seeds": len(seeds), "arms": len(arms), "steps": args.steps, "peak_mb": peak,
+                                 "seconds": round(seconds, 1), "failed": bool(failure)})
 
         threads = [threading.Thread(target=worker) for _ in range(max(1, args.jobs))]
         for thread in threads:
