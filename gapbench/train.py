@@ -115,7 +115,7 @@ def evaluation_batch(seq_len: int, device) -> int:
     more than EVAL_SEQUENCE_STEPS // seq_len (at least one), so that a job's memory stops
     growing with the sequence length. A forward pass keeps every time step's state and input
     projection of its whole batch: a GRU's over 512 sequences of T = 2295 (H = 128) took a job
-    from 0.9 to 4.2 GB (docs/performance.md), over the train rule's 3000 MB. Every grid with
+    from 0.9 to 4.2 GB (docs/performance.md), far above what its training needs. Every grid with
     T <= 256 (the default grid's longest is 91) keeps 512 and its results to the bit; on the CPU
     a pass costs the same per sequence at any batch. A GPU keeps 512 (its pass costs about the
     same at any batch, and its memory is not the job's)."""

@@ -362,7 +362,7 @@ def summary(estimated: pd.DataFrame, config: dict, device: str | None = None) ->
                     f"{gpu_wall_hours(estimated, shared, shared):,.1f} h; k GPUs: that over k at best")
     lines = [
         headline,
-        "memory: the train rule asks 3000 MB a job (the measured peak of a finished run: --check)",
+        "memory: the train rule asks 4000 MB a job (the measured peak of a finished run: --check)",
         f"{unit} by model: " + ", ".join(f"{m} {h:,.1f}" for m, h in by_model.items()),
         f"longest job: {estimated.seconds.max() / 60:,.1f} min "
         f"({estimated.loc[estimated.seconds.idxmax(), ['task', 'gap', 'model']].to_dict()})",
