@@ -239,3 +239,37 @@ def test_calibration_times_a_step_as_a_job_runs_it_with_subnormals_flushed(monke
     before = flushing_subnormals()
     cost.measure_model("vanilla", 8, 10, batch=8, probe_batch=4, steps=2, probe_seconds=1.0)
     assert seen and all(seen) and flushing_subnormals() == before
+
+
+@pytest.mark.pipeline
+def test_a_cluster_job_asks_for_its_estimated_runtime_once_calibrated(tmp_path):
+    """The train rule's `runtime` (minutes, what a SLURM job asks): 60 a seed without a
+    calibration; 1.5 × the job's estimate (at least 10) once results/bench/step_costs.csv covers
+    the grid's models; 60 a seed again where the calibration lacks one of them."""
+    from conftest import snakemake
+
+    config = load_config(SMOKE)
+
+    def runtimes() -> dict[tuple[str, int, str], int]:
+        output = snakemake(tmp_path, "-n").stdout
+        jobs = re.findall(r"wildcards: task=(\S+), gap=(\d+), model=(\S+)\n\s+resources: .*?runtime=(\d+)", output)
+        return {(task, int(gap), model): int(minutes) for task, gap, model, minutes in jobs}
+
+    grid = cost.jobs(config)
+    assert set(runtimes()) == set(zip(grid.task, grid.gap, grid.model))
+    assert set(runtimes().values()) == {60 * len(config["seeds"])}
+    calibration = _calibration(*zip(*_smoke_pairs(config)))
+    calibration.step_seconds *= 1e5  # long enough jobs that the estimate, not the 10-minute floor, decides
+    path = tmp_path / "results" / "bench" / "step_costs.csv"
+    path.parent.mkdir(parents=True)
+    calibration.to_csv(path, index=False)
+    estimated = cost.estimate(config, calibration)
+    expected = {(row.task, row.gap, row.model): max(10, math.ceil(1.5 * row.seconds / 60))
+                for row in estimated.itertuples()}
+    assert runtimes() == expected and len(set(expected.values())) > 1 and min(expected.values()) > 10
+    calibration[calibration.model != "lstm"].to_csv(path, index=False)  # a pair missing: no estimate
+    assert set(runtimes().values()) == {60 * len(config["seeds"])}
+    path.write_text("not,a calibration\n1,2\n")  # a file this code did not write: a clear error before any job
+    failed = snakemake(tmp_path, "-n", check=False)
+    assert failed.returncode != 0
+    assert "results/bench/step_costs.csv is not a calibration gapbench cost can read" in failed.stdout + failed.stderr

@@ -390,10 +390,51 @@ def check(estimated: pd.DataFrame, benchmarks: Path, device: str = "cpu") -> str
             + f"\npeak memory (max_rss) per job: median {both.max_rss.median():.0f} MB, largest {both.max_rss.max():.0f} MB")
 
 
+def pairs_of(config: dict) -> list[tuple[str, int]]:
+    """The (model, hidden size) pairs a calibration must hold to estimate `config`."""
+    from gapbench.config import model_hidden_size
+
+    return sorted({(m["name"], model_hidden_size(config, m)) for m in config["models"]})
+
+
+def missing_pairs(config: dict, calibration: pd.DataFrame, device: str) -> list[tuple[str, int]]:
+    """The pairs of `config` that `calibration` (of `device`'s file) cannot estimate yet: not
+    measured at both of LENGTHS (a calibration cut short keeps what it measured)."""
+    rows = usable(calibration, config, device)
+    lengths = rows.groupby(["model", "hidden_size"]).seq_len.nunique()
+    known = {pair for pair, count in lengths.items() if count >= len(LENGTHS)}
+    return [pair for pair in pairs_of(config) if pair not in known]
+
+
+RUNTIME_MARGIN = 1.5  # a cluster job asks this times its estimate: the calibrating machine is not the node
+
+
+def job_minutes(config: dict, path: Path | None = None) -> dict[tuple[str, int, str], int] | None:
+    """Minutes each training job (task label, gap, model label) asks a cluster, its `runtime`:
+    RUNTIME_MARGIN × its estimate on the config's train.device, rounded up, at least 10, from
+    that device's calibration (`path`, default results/bench/step_costs*.csv, which
+    `python -m gapbench cost CONFIG` writes). None where there is no such file or it lacks one of
+    the config's (model, hidden size) pairs: the workflow then asks 60 minutes a seed."""
+    device = config["train"]["device"]
+    path = Path(path or CALIBRATIONS[device])
+    if not path.exists():
+        return None
+    try:
+        calibration = pd.read_csv(path)
+        if missing_pairs(config, calibration, device):
+            return None
+        estimated = estimate(config, calibration, device)
+    except (ValueError, KeyError, AttributeError) as error:  # not a calibration this code wrote
+        raise ValueError(f"{path} is not a calibration gapbench cost can read ({type(error).__name__}: {error}); "
+                         "delete it and run `python -m gapbench cost CONFIG` to measure it again") from None
+    minutes = np.maximum(10, np.ceil(RUNTIME_MARGIN * estimated.seconds.to_numpy() / 60)).astype(int)
+    return {(row.task, int(row.gap), row.model): int(m) for row, m in zip(estimated.itertuples(), minutes)}
+
+
 def run(args) -> int:
     import torch
 
-    from gapbench.config import ConfigError, model_hidden_size
+    from gapbench.config import ConfigError
 
     try:  # the grid may train on another machine than this one: any device is allowed here
         config = load_config(args.config, cuda_available=lambda: True)  # the files merged in order
@@ -403,12 +444,9 @@ def run(args) -> int:
     device = args.device or config["train"]["device"]
     path = args.calibration or CALIBRATIONS[device]
     runs, cuda_graph = calibration_setting(config, device)
-    pairs = sorted({(m["name"], model_hidden_size(config, m)) for m in config["models"]})
     calibration = pd.read_csv(path) if path.exists() else pd.DataFrame(
-        columns=["model", "hidden_size", "runs", "cuda_graph"])
-    rows = usable(calibration, config, device)
-    known = set(zip(rows.model, rows.hidden_size))
-    missing = pairs if args.recalibrate else [p for p in pairs if p not in known]
+        columns=["model", "hidden_size", "seq_len", "runs", "cuda_graph"])
+    missing = pairs_of(config) if args.recalibrate else missing_pairs(config, calibration, device)
     if missing and device == "cuda" and not torch.cuda.is_available():
         print(f"gapbench cost: {path} needs a CUDA calibration of {len(missing)} (model, hidden size) pairs at "
               f"{runs} runs per job (train.cuda_graph: {str(cuda_graph).lower()}) and torch sees no CUDA device "

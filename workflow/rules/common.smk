@@ -1,5 +1,6 @@
 # Config checks, the run grid and the file layout (gapbench.results) shared by every rule.
 # Jobs run `python -m gapbench` and import the installed package (`pip install -e .`).
+import functools
 import json
 import os
 import re
@@ -10,6 +11,7 @@ from snakemake.settings.types import DeploymentMethod
 
 from gapbench.config import model_entry, model_label, prepare, task_entry, task_label, task_models
 from gapbench.provenance import data_code_digest, train_code_digest
+from gapbench.reports.cost import job_minutes
 from gapbench.reports.figures import figure_stems, grid_shape
 from gapbench.reports.paper_tables import PAPER_TABLES as PAPER_TABLE_REGISTRY
 from gapbench.reports.tables import TABLES
@@ -148,3 +150,19 @@ def data_code(wc):
 
 def train_code(wc):
     return train_code_digest(task_entry(config, wc.task)["name"], model_entry(config, wc.model)["name"])
+
+
+# Minutes a training job asks a cluster (its `runtime`; a local run ignores it): 1.5 times
+# `gapbench cost`'s estimate of that job where the calibration of the config's device covers the
+# grid (results/bench/step_costs.csv, made by `python -m gapbench cost CONFIG`), else 60 a seed.
+# The paper grid's longest job is estimated at 20 to 25 hours: 60 a seed would see it killed.
+@functools.cache
+def estimated_job_minutes():
+    return job_minutes(config)
+
+
+def train_runtime(wc):
+    estimated = estimated_job_minutes()
+    if estimated is None:
+        return 60 * len(SEEDS)
+    return estimated[(wc.task, int(wc.gap), wc.model)]

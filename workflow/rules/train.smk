@@ -25,7 +25,7 @@ rule train:
     threads: config["threads_per_job"]
     resources:
         mem_mb=4000,  # the paper grid's largest measured peak 2,643 MB, about 3,000 at full length (docs/performance.md)
-        runtime=60 * len(SEEDS),
+        runtime=train_runtime,  # minutes: from gapbench cost's estimate where calibrated (common.smk)
         gpu=1 if config["train"]["device"] == "cuda" else 0,  # a cluster job asks for a GPU (--gpus=1)
     shell:
         "python -m gapbench train {params.runs} --cache {params.cache:q} --record {output:q} 2> {log:q}"  # threads: the spec's
