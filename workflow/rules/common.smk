@@ -152,7 +152,7 @@ def train_code(wc):
     return train_code_digest(task_entry(config, wc.task)["name"], model_entry(config, wc.model)["name"])
 
 
-# Minutes a training job asks a cluster (its `runtime`; a local run ignores it): 2 times
+# Minutes a training job asks a cluster (its `runtime`; a local run ignores it): 3 times
 # `gapbench cost`'s estimate of that job where the calibration of the config's device covers the
 # grid (results/bench/step_costs.csv, made by `python -m gapbench cost CONFIG`), else 60 a seed.
 # The paper grid's longest job is estimated at 20 to 25 hours: 60 a seed would see it killed.
