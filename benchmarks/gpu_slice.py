@@ -25,7 +25,10 @@ cut, and they are chosen, not guessed:
    estimate (`gapbench cost --check`: with J jobs sharing a GPU a job's own time includes the
    others' turns, so the total is the comparison that counts).
 4. At --size paper, `gapbench cost` of the whole paper grid on this device (config/paper.yaml,
-   and on a GPU config/gpu.yaml over it, as the slice's train settings), from the same calibration.
+   and on a GPU config/gpu.yaml over it, as the slice's train settings), from the same calibration,
+   with --extrapolate: measuring every model at the paper's T = 1000 and 2295 as well would not
+   fit the session's minutes (the float64 probes alone), so the jobs longer than T = 200 continue
+   the line through 50 and 200, and the estimate says how much of it that is.
 
 Everything goes to DIR: slice.yaml, the calibration, snakemake.log, report.txt (machine,
 commit, the choice of steps, estimate and measurement), and the workflow's figures and paper
@@ -163,7 +166,7 @@ def main(argv=None) -> int:
         f"{', '.join(sorted(p.name for p in (work / PAPER_DIR).glob('*')))}")
     if args.size == "paper":  # the whole paper grid, from the calibration the slice was checked with
         configs = [ROOT / "config" / "paper.yaml"] + ([ROOT / "config" / "gpu.yaml"] if args.device == "cuda" else [])
-        _cost(configs, args.device, calibration, log=log)
+        _cost(configs, args.device, calibration, "--extrapolate", log=log)
     return 0
 
 

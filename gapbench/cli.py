@@ -89,6 +89,9 @@ def main(argv=None) -> int:
     cost.add_argument("--calibration", type=Path,
                       help=f"per-step costs of the device (default: {CALIBRATION} on cpu, {CALIBRATION_CUDA} on cuda)")
     cost.add_argument("--recalibrate", action="store_true", help="measure again even if calibrated")
+    cost.add_argument("--extrapolate", action="store_true",
+                      help="calibrate at T = 50 and 200 only, not at the grid's longer sequences (quicker; "
+                           "underestimates long sequences, and the estimate says which jobs it extrapolates)")
     cost.add_argument("--check", type=Path, help="results/benchmarks/train of a finished run of this config")
 
     args = parser.parse_args(argv)

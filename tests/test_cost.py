@@ -131,6 +131,49 @@ def test_check_compares_the_estimate_with_recorded_job_times(tmp_path, device):
     assert f"largest {100 + estimated.gap.max()} MB" in report
 
 
+def test_a_grid_is_calibrated_up_to_its_longest_sequences():
+    """T = 50 and 200 for every grid; a grid with longer sequences also at 1000 (5000, ...) below
+    its longest and at its longest, per (model, hidden size); what is measured already is not
+    measured again, and the longest counts as measured where a longer length is."""
+    default, paper = load_config(SMOKE.parent / "default.yaml"), load_config(SMOKE.parent / "paper.yaml")
+    empty = pd.DataFrame(columns=["model", "hidden_size", "seq_len"])
+    assert set(cost.missing_lengths(default, empty, "cpu").values()) == {cost.LENGTHS}  # its longest T is 91
+    needed = cost.missing_lengths(paper, empty, "cpu")
+    assert len(needed) == 14 and set(needed.values()) == {(50, 200, 1000, 2295)}
+    assert cost.calibration_lengths(430) == (50, 200, 430) and cost.calibration_lengths(200) == (50, 200)
+    assert cost.calibration_lengths(12000) == (50, 200, 1000, 5000, 12000)
+    pairs = list(needed)
+    short = _calibration(*zip(*pairs))
+    assert cost.missing_lengths(paper, short, "cpu") == {pair: (1000, 2295) for pair in pairs}
+    assert cost.missing_lengths(paper, short, "cpu", extrapolate=True) == {}
+    assert cost.missing_lengths(paper, short[short.seq_len == 50], "cpu", extrapolate=True) == {
+        pair: (200,) for pair in pairs}
+    longer = pd.concat([short, short.assign(seq_len=1000), short.assign(seq_len=3000)])
+    assert cost.missing_lengths(paper, longer, "cpu") == {}  # 3000 measured: 2295 is within it
+    assert cost.missing_lengths(paper, longer[longer.model != "gru"], "cpu") == {("gru", 128): (50, 200, 1000, 2295)}
+
+
+def test_costs_are_piecewise_linear_between_the_calibrated_lengths():
+    """Between two calibrated lengths on their line; below the first and beyond the last on the
+    line of the first two and the last two; the estimate says which jobs it extrapolated."""
+    config = load_config(SMOKE)
+    config["tasks"] = [{"name": "adding", "gaps": [20, 100, 600, 1000, 3000], "params": {}}]
+    config["models"] = [m for m in config["models"] if model_label(m) == "vanilla"]
+    step = {50: 1.0, 200: 4.0, 1000: 24.0, 2000: 64.0}  # slopes 0.02, 0.025, 0.04 a time step
+    calibration = pd.DataFrame([{"model": "vanilla", "hidden_size": config["hidden_size"], "seq_len": T,
+                                 "step_seconds": c, "forward_seconds": c, "probe_seconds": c,
+                                 "startup_seconds": 0.0, "contention": 1.0} for T, c in step.items()])
+    interpolated = cost._interpolated(calibration, "vanilla", config["hidden_size"], "step_seconds",
+                                      [20, 50, 100, 200, 600, 1000, 1500, 2000, 3000])
+    assert interpolated == pytest.approx([0.4, 1.0, 2.0, 4.0, 14.0, 24.0, 44.0, 64.0, 104.0], rel=1e-12)
+    estimated = cost.estimate(config, calibration)
+    assert (estimated.calibrated_to == 2000).all()
+    summary = cost.summary(estimated, config)
+    share = estimated.seconds[estimated.seq_len > 2000].sum() / estimated.seconds.sum()
+    assert f"extrapolated: 1 jobs ({share:.0%} of the estimate) have longer sequences (up to T = 3000)" in summary
+    assert "extrapolated" not in cost.summary(estimated[estimated.seq_len <= 2000], config)
+
+
 def test_calibration_measures_a_model(tmp_path):
     row = cost.measure_model("vanilla", 8, 10, batch=8, probe_batch=4, steps=2)
     assert row["model"] == "vanilla" and row["seq_len"] == 10
@@ -213,11 +256,14 @@ def test_a_calibration_at_other_runs_reuses_the_probes_and_keeps_every_row(tmp_p
     monkeypatch.setattr(cost, "measure_model", fake_measure)
     monkeypatch.setattr(cost, "measure_startup", lambda device, cuda_graph: 1.0)
     monkeypatch.setattr(cost, "measure_contention", lambda: 1.0)
-    cost.calibrate([("vanilla", 8)], path, log=lambda _: None, runs=4)
-    cost.calibrate([("vanilla", 8)], path, log=lambda _: None, runs=15)
+    cost.calibrate({("vanilla", 8): cost.LENGTHS}, path, log=lambda _: None, runs=4)
+    cost.calibrate({("vanilla", 8): cost.LENGTHS}, path, log=lambda _: None, runs=15)
     assert [probe for *_, probe in measured] == [None, None] + [0.5 + t * 1e-3 for t in cost.LENGTHS]
+    measured.clear()
+    cost.calibrate({("vanilla", 8): (1000,)}, path, log=lambda _: None, runs=4)  # only the lengths asked
+    assert measured == [("vanilla", 1000, 4, None)]
     table = pd.read_csv(path)
-    assert sorted(table.runs) == [4, 4, 15, 15] and table.probe_seconds.nunique() == len(cost.LENGTHS)
+    assert sorted(table.runs) == [4, 4, 4, 15, 15] and table.probe_seconds.nunique() == len(cost.LENGTHS) + 1
 
 
 def test_calibration_times_a_step_as_a_job_runs_it_with_subnormals_flushed(monkeypatch):

@@ -13,7 +13,12 @@ batch (gapbench.train.evaluation_batch: 512 sequences, on the CPU fewer where T 
 sequence length; forward(T) is one forward pass over B sequences. step(T) (one training step of one run: forward, backward, clipping and optimiser
 update, timed per run while RUNS = 4 runs train together, as a job trains its seeds and clip arms),
 forward(T) and probes(T) (every probe on the probe batch) are measured per model and hidden size
-at two lengths and taken as linear in T (a recurrence costs the same per step at any length);
+at T = 50 and 200 and, for a grid with longer sequences, at 1000 (5000, ...) below its longest and
+at its longest (`calibration_lengths`), and taken as piecewise linear in T between the lengths
+measured, continuing the line of the last two beyond them: a step's time grows faster than T on
+long sequences (on a CPU: vanilla at H = 128 took 1.3 times the line through 50 and 200 at
+T = 1000, up to 2.35 times at T = 2295 for lru; docs/clusters.md), so a line through short
+lengths alone underestimates the longest jobs, which dominate a grid's cost;
 startup is a whole job with negligible work, timed once (interpreter, imports, the dataset
 check, writing the run folder), and c how much slower a job runs while every core runs one
 (measured: the same steps alone and on every core at once). Every run is counted at its full
@@ -67,7 +72,8 @@ from gapbench.job import flushed_subnormals  # the training setting a step is ti
 
 CALIBRATIONS = {"cpu": Path(results.CALIBRATION), "cuda": Path(results.CALIBRATION_CUDA)}  # one file a device
 CALIBRATION = CALIBRATIONS["cpu"]
-LENGTHS = (50, 200)  # sequence lengths the per-step costs are measured at
+LENGTHS = (50, 200)  # sequence lengths every calibration measures the per-step costs at
+LONG_LENGTHS = (1000, 5000, 25000)  # and these below a grid's longest sequence (and the longest itself)
 RUNS = 4  # runs trained together when a CPU step is timed: the default grid's seeds × clip arms
 CPU_FORWARD_BATCH = 64  # sequences a CPU forward pass is timed at (linear in the batch on one thread)
 UNITS = {"cpu": "core-hours", "cuda": "hours on one GPU"}
@@ -200,10 +206,11 @@ def measure_contention() -> float:
     return float(np.median(together)) / alone
 
 
-def calibrate(pairs, path: Path = CALIBRATION, log=print, device: str = "cpu", runs: int = RUNS,
-              cuda_graph: bool = False) -> pd.DataFrame:
-    """Measure every (model, hidden size) in `pairs` at LENGTHS on `device` (`runs` runs trained
-    together, a captured step where cuda_graph) and append them to `path`."""
+def calibrate(missing: dict[tuple[str, int], tuple[int, ...]], path: Path = CALIBRATION, log=print,
+              device: str = "cpu", runs: int = RUNS, cuda_graph: bool = False) -> pd.DataFrame:
+    """Measure every (model, hidden size) of `missing` at its lengths (`missing_lengths`) on
+    `device` (`runs` runs trained together, a captured step where cuda_graph) and append them to
+    `path`, a row at a time."""
     earlier = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["model", "hidden_size", "seq_len"])
     # the probes run on the CPU whatever the runs and the step: measured once per (model, hidden size, T)
     probes = {(row.model, row.hidden_size, row.seq_len): row.probe_seconds
@@ -216,8 +223,8 @@ def calibrate(pairs, path: Path = CALIBRATION, log=print, device: str = "cpu", r
             f"{machine_wide['contention']:.2f}x slower")
     else:  # the jobs take the GPU one at a time: nothing contends
         log(f"start-up {machine_wide['startup_seconds']:.2f} s a job on the GPU")
-    for model, hidden in pairs:
-        for seq_len in LENGTHS:
+    for (model, hidden), lengths in missing.items():
+        for seq_len in lengths:
             row = measure_model(model, hidden, seq_len, runs=runs, device=device, cuda_graph=cuda_graph,
                                 probe_seconds=probes.get((model, hidden, seq_len)))
             rows.append({**row, **machine_wide, "machine": _machine(device)})
@@ -261,13 +268,18 @@ def usable(calibration: pd.DataFrame, config: dict, device: str) -> pd.DataFrame
     return calibration[(calibration.runs == runs) & (calibration.cuda_graph == cuda_graph)]
 
 
-def _linear(calibration: pd.DataFrame, model: str, hidden: int, column: str, seq_len) -> np.ndarray:
-    """column(T) = a + b T through the two calibrated lengths (the latest measurement of each)."""
+def _interpolated(calibration: pd.DataFrame, model: str, hidden: int, column: str, seq_len) -> np.ndarray:
+    """column(T), piecewise linear through the lengths calibrated (the latest measurement of
+    each): between two of them on their line, below the first and beyond the last on the line of
+    the first two and of the last two. With two lengths, the line a + b T through them."""
     rows = calibration[(calibration.model == model) & (calibration.hidden_size == hidden)]
     rows = rows.groupby("seq_len", as_index=False).last().sort_values("seq_len")
-    (t0, t1), (c0, c1) = rows.seq_len.to_numpy()[:2], rows[column].to_numpy()[:2]
-    slope = (c1 - c0) / (t1 - t0)
-    return c0 + slope * (np.asarray(seq_len, dtype=float) - t0)
+    lengths, costs = rows.seq_len.to_numpy(dtype=float), rows[column].to_numpy(dtype=float)
+    T = np.asarray(seq_len, dtype=float)
+    segment = np.clip(np.searchsorted(lengths, T, side="right") - 1, 0, len(lengths) - 2)
+    t0, c0 = lengths[segment], costs[segment]
+    slope = (costs[segment + 1] - c0) / (lengths[segment + 1] - t0)
+    return c0 + slope * (T - t0)
 
 
 def jobs(config: dict) -> pd.DataFrame:
@@ -306,25 +318,29 @@ def estimate(config: dict, calibration: pd.DataFrame, device: str | None = None)
     startup = float(calibration.startup_seconds.median())  # machine-wide: over every calibration read
     # a CPU forward pass is linear in its batch on one thread; a GPU's is timed at the evaluation batch itself
     to_evaluation_batch = eval_batch / CPU_FORWARD_BATCH if device == "cpu" else np.ones(len(grid))
-    seconds, on_device = np.empty(len(grid)), np.empty(len(grid))
+    seconds, on_device, calibrated_to = np.empty(len(grid)), np.empty(len(grid)), np.empty(len(grid), dtype=int)
     for (label, model, hidden), rows in grid.groupby(["model", "model_name", "hidden_size"]):
         T = rows.seq_len.to_numpy()
         passes = evaluations[rows.index]  # forward passes over the validation and test splits
-        step = _linear(calibration, model, hidden, "step_seconds", T)
-        forward = _linear(calibration, model, hidden, "forward_seconds", T) * to_evaluation_batch[rows.index]
-        probes = _linear(calibration, model, hidden, "probe_seconds", T)
+        step = _interpolated(calibration, model, hidden, "step_seconds", T)
+        forward = _interpolated(calibration, model, hidden, "forward_seconds", T) * to_evaluation_batch[rows.index]
+        probes = _interpolated(calibration, model, hidden, "probe_seconds", T)
         built = models.build(model, 2, hidden, **model_entry(config, label)["options"])
         if built.trained_by == "guessing":  # K validation passes instead of gradient steps
             fitting = built.guesses * passes / validations * forward
         else:
             fitting = train["steps"] * step + passes * forward
         seconds[rows.index] = startup + rows.seeds.to_numpy() * ((1 + arms) * probes + arms * fitting)
+        calibrated_to[rows.index] = calibration.seq_len[(calibration.model == model) &
+                                                        (calibration.hidden_size == hidden)].max()
         on_device[rows.index] = rows.seeds.to_numpy() * arms * fitting
     # CPU jobs share the machine, every core running one at a time; GPU jobs take the GPU one after another
     contention = float(calibration.contention.median()) if device == "cpu" else 1.0
     # device_seconds: a job's training and evaluation, the part a GPU does (the rest, start-up and
     # probes, is CPU work in a GPU job)
-    return grid.assign(seconds=seconds * contention, device_seconds=on_device * contention)
+    # calibrated_to: the longest length the job's (model, hidden size) was calibrated at; beyond, extrapolated
+    return grid.assign(seconds=seconds * contention, device_seconds=on_device * contention,
+                       calibrated_to=calibrated_to)
 
 
 def gpu_wall_hours(estimated: pd.DataFrame, jobs_per_gpu: int, cores: int) -> float:
@@ -367,6 +383,13 @@ def summary(estimated: pd.DataFrame, config: dict, device: str | None = None) ->
         f"longest job: {estimated.seconds.max() / 60:,.1f} min "
         f"({estimated.loc[estimated.seconds.idxmax(), ['task', 'gap', 'model']].to_dict()})",
     ]
+    beyond = estimated[estimated.seq_len > estimated.calibrated_to]
+    if len(beyond):
+        lines.append(f"extrapolated: {len(beyond)} jobs ({beyond.seconds.sum() / estimated.seconds.sum():.0%} of the "
+                     f"estimate) have longer sequences (up to T = {beyond.seq_len.max()}) than their model was "
+                     f"calibrated at (from T = {beyond.calibrated_to.min()}); their costs continue the line of the last "
+                     "two lengths measured, which a step's time outgrows on long sequences: an estimate without "
+                     "--extrapolate measures them")
     return "\n".join(lines)
 
 
@@ -397,13 +420,33 @@ def pairs_of(config: dict) -> list[tuple[str, int]]:
     return sorted({(m["name"], model_hidden_size(config, m)) for m in config["models"]})
 
 
-def missing_pairs(config: dict, calibration: pd.DataFrame, device: str) -> list[tuple[str, int]]:
-    """The pairs of `config` that `calibration` (of `device`'s file) cannot estimate yet: not
-    measured at both of LENGTHS (a calibration cut short keeps what it measured)."""
+def calibration_lengths(longest: int) -> tuple[int, ...]:
+    """The sequence lengths a (model, hidden size) is calibrated at for a grid whose longest
+    sequence for it is `longest`: LENGTHS, then each of LONG_LENGTHS below `longest`, then
+    `longest` itself where it is beyond LENGTHS (config/paper.yaml: 50, 200, 1000, 2295)."""
+    beyond = [length for length in LONG_LENGTHS if length < longest] + [longest] * (longest > LENGTHS[-1])
+    return LENGTHS + tuple(beyond)
+
+
+def missing_lengths(config: dict, calibration: pd.DataFrame, device: str,
+                    extrapolate: bool = False) -> dict[tuple[str, int], tuple[int, ...]]:
+    """The lengths at which each pair of `config` still has to be calibrated (of `device`'s file;
+    pairs with none missing left out): those of `calibration_lengths` not measured yet, the
+    grid's longest counting as measured where a longer length is (a calibration cut short keeps
+    what it measured). With `extrapolate`, LENGTHS only: longer sequences continue the line of
+    the last two lengths measured."""
     rows = usable(calibration, config, device)
-    lengths = rows.groupby(["model", "hidden_size"]).seq_len.nunique()
-    known = {pair for pair, count in lengths.items() if count >= len(LENGTHS)}
-    return [pair for pair in pairs_of(config) if pair not in known]
+    measured = rows.groupby(["model", "hidden_size"]).seq_len.agg(set).to_dict()
+    longest = jobs(config).groupby(["model_name", "hidden_size"]).seq_len.max()
+    missing = {}
+    for pair in pairs_of(config):
+        have = measured.get(pair, set())
+        lengths = LENGTHS if extrapolate else calibration_lengths(int(longest[pair]))
+        lacking = tuple(length for length in lengths if length not in have and not (
+            length == lengths[-1] and length > LENGTHS[-1] and max(have, default=0) >= length))
+        if lacking:
+            missing[pair] = lacking
+    return missing
 
 
 RUNTIME_MARGIN = 3.0  # a cluster job asks this times its estimate: jobs and steps measured up to 2.35x it (docs/clusters.md)
@@ -414,14 +457,15 @@ def job_minutes(config: dict, path: Path | None = None) -> dict[tuple[str, int, 
     RUNTIME_MARGIN × its estimate on the config's train.device, rounded up, at least 10, from
     that device's calibration (`path`, default results/bench/step_costs*.csv, which
     `python -m gapbench cost CONFIG` writes). None where there is no such file or it lacks one of
-    the config's (model, hidden size) pairs: the workflow then asks 60 minutes a seed."""
+    the config's (model, hidden size) pairs or one of their `calibration_lengths`: the workflow
+    then asks 60 minutes a seed."""
     device = config["train"]["device"]
     path = Path(path or CALIBRATIONS[device])
     if not path.exists():
         return None
     try:
         calibration = pd.read_csv(path)
-        if missing_pairs(config, calibration, device):
+        if missing_lengths(config, calibration, device):
             return None
         estimated = estimate(config, calibration, device)
     except (ValueError, KeyError, AttributeError) as error:  # not a calibration this code wrote
@@ -446,15 +490,21 @@ def run(args) -> int:
     runs, cuda_graph = calibration_setting(config, device)
     calibration = pd.read_csv(path) if path.exists() else pd.DataFrame(
         columns=["model", "hidden_size", "seq_len", "runs", "cuda_graph"])
-    missing = pairs_of(config) if args.recalibrate else missing_pairs(config, calibration, device)
+    # --recalibrate: every length measured again, as against an empty calibration
+    missing = missing_lengths(config, calibration.iloc[:0] if args.recalibrate else calibration, device,
+                              args.extrapolate)
+    measurements = sum(map(len, missing.values()))
     if missing and device == "cuda" and not torch.cuda.is_available():
-        print(f"gapbench cost: {path} needs a CUDA calibration of {len(missing)} (model, hidden size) pairs at "
+        print(f"gapbench cost: {path} needs a CUDA calibration of {len(missing)} (model, hidden size) pairs "
+              f"({measurements} lengths) at "
               f"{runs} runs per job (train.cuda_graph: {str(cuda_graph).lower()}) and torch sees no CUDA device "
               f"here to measure it: run this command on a GPU machine, which writes {path}, and bring that file here",
               file=sys.stderr)
         return 2
     if missing:
-        print(f"calibrating {len(missing)} (model, hidden size) pairs on this machine ({device}) ...", file=sys.stderr)
+        longest = max(max(lengths) for lengths in missing.values())
+        print(f"calibrating {len(missing)} (model, hidden size) pairs on this machine ({device}), {measurements} "
+              f"lengths up to T = {longest} ...", file=sys.stderr)
         calibration = calibrate(missing, path, lambda m: print(m, file=sys.stderr), device=device, runs=runs,
                                 cuda_graph=cuda_graph)
     estimated = estimate(config, calibration, device)
