@@ -7,6 +7,7 @@ import math
 import re
 import subprocess
 import sys
+import tempfile
 
 import pandas as pd
 import pytest
@@ -285,6 +286,46 @@ def test_calibration_times_a_step_as_a_job_runs_it_with_subnormals_flushed(monke
     before = flushing_subnormals()
     cost.measure_model("vanilla", 8, 10, batch=8, probe_batch=4, steps=2, probe_seconds=1.0)
     assert seen and all(seen) and flushing_subnormals() == before
+
+
+def test_a_step_is_timed_on_runs_that_keep_stepping(monkeypatch):
+    """irnn at H = 128, T = 2295 diverges at its second step at a job's learning rate (a job
+    stops such a run); the calibration times it at TIMING_LR, where every run applies all its
+    steps, so the time is of that many steps. A run that diverges even so is a clear error."""
+    import gapbench.graphed
+    from gapbench import data, models, tasks
+    from gapbench.spec import TrainConfig
+    from gapbench.train import RunSetup
+
+    task = tasks.build("adding", 2295)
+    net = models.Net(models.build("irnn", task.input_size, 128), task.output_size)
+    config = TrainConfig(steps=3, batch_size=4, optimizer="adam", lr=1e-3, eval_every=3, probe_batch=4, device="cpu")
+    with tempfile.TemporaryDirectory() as folder:
+        data.generate(task, 0, {"train": 12, "validation": 4, "test": 4}, folder)
+        torch.manual_seed(0)
+        [at_job_rate] = gapbench.graphed.train_job([RunSetup(net, "norm", 1.0, folder)], task, config, "cpu",
+                                                   lambda message: None)
+    assert at_job_rate.diverged and at_job_rate.applied_steps < 3
+    timed, real = [], gapbench.graphed.train_job
+
+    def spying(runs, task, cfg, *args, **kwargs):
+        trainings = real(runs, task, cfg, *args, **kwargs)
+        timed.append((cfg.lr, [(t.applied_steps, t.diverged) for t in trainings]))
+        return trainings
+
+    monkeypatch.setattr(gapbench.graphed, "train_job", spying)
+    row = cost.measure_model("irnn", 128, 2295, batch=4, probe_batch=4, steps=3, runs=2, probe_seconds=1.0)
+    assert timed and all(lr == cost.TIMING_LR and trained == [(3, False)] * 2 for lr, trained in timed)
+    assert row["step_seconds"] > 0
+
+    def diverging(*args, **kwargs):
+        trainings = real(*args, **kwargs)
+        trainings[0].diverged = True
+        return trainings
+
+    monkeypatch.setattr(gapbench.graphed, "train_job", diverging)
+    with pytest.raises(ValueError, match=r"vanilla \(H = 8\) cannot be timed at T = 10"):
+        cost.measure_model("vanilla", 8, 10, batch=8, probe_batch=4, steps=2, probe_seconds=1.0)
 
 
 @pytest.mark.pipeline

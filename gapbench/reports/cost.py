@@ -76,6 +76,11 @@ LENGTHS = (50, 200)  # sequence lengths every calibration measures the per-step 
 LONG_LENGTHS = (1000, 5000, 25000)  # and these below a grid's longest sequence (and the longest itself)
 RUNS = 4  # runs trained together when a CPU step is timed: the default grid's seeds × clip arms
 CPU_FORWARD_BATCH = 64  # sequences a CPU forward pass is timed at (linear in the batch on one thread)
+# the learning rate a step is timed at: Adam's whole update, on weights that barely move, so that no
+# run diverges and stops stepping (at a job's 1e-3, irnn at H = 128, T = 2295 diverged at its second
+# step and was timed at 78 ms a "step", against 163 ms at T = 1000); a step's arithmetic does not
+# depend on the rate
+TIMING_LR = 1e-12
 UNITS = {"cpu": "core-hours", "cuda": "hours on one GPU"}
 
 
@@ -99,7 +104,9 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
     disk), of a forward pass and of every probe, for `model` on the adding task of length
     seq_len, one thread.
 
-    On the CPU the step is a whole training's time over its steps and the forward pass is
+    The runs train at TIMING_LR, so that none diverges and stops stepping (a model whose loss is
+    not finite even at its initial weights is a ValueError naming it and T). On the CPU the step
+    is a whole training's time over its steps and the forward pass is
     timed at `batch` sequences. On cuda (a captured step where cuda_graph) the step is the
     difference of a training 2·steps long and one `steps` long, so that a training's fixed
     costs (large against a few GPU steps) stay out of it, and the forward pass is timed on the
@@ -137,14 +144,19 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
 
         def training(length: int) -> tuple[list, float]:
             """Fresh nets trained `length` steps, and the seconds the training took."""
-            config = TrainConfig(steps=length, batch_size=batch, optimizer="adam", lr=1e-3, eval_every=length,
+            config = TrainConfig(steps=length, batch_size=batch, optimizer="adam", lr=TIMING_LR, eval_every=length,
                                  probe_batch=probe_batch, device=on.type, cuda_graph=cuda_graph)
             trained = nets()
             synchronize()
             started = time.perf_counter()
-            train_job([RunSetup(n, "norm", 1.0, folder) for n in trained], task, config, on, lambda message: None)
+            runs = train_job([RunSetup(n, "norm", 1.0, folder) for n in trained], task, config, on,
+                             lambda message: None)
             synchronize()
-            return trained, time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            if any(run.diverged for run in runs):  # it stopped stepping: the time is not `length` steps'
+                raise ValueError(f"{model} (H = {hidden}) cannot be timed at T = {seq_len}: its loss is not "
+                                 "finite at its initial weights")
+            return trained, seconds
 
         training(steps)  # warm-up
         trained, seconds = training(steps)
