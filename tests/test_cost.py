@@ -328,6 +328,25 @@ def test_a_step_is_timed_on_runs_that_keep_stepping(monkeypatch):
         cost.measure_model("vanilla", 8, 10, batch=8, probe_batch=4, steps=2, probe_seconds=1.0)
 
 
+def test_a_model_that_cannot_be_timed_is_one_line_from_the_cost_command(tmp_path, monkeypatch, capsys):
+    """`gapbench cost` reports measure_model's error in one line naming the calibration file,
+    exit 2, no traceback."""
+    import argparse
+
+    def failing(model, hidden, seq_len, **kwargs):
+        raise ValueError(f"{model} (H = {hidden}) cannot be timed at T = {seq_len}: its loss is not finite")
+
+    monkeypatch.setattr(cost, "measure_model", failing)
+    monkeypatch.setattr(cost, "measure_startup", lambda device, cuda_graph: 1.0)
+    monkeypatch.setattr(cost, "measure_contention", lambda: 1.0)
+    path = tmp_path / "step_costs.csv"
+    args = argparse.Namespace(config=[str(SMOKE)], device="cpu", calibration=path, recalibrate=False,
+                              extrapolate=False, check=None)
+    assert cost.run(args) == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("gapbench cost: ") and "cannot be timed at T = 50" in error and str(path) in error
+
+
 @pytest.mark.pipeline
 def test_a_cluster_job_asks_for_its_estimated_runtime_once_calibrated(tmp_path):
     """The train rule's `runtime` (minutes, what a SLURM job asks): 60 a seed without a

@@ -519,8 +519,12 @@ def run(args) -> int:
         longest = max(max(lengths) for lengths in missing.values())
         print(f"calibrating {len(missing)} (model, hidden size) pairs on this machine ({device}), {measurements} "
               f"lengths up to T = {longest} ...", file=sys.stderr)
-        calibration = calibrate(missing, path, lambda m: print(m, file=sys.stderr), device=device, runs=runs,
-                                cuda_graph=cuda_graph)
+        try:
+            calibration = calibrate(missing, path, lambda m: print(m, file=sys.stderr), device=device, runs=runs,
+                                    cuda_graph=cuda_graph)
+        except ValueError as error:  # a model that cannot be timed: the rows measured before it are in `path`
+            print(f"gapbench cost: {error} (the lengths measured so far are kept in {path})", file=sys.stderr)
+            return 2
     estimated = estimate(config, calibration, device)
     print(summary(estimated, config, device))
     if args.check:
