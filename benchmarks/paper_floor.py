@@ -57,7 +57,7 @@ def main() -> None:
     rows = []
     for model, jobs in estimated.groupby("model_name"):
         # the slope of the cost command's own step(T) on short sequences (its line through T = 50 and 200)
-        per_time_step = float(np.diff(cost._interpolated(calibration, model, hidden, "step_seconds", [0, 1]))[0])
+        per_time_step = float(np.diff(cost.interpolated(calibration, model, hidden, "step_seconds", [0, 1]))[0])
         products = RECURRENT_PRODUCTS.get(model)  # None: not a gradient-trained recurrence (random_guess)
         ratio = 1.0 if products is None else min(1.0, products * unit_seconds / per_time_step)
         hours = jobs.seconds.sum() / 3600

@@ -49,10 +49,10 @@ def main(argv=None) -> int:
           f"'calibrated' piecewise through T = {calibrated}")
     for model, table in measured.groupby("model", sort=False):
         for column in COLUMNS:
-            line = cost._interpolated(table[table.seq_len.isin(cost.LENGTHS)], model, args.hidden, column,
-                                      table.seq_len)
-            piecewise = cost._interpolated(table[table.seq_len.isin(calibrated)], model, args.hidden, column,
-                                           table.seq_len)
+            line = cost.interpolated(table[table.seq_len.isin(cost.LENGTHS)], model, args.hidden, column,
+                                     table.seq_len)
+            piecewise = cost.interpolated(table[table.seq_len.isin(calibrated)], model, args.hidden, column,
+                                          table.seq_len)
             print(f"{model:>14} {column:<15} " + "  ".join(
                 f"T={T}: {m * 1e3 if column != 'probe_seconds' else m:.4g}{'ms' if column != 'probe_seconds' else 's'}"
                 f" line {l / m:.2f} calibrated {p / m:.2f}"

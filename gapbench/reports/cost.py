@@ -280,12 +280,18 @@ def usable(calibration: pd.DataFrame, config: dict, device: str) -> pd.DataFrame
     return calibration[(calibration.runs == runs) & (calibration.cuda_graph == cuda_graph)]
 
 
-def _interpolated(calibration: pd.DataFrame, model: str, hidden: int, column: str, seq_len) -> np.ndarray:
-    """column(T), piecewise linear through the lengths calibrated (the latest measurement of
-    each): between two of them on their line, below the first and beyond the last on the line of
-    the first two and of the last two. With two lengths, the line a + b T through them."""
+def calibrated(calibration: pd.DataFrame, model: str, hidden: int) -> pd.DataFrame:
+    """The rows of `calibration` for (model, hidden size): the latest measurement of each length,
+    shortest first."""
     rows = calibration[(calibration.model == model) & (calibration.hidden_size == hidden)]
-    rows = rows.groupby("seq_len", as_index=False).last().sort_values("seq_len")
+    return rows.groupby("seq_len", as_index=False).last().sort_values("seq_len")
+
+
+def interpolated(calibration: pd.DataFrame, model: str, hidden: int, column: str, seq_len) -> np.ndarray:
+    """column(T), piecewise linear through the lengths `calibrated`: between two of them on
+    their line, below the first and beyond the last on the line of the first two and of the last
+    two. With two lengths, the line a + b T through them."""
+    rows = calibrated(calibration, model, hidden)
     lengths, costs = rows.seq_len.to_numpy(dtype=float), rows[column].to_numpy(dtype=float)
     T = np.asarray(seq_len, dtype=float)
     segment = np.clip(np.searchsorted(lengths, T, side="right") - 1, 0, len(lengths) - 2)
@@ -334,17 +340,16 @@ def estimate(config: dict, calibration: pd.DataFrame, device: str | None = None)
     for (label, model, hidden), rows in grid.groupby(["model", "model_name", "hidden_size"]):
         T = rows.seq_len.to_numpy()
         passes = evaluations[rows.index]  # forward passes over the validation and test splits
-        step = _interpolated(calibration, model, hidden, "step_seconds", T)
-        forward = _interpolated(calibration, model, hidden, "forward_seconds", T) * to_evaluation_batch[rows.index]
-        probes = _interpolated(calibration, model, hidden, "probe_seconds", T)
+        step = interpolated(calibration, model, hidden, "step_seconds", T)
+        forward = interpolated(calibration, model, hidden, "forward_seconds", T) * to_evaluation_batch[rows.index]
+        probes = interpolated(calibration, model, hidden, "probe_seconds", T)
         built = models.build(model, 2, hidden, **model_entry(config, label)["options"])
         if built.trained_by == "guessing":  # K validation passes instead of gradient steps
             fitting = built.guesses * passes / validations * forward
         else:
             fitting = train["steps"] * step + passes * forward
         seconds[rows.index] = startup + rows.seeds.to_numpy() * ((1 + arms) * probes + arms * fitting)
-        calibrated_to[rows.index] = calibration.seq_len[(calibration.model == model) &
-                                                        (calibration.hidden_size == hidden)].max()
+        calibrated_to[rows.index] = calibrated(calibration, model, hidden).seq_len.max()
         on_device[rows.index] = rows.seeds.to_numpy() * arms * fitting
     # CPU jobs share the machine, every core running one at a time; GPU jobs take the GPU one after another
     contention = float(calibration.contention.median()) if device == "cpu" else 1.0
