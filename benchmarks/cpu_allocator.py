@@ -1,11 +1,15 @@
 """A training step on the CPU with glibc's default allocation against freed memory kept for reuse
 (`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647` in the environment, an opt-in that
-docs/performance.md describes): `python benchmarks/cpu_allocator.py`.
+docs/performance.md describes) and against freed memory returned (`MALLOC_MMAP_THRESHOLD_=1048576`:
+every block over 1 MiB its own mapping, unmapped when freed, the setting that lowers a job's peak
+memory): `python benchmarks/cpu_allocator.py`.
 
 By default glibc serves every block over 32 MiB with its own mmap and unmaps it when freed, so
 each training step the kernel maps and zeroes the same large buffers again (the LSTM's gates
 over all time steps are 131 MB at H = 128, batch 64, T = 1000). With mmap off and a high trim
-threshold the blocks come from the heap and stay: less system time, more resident memory.
+threshold the blocks come from the heap and stay: less system time, more resident memory. With
+the threshold fixed at 1 MiB glibc never raises it, so more blocks are mapped afresh each step:
+more system time, less resident memory.
 
 Each timing is a fresh process (an allocator setting holds for a whole process) that trains a
 job's runs (gapbench.graphed.train_job, as a job does: E runs of one model on the adding task
@@ -15,9 +19,9 @@ a run's step is the median of those after the first --warmup steps, over E (with
 kept the heap grows for about the first 12 steps of a run at T = 1000, then stays: a long
 training's steps are those after it; the first steps' total is reported apart). The child also
 reports the system CPU time of its training (the kernel mapping and zeroing pages) and its peak
-resident memory. The two settings alternate, best of --repeats for each; the script prints
-per-run milliseconds of a step, the ratio default / kept (above 1: keeping freed memory is
-faster) and appends its rows to --out.
+resident memory. The settings alternate, best of --repeats for each; the script prints
+per-run milliseconds of a step, the ratios default / kept and default / returned (above 1: the
+setting is faster than the default) and appends its rows to --out.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-SETTINGS = ("default", "kept")
+SETTINGS = ("default", "kept", "returned")
 
 CHILD = r"""
 import json, resource, statistics, sys, tempfile, time
@@ -76,14 +80,17 @@ print(json.dumps({"step_seconds": statistics.median(intervals[warmup:]) / runs,
 """
 
 
-KEPT = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}  # read by glibc as a process starts
+# read by glibc as a process starts
+ENVIRONMENTS = {"default": {}, "kept": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)},
+                "returned": {"MALLOC_MMAP_THRESHOLD_": str(2**20)}}
 
 
-def child(model: str, hidden: int, batch: int, seq_len: int, runs: int, steps: int, warmup: int, kept: bool) -> dict:
+def child(model: str, hidden: int, batch: int, seq_len: int, runs: int, steps: int, warmup: int,
+          setting: str) -> dict:
     argument = json.dumps([model, hidden, batch, seq_len, runs, steps, warmup])
-    environment = {key: value for key, value in os.environ.items() if key not in KEPT}
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
     done = subprocess.run([sys.executable, "-c", CHILD, argument], capture_output=True, text=True,
-                          env={**environment, **KEPT} if kept else environment)
+                          env={**environment, **ENVIRONMENTS[setting]})
     if done.returncode:
         raise SystemExit(f"the timing of {model} at T = {seq_len} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -115,18 +122,21 @@ def main(argv=None) -> int:
             for _ in range(args.repeats):
                 for setting in SETTINGS:  # alternating: both see the same load
                     timed = child(model, args.hidden, args.batch, seq_len, args.runs, args.steps, args.warmup,
-                                  setting == "kept")
+                                  setting)
                     if best[setting] is None or timed["step_seconds"] < best[setting]["step_seconds"]:
                         best[setting] = timed
             row = {"model": model, "hidden_size": args.hidden, "batch": args.batch, "seq_len": seq_len,
                    "runs": args.runs, "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
                    **{f"{setting}_{key}": best[setting][key] for setting in SETTINGS for key in best[setting]},
-                   "speedup": best["default"]["step_seconds"] / best["kept"]["step_seconds"], **stamp}
+                   "speedup": best["default"]["step_seconds"] / best["kept"]["step_seconds"],
+                   "speedup_returned": best["default"]["step_seconds"] / best["returned"]["step_seconds"], **stamp}
             rows.append(row)
             print(f"{model:10s} T={seq_len:5d}: ms per run-step: default {row['default_step_seconds'] * 1e3:8.2f} "
                   f"(system {row['default_system_share']:.0%}, peak {row['default_max_rss_mb']:.0f} MB), kept "
                   f"{row['kept_step_seconds'] * 1e3:8.2f} (system {row['kept_system_share']:.0%}, peak "
-                  f"{row['kept_max_rss_mb']:.0f} MB); default/kept {row['speedup']:.2f}", flush=True)
+                  f"{row['kept_max_rss_mb']:.0f} MB), returned {row['returned_step_seconds'] * 1e3:8.2f} (system "
+                  f"{row['returned_system_share']:.0%}, peak {row['returned_max_rss_mb']:.0f} MB); default/kept "
+                  f"{row['speedup']:.2f}, default/returned {row['speedup_returned']:.2f}", flush=True)
     table = pd.DataFrame(rows)
     if args.out.exists():
         table = pd.concat([pd.read_csv(args.out), table], ignore_index=True)
