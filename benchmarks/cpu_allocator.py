@@ -1,15 +1,15 @@
 """A training step on the CPU with glibc's default allocation against freed memory kept for reuse
 (`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647` in the environment, an opt-in that
 docs/performance.md describes) and against freed memory returned (`MALLOC_MMAP_THRESHOLD_=1048576`:
-every block over 1 MiB its own mapping, unmapped when freed, the setting that lowers a job's peak
-memory): `python benchmarks/cpu_allocator.py`.
+every block over 1 MiB its own mapping, unmapped when freed, the setting that lowered a five-seed
+job's sampled peak in docs/performance.md): `python benchmarks/cpu_allocator.py`.
 
 By default glibc serves every block over 32 MiB with its own mmap and unmaps it when freed, so
 each training step the kernel maps and zeroes the same large buffers again (the LSTM's gates
 over all time steps are 131 MB at H = 128, batch 64, T = 1000). With mmap off and a high trim
 threshold the blocks come from the heap and stay: less system time, more resident memory. With
 the threshold fixed at 1 MiB glibc never raises it, so more blocks are mapped afresh each step:
-more system time, less resident memory.
+more system time, usually less resident memory.
 
 Each timing is a fresh process (an allocator setting holds for a whole process) that trains a
 job's runs (gapbench.graphed.train_job, as a job does: E runs of one model on the adding task
@@ -111,6 +111,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if platform.libc_ver()[0] != "glibc":
         raise SystemExit("the setting compared here is glibc's; this C library is " + (platform.libc_ver()[0] or "unknown"))
+    # either would set all three children's allocation alike, and none would be glibc's default
+    if "malloc" in os.environ.get("GLIBC_TUNABLES", "") or os.environ.get("LD_PRELOAD"):
+        raise SystemExit("unset GLIBC_TUNABLES' glibc.malloc entries and LD_PRELOAD (another allocator?) first: "
+                         f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r} "
+                         f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '')!r}")
     from gapbench.provenance import code_version
 
     stamp = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code_version": code_version(),

@@ -4,15 +4,17 @@
 A training step takes more than T times as long at T = 2295 as at T = 50 on these CPUs
 (`benchmarks/step_curve.py`). Here each model (H = 128, batch 64, on the adding task) trains as
 `gapbench cost` times it (gapbench.graphed.train_job, 4 runs together, lr cost.TIMING_LR, one
-thread, subnormals flushed): one warm-up training, one timed with the process's system CPU time and
-minor page faults (getrusage), then one run of it alone under torch.profiler (the runs of a CPU
+thread, subnormals flushed; its nets built inside the timing, a few milliseconds, and its one
+validation pass included, as the calibration times it): one warm-up training, one timed with the
+process's system CPU time and minor page faults (getrusage), then one run of it alone under
+torch.profiler (the runs of a CPU
 job train one after another; the profiler keeps every operator call, gigabytes for 4 runs at
 T = 2295); likewise a forward pass over 64 sequences. It prints, per run-step (or pass) and per
 time step, the profiler's self CPU time of each operator with its input shapes, the largest
 first, side by side for every length: what stays flat per time step (the loop over time) and
-what grows (the passes over whole (T, batch, hidden) tensors). The profile of one run is
-disturbed where the allocator is (the kernel's page mapping lands on whichever operator
-allocates): compare its total with the wall time on the line above it.
+what grows (the passes over whole (T, batch, hidden) tensors). The profile of one run need not
+match the 4-run wall time (the kernel's page mapping lands on whichever operator allocates;
+lru's did not, measured at b577d27): compare its total with the wall time on the line above it.
 """
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ STEPS = 10
 
 def symbolic(shapes: str, seq_len: int) -> str:
     """Input shapes with the sequence length written as T, so that one operator is one row across
-    lengths: [[64, 2295, 128]] → [[64, T, 128]], 146880 → T·64."""
+    lengths: [[64, 2295, 128]] → [[64, T, 128]], 146880 → T·64 (`main` refuses lengths that
+    would rename another size)."""
     names = {seq_len: "T", seq_len + 1: "T+1", seq_len * CPU_FORWARD_BATCH: "T·64"}
     return re.sub(r"\d+", lambda number: names.get(int(number.group()), number.group()), shapes)
 
@@ -53,10 +56,13 @@ def timed(function, profiled_function, seq_len: int) -> dict:
     seconds, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiled:
         profiled_function()
+    ops = {}
+    for event in profiled.key_averages(group_by_input_shape=True):
+        key = (event.key, symbolic(str(event.input_shapes), seq_len))
+        total, count = ops.get(key, (0.0, 0))
+        ops[key] = (total + event.self_cpu_time_total, count + event.count)
     return {"seconds": seconds, "system": (after.ru_stime - before.ru_stime) / seconds,
-            "faults": after.ru_minflt - before.ru_minflt,
-            "ops": {(e.key, symbolic(str(e.input_shapes), seq_len)): (e.self_cpu_time_total, e.count)
-                    for e in profiled.key_averages(group_by_input_shape=True)}}
+            "faults": after.ru_minflt - before.ru_minflt, "ops": ops}
 
 
 def measure(model: str, hidden: int, seq_len: int) -> dict[str, dict]:
@@ -122,6 +128,11 @@ def main(argv=None) -> int:
     parser.add_argument("--lengths", nargs="+", type=int, default=[200, 1000, 2295])
     parser.add_argument("--out", type=Path, help="also write the tables here")
     args = parser.parse_args(argv)
+    sizes = {1, 2, CPU_FORWARD_BATCH, args.hidden, args.hidden // 2, 32}  # the adding task's, the runs', the LRU's
+    clashing = [T for T in args.lengths if {T, T + 1, T * CPU_FORWARD_BATCH} & sizes]
+    if clashing:
+        parser.error(f"--lengths {clashing}: T, T + 1 or 64·T equals another size of the step {sorted(sizes)}, "
+                     "so the rows would mix operators; choose other lengths")
     torch.set_num_threads(1)
     lines = [f"self CPU time, microseconds per time step; columns T = {args.lengths}; ×N: the operator's calls at "
              f"T = {args.lengths[-1]}, per run-step or pass"]

@@ -284,7 +284,7 @@ def calibrated(calibration: pd.DataFrame, model: str, hidden: int) -> pd.DataFra
     """The rows of `calibration` for (model, hidden size): the latest measurement of each length,
     shortest first."""
     rows = calibration[(calibration.model == model) & (calibration.hidden_size == hidden)]
-    return rows.groupby("seq_len", as_index=False).last().sort_values("seq_len")
+    return rows.drop_duplicates("seq_len", keep="last").sort_values("seq_len")
 
 
 def interpolated(calibration: pd.DataFrame, model: str, hidden: int, column: str, seq_len) -> np.ndarray:
