@@ -165,7 +165,7 @@ def test_costs_are_piecewise_linear_between_the_calibrated_lengths():
                                  "step_seconds": c, "forward_seconds": c, "probe_seconds": c,
                                  "startup_seconds": 0.0, "contention": 1.0} for T, c in step.items()])
     interpolated = cost.interpolated(calibration, "vanilla", config["hidden_size"], "step_seconds",
-                                      [20, 50, 100, 200, 600, 1000, 1500, 2000, 3000])
+                                     [20, 50, 100, 200, 600, 1000, 1500, 2000, 3000])
     assert interpolated == pytest.approx([0.4, 1.0, 2.0, 4.0, 14.0, 24.0, 44.0, 64.0, 104.0], rel=1e-12)
     estimated = cost.estimate(config, calibration)
     assert (estimated.calibrated_to == 2000).all()

@@ -17,7 +17,7 @@ at T = 50 and 200 and, for a grid with longer sequences, at 1000 (5000, ...) bel
 at its longest (`calibration_lengths`), and taken as piecewise linear in T between the lengths
 measured, continuing the line of the last two beyond them: a step's time grows faster than T on
 long sequences (on a 2-core VM at H = 128, vanilla's took 1.2 times the line through 50 and 200
-at T = 1000 and 1.7 times at T = 2295, lru's 2.9 times; docs/clusters.md), so a line through short
+at T = 1000 and 1.8 times at T = 2295, lru's 2.9 times; docs/clusters.md), so a line through short
 lengths alone underestimates the longest jobs, which dominate a grid's cost;
 startup is a whole job with negligible work, timed once (interpreter, imports, the dataset
 check, writing the run folder), and c how much slower a job runs while every core runs one
