@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from torch.nn import functional as F
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,54 @@ class _Recurrence(torch.autograd.Function):
             grad_weight = torch.bmm(delta.transpose(0, 1).reshape(runs, -1, hidden).transpose(1, 2),
                                     states[:-1].transpose(0, 1).reshape(runs, -1, hidden))
         return delta, grad_weight, grad_h0, None, None
+
+
+class _InputProjection(torch.autograd.Function):
+    """F.linear(x, W_in, b), with ∂L/∂W_in computed as (xᵀ G)ᵀ instead of autograd's Gᵀ x.
+
+    Both are the same sum over every (batch, time) row, Σ_n G[n, i] x[n, j]; autograd writes it
+    as a [hidden, rows]·[rows, input] product, so that the result has W_in's layout, and a BLAS
+    product whose result is only `input` (1 to 10) columns wide over rows = batch·T is a slow
+    shape: at input 2, H = 128, batch 64 on the CPU, 45 µs per time step at T = 2295 against 7 µs
+    for [input, rows]·[rows, hidden] (benchmarks/step_profile.py found the first; the second is
+    the one this function asks for). The forward pass is F.linear's own.
+    """
+
+    generate_vmap_rule = True  # the probes differentiate `step` under torch.func.vmap
+
+    @staticmethod
+    def forward(x, weight, bias):
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.save_for_forward(x, weight)
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        rows = grad.reshape(-1, grad.shape[-1])
+        grad_x = grad @ weight if ctx.needs_input_grad[0] else None
+        grad_weight = (x.reshape(-1, x.shape[-1]).t() @ rows).t() if ctx.needs_input_grad[1] else None
+        grad_bias = rows.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_bias
+
+    @staticmethod
+    def jvp(ctx, x_tangent, weight_tangent, bias_tangent):
+        """Forward mode (the probes' tests take jacfwd of `step`): d(x Wᵀ + b) = dx Wᵀ + x dWᵀ + db."""
+        x, weight = ctx.saved_tensors
+        tangent = F.linear(torch.zeros_like(x) if x_tangent is None else x_tangent, weight, bias_tangent)
+        return tangent if weight_tangent is None else tangent + F.linear(x, weight_tangent)
+
+
+def project_input(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """u = x W_inᵀ + b over every step at once, x (..., input), weight (hidden, input): the
+    input drive of a recurrence. Values are F.linear's; the gradient of W_in is computed in the
+    shape a BLAS does fast for narrow inputs (`_InputProjection`)."""
+    return _InputProjection.apply(x, weight, bias)
 
 
 def recurrence(

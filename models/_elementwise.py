@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gapbench.engine import activation as get_activation
-from gapbench.engine import batched_recurrence, recurrence
+from gapbench.engine import batched_recurrence, project_input, recurrence
 from gapbench.models._base import RecurrentModel
 
 INITS = ("uniform", "normal", "orthogonal", "identity")
@@ -61,7 +61,7 @@ class ElementwiseRNN(RecurrentModel):
         raise NotImplementedError
 
     def drive(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight_ih, self.bias)
+        return project_input(x, self.weight_ih, self.bias)
 
     def step(self, state, x_t):
         return self.phi.function(F.linear(state, self.recurrent_weight()) + self.drive(x_t))

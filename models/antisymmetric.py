@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gapbench.engine import project_input
 from gapbench.models import register
 from gapbench.models._base import RecurrentModel
 
@@ -47,7 +48,7 @@ class AntisymmetricRNN(RecurrentModel):
         return self.weight_hh - self.weight_hh.mT - self.gamma * eye
 
     def drive(self, x):
-        return F.linear(x, self.weight_ih, self.bias)
+        return project_input(x, self.weight_ih, self.bias)
 
     def constants(self):
         return (self.recurrent_matrix(),)  # once per sequence in forward

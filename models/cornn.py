@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gapbench.engine import project_input
 from gapbench.models import register
 from gapbench.models._base import RecurrentModel
 
@@ -53,7 +54,7 @@ class CoRNN(RecurrentModel):
         self.bias = uniform(hidden_size)                    # b
 
     def drive(self, x):
-        return F.linear(x, self.weight_ih, self.bias)
+        return project_input(x, self.weight_ih, self.bias)
 
     def update(self, state, u_t):
         """One step from the input drive u_t = V u_n + b."""

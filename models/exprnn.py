@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gapbench.engine import project_input
 from gapbench.models import register
 from gapbench.models._base import RecurrentModel
 
@@ -86,7 +87,7 @@ class ExpRNN(RecurrentModel):
         return torch.linalg.matrix_exp(upper - upper.mT)
 
     def drive(self, x):
-        return F.linear(x, self.weight_ih)
+        return project_input(x, self.weight_ih)
 
     def constants(self):
         return (self.recurrent_matrix(),)  # one matrix exponential per sequence, not per step

@@ -5,8 +5,8 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from gapbench.engine import project_input
 from gapbench.models import register
 from gapbench.models._base import RecurrentModel
 
@@ -111,7 +111,7 @@ class LRU(RecurrentModel):
 
     def drive(self, x: torch.Tensor) -> torch.Tensor:
         """γ ⊙ (B x) in real form [Re, Im], (..., 2N)."""
-        return F.linear(x, self.weight_ih) * torch.exp(self.gamma_log).repeat(2)
+        return project_input(x, self.weight_ih) * torch.exp(self.gamma_log).repeat(2)
 
     # ------------------------------------------------------------------ contract
     def step(self, state, x_t):
