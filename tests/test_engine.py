@@ -149,3 +149,31 @@ def test_benchmark_script_runs_and_appends_rows(tmp_path):
     assert len(rows) == 2 * (2 * 6 + 2 * 4)  # two calls; per T: tanh 6 implementations, linear 4 (no nn.RNN, no φ)
     assert set(rows.implementation) == {"engine", "autograd", "autograd-u", "nn.RNN", "floor", "floor+φ"}
     assert (rows.seconds > 0).all()
+
+
+@pytest.mark.pipeline
+def test_input_projection_benchmark_compares_the_two_projections(tmp_path):
+    """benchmarks/input_projection.py: its F.linear arm really runs F.linear (the weight's
+    gradient node is F.linear's, not project_input's), and the script appends one row per case."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "input_projection.py"
+    spec = importlib.util.spec_from_file_location("input_projection", script)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    x, weight = torch.randn(3, 4, 2), torch.randn(5, 2, requires_grad=True)
+    with benchmark.projection("F.linear"):
+        assert "_InputProjection" not in type(project_input(x, weight).grad_fn).__name__
+    assert "_InputProjection" in type(project_input(x, weight).grad_fn).__name__  # restored
+
+    out = tmp_path / "input_projection.csv"
+    for _ in range(2):
+        subprocess.run([sys.executable, str(script), "--models", "vanilla", "lru", "--lengths", "4", "--inputs", "2",
+                        "--repeats", "1", "--out", str(out)], check=True, capture_output=True)
+    rows = pd.read_csv(out)
+    assert len(rows) == 2 * 2 and set(rows.model) == {"vanilla", "lru"}
+    assert (rows.us_per_time_step_project_input > 0).all() and (rows.us_per_time_step_f_linear > 0).all()
