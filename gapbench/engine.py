@@ -139,9 +139,10 @@ class _InputProjection(torch.autograd.Function):
     Both are the same sum over every (batch, time) row, Σ_n G[n, i] x[n, j]; autograd writes it
     as a [hidden, rows]·[rows, input] product, so that the result has W_in's layout, and a BLAS
     product whose result is only `input` (1 to 10) columns wide over rows = batch·T is a slow
-    shape: at input 2, H = 128, batch 64 on the CPU, 45 µs per time step at T = 2295 against 7 µs
-    for [input, rows]·[rows, hidden] (benchmarks/step_profile.py found the first; the second is
-    the one this function asks for). The forward pass is F.linear's own.
+    shape: vanilla at input 2, H = 128, batch 64, T = 2295 on a 2-core AMD EPYC, 44 µs per time
+    step against 8 µs for [input, rows]·[rows, hidden], the product this function asks for
+    (benchmarks/step_profile.py; docs/measurements/step_profile_cpu_b577d27.txt, _e023d57.txt).
+    The forward pass is F.linear's own.
     """
 
     generate_vmap_rule = True  # the probes differentiate `step` under torch.func.vmap
