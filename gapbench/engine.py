@@ -161,10 +161,14 @@ class _InputProjection(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        rows = grad.reshape(-1, grad.shape[-1])
         grad_x = grad @ weight if ctx.needs_input_grad[0] else None
-        grad_weight = (x.reshape(-1, x.shape[-1]).t() @ rows).t() if ctx.needs_input_grad[1] else None
-        grad_bias = rows.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        grad_weight = grad_bias = None
+        if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
+            rows = grad.reshape(-1, grad.shape[-1])  # a copy where grad is a time-major view: only when used
+            if ctx.needs_input_grad[1]:
+                grad_weight = (x.reshape(-1, x.shape[-1]).t() @ rows).t()
+            if ctx.has_bias and ctx.needs_input_grad[2]:
+                grad_bias = rows.sum(0)
         return grad_x, grad_weight, grad_bias
 
     @staticmethod
