@@ -9,7 +9,9 @@ time step of vanilla's 279 at T = 2295, H = 128, input 2). Here one training ste
 (H = 128, batch 64, random inputs of the task's width, a last-step squared loss, backward, Adam;
 one thread, subnormals flushed) is timed with the drive as committed and with the drive's
 projection replaced by F.linear, the two alternating in rounds (median of --repeats), so that
-both see the same machine load. It prints the time per time step of each, their ratio, and
+both see the same machine load (a step at a time, hence its own minimal step rather than
+gapbench.reports.cost.TimedTraining's whole job trainings, which step_profile.py and the
+calibration share). It prints the time per time step of each, their ratio, and
 whether the weights after the timed steps are the same bits (they need not be: the two sums
 may be added in another order).
 """

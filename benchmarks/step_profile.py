@@ -3,8 +3,8 @@
 
 A training step takes more than T times as long at T = 2295 as at T = 50 on these CPUs
 (`benchmarks/step_curve.py`). Here each model (H = 128, batch 64, on the adding task) trains as
-`gapbench cost` times it (gapbench.graphed.train_job, 4 runs together, lr cost.TIMING_LR, one
-thread, subnormals flushed; its nets built inside the timing, a few milliseconds, and its one
+`gapbench cost` times it (cost.TimedTraining, measure_model's set-up: gapbench.graphed.train_job,
+4 runs together, lr cost.TIMING_LR, one thread, subnormals flushed; its nets built inside the timing, a few milliseconds, and its one
 validation pass included, as the calibration times it): one warm-up training, one timed with the
 process's system CPU time and minor page faults (getrusage), then one run of it alone under
 torch.profiler (the runs of a CPU
@@ -22,19 +22,14 @@ import argparse
 import re
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from gapbench import data, models, tasks
-from gapbench.graphed import train_job
 from gapbench.job import flushed_subnormals
-from gapbench.reports.cost import CPU_FORWARD_BATCH, RUNS, TIMING_LR
-from gapbench.spec import TrainConfig
-from gapbench.train import RunSetup, batches
+from gapbench.reports.cost import CPU_FORWARD_BATCH, RUNS, TimedTraining
 
 STEPS = 10
 
@@ -66,32 +61,16 @@ def timed(function, profiled_function, seq_len: int) -> dict:
 
 
 def measure(model: str, hidden: int, seq_len: int) -> dict[str, dict]:
-    task = tasks.build("adding", seq_len)
-    with tempfile.TemporaryDirectory() as folder:
-        data.generate(task, 0, {"train": CPU_FORWARD_BATCH * STEPS, "validation": CPU_FORWARD_BATCH, "test": 32},
-                      folder)
-        config = TrainConfig(steps=STEPS, batch_size=CPU_FORWARD_BATCH, optimizer="adam", lr=TIMING_LR,
-                             eval_every=STEPS, probe_batch=32)
-
-        def nets(runs: int = RUNS):
-            built = []
-            for seed in range(runs):
-                torch.manual_seed(seed)
-                built.append(models.Net(models.build(model, task.input_size, hidden), task.output_size))
-            return built
-
-        def training(runs: int = RUNS):
-            train_job([RunSetup(net, "norm", 1.0, folder) for net in nets(runs)], task, config, torch.device("cpu"),
-                      lambda message: None)
-
-        net = nets()[0]
-        x, _ = next(batches(folder, "validation", CPU_FORWARD_BATCH, "cpu"))
+    with TimedTraining(model, hidden, seq_len, CPU_FORWARD_BATCH, STEPS) as timing:  # measure_model's set-up
+        net = timing.nets(1)[0]
+        x, _ = timing.first_batch("validation", CPU_FORWARD_BATCH)
 
         def forward():
             with torch.no_grad():
                 net(x)
 
-        return {"step": {**timed(training, lambda: training(1), seq_len), "per": STEPS * RUNS, "profiled_per": STEPS},
+        step = timed(lambda: timing.train(STEPS, RUNS), lambda: timing.train(STEPS, 1), seq_len)
+        return {"step": {**step, "per": STEPS * RUNS, "profiled_per": STEPS},
                 "forward": {**timed(forward, forward, seq_len), "per": 1, "profiled_per": 1}}
 
 

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -179,6 +180,25 @@ def test_calibration_measures_a_model(tmp_path):
     row = cost.measure_model("vanilla", 8, 10, batch=8, probe_batch=4, steps=2)
     assert row["model"] == "vanilla" and row["seq_len"] == 10
     assert all(row[k] > 0 for k in ("step_seconds", "forward_seconds", "probe_seconds"))
+
+
+def test_the_step_profile_profiles_the_step_the_calibration_times(tmp_path):
+    """benchmarks/step_profile.py, on cost.TimedTraining (measure_model's set-up), at a tiny
+    size: a table per kind (step, forward) and length, operator rows whose per-time-step times
+    add up to a positive total, and its refusal of a length that would rename another size."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "step_profile.py"
+    out = tmp_path / "profile.txt"
+    subprocess.run([sys.executable, str(script), "--models", "vanilla", "--hidden", "8", "--lengths", "5", "9",
+                    "--out", str(out)], check=True, capture_output=True, text=True, timeout=300)
+    text = out.read_text()
+    for kind in ("step", "forward"):
+        assert f"vanilla, {kind} (" in text
+    totals = [line.split()[-2:] for line in text.splitlines() if "profiled total" in line]
+    assert len(totals) == 2 and all(float(value) > 0 for row in totals for value in row)
+    assert re.search(r"aten::\S+ .*×\d+", text)  # operator rows with their calls
+    refused = subprocess.run([sys.executable, str(script), "--models", "vanilla", "--hidden", "8",
+                              "--lengths", "8"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--lengths [8]" in refused.stderr
 
 
 @pytest.mark.parametrize("model", ["vanilla", "lstm"])  # runs batched into one recurrence, and one by one

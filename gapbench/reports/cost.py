@@ -95,14 +95,93 @@ def _timed(function, repeats: int) -> float:
     return float(np.median(times))
 
 
+class TimedTraining:
+    """What every timing of a training step sets up, in one place (measure_model, and
+    benchmarks/step_profile.py, which profiles the step that measure_model times): the adding task
+    of length seq_len on disk (batch · steps training sequences, forward_batch validation and
+    probe_batch test ones), a job's nets built as a job builds them (seed n for the n-th, on the
+    CPU, then moved to `device`), and `train`, a job's training of them (gapbench.graphed.train_job,
+    lr TIMING_LR, clip arm norm) timed. Use it as a context manager: the dataset lives in a
+    temporary folder until it exits."""
+
+    def __init__(self, model: str, hidden: int, seq_len: int, batch: int = CPU_FORWARD_BATCH, steps: int = 10,
+                 probe_batch: int = 32, options: dict | None = None, device: str = "cpu",
+                 cuda_graph: bool = False, forward_batch: int | None = None):
+        import torch
+
+        from gapbench import tasks
+
+        self.model, self.hidden, self.seq_len, self.batch, self.steps = model, hidden, seq_len, batch, steps
+        self.probe_batch, self.options, self.cuda_graph = probe_batch, options or {}, cuda_graph
+        self.device = torch.device(device)
+        self.forward_batch = forward_batch or batch
+        self.task = tasks.build("adding", seq_len)
+        # CUDA works asynchronously: the clock is read once the GPU has done the work, not when handed it
+        self.synchronize = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+
+    def __enter__(self) -> "TimedTraining":
+        import tempfile
+
+        from gapbench import data
+
+        self._folder = tempfile.TemporaryDirectory()
+        self.folder = self._folder.name
+        data.generate(self.task, 0, {"train": self.batch * self.steps, "validation": self.forward_batch,
+                                     "test": self.probe_batch}, self.folder)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._folder.cleanup()
+
+    def nets(self, runs: int) -> list:
+        import torch
+
+        from gapbench import models
+
+        built = []
+        for seed in range(runs):  # built on the CPU and moved, as a job builds its nets
+            torch.manual_seed(seed)
+            built.append(models.Net(models.build(self.model, self.task.input_size, self.hidden, **self.options),
+                                    self.task.output_size).to(self.device))
+        return built
+
+    def train(self, length: int, runs: int) -> tuple[list, float]:
+        """`runs` fresh nets trained `length` steps together, and the seconds the training took
+        (the nets' building outside them). A run that diverges even at TIMING_LR stopped stepping,
+        so the time is not `length` steps': a ValueError naming the model and T."""
+        from gapbench.graphed import train_job
+        from gapbench.spec import TrainConfig
+        from gapbench.train import RunSetup
+
+        config = TrainConfig(steps=length, batch_size=self.batch, optimizer="adam", lr=TIMING_LR, eval_every=length,
+                             probe_batch=self.probe_batch, device=self.device.type, cuda_graph=self.cuda_graph)
+        trained = self.nets(runs)
+        self.synchronize()
+        started = time.perf_counter()
+        runs_trained = train_job([RunSetup(net, "norm", 1.0, self.folder) for net in trained], self.task, config,
+                                 self.device, lambda message: None)
+        self.synchronize()
+        seconds = time.perf_counter() - started
+        if any(run.diverged for run in runs_trained):
+            raise ValueError(f"{self.model} (H = {self.hidden}) cannot be timed at T = {self.seq_len}: its loss "
+                             "is not finite at its initial weights")
+        return trained, seconds
+
+    def first_batch(self, split: str, size: int, device=None):
+        """(x, y), the first `size` sequences of `split`, on `device` (default: the runs')."""
+        from gapbench.train import batches
+
+        return next(batches(self.folder, split, size, device or self.device))
+
+
 @flushed_subnormals()
 def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWARD_BATCH, probe_batch: int = 32,
                   options: dict | None = None, steps: int = 10, runs: int = RUNS, device: str = "cpu",
                   cuda_graph: bool = False, probe_seconds: float | None = None) -> dict:
     """Seconds of a training step per run (gapbench.graphed.train_job, `runs` runs trained
     together on `device` as a job trains its seeds and clip arms, batches read from a dataset on
-    disk), of a forward pass and of every probe, for `model` on the adding task of length
-    seq_len, one thread.
+    disk: TimedTraining), of a forward pass and of every probe, for `model` on the adding task of
+    length seq_len, one thread.
 
     The runs train at TIMING_LR, so that none diverges and stops stepping (a model whose loss is
     not finite even at its initial weights is a ValueError naming it and T). On the CPU the step
@@ -114,69 +193,36 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
     the CPU in float64 on either device, as in a job; `probe_seconds`, measured before, is taken
     as it is. Float32 subnormals are flushed to zero while it measures, as in a job (the probes
     turn that off for themselves, as in a job)."""
-    import tempfile
-
     import torch
 
-    from gapbench import data, models, tasks
     from gapbench.job import measure
-    from gapbench.spec import TrainConfig
-    from gapbench.graphed import train_job
-    from gapbench.train import RunSetup, batches, evaluation_batch
+    from gapbench.train import evaluation_batch
 
     torch.set_num_threads(1)
     on = torch.device(device)
     cuda = on.type == "cuda"
-    # CUDA works asynchronously: the clock is read once the GPU has done the work, not when handed it
-    synchronize = torch.cuda.synchronize if cuda else (lambda: None)
     forward_batch = evaluation_batch(seq_len, on) if cuda else batch
-    task = tasks.build("adding", seq_len)
-    with tempfile.TemporaryDirectory() as folder:
-        data.generate(task, 0, {"train": batch * steps, "validation": forward_batch, "test": probe_batch}, folder)
-
-        def nets():
-            built = []
-            for seed in range(runs):  # built on the CPU and moved, as a job builds its nets
-                torch.manual_seed(seed)
-                built.append(models.Net(models.build(model, task.input_size, hidden, **(options or {})),
-                                        task.output_size).to(on))
-            return built
-
-        def training(length: int) -> tuple[list, float]:
-            """Fresh nets trained `length` steps, and the seconds the training took."""
-            config = TrainConfig(steps=length, batch_size=batch, optimizer="adam", lr=TIMING_LR, eval_every=length,
-                                 probe_batch=probe_batch, device=on.type, cuda_graph=cuda_graph)
-            trained = nets()
-            synchronize()
-            started = time.perf_counter()
-            runs = train_job([RunSetup(n, "norm", 1.0, folder) for n in trained], task, config, on,
-                             lambda message: None)
-            synchronize()
-            seconds = time.perf_counter() - started
-            if any(run.diverged for run in runs):  # it stopped stepping: the time is not `length` steps'
-                raise ValueError(f"{model} (H = {hidden}) cannot be timed at T = {seq_len}: its loss is not "
-                                 "finite at its initial weights")
-            return trained, seconds
-
-        training(steps)  # warm-up
-        trained, seconds = training(steps)
+    with TimedTraining(model, hidden, seq_len, batch, steps, probe_batch, options, device, cuda_graph,
+                       forward_batch) as timing:
+        timing.train(steps, runs)  # warm-up
+        trained, seconds = timing.train(steps, runs)
         if cuda:
-            seconds = training(2 * steps)[1] - seconds
+            seconds = timing.train(2 * steps, runs)[1] - seconds
         net = trained[0]
-        x, _ = next(batches(folder, "validation", forward_batch, on))
+        x, _ = timing.first_batch("validation", forward_batch)
 
         def forward():
             with torch.no_grad():
                 net(x)
-            synchronize()
+            timing.synchronize()
 
-        probe_x, probe_y = next(batches(folder, "test", probe_batch, "cpu"))  # on the CPU, as a job draws it
+        probe_x, probe_y = timing.first_batch("test", probe_batch, "cpu")  # on the CPU, as a job draws it
         return {"model": model, "hidden_size": hidden, "seq_len": seq_len, "runs": runs, "device": on.type,
                 "cuda_graph": cuda_graph, "step_seconds": seconds / (steps * runs),
                 "forward_seconds": _timed(forward, steps),
                 # the trained net wherever it is: measure takes its float64 CPU copy, as a GPU job's probes do
                 "probe_seconds": probe_seconds if probe_seconds is not None else
-                _timed(lambda: measure(net, task, probe_x, probe_y, "init"), 1)}
+                _timed(lambda: measure(net, timing.task, probe_x, probe_y, "init"), 1)}
 
 
 def measure_startup(device: str = "cpu", cuda_graph: bool = False) -> float:
