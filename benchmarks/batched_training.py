@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from gapbench import data, models, tasks
-from gapbench.files import write_csv
+from gapbench.files import append_csv
 from gapbench.graphed import train_on_device
 from gapbench.provenance import code_version
 from gapbench.spec import TrainConfig
@@ -138,10 +138,7 @@ def main(argv=None) -> int:
                       f"{'captured' if row['captured'] else 'device'} {row['device_seconds_per_run_step'] * 1e3:8.2f}; "
                       f"alone/batched {row['speedup']:.2f}, alone/{'captured' if row['captured'] else 'device'} "
                       f"{row['speedup_device']:.2f}", flush=True)
-    table = pd.DataFrame(rows)
-    if args.out.exists():
-        table = pd.concat([pd.read_csv(args.out), table], ignore_index=True)
-    write_csv(args.out, table)
+    append_csv(args.out, pd.DataFrame(rows))
     return 0
 
 

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from gapbench.files import append_csv
+
 SETTINGS = ("default", "kept", "returned")
 
 CHILD = r"""
@@ -109,6 +111,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("results/bench/cpu_allocator.csv"))
     args = parser.parse_args(argv)
+    if args.steps < args.warmup + 2:  # a step's time is between two steps' losses, after the warm-up
+        parser.error(f"--steps {args.steps} leaves no timed step after --warmup {args.warmup}: "
+                     f"use --steps {args.warmup + 2} or more")
     if platform.libc_ver()[0] != "glibc":
         raise SystemExit("the setting compared here is glibc's; this C library is " + (platform.libc_ver()[0] or "unknown"))
     # either would set all three children's allocation alike, and none would be glibc's default
@@ -142,11 +147,7 @@ def main(argv=None) -> int:
                   f"{row['kept_max_rss_mb']:.0f} MB), returned {row['returned_step_seconds'] * 1e3:8.2f} (system "
                   f"{row['returned_system_share']:.0%}, peak {row['returned_max_rss_mb']:.0f} MB); default/kept "
                   f"{row['speedup']:.2f}, default/returned {row['speedup_returned']:.2f}", flush=True)
-    table = pd.DataFrame(rows)
-    if args.out.exists():
-        table = pd.concat([pd.read_csv(args.out), table], ignore_index=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
+    append_csv(args.out, pd.DataFrame(rows))
     return 0
 
 

@@ -33,7 +33,7 @@ import torch
 from torch.nn import functional as F
 
 from gapbench.engine import ACTIVATIONS, recurrence, reference_recurrence
-from gapbench.files import write_csv
+from gapbench.files import append_csv
 from gapbench.provenance import code_version
 
 
@@ -169,8 +169,7 @@ def main(argv=None) -> int:
         "batch": args.batch, "hidden": args.hidden, "machine": platform.platform(), "repeats": args.repeats,
     }
     out = Path(args.out)
-    previous = pd.read_csv(out) if out.exists() else None
-    write_csv(out, pd.concat([previous, times.assign(**stamp)], ignore_index=True))
+    append_csv(out, times.assign(**stamp))
     print(f"\nappended {len(times)} rows to {out}")
     return 0
 

@@ -31,7 +31,7 @@ import torch
 from torch.nn import functional as F
 
 from gapbench import engine, models
-from gapbench.files import write_csv
+from gapbench.files import append_csv
 from gapbench.models._base import Net
 from gapbench.provenance import code_version
 
@@ -114,9 +114,7 @@ def main(argv=None) -> int:
     frame = pd.DataFrame(rows).assign(
         code_version=code_version(), machine=platform.processor() or platform.machine(), torch=torch.__version__,
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    previous = pd.read_csv(args.out) if args.out.exists() else None
-    write_csv(args.out, pd.concat([previous, frame], ignore_index=True))
+    append_csv(args.out, frame)
     print(f"appended {len(frame)} rows to {args.out}")
     return 0
 

@@ -50,6 +50,16 @@ def write_csv(path, frame) -> None:
         frame.to_csv(tmp, index=False)
 
 
+def append_csv(path, frame) -> None:
+    """`frame`'s rows after those already in the CSV at `path` (which it creates, folders and
+    all, where missing), written whole: the benchmarks' way of keeping every measurement."""
+    import pandas as pd
+
+    path = Path(path)
+    previous = pd.read_csv(path) if path.exists() else None
+    write_csv(path, pd.concat([previous, frame], ignore_index=True))
+
+
 def _jsonable(value):
     if hasattr(value, "item"):
         return value.item()

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from gapbench import data, models, tasks
-from gapbench.files import atomic_path
+from gapbench.files import append_csv, atomic_path
 from gapbench.models import Net
 from gapbench.spec import RunSpec, TrainConfig
 from gapbench.train import clip_gradients_, clipping_statistics
@@ -131,6 +131,18 @@ def test_atomic_path_leaves_nothing_when_interrupted(tmp_path):
             tmp.write_text("half")
             raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_append_csv_keeps_the_rows_before_and_creates_the_folder(tmp_path):
+    import pandas as pd
+
+    target = tmp_path / "bench" / "times.csv"
+    append_csv(target, pd.DataFrame({"model": ["vanilla"], "seconds": [1.5]}))
+    append_csv(target, pd.DataFrame({"model": ["lru", "lstm"], "seconds": [2.0, 3.0], "runs": [4, 4]}))
+    table = pd.read_csv(target)
+    assert table.model.tolist() == ["vanilla", "lru", "lstm"] and table.seconds.tolist() == [1.5, 2.0, 3.0]
+    assert table.runs.isna().tolist() == [True, False, False]  # a column added later: empty before
+    assert [p.name for p in target.parent.iterdir()] == ["times.csv"]  # no temporary file left
 
 
 @pytest.mark.pipeline
