@@ -158,11 +158,11 @@ class TimedTraining:
         trained = self.nets(runs)
         self.synchronize()
         started = time.perf_counter()
-        runs_trained = train_job([RunSetup(net, "norm", 1.0, self.folder) for net in trained], self.task, config,
-                                 self.device, lambda message: None)
+        results = train_job([RunSetup(net, "norm", 1.0, self.folder) for net in trained], self.task, config,
+                            self.device, lambda message: None)
         self.synchronize()
         seconds = time.perf_counter() - started
-        if any(run.diverged for run in runs_trained):
+        if any(result.diverged for result in results):
             raise ValueError(f"{self.model} (H = {self.hidden}) cannot be timed at T = {self.seq_len}: its loss "
                              "is not finite at its initial weights")
         return trained, seconds
