@@ -1,6 +1,7 @@
 """The propagation probes against autograd and against the analytic cases of the lecture."""
 import math
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -135,6 +136,20 @@ def test_scaled_orthogonal_decays_at_rate_log_a_far_below_float64():
         rate, half_life = fit_decay_rate(table.lag, table.log10_grad_norm, **options)
         assert rate == pytest.approx(-math.log(a), abs=1e-7)  # the model's float32 aQ: ~1e-8 off
         assert half_life == pytest.approx(1.0, abs=1e-6)  # a = 1/2 halves every step
+
+
+def test_gradient_norm_beyond_float64_is_inf_in_the_linear_column_without_a_warning():
+    """An exploding gradient's norm can pass 10^308 (its forward states, in float64, need not):
+    the log10 column holds it, `grad_norm` reads inf, and nothing warns (a job's log stays quiet)."""
+    from gapbench.probes.gradient_decay import _decay_table
+
+    log_norms = np.array([[0.0, 0.0], [800.0, 800.0], [-800.0, -800.0]])  # natural logs: lag by sequence
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = _decay_table(log_norms, log_norms)
+    np.testing.assert_allclose(table.log10_grad_norm, [0.0, 800 / math.log(10), -800 / math.log(10)])
+    assert table.grad_norm.tolist() == [1.0, np.inf, 0.0]
+    assert table.grad_norm_observed.tolist() == [1.0, np.inf, 0.0]
 
 
 def test_fit_decay_rate_uses_only_finite_points_above_the_floor():

@@ -67,7 +67,10 @@ def gradient_decay(model, readout, task, x, y, *, method: str = "auto") -> pd.Da
 
 def _decay_table(rows: np.ndarray, observed_rows: np.ndarray) -> pd.DataFrame:
     log10, observed = mean_log10(rows), mean_log10(observed_rows)
-    return pd.DataFrame({
-        "lag": np.arange(len(rows)), "log10_grad_norm": log10, "grad_norm": np.power(10.0, log10),
-        "log10_grad_norm_observed": observed, "grad_norm_observed": np.power(10.0, observed),
-    })
+    # an exploding gradient's norm can pass float64's range (10^308: e.g. an IRNN over thousands of
+    # steps); the log10 columns hold it, the linear ones read inf there (and 0 where it underflows)
+    with np.errstate(over="ignore"):
+        return pd.DataFrame({
+            "lag": np.arange(len(rows)), "log10_grad_norm": log10, "grad_norm": np.power(10.0, log10),
+            "log10_grad_norm_observed": observed, "grad_norm_observed": np.power(10.0, observed),
+        })
