@@ -8,7 +8,8 @@ one folder per batch, then compares the two arms seed by seed:
 
 Both arms of a seed start from the same weights and see the same batches, so the comparison is
 paired: McNemar's exact test on the discordant seeds (solved in one arm only), two-sided,
-p = min(1, 2 · P(Binomial(d, 1/2) ≤ min(b, c))) with d = b + c. "Solved" is the pipeline's
+p = min(1, 2 · P(Binomial(d, 1/2) ≤ min(b, c))) with d = b + c, and the difference of the two
+fractions solved, (b − c) / n, with its 95% Wald interval. "Solved" is the pipeline's
 success verdict (test loss below 0.1 × the memoryless baseline), as docs/literature.md uses.
 """
 import math
@@ -65,9 +66,13 @@ def compare(runs: pd.DataFrame) -> str:
                      f"mean test accuracy {score[arm].mean():.3f}")
     both = int((solved.none & solved.norm).sum())
     only_norm, only_none = int((solved.norm & ~solved.none).sum()), int((solved.none & ~solved.norm).sum())
+    difference = (only_norm - only_none) / n
+    # the Wald interval of a paired difference of proportions: var = (b + c − (b − c)² / n) / n²
+    half = 1.96 * math.sqrt(only_norm + only_none - (only_norm - only_none) ** 2 / n) / n
     lines.append(f"  paired by seed: both {both}, norm only {only_norm}, none only {only_none}, "
                  f"neither {n - both - only_norm - only_none}; McNemar exact two-sided p = "
-                 f"{mcnemar_exact(only_norm, only_none):.3g}")
+                 f"{mcnemar_exact(only_norm, only_none):.3g}; norm − none {difference:+.3f} "
+                 f"(95% Wald {difference - half:+.3f} to {difference + half:+.3f})")
     return "\n".join(lines)
 
 
