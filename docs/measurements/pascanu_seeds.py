@@ -90,9 +90,10 @@ def report(folders: list[Path]) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["run"]:
+    if sys.argv[1:2] == ["run"] and len(sys.argv) == 5 and all(a.isdigit() for a in sys.argv[3:]) \
+            and int(sys.argv[3]) <= int(sys.argv[4]):
         run(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1:2] == ["report"] and len(sys.argv) > 2:
         report([Path(folder) for folder in sys.argv[2:]])
     else:
-        sys.exit(__doc__)
+        sys.exit(__doc__ + "\n(run takes OUT_DIR and two seeds, FIRST_SEED <= LAST_SEED)")
