@@ -399,3 +399,12 @@ def test_a_cluster_job_asks_for_its_estimated_runtime_once_calibrated(tmp_path):
     failed = snakemake(tmp_path, "-n", check=False)
     assert failed.returncode != 0
     assert "results/bench/step_costs.csv is not a calibration gapbench cost can read" in failed.stdout + failed.stderr
+
+
+def test_contention_is_the_median_of_its_readings(monkeypatch):
+    """One reading varies by several percent on a quiet VM: an outlying one does not set the factor."""
+    readings = iter([1.30, 0.95, 1.02])
+    monkeypatch.setattr(cost, "_contention_once", lambda: next(readings))
+    assert cost.measure_contention() == pytest.approx(1.02)
+    readings = iter([1.30])
+    assert cost.measure_contention(repeats=1) == pytest.approx(1.30)

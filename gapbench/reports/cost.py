@@ -21,7 +21,7 @@ at T = 1000 and 1.8 times at T = 2295, lru's 2.9 times; docs/clusters.md), so a 
 lengths alone underestimates the longest jobs, which dominate a grid's cost;
 startup is a whole job with negligible work, timed once (interpreter, imports, the dataset
 check, writing the run folder), and c how much slower a job runs while every core runs one
-(measured: the same steps alone and on every core at once). Every run is counted at its full
+(measured: the same steps alone and on every core at once, the median of three readings). Every run is counted at its full
 S steps: a run that solves its task stops earlier (train.stop_when_solved), so the estimate is
 an upper bound, reached where nothing solves. The calibration is kept in
 results/bench/step_costs.csv with the machine it was measured on: an estimate is only as good
@@ -252,10 +252,21 @@ _PROBE_STEP = ("from gapbench.reports.cost import measure_model; "
                "print(measure_model('vanilla', 64, 200, steps=40)['step_seconds'])")
 
 
-def measure_contention() -> float:
+# one reading of the contention varies by several percent on a quiet 2-core VM (five in a row:
+# 0.98 to 1.07; single readings in two paper calibrations, 0.963 and 1.10, moved their headline by
+# 14%): a calibration takes the median of this many (about 15 s each there)
+CONTENTION_REPEATS = 3
+
+
+def measure_contention(repeats: int = CONTENTION_REPEATS) -> float:
     """How much slower a job runs while every core runs one (as under `snakemake --cores N`
-    with N the cores): the same training step timed alone and in N processes at once. On
-    virtual machines whose cores are hyperthreads of fewer physical ones this is well above 1."""
+    with N the cores): the same training step timed alone and in N processes at once, the
+    median of `repeats` such ratios. On virtual machines whose cores are hyperthreads of fewer
+    physical ones this is well above 1."""
+    return float(np.median([_contention_once() for _ in range(repeats)]))
+
+
+def _contention_once() -> float:
     alone = float(subprocess.run([sys.executable, "-c", _PROBE_STEP], capture_output=True, text=True,
                                  check=True).stdout)
     processes = [subprocess.Popen([sys.executable, "-c", _PROBE_STEP], stdout=subprocess.PIPE, text=True)
