@@ -53,6 +53,7 @@ def test_engine_gradcheck_over_shapes(batch, steps, hidden, activation, seed):
     assert torch.autograd.gradcheck(lambda *a: recurrence(*a, activation), (u, weight, h0))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # torch's own jvp setup
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("inputs", [1, 2, 10])
 def test_input_projection_is_f_linear_with_the_same_gradients(inputs, with_bias):
