@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from gapbench.reports.tables import read_table
+from gapbench.results import ACCURACY_TABLE, TABLES_DIR, table_file
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """# Pascanu et al. 2013 at T = 50 only, seeds {first}..{last} (docs/measurements/pascanu_seeds.py)
 tasks:
@@ -79,8 +82,8 @@ def compare(runs: pd.DataFrame) -> str:
 def report(folders: list[Path]) -> None:
     batches = []
     for folder in folders:
-        table = pd.read_csv(folder / "results/tables/accuracy_vs_gap.csv")
-        batches.append(table[table.gap == 50])
+        table = read_table(folder / TABLES_DIR / table_file(ACCURACY_TABLE), rows=[[("gap", "==", 50)]])
+        batches.append(table)
         seeds = batches[-1].seed
         print(f"{folder}: seeds {seeds.min()}..{seeds.max()}, code {', '.join(sorted(table.code_version.unique()))}")
         print(compare(batches[-1]))

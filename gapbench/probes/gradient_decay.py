@@ -33,8 +33,8 @@ def gradient_decay(model, readout, task, x, y, *, method: str = "auto") -> pd.Da
     coRNN's y of [y, z]) it is the norm of g_k restricted to those coordinates; the
     rest of g_k (e.g. the cell state's) reaches L_t only through later steps. For an
     elementwise RNN the readout sees the whole state: the two columns are equal.
-    Returns one row per lag = t − k: lag, log10_grad_norm, grad_norm (0 where it underflows, inf where it overflows),
-    log10_grad_norm_observed, grad_norm_observed.
+    Returns one row per lag = t − k: lag, log10_grad_norm, grad_norm (0 where it underflows,
+    inf where it overflows), log10_grad_norm_observed, grad_norm_observed.
     """
     kind = linearisation(model, method)
     t = task.probe_step

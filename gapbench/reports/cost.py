@@ -21,8 +21,8 @@ at T = 1000 and 1.8 times at T = 2295, lru's 2.9 times; docs/clusters.md), so a 
 lengths alone underestimates the longest jobs, which dominate a grid's cost;
 startup is a whole job with negligible work, timed once (interpreter, imports, the dataset
 check, writing the run folder), and c how much slower a job runs while every core runs one
-(measured: the same steps alone and on every core at once, the median of three readings). Every run is counted at its full
-S steps: a run that solves its task stops earlier (train.stop_when_solved), so the estimate is
+(measured: the same steps alone and on every core at once, the median of three readings).
+Every run is counted at its full S steps: a run that solves its task stops earlier (train.stop_when_solved), so the estimate is
 an upper bound, reached where nothing solves. The calibration is kept in
 results/bench/step_costs.csv with the machine it was measured on: an estimate is only as good
 as the likeness of that machine to the one that runs.
