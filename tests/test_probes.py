@@ -139,17 +139,22 @@ def test_scaled_orthogonal_decays_at_rate_log_a_far_below_float64():
 
 
 def test_gradient_norm_beyond_float64_is_inf_in_the_linear_column_without_a_warning():
-    """An exploding gradient's norm can pass 10^308 (its forward states, in float64, need not):
-    the log10 column holds it, `grad_norm` reads inf, and nothing warns (a job's log stays quiet)."""
-    from gapbench.probes.gradient_decay import _decay_table
-
-    log_norms = np.array([[0.0, 0.0], [800.0, 800.0], [-800.0, -800.0]])  # natural logs: lag by sequence
+    """W_h = 2Q with linear φ: ||g_k|| = 2^(t−k) ||g_t|| passes 10^308 after ~1,000 steps while the
+    forward states stay 0 (zero inputs and bias), as an IRNN's gradient can over thousands of steps:
+    the log10 column holds it exactly, `grad_norm` reads inf, and nothing warns (a job's log stays
+    quiet)."""
+    task, model, readout, x, y = _setup("linear", gap=1100, init="orthogonal", init_gain=2.0)
+    with torch.no_grad():
+        model.bias.zero_()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        table = _decay_table(log_norms, log_norms)
-    np.testing.assert_allclose(table.log10_grad_norm, [0.0, 800 / math.log(10), -800 / math.log(10)])
-    assert table.grad_norm.tolist() == [1.0, np.inf, 0.0]
-    assert table.grad_norm_observed.tolist() == [1.0, np.inf, 0.0]
+        table = gradient_decay(model, readout, task, torch.zeros_like(x), y)
+    np.testing.assert_allclose(np.diff(table.log10_grad_norm.to_numpy()), math.log10(2.0), atol=1e-7)
+    assert table.log10_grad_norm.iloc[-1] > 330
+    beyond = table.log10_grad_norm > math.log10(np.finfo(np.float64).max)
+    assert beyond.any() and np.isinf(table.grad_norm[beyond]).all()
+    assert np.isfinite(table.grad_norm[~beyond]).all()
+    assert np.isinf(table.grad_norm_observed[beyond]).all()
 
 
 def test_fit_decay_rate_uses_only_finite_points_above_the_floor():
