@@ -101,23 +101,26 @@ class TimedTraining:
     of length seq_len on disk (batch · steps training sequences, forward_batch validation and
     probe_batch test ones), a job's nets built as a job builds them (seed n for the n-th, on the
     CPU, then moved to `device`), and `train`, a job's training of them (gapbench.graphed.train_job,
-    lr TIMING_LR, clip arm norm) timed. Use it as a context manager: the dataset lives in a
-    temporary folder until it exits."""
+    lr TIMING_LR, clip arm norm) timed. The forward pass's batch, `forward_batch`, is `batch` on
+    the CPU and on cuda the one gapbench.train.evaluate uses there (`evaluation_batch`). Use it as
+    a context manager: the dataset lives in a temporary folder until it exits."""
 
     def __init__(self, model: str, hidden: int, seq_len: int, batch: int = CPU_FORWARD_BATCH, steps: int = 10,
                  probe_batch: int = 32, options: dict | None = None, device: str = "cpu",
-                 cuda_graph: bool = False, forward_batch: int | None = None):
+                 cuda_graph: bool = False):
         import torch
 
         from gapbench import tasks
+        from gapbench.train import evaluation_batch
 
         self.model, self.hidden, self.seq_len, self.batch, self.steps = model, hidden, seq_len, batch, steps
         self.probe_batch, self.options, self.cuda_graph = probe_batch, options or {}, cuda_graph
         self.device = torch.device(device)
-        self.forward_batch = forward_batch or batch
+        self.on_gpu = self.device.type == "cuda"
+        self.forward_batch = evaluation_batch(seq_len, self.device) if self.on_gpu else batch
         self.task = tasks.build("adding", seq_len)
         # CUDA works asynchronously: the clock is read once the GPU has done the work, not when handed it
-        self.synchronize = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        self.synchronize = torch.cuda.synchronize if self.on_gpu else (lambda: None)
 
     def __enter__(self) -> "TimedTraining":
         import tempfile
@@ -196,20 +199,15 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
     import torch
 
     from gapbench.job import measure
-    from gapbench.train import evaluation_batch
 
     torch.set_num_threads(1)
-    on = torch.device(device)
-    cuda = on.type == "cuda"
-    forward_batch = evaluation_batch(seq_len, on) if cuda else batch
-    with TimedTraining(model, hidden, seq_len, batch, steps, probe_batch, options, device, cuda_graph,
-                       forward_batch) as timing:
+    with TimedTraining(model, hidden, seq_len, batch, steps, probe_batch, options, device, cuda_graph) as timing:
         timing.train(steps, runs)  # warm-up
         trained, seconds = timing.train(steps, runs)
-        if cuda:
+        if timing.on_gpu:
             seconds = timing.train(2 * steps, runs)[1] - seconds
         net = trained[0]
-        x, _ = timing.first_batch("validation", forward_batch)
+        x, _ = timing.first_batch("validation", timing.forward_batch)
 
         def forward():
             with torch.no_grad():
@@ -217,7 +215,7 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
             timing.synchronize()
 
         probe_x, probe_y = timing.first_batch("test", probe_batch, "cpu")  # on the CPU, as a job draws it
-        return {"model": model, "hidden_size": hidden, "seq_len": seq_len, "runs": runs, "device": on.type,
+        return {"model": model, "hidden_size": hidden, "seq_len": seq_len, "runs": runs, "device": timing.device.type,
                 "cuda_graph": cuda_graph, "step_seconds": seconds / (steps * runs),
                 "forward_seconds": _timed(forward, steps),
                 # the trained net wherever it is: measure takes its float64 CPU copy, as a GPU job's probes do
