@@ -4,13 +4,19 @@ config's own Pascanu entry at T = 50 only, through the pipeline (snakemake), for
 one folder per batch, then compares the two arms seed by seed:
 
     python docs/measurements/pascanu_seeds.py run OUT_DIR FIRST_SEED LAST_SEED   # one core
-    python docs/measurements/pascanu_seeds.py report OUT_DIR [OUT_DIR ...]
+    python docs/measurements/pascanu_seeds.py report OUT_DIR [OUT_DIR ...] [--csv FILE]
+
+The jobs call the `python` on PATH, as snakemake's always do: activate gapbench's environment
+first (run with another environment's python, every data job fails with "No module named
+gapbench").
 
 Both arms of a seed start from the same weights and see the same batches, so the comparison is
 paired: McNemar's exact test on the discordant seeds (solved in one arm only), two-sided,
 p = min(1, 2 · P(Binomial(d, 1/2) ≤ min(b, c))) with d = b + c, and the difference of the two
 fractions solved, (b − c) / n, with its 95% Wald interval. "Solved" is the pipeline's
 success verdict (test loss below 0.1 × the memoryless baseline), as docs/literature.md uses.
+`--csv FILE` also writes every run of the folders, one row per seed and arm (RUN_COLUMNS of the
+accuracy table), as docs/measurements/pascanu_seeds_*.csv hold them.
 """
 import math
 import subprocess
@@ -30,6 +36,8 @@ models:
   - {{name: vanilla}}
 seeds: {seeds}
 """
+RUN_COLUMNS = ["seed", "clip", "test_loss", "baseline", "test_score", "success", "train_steps", "stopped_early",
+               "clip_fraction", "wall_seconds", "code_version"]
 
 
 def run(out: Path, first: int, last: int) -> None:
@@ -79,7 +87,7 @@ def compare(runs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def report(folders: list[Path]) -> None:
+def report(folders: list[Path], csv: Path | None = None) -> None:
     batches = []
     for folder in folders:
         table = read_table(folder / TABLES_DIR / table_file(ACCURACY_TABLE), rows=[[("gap", "==", 50)]])
@@ -90,13 +98,31 @@ def report(folders: list[Path]) -> None:
     if len(batches) > 1:
         print("all batches together:")
         print(compare(pd.concat(batches)))
+    if csv is not None:
+        runs = pd.concat(batches)[RUN_COLUMNS].sort_values(["seed", "clip"])
+        runs.to_csv(csv, index=False, float_format="%.6g")
+
+
+def main(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_command = commands.add_parser("run", help="train the Pascanu entry at T = 50 for seeds FIRST..LAST")
+    run_command.add_argument("out", type=Path, metavar="OUT_DIR")
+    run_command.add_argument("first", type=int, metavar="FIRST_SEED")
+    run_command.add_argument("last", type=int, metavar="LAST_SEED")
+    report_command = commands.add_parser("report", help="compare the arms seed by seed, per folder and pooled")
+    report_command.add_argument("folders", type=Path, nargs="+", metavar="OUT_DIR")
+    report_command.add_argument("--csv", type=Path, metavar="FILE", help="also write every run here")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        if not 0 <= args.first <= args.last:
+            parser.error(f"run needs 0 <= FIRST_SEED <= LAST_SEED, got {args.first} and {args.last}")
+        run(args.out, args.first, args.last)
+    else:
+        report(args.folders, args.csv)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["run"] and len(sys.argv) == 5 and all(a.isdigit() for a in sys.argv[3:]) \
-            and int(sys.argv[3]) <= int(sys.argv[4]):
-        run(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
-    elif sys.argv[1:2] == ["report"] and len(sys.argv) > 2:
-        report([Path(folder) for folder in sys.argv[2:]])
-    else:
-        sys.exit(__doc__ + "\n(run takes OUT_DIR and two seeds, FIRST_SEED <= LAST_SEED)")
+    main(sys.argv[1:])
