@@ -6,9 +6,8 @@ one folder per batch, then compares the two arms seed by seed:
     python docs/measurements/pascanu_seeds.py run OUT_DIR FIRST_SEED LAST_SEED   # one core
     python docs/measurements/pascanu_seeds.py report OUT_DIR [OUT_DIR ...] [--csv FILE]
 
-The jobs call the `python` on PATH, as snakemake's always do: activate gapbench's environment
-first (run with another environment's python, every data job fails with "No module named
-gapbench").
+Snakemake's jobs call the `python` on PATH; `run` puts the folder of the python running it first
+on PATH, so the jobs use the same environment even where it is not activated.
 
 Both arms of a seed start from the same weights and see the same batches, so the comparison is
 paired: McNemar's exact test on the discordant seeds (solved in one arm only), two-sided,
@@ -19,6 +18,7 @@ success verdict (test loss below 0.1 × the memoryless baseline), as docs/litera
 accuracy table), as docs/measurements/pascanu_seeds_*.csv hold them.
 """
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,9 +43,11 @@ RUN_COLUMNS = ["seed", "clip", "test_loss", "baseline", "test_score", "success",
 def run(out: Path, first: int, last: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "pascanu.yaml").write_text(CONFIG.format(first=first, last=last, seeds=list(range(first, last + 1))))
+    # the jobs call `python`: this interpreter's, even where its environment is not activated
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(out),
                     "--cores", "1", "--configfile", str(ROOT / "config/literature.yaml"), str(out / "pascanu.yaml")],
-                   check=True)
+                   check=True, env=env)
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:
