@@ -521,8 +521,8 @@ def missing_lengths(config: dict, calibration: pd.DataFrame, device: str,
     return missing
 
 
-# a cluster job asks this times its estimate: small jobs measured up to 1.91x it, and the only two
-# 5000-step jobs timed whole (short sequences) 0.82x and 1.00x (docs/clusters.md, SLURM, "Time")
+# a cluster job asks this times its estimate: small jobs measured up to 1.91x it, and the only four
+# 5000-step jobs timed whole (T = 31 to 300) 0.79x to 1.00x (docs/clusters.md, SLURM, "Time")
 RUNTIME_MARGIN = 3.0
 
 
