@@ -49,7 +49,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-from gapbench.config import load_config
+from gapbench.config import jobs_environment, load_config
 from gapbench.provenance import code_version
 from gapbench.reports import cost
 from gapbench.results import FIGURES_DIR, PAPER_DIR, TRAIN_BENCHMARK
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
                "--workflow-profile", "none", "--cores", str(args.cores), "--resources", f"gpu={jobs_per_gpu}",
                "--configfile", str(path)]
-    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    env = jobs_environment()
     walls = {}
     with (out / "snakemake.log").open("w") as snakemake_log:
         # first the data and training jobs (what the estimate covers), then the collection and figures

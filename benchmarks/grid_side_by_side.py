@@ -25,12 +25,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from gapbench.config import jobs_environment
+
 KEYS = ["task", "model", "clip", "gap", "seed"]
 
 
 def run_grid(root: Path, python: Path, config: Path, workdir: Path, result: dict) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}"}
+    env = jobs_environment(python)
     command = [str(python), "-m", "snakemake", "--snakefile", str(root / "Snakefile"), "--directory", str(workdir),
                "--workflow-profile", "none", "--cores", "1", "--configfile", str(config)]
     started, own = time.monotonic(), 0.0

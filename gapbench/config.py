@@ -11,7 +11,9 @@ the device, threads against cores).
 from __future__ import annotations
 
 import math
+import os
 import re
+import sys
 from pathlib import Path
 
 from gapbench import models, tasks
@@ -306,6 +308,13 @@ def prepare(config: dict, cores: int | None = None, cuda_available=None, schema=
     validate(config, str(schema))
     check_config(config, cores=cores, cuda_available=cuda_available)
     return config
+
+
+def jobs_environment(python: str | os.PathLike = sys.executable) -> dict[str, str]:
+    """This process's environment with `python`'s folder first on PATH: the rules' jobs call the
+    `python` on PATH, so Snakemake run in it trains with `python`'s environment (gapbench and its
+    pins) whether or not that environment is activated."""
+    return {**os.environ, "PATH": os.pathsep.join([str(Path(python).parent), os.environ.get("PATH", "")])}
 
 
 def load_config(path=None, cores: int | None = None, cuda_available=None) -> dict:

@@ -1,12 +1,13 @@
 """Shared helpers: run the real Snakemake CLI on a config, as a user would."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from gapbench.config import jobs_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "config" / "smoke.yaml"
@@ -21,9 +22,7 @@ def snakemake(workdir: Path, *args: str, configfile: Path = SMOKE, check: bool =
         "--directory", str(workdir), "--workflow-profile", "none", "--cores", "2",
         *args, "--configfile", str(configfile),  # last: --configfile takes every word after it
     ]
-    # the jobs call the `python` on PATH: the one running Snakemake
-    env = {**os.environ, "PATH": os.path.dirname(str(python)) + os.pathsep + os.environ["PATH"]}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    result = subprocess.run(command, capture_output=True, text=True, env=jobs_environment(python), timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from conftest import ROOT, SMOKE, snakemake
-from gapbench.config import ConfigError, load_config
+from gapbench.config import ConfigError, jobs_environment, load_config
 from gapbench.reports.paper_tables import PAPER_TABLES
 from gapbench.reports.tables import read_table
 from gapbench.results import PAPER_DIR, PAPER_TABLE_FORMATS
@@ -230,8 +230,7 @@ def _start(workdir, configfile):
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory",
                str(workdir), "--workflow-profile", "none", "--cores", "1", TABLES_ONLY, "--configfile",
                str(configfile)]
-    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=jobs_environment(),
                             start_new_session=True)
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, SMOKE
+from gapbench.config import jobs_environment
 from gapbench.reports.tables import read_table
 
 pytestmark = pytest.mark.slurm
@@ -30,8 +31,7 @@ def cluster(tmp_path_factory):
     started = subprocess.run(["bash", CLUSTER, "start", state], capture_output=True, text=True)
     assert started.returncode == 0, started.stderr
     try:
-        yield {**os.environ, "SLURM_CONF": str(state / "slurm.conf"),
-               "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+        yield {**jobs_environment(), "SLURM_CONF": str(state / "slurm.conf")}
     finally:
         subprocess.run(["bash", CLUSTER, "stop", state], check=True)
 

@@ -18,13 +18,13 @@ success verdict (test loss below 0.1 × the memoryless baseline), as docs/litera
 accuracy table), as docs/measurements/pascanu_seeds_*.csv hold them.
 """
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from gapbench.config import jobs_environment
 from gapbench.reports.tables import read_table
 from gapbench.results import ACCURACY_TABLE, TABLES_DIR, table_file
 
@@ -43,11 +43,9 @@ RUN_COLUMNS = ["seed", "clip", "test_loss", "baseline", "test_score", "success",
 def run(out: Path, first: int, last: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "pascanu.yaml").write_text(CONFIG.format(first=first, last=last, seeds=list(range(first, last + 1))))
-    # the jobs call `python`: this interpreter's, even where its environment is not activated
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(out),
                     "--cores", "1", "--configfile", str(ROOT / "config/literature.yaml"), str(out / "pascanu.yaml")],
-                   check=True, env=env)
+                   check=True, env=jobs_environment())  # the jobs use this python's environment
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:
@@ -94,9 +92,9 @@ def report(folders: list[Path], csv: Path | None = None) -> None:
     for folder in folders:
         table = read_table(folder / TABLES_DIR / table_file(ACCURACY_TABLE), rows=[[("gap", "==", 50)]])
         batches.append(table)
-        seeds = batches[-1].seed
-        print(f"{folder}: seeds {seeds.min()}..{seeds.max()}, code {', '.join(sorted(table.code_version.unique()))}")
-        print(compare(batches[-1]))
+        print(f"{folder}: seeds {table.seed.min()}..{table.seed.max()}, "
+              f"code {', '.join(sorted(table.code_version.unique()))}")
+        print(compare(table))
     if len(batches) > 1:
         print("all batches together:")
         print(compare(pd.concat(batches)))

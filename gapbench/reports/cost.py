@@ -22,10 +22,10 @@ lengths alone underestimates the longest jobs, which dominate a grid's cost;
 startup is a whole job with negligible work, timed once (interpreter, imports, the dataset
 check, writing the run folder), and c how much slower a job runs while every core runs one
 (measured: the same steps alone and on every core at once, the median of three readings).
-Every run is counted at its full S steps: a run that solves its task stops earlier (train.stop_when_solved), so the estimate is
-an upper bound, reached where nothing solves. The calibration is kept in
-results/bench/step_costs.csv with the machine it was measured on: an estimate is only as good
-as the likeness of that machine to the one that runs.
+Every run is counted at its full S steps: a run that solves its task stops earlier
+(train.stop_when_solved), so the estimate is an upper bound, reached where nothing solves. The
+calibration is kept in results/bench/step_costs.csv with the machine it was measured on: an
+estimate is only as good as the likeness of that machine to the one that runs.
 
 On a GPU (`--device cuda`) the formula is the same, its terms measured on the GPU machine:
 - c = 1, and a job's seconds are split into the GPU's part, A · S · step(T) and the
