@@ -11,17 +11,17 @@ threshold the blocks come from the heap and stay: less system time, more residen
 the threshold fixed at 1 MiB glibc never raises it, so more blocks are mapped afresh each step:
 more system time, usually less resident memory.
 
-Each timing is a fresh process (an allocator setting holds for a whole process) that trains a
-job's runs (gapbench.graphed.train_job, as a job does: E runs of one model on the adding task
-with the norm arm, run by run on the CPU) for --steps steps. The task stamps the time of every
-training loss; a step of all E runs is the time from one step's first loss to the next's, and
-a run's step is the median of those after the first --warmup steps, over E (with freed memory
-kept the heap grows for about the first 12 steps of a run at T = 1000, then stays: a long
-training's steps are those after it; the first steps' total is reported apart). The child also
-reports the system CPU time of its training (the kernel mapping and zeroing pages) and its peak
-resident memory. The settings alternate, best of --repeats for each; the script prints
-per-run milliseconds of a step, the ratios default / kept and default / returned (above 1: the
-setting is faster than the default) and appends its rows to --out.
+Each timing is a fresh process (an allocator setting holds for a whole process) that trains a job's
+runs (gapbench.reports.cost.TimedTraining, the set-up `gapbench cost` times: E runs of one model on
+the adding task with the norm arm trained by gapbench.graphed.train_job, run by run on the CPU, at
+its learning rate) for --steps steps. The task stamps the time of every training loss; a step of all
+E runs is the time from one step's first loss to the next's, and a run's step is the median of those
+after the first --warmup steps, over E (with freed memory kept the heap grows for about the first 12
+steps of a run at T = 1000, then stays: a long training's steps are those after it; the first steps'
+total is reported apart). The child also reports the system CPU time of its training (the kernel
+mapping and zeroing pages) and its peak resident memory. The settings alternate, best of --repeats
+for each; the script prints per-run milliseconds of a step, the ratios default / kept and default /
+returned (above 1: the setting is faster than the default) and appends its rows to --out.
 """
 from __future__ import annotations
 
@@ -41,12 +41,10 @@ from gapbench.files import append_csv
 SETTINGS = ("default", "kept", "returned")
 
 CHILD = r"""
-import json, resource, statistics, sys, tempfile, time
+import json, resource, statistics, sys, time
 import torch
-from gapbench import data, models, tasks
-from gapbench.graphed import train_job
-from gapbench.spec import TrainConfig
-from gapbench.train import RunSetup
+from gapbench import tasks
+from gapbench.reports.cost import TimedTraining
 
 model, hidden, batch, seq_len, runs, steps, warmup = json.loads(sys.argv[1])
 torch.set_num_threads(1)
@@ -61,16 +59,9 @@ class Stamped(type(tasks.build("adding", seq_len))):
         return super().loss(prediction, target)
 
 
-task = Stamped(seq_len)
-with tempfile.TemporaryDirectory() as folder:
-    data.generate(task, 0, {"train": batch * steps, "validation": batch, "test": batch}, folder)
-    config = TrainConfig(steps=steps, batch_size=batch, optimizer="adam", lr=1e-3, eval_every=steps, probe_batch=batch)
-    nets = []
-    for seed in range(runs):
-        torch.manual_seed(seed)
-        nets.append(models.Net(models.build(model, task.input_size, hidden), task.output_size))
+with TimedTraining(model, hidden, seq_len, batch, steps, probe_batch=batch, task=Stamped(seq_len)) as timing:
     system = resource.getrusage(resource.RUSAGE_SELF).ru_stime
-    train_job([RunSetup(net, "norm", 1.0, folder) for net in nets], task, config, "cpu", lambda message: None)
+    timing.train(steps, runs)
     system = resource.getrusage(resource.RUSAGE_SELF).ru_stime - system
 # a step of all runs: from one step's first loss to the next step's first loss
 starts = stamps[::runs]

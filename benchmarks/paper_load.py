@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -43,7 +42,6 @@ import numpy as np
 
 from gapbench import models, tasks
 from gapbench.config import load_config, model_entry, model_hidden_size, task_label, task_models
-from gapbench.probes import TABLES as PROBE_TABLES
 from gapbench.probes._linearisation import is_elementwise
 from gapbench.probes._numerics import kept_positions
 from gapbench.results import COMPLETE_MARKER, DATA_DIR, DATA_SPLITS, JOB_RECORD, RUN_DIR, TABLES_DIR

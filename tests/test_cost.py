@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import SMOKE
+from gapbench import tasks
 from gapbench.config import load_config, model_label, task_models
 from gapbench.reports import cost
 from gapbench.results import TRAIN_BENCHMARK
@@ -199,6 +200,23 @@ def test_the_step_profile_profiles_the_step_the_calibration_times(tmp_path):
     refused = subprocess.run([sys.executable, str(script), "--models", "vanilla", "--hidden", "8",
                               "--lengths", "8"], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "--lengths [8]" in refused.stderr
+
+
+def test_the_allocator_benchmark_times_the_step_the_calibration_times(tmp_path):
+    """benchmarks/cpu_allocator.py, whose children train through cost.TimedTraining with a task
+    that stamps its training losses, at a tiny size: one row of three settings, each with a
+    positive step time from those stamps; and TimedTraining refuses a task of another length."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "cpu_allocator.py"
+    out = tmp_path / "allocator.csv"
+    subprocess.run([sys.executable, str(script), "--models", "vanilla", "--hidden", "8", "--lengths", "6",
+                    "--runs", "2", "--steps", "4", "--warmup", "2", "--repeats", "1", "--out", str(out)],
+                   check=True, capture_output=True, text=True, timeout=300)
+    row = pd.read_csv(out).iloc[0]
+    assert (row.model, row.seq_len, row.runs, row.steps) == ("vanilla", 6, 2, 4)
+    for setting in ("default", "kept", "returned"):
+        assert row[f"{setting}_step_seconds"] > 0 and row[f"{setting}_max_rss_mb"] > 0
+    with pytest.raises(ValueError, match="length 7, the timing's seq_len is 6"):
+        cost.TimedTraining("vanilla", 8, 6, task=tasks.build("adding", 7))
 
 
 @pytest.mark.parametrize("model", ["vanilla", "lstm"])  # runs batched into one recurrence, and one by one

@@ -55,7 +55,6 @@ training job of a finished grid and prints the error.
 """
 from __future__ import annotations
 
-import math
 import os
 import platform
 import subprocess
@@ -102,12 +101,14 @@ class TimedTraining:
     probe_batch test ones), a job's nets built as a job builds them (seed n for the n-th, on the
     CPU, then moved to `device`), and `train`, a job's training of them (gapbench.graphed.train_job,
     lr TIMING_LR, clip arm norm) timed. The forward pass's batch, `forward_batch`, is `batch` on
-    the CPU and on cuda the one gapbench.train.evaluate uses there (`evaluation_batch`). Use it as
-    a context manager: the dataset lives in a temporary folder until it exits."""
+    the CPU and on cuda the one gapbench.train.evaluate uses there (`evaluation_batch`). `task`, a
+    task of length seq_len, replaces the adding task (benchmarks/cpu_allocator.py passes one that
+    stamps the time of each training loss). Use it as a context manager: the dataset lives in a
+    temporary folder until it exits."""
 
     def __init__(self, model: str, hidden: int, seq_len: int, batch: int = CPU_FORWARD_BATCH, steps: int = 10,
                  probe_batch: int = 32, options: dict | None = None, device: str = "cpu",
-                 cuda_graph: bool = False):
+                 cuda_graph: bool = False, task=None):
         import torch
 
         from gapbench import tasks
@@ -118,7 +119,9 @@ class TimedTraining:
         self.device = torch.device(device)
         self.on_gpu = self.device.type == "cuda"
         self.forward_batch = evaluation_batch(seq_len, self.device) if self.on_gpu else batch
-        self.task = tasks.build("adding", seq_len)
+        self.task = task if task is not None else tasks.build("adding", seq_len)
+        if self.task.seq_len != seq_len:
+            raise ValueError(f"the task given is of length {self.task.seq_len}, the timing's seq_len is {seq_len}")
         # CUDA works asynchronously: the clock is read once the GPU has done the work, not when handed it
         self.synchronize = torch.cuda.synchronize if self.on_gpu else (lambda: None)
 
