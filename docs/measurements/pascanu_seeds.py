@@ -3,11 +3,13 @@ clipping let the tanh RNN solve temporal order more often than no clipping? Runs
 config's own Pascanu entry at T = 50 only, through the pipeline (snakemake), for a range of seeds,
 one folder per batch, then compares the two arms seed by seed:
 
-    python docs/measurements/pascanu_seeds.py run OUT_DIR FIRST_SEED LAST_SEED   # one core
+    python docs/measurements/pascanu_seeds.py run OUT_DIR FIRST_SEED LAST_SEED [--optimizer sgd --lr 0.01]
     python docs/measurements/pascanu_seeds.py report OUT_DIR [OUT_DIR ...] [--csv FILE]
 
 Snakemake's jobs call the `python` on PATH; `run` puts the folder of the python running it first
-on PATH, so the jobs use the same environment even where it is not activated.
+on PATH, so the jobs use the same environment even where it is not activated. `--optimizer` and
+`--lr` replace the config's (Adam, 10⁻³) for the folder's runs, everything else kept: the SGD arm
+(Pascanu et al. trained with plain SGD; their code's default rate is 0.01). One core per folder.
 
 Both arms of a seed start from the same weights and see the same batches, so the comparison is
 paired: McNemar's exact test on the discordant seeds (solved in one arm only), two-sided,
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gapbench.config import jobs_environment
+from gapbench.config import jobs_environment, load_config
 from gapbench.reports.tables import read_table
 from gapbench.results import ACCURACY_TABLE, TABLES_DIR, table_file
 
@@ -36,13 +38,20 @@ models:
   - {{name: vanilla}}
 seeds: {seeds}
 """
+TRAINING = """train:
+  optimizer: {optimizer}
+  lr: {lr}
+"""
 RUN_COLUMNS = ["seed", "clip", "test_loss", "baseline", "test_score", "success", "train_steps", "stopped_early",
                "clip_fraction", "wall_seconds", "code_version"]
 
 
-def run(out: Path, first: int, last: int) -> None:
+def run(out: Path, first: int, last: int, optimizer: str | None = None, lr: float | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "pascanu.yaml").write_text(CONFIG.format(first=first, last=last, seeds=list(range(first, last + 1))))
+    config = CONFIG.format(first=first, last=last, seeds=list(range(first, last + 1)))
+    if optimizer is not None:
+        config += TRAINING.format(optimizer=optimizer, lr=lr)
+    (out / "pascanu.yaml").write_text(config)
     subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(out),
                     "--cores", "1", "--configfile", str(ROOT / "config/literature.yaml"), str(out / "pascanu.yaml")],
                    check=True, env=jobs_environment())  # the jobs use this python's environment
@@ -92,7 +101,8 @@ def report(folders: list[Path], csv: Path | None = None) -> None:
     for folder in folders:
         table = read_table(folder / TABLES_DIR / table_file(ACCURACY_TABLE), rows=[[("gap", "==", 50)]])
         batches.append(table)
-        print(f"{folder}: seeds {table.seed.min()}..{table.seed.max()}, "
+        training = load_config([ROOT / "config/literature.yaml", folder / "pascanu.yaml"])["train"]  # as run
+        print(f"{folder}: seeds {table.seed.min()}..{table.seed.max()}, {training['optimizer']} at lr {training['lr']}, "
               f"code {', '.join(sorted(table.code_version.unique()))}")
         print(compare(table))
     if len(batches) > 1:
@@ -112,6 +122,9 @@ def main(argv: list[str]) -> None:
     run_command.add_argument("out", type=Path, metavar="OUT_DIR")
     run_command.add_argument("first", type=int, metavar="FIRST_SEED")
     run_command.add_argument("last", type=int, metavar="LAST_SEED")
+    run_command.add_argument("--optimizer", choices=["adam", "sgd", "rmsprop"],
+                             help="instead of the config's adam (with --lr)")
+    run_command.add_argument("--lr", type=float, help="the learning rate, with --optimizer")
     report_command = commands.add_parser("report", help="compare the arms seed by seed, per folder and pooled")
     report_command.add_argument("folders", type=Path, nargs="+", metavar="OUT_DIR")
     report_command.add_argument("--csv", type=Path, metavar="FILE", help="also write every run here")
@@ -119,7 +132,11 @@ def main(argv: list[str]) -> None:
     if args.command == "run":
         if not 0 <= args.first <= args.last:
             parser.error(f"run needs 0 <= FIRST_SEED <= LAST_SEED, got {args.first} and {args.last}")
-        run(args.out, args.first, args.last)
+        if (args.optimizer is None) != (args.lr is None):
+            parser.error("--optimizer and --lr go together")
+        if args.lr is not None and not 0 < args.lr < float("inf"):
+            parser.error(f"--lr must be a finite number > 0, got {args.lr}")
+        run(args.out, args.first, args.last, args.optimizer, args.lr)
     else:
         report(args.folders, args.csv)
 
