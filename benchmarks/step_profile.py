@@ -3,18 +3,19 @@
 
 A training step takes more than T times as long at T = 2295 as at T = 50 on these CPUs
 (`benchmarks/step_curve.py`). Here each model (H = 128, batch 64, on the adding task) trains as
-`gapbench cost` times it (cost.TimedTraining, measure_model's set-up: gapbench.graphed.train_job,
-4 runs together, lr cost.TIMING_LR, one thread, subnormals flushed; its nets built inside the timing, a few milliseconds, and its one
-validation pass included, as the calibration times it): one warm-up training, one timed with the
-process's system CPU time and minor page faults (getrusage), then one run of it alone under
-torch.profiler (the runs of a CPU
-job train one after another; the profiler keeps every operator call, gigabytes for 4 runs at
-T = 2295); likewise a forward pass over 64 sequences. It prints, per run-step (or pass) and per
-time step, the profiler's self CPU time of each operator with its input shapes, the largest
-first, side by side for every length: what stays flat per time step (the loop over time) and
-what grows (the passes over whole (T, batch, hidden) tensors). The profile of one run need not
-match the 4-run wall time (the kernel's page mapping lands on whichever operator allocates;
-lru's did not, measured at b577d27): compare its total with the wall time on the line above it.
+`gapbench cost` times it (cost.TimedTraining, measure_model's set-up: gapbench.graphed.train_job, 4
+runs together, lr cost.TIMING_LR, one thread, subnormals flushed; its nets built inside the timing,
+a few milliseconds, and its one validation pass included, as the calibration times it): one warm-up
+training, one timed with the process's system CPU time and minor page faults (getrusage), then one
+run of it alone under torch.profiler (the runs of a CPU job train one after another; the profiler
+keeps every operator call, gigabytes for 4 runs at T = 2295); likewise a forward pass over 64
+sequences (the calibration times it at the evaluation batch, which varies with T beyond 256; here
+one batch, so that lengths compare). It prints, per run-step (or pass) and per time step, the
+profiler's self CPU time of each operator with its input shapes, the largest first, side by side for
+every length: what stays flat per time step (the loop over time) and what grows (the passes over
+whole (T, batch, hidden) tensors). The profile of one run need not match the 4-run wall time (the
+kernel's page mapping lands on whichever operator allocates; lru's did not, measured at b577d27):
+compare its total with the wall time on the line above it.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from gapbench.job import flushed_subnormals
-from gapbench.reports.cost import CPU_FORWARD_BATCH, RUNS, TimedTraining
+from gapbench.reports.cost import RUNS, TIMING_BATCH, TimedTraining
 
 STEPS = 10
 
@@ -38,7 +39,7 @@ def symbolic(shapes: str, seq_len: int) -> str:
     """Input shapes with the sequence length written as T, so that one operator is one row across
     lengths: [[64, 2295, 128]] → [[64, T, 128]], 146880 → T·64 (`main` refuses lengths that
     would rename another size)."""
-    names = {seq_len: "T", seq_len + 1: "T+1", seq_len * CPU_FORWARD_BATCH: "T·64"}
+    names = {seq_len: "T", seq_len + 1: "T+1", seq_len * TIMING_BATCH: "T·64"}
     return re.sub(r"\d+", lambda number: names.get(int(number.group()), number.group()), shapes)
 
 
@@ -61,9 +62,9 @@ def timed(function, profiled_function, seq_len: int) -> dict:
 
 
 def measure(model: str, hidden: int, seq_len: int) -> dict[str, dict]:
-    with TimedTraining(model, hidden, seq_len, CPU_FORWARD_BATCH, STEPS) as timing:  # measure_model's set-up
+    with TimedTraining(model, hidden, seq_len, TIMING_BATCH, STEPS) as timing:  # measure_model's set-up
         net = timing.nets(1)[0]
-        x, _ = timing.first_batch("validation", CPU_FORWARD_BATCH)
+        x, _ = timing.first_batch("validation", TIMING_BATCH)  # one batch at every length, so that they compare
 
         def forward():
             with torch.no_grad():
@@ -107,8 +108,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lengths", nargs="+", type=int, default=[200, 1000, 2295])
     parser.add_argument("--out", type=Path, help="also write the tables here")
     args = parser.parse_args(argv)
-    sizes = {1, 2, CPU_FORWARD_BATCH, args.hidden, args.hidden // 2, 32}  # the adding task's, the runs', the LRU's
-    clashing = [T for T in args.lengths if {T, T + 1, T * CPU_FORWARD_BATCH} & sizes]
+    sizes = {1, 2, TIMING_BATCH, args.hidden, args.hidden // 2, 32}  # the adding task's, the runs', the LRU's
+    clashing = [T for T in args.lengths if {T, T + 1, T * TIMING_BATCH} & sizes]
     if clashing:
         parser.error(f"--lengths {clashing}: T, T + 1 or 64·T equals another size of the step {sorted(sizes)}, "
                      "so the rows would mix operators; choose other lengths")

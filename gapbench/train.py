@@ -5,6 +5,7 @@ its folder. Clipping and its statistics live here, with the code that clips.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -116,9 +117,10 @@ def evaluation_batch(seq_len: int, device) -> int:
     growing with the sequence length. A forward pass keeps every time step's state and input
     projection of its whole batch: a GRU's over 512 sequences of T = 2295 (H = 128) took a job
     from 0.9 to 4.2 GB (docs/performance.md), far above what its training needs. Every grid with
-    T <= 256 (the default grid's longest is 91) keeps 512 and its results to the bit; on the CPU
-    a pass costs the same per sequence at any batch. A GPU keeps 512 (its pass costs about the
-    same at any batch, and its memory is not the job's)."""
+    T <= 256 (the default grid's longest is 91) keeps 512 and its results to the bit. A pass's
+    cost per sequence depends on its batch (on a 2-core VM at T = 1000 one of 131 sequences took
+    1.38 times two of 64: docs/clusters.md), so `gapbench cost` times it at this batch. A GPU
+    keeps 512 (its pass costs about the same at any batch, and its memory is not the job's)."""
     if torch.device(device).type != "cpu":
         return EVAL_BATCH
     return max(1, min(EVAL_BATCH, EVAL_SEQUENCE_STEPS // seq_len))
@@ -177,14 +179,14 @@ class SolvedStreak:
 
 def guess(net, task, data_dir, device, log: Callable[[str], None] = print) -> Training:
     """Random weight guessing (models/random_guess.py): draw every weight of `net` from
-    U(−r, r) K times (torch's generator, so the seed fixes the draws) and keep the draw with
-    the lowest validation loss. No gradient is computed, so no clip arm acts."""
+    U(−r, r) K times (torch's CPU generator on any device, so the seed fixes the draws) and keep
+    the draw with the lowest validation loss. No gradient is computed, so no clip arm acts."""
     params = list(net.parameters())
     run, best, best_loss = Training(), None, math.inf
     for k in range(1, net.rnn.guesses + 1):
         with torch.no_grad():
-            for p in params:
-                p.uniform_(-net.rnn.weight_range, net.rnn.weight_range)
+            for p in params:  # drawn on the CPU: a GPU's own generator is not the one the seed set for the run
+                p.copy_(torch.empty(p.shape).uniform_(-net.rnn.weight_range, net.rnn.weight_range))
         val_loss, val_score = evaluate(net, task, data_dir, "validation", device)
         run.history.append({"step": k, "train_loss": math.nan, "grad_norm": math.nan,
                             "val_loss": val_loss, "val_score": val_score, "clip_fraction": 0.0})
@@ -258,10 +260,25 @@ def train_runs(runs: list[RunSetup], task, cfg: TrainConfig, device, log: Callab
     trainings = [Training() for _ in runs]
     done = finished or (lambda index, training: None)
     if runs and runs[0].net.rnn.trained_by == "guessing":
+        # a search draws the same weights from the same generator state on the same data whatever
+        # the clip arm (no gradient is clipped), so a seed's arms share one search
+        searched: dict[tuple, tuple[int, torch.Tensor]] = {}  # the first run, the generator after its search
         for index, run in enumerate(runs):
-            if run.generator_state is not None:
-                torch.set_rng_state(run.generator_state)
-            trainings[index] = guess(run.net, task, run.data_dir, device, log)
+            key = None if run.generator_state is None else (
+                repr(run.net), str(run.data_dir), run.generator_state.numpy().tobytes())
+            if key in searched:
+                first, after = searched[key]
+                run.net.load_state_dict(runs[first].net.state_dict())
+                torch.set_rng_state(after)  # as if searched: what follows draws what it would have
+                trainings[index] = copy.deepcopy(trainings[first])
+                log(f"[{run.name}] the search of [{runs[first].name}] (the same draws on the same data): its "
+                    "weights, not searched again")
+            else:
+                if run.generator_state is not None:
+                    torch.set_rng_state(run.generator_state)
+                trainings[index] = guess(run.net, task, run.data_dir, device, log)
+                if key is not None:
+                    searched[key] = index, torch.get_rng_state()
             done(index, trainings[index])
         return trainings
     params = [list(run.net.parameters()) for run in runs]

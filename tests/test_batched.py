@@ -70,16 +70,22 @@ def _batched_engine(model: str) -> bool:
 def test_every_run_of_a_batch_is_the_run_trained_alone(model, datasets):
     task = tasks.build("adding", 4)
     batched, alone = _runs(model, datasets), _runs(model, datasets)
-    finished = []
-    trained_batched = train_runs(batched, task, CONFIG, "cpu", log=lambda _: None,
+    finished, logged = [], []
+    trained_batched = train_runs(batched, task, CONFIG, "cpu", log=logged.append,
                                  finished=lambda index, training: finished.append(index))
+    generator_batched = torch.get_rng_state()
     trained_alone = _alone(alone, task, CONFIG)
+    generator_alone = torch.get_rng_state()
     assert sorted(finished) == list(range(len(batched)))  # each run reported once, when it stopped
     _same(batched, alone, trained_batched, trained_alone)
     if models.build(model, 1, 6).trained_by == "gradient":
         clipped = {run.clip: any(row["clipped"] for row in t.steps) for run, t in zip(batched, trained_batched)}
         assert clipped == {"none": False, "norm": True, "value": True}  # the arms really differ
         assert all(len(t.steps) == CONFIG.steps for t in trained_batched)
+    else:  # one search a seed, given to its other arms, and the generator left where the searches leave it
+        assert sum(line.startswith("guessed") for line in logged) == 2
+        assert sum(line.endswith("not searched again") for line in logged) == 2 * (len(ARMS) - 1)
+        assert torch.equal(generator_batched, generator_alone)
 
 
 def test_a_diverging_and_an_early_stopped_run_stop_alone_while_the_others_go_on(datasets):

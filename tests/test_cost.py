@@ -19,7 +19,7 @@ from gapbench import tasks
 from gapbench.config import load_config, model_label, task_models
 from gapbench.reports import cost
 from gapbench.results import TRAIN_BENCHMARK
-from gapbench.train import EVAL_BATCH  # a GPU's evaluation batch at any T
+from gapbench.train import EVAL_BATCH, evaluation_batch  # EVAL_BATCH: a GPU's evaluation batch at any T
 
 
 def test_jobs_are_the_grid_of_the_config():
@@ -34,15 +34,18 @@ def test_jobs_are_the_grid_of_the_config():
     assert len(paper) == 1442 and paper.seeds.sum() == 7210  # the numbers docs/clusters.md states
 
 
-def _calibration(models, hidden_sizes) -> pd.DataFrame:
-    """A made-up calibration: every cost linear in T with known coefficients."""
+def _calibration(models, hidden_sizes, forward_batch: bool = False) -> pd.DataFrame:
+    """A made-up calibration: every cost linear in T with known coefficients, a forward pass
+    3e-4 · T s per 64 sequences. Without forward_batch, as calibrations before it was recorded
+    (the pass timed at 64 sequences); with it, timed at the evaluation batch."""
     rows = []
     for model, hidden in zip(models, hidden_sizes):
         for seq_len in cost.LENGTHS:
+            batch = evaluation_batch(seq_len, "cpu") if forward_batch else 64
             rows.append({"model": model, "hidden_size": hidden, "seq_len": seq_len,
-                         "step_seconds": 1e-3 + 2e-5 * seq_len, "forward_seconds": 3e-4 * seq_len,
+                         "step_seconds": 1e-3 + 2e-5 * seq_len, "forward_seconds": 3e-4 * seq_len * batch / 64,
                          "probe_seconds": 0.5 + 1e-2 * seq_len, "startup_seconds": 2.0, "contention": 1.25,
-                         "machine": "test"})
+                         "machine": "test", **({"forward_batch": batch} if forward_batch else {})})
     return pd.DataFrame(rows)
 
 
@@ -66,14 +69,16 @@ def _cuda_calibration(pairs, runs: int, graph: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_the_estimate_is_the_documented_formula():
+@pytest.mark.parametrize("forward_batch", [False, True], ids=["forward at 64", "forward at the evaluation batch"])
+def test_the_estimate_is_the_documented_formula(forward_batch):
     """seconds = c · [startup + N · ((1 + A) · probes(T) + A · S · step(T) + A · (S/E + 1) · ⌈V/B⌉ · forward(T)
-    + A · ⌈V_test/B⌉ · forward(T))], with forward timed at batch 64 and scaled to the evaluation batch B:
-    512 sequences, on the CPU ⌊512 · 256 / T⌋ where T > 256 (here the adding task at gap 1000 and 3000)."""
+    + A · ⌈V_test/B⌉ · forward(T))], forward(T) a pass over the evaluation batch B (512 sequences, on
+    the CPU ⌊512 · 256 / T⌋ where T > 256: here the adding task at gap 1000 and 3000), from the
+    calibration's pass per sequence: timed at its forward_batch, or at 64 where it has none."""
     config = load_config(SMOKE)
     config["tasks"] = config["tasks"] + [{"name": "adding", "gaps": [1000, 3000], "params": {}}]
     pairs = sorted({(m["name"], m.get("hidden_size", config["hidden_size"])) for m in config["models"]})
-    estimated = cost.estimate(config, _calibration(*zip(*pairs)))
+    estimated = cost.estimate(config, _calibration(*zip(*pairs), forward_batch=forward_batch))
     train, sizes = config["train"], config["data"]["sizes"]
     arms, seeds = len(config["clip"]["arms"]), len(config["seeds"])
     assert estimated.seq_len.max() > 256 >= estimated.seq_len.min()
@@ -85,6 +90,30 @@ def test_the_estimate_is_the_documented_formula():
         step, forward, probes = 1e-3 + 2e-5 * T, 3e-4 * T * B / 64, 0.5 + 1e-2 * T
         fitting = train["steps"] * step + evaluations * forward
         assert row.seconds == pytest.approx(1.25 * (2.0 + seeds * ((1 + arms) * probes + arms * fitting)), rel=1e-12)
+
+
+def test_a_model_fitted_by_guessing_is_estimated_at_one_search_a_seed():
+    """random_guess: K validation passes (and its test pass) a seed, not A · S steps; one search
+    serves a seed's A clip arms (gapbench.train.train_runs), so more arms add only their probes."""
+    config = load_config(SMOKE)
+    config["tasks"] = [{"name": "adding", "gaps": [100, 1000], "params": {}}]
+    config["models"] = [{"name": "random_guess", "options": {"guesses": 7}}]
+    calibration = _calibration(["random_guess"], [config["hidden_size"]], forward_batch=True)
+    seeds, sizes, train = len(config["seeds"]), config["data"]["sizes"], config["train"]
+    validations = train["steps"] // train["eval_every"] + 1
+    by_arms = {}
+    for arms in (["none"], ["none", "norm", "value"]):
+        config["clip"]["arms"] = arms
+        by_arms[len(arms)] = cost.estimate(config, calibration)
+    for one, three in zip(by_arms[1].itertuples(), by_arms[3].itertuples()):
+        T = one.seq_len
+        B = 512 if T <= 256 else 512 * 256 // T
+        passes = validations * math.ceil(sizes["validation"] / B) + math.ceil(sizes["test"] / B)
+        search = 7 * passes / validations * 3e-4 * T * B / 64
+        probes = 0.5 + 1e-2 * T
+        assert one.seconds == pytest.approx(1.25 * (2.0 + seeds * (2 * probes + search)), rel=1e-12)
+        assert three.seconds == pytest.approx(1.25 * (2.0 + seeds * (4 * probes + search)), rel=1e-12)
+        assert three.device_seconds == one.device_seconds == pytest.approx(1.25 * seeds * search, rel=1e-12)
 
 
 def test_the_gpu_estimate_is_the_documented_formula():
@@ -180,6 +209,7 @@ def test_costs_are_piecewise_linear_between_the_calibrated_lengths():
 def test_calibration_measures_a_model(tmp_path):
     row = cost.measure_model("vanilla", 8, 10, batch=8, probe_batch=4, steps=2)
     assert row["model"] == "vanilla" and row["seq_len"] == 10
+    assert row["forward_batch"] == evaluation_batch(10, "cpu") == 512  # the pass a job's evaluation makes
     assert all(row[k] > 0 for k in ("step_seconds", "forward_seconds", "probe_seconds"))
 
 

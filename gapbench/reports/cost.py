@@ -10,7 +10,11 @@ The model of one training job (one (task, gap, model): every seed and clip arm, 
 
 N seeds, A clip arms, S steps, E eval_every, V validation (and test) sequences, B the evaluation
 batch (gapbench.train.evaluation_batch: 512 sequences, on the CPU fewer where T > 256), T the
-sequence length; forward(T) is one forward pass over B sequences. step(T) (one training step of one run: forward, backward, clipping and optimiser
+sequence length; forward(T) is one forward pass over B sequences, timed at B itself on either
+device (a pass is not linear in its batch: on a 2-core VM at T = 1000 one of 131 sequences took
+1.38 times two of 64; docs/clusters.md) and interpolated per sequence. A model fitted by random
+guessing (random_guess) takes K validation passes per seed instead of A · S steps: one search
+serves a seed's A arms (gapbench.train.train_runs). step(T) (one training step of one run: forward, backward, clipping and optimiser
 update, timed per run while RUNS = 4 runs train together, as a job trains its seeds and clip arms),
 forward(T) and probes(T) (every probe on the probe batch) are measured per model and hidden size
 at T = 50 and 200 and, for a grid with longer sequences, at 1000 (5000, ...) below its longest and
@@ -42,8 +46,6 @@ On a GPU (`--device cuda`) the formula is the same, its terms measured on the GP
   eager warm-up steps and capture), large against ten GPU steps, stay out of it: paid once a
   job, they count only as far as startup, a whole one-step job trained on the GPU, holds them
   (it captures nothing);
-- forward(T) is timed on the GPU at the evaluation batch itself (a GPU pass is not linear in
-  its batch), not at 64 sequences and scaled as on the CPU;
 - the probes run on the CPU in float64 in a GPU job too (gapbench.job.measure), the GPU idle
   meanwhile: probes(T) is timed on the GPU machine's CPU, one thread, once per (model, hidden
   size, T) (a calibration at another R reuses it);
@@ -74,7 +76,7 @@ CALIBRATION = CALIBRATIONS["cpu"]
 LENGTHS = (50, 200)  # sequence lengths every calibration measures the per-step costs at
 LONG_LENGTHS = (1000, 5000, 25000)  # and these below a grid's longest sequence (and the longest itself)
 RUNS = 4  # runs trained together when a CPU step is timed: the default grid's seeds × clip arms
-CPU_FORWARD_BATCH = 64  # sequences a CPU forward pass is timed at (linear in the batch on one thread)
+TIMING_BATCH = 64  # sequences a timed training step draws (the paper's train.batch_size)
 # the learning rate a step is timed at: Adam's whole update, on weights that barely move, so that no
 # run diverges and stops stepping (at a job's 1e-3, irnn at H = 128, T = 2295 diverged at its second
 # step and was timed at 78 ms a "step", against 163 ms at T = 1000); a step's arithmetic does not
@@ -97,16 +99,16 @@ def _timed(function, repeats: int) -> float:
 class TimedTraining:
     """What every timing of a training step sets up, in one place (measure_model, and
     benchmarks/step_profile.py, which profiles the step that measure_model times): the adding task
-    of length seq_len on disk (batch · steps training sequences, forward_batch validation and
-    probe_batch test ones), a job's nets built as a job builds them (seed n for the n-th, on the
+    of length seq_len on disk (batch · steps training sequences, at least forward_batch; batch
+    validation ones, scored once at the end of a training; probe_batch test ones), a job's nets built as a job builds them (seed n for the n-th, on the
     CPU, then moved to `device`), and `train`, a job's training of them (gapbench.graphed.train_job,
-    lr TIMING_LR, clip arm norm) timed. The forward pass's batch, `forward_batch`, is `batch` on
-    the CPU and on cuda the one gapbench.train.evaluate uses there (`evaluation_batch`). `task`, a
+    lr TIMING_LR, clip arm norm) timed. The forward pass's batch, `forward_batch`, is the one
+    gapbench.train.evaluate uses on `device` at seq_len (`evaluation_batch`). `task`, a
     task of length seq_len, replaces the adding task (benchmarks/cpu_allocator.py passes one that
     stamps the time of each training loss). Use it as a context manager: the dataset lives in a
     temporary folder until it exits."""
 
-    def __init__(self, model: str, hidden: int, seq_len: int, batch: int = CPU_FORWARD_BATCH, steps: int = 10,
+    def __init__(self, model: str, hidden: int, seq_len: int, batch: int = TIMING_BATCH, steps: int = 10,
                  probe_batch: int = 32, options: dict | None = None, device: str = "cpu",
                  cuda_graph: bool = False, task=None):
         import torch
@@ -118,7 +120,7 @@ class TimedTraining:
         self.probe_batch, self.options, self.cuda_graph = probe_batch, options or {}, cuda_graph
         self.device = torch.device(device)
         self.on_gpu = self.device.type == "cuda"
-        self.forward_batch = evaluation_batch(seq_len, self.device) if self.on_gpu else batch
+        self.forward_batch = evaluation_batch(seq_len, self.device)
         self.task = task if task is not None else tasks.build("adding", seq_len)
         if self.task.seq_len != seq_len:
             raise ValueError(f"the task given is of length {self.task.seq_len}, the timing's seq_len is {seq_len}")
@@ -132,8 +134,8 @@ class TimedTraining:
 
         self._folder = tempfile.TemporaryDirectory()
         self.folder = self._folder.name
-        data.generate(self.task, 0, {"train": self.batch * self.steps, "validation": self.forward_batch,
-                                     "test": self.probe_batch}, self.folder)
+        data.generate(self.task, 0, {"train": max(self.batch * self.steps, self.forward_batch),
+                                     "validation": self.batch, "test": self.probe_batch}, self.folder)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -181,7 +183,7 @@ class TimedTraining:
 
 
 @flushed_subnormals()
-def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWARD_BATCH, probe_batch: int = 32,
+def measure_model(model: str, hidden: int, seq_len: int, batch: int = TIMING_BATCH, probe_batch: int = 32,
                   options: dict | None = None, steps: int = 10, runs: int = RUNS, device: str = "cpu",
                   cuda_graph: bool = False, probe_seconds: float | None = None) -> dict:
     """Seconds of a training step per run (gapbench.graphed.train_job, `runs` runs trained
@@ -191,11 +193,11 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
 
     The runs train at TIMING_LR, so that none diverges and stops stepping (a model whose loss is
     not finite even at its initial weights is a ValueError naming it and T). On the CPU the step
-    is a whole training's time over its steps and the forward pass is
-    timed at `batch` sequences. On cuda (a captured step where cuda_graph) the step is the
-    difference of a training 2·steps long and one `steps` long, so that a training's fixed
-    costs (large against a few GPU steps) stay out of it, and the forward pass is timed on the
-    GPU at the batch gapbench.train.evaluate gives it (`evaluation_batch`). The probes run on
+    is a whole training's time over its steps. On cuda (a captured step where cuda_graph) the
+    step is the difference of a training 2·steps long and one `steps` long, so that a training's
+    fixed costs (large against a few GPU steps) stay out of it. The forward pass is timed on
+    `device` at the batch gapbench.train.evaluate gives it there (`evaluation_batch`, recorded as
+    `forward_batch`): a pass is not linear in its batch on either device. The probes run on
     the CPU in float64 on either device, as in a job; `probe_seconds`, measured before, is taken
     as it is. Float32 subnormals are flushed to zero while it measures, as in a job (the probes
     turn that off for themselves, as in a job)."""
@@ -210,7 +212,7 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
         if timing.on_gpu:
             seconds = timing.train(2 * steps, runs)[1] - seconds
         net = trained[0]
-        x, _ = timing.first_batch("validation", timing.forward_batch)
+        x, _ = timing.first_batch("train", timing.forward_batch)
 
         def forward():
             with torch.no_grad():
@@ -220,7 +222,7 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = CPU_FORWAR
         probe_x, probe_y = timing.first_batch("test", probe_batch, "cpu")  # on the CPU, as a job draws it
         return {"model": model, "hidden_size": hidden, "seq_len": seq_len, "runs": runs, "device": timing.device.type,
                 "cuda_graph": cuda_graph, "step_seconds": seconds / (steps * runs),
-                "forward_seconds": _timed(forward, steps),
+                "forward_seconds": _timed(forward, steps), "forward_batch": timing.forward_batch,
                 # the trained net wherever it is: measure takes its float64 CPU copy, as a GPU job's probes do
                 "probe_seconds": probe_seconds if probe_seconds is not None else
                 _timed(lambda: measure(net, timing.task, probe_x, probe_y, "init"), 1)}
@@ -381,7 +383,7 @@ def estimate(config: dict, calibration: pd.DataFrame, device: str | None = None)
     train.device) from `device`'s calibration (the model in the module docstring)."""
     from gapbench import models
     from gapbench.config import model_entry
-    from gapbench.train import evaluation_batch
+    from gapbench.train import EVAL_BATCH, evaluation_batch
 
     device = device or config["train"]["device"]
     calibration = usable(calibration, config, device)
@@ -392,23 +394,26 @@ def estimate(config: dict, calibration: pd.DataFrame, device: str | None = None)
     eval_batch = np.array([evaluation_batch(T, device) for T in grid.seq_len])  # gapbench.train.evaluate's
     evaluations = validations * np.ceil(sizes["validation"] / eval_batch) + np.ceil(sizes["test"] / eval_batch)
     startup = float(calibration.startup_seconds.median())  # machine-wide: over every calibration read
-    # a CPU forward pass is linear in its batch on one thread; a GPU's is timed at the evaluation batch itself
-    to_evaluation_batch = eval_batch / CPU_FORWARD_BATCH if device == "cpu" else np.ones(len(grid))
+    # a pass per sequence, interpolated in T: each length's pass was timed at its own evaluation batch
+    # (calibrations without forward_batch timed the CPU's at the training batch, a GPU's at EVAL_BATCH)
+    timed_at = calibration.get("forward_batch", pd.Series(np.nan, index=calibration.index))
+    timed_at = timed_at.fillna(TIMING_BATCH if device == "cpu" else EVAL_BATCH)
+    calibration = calibration.assign(sequence_forward_seconds=calibration.forward_seconds / timed_at)
     seconds, on_device, calibrated_to = np.empty(len(grid)), np.empty(len(grid)), np.empty(len(grid), dtype=int)
     for (label, model, hidden), rows in grid.groupby(["model", "model_name", "hidden_size"]):
         T = rows.seq_len.to_numpy()
         passes = evaluations[rows.index]  # forward passes over the validation and test splits
         step = interpolated(calibration, model, hidden, "step_seconds", T)
-        forward = interpolated(calibration, model, hidden, "forward_seconds", T) * to_evaluation_batch[rows.index]
+        forward = interpolated(calibration, model, hidden, "sequence_forward_seconds", T) * eval_batch[rows.index]
         probes = interpolated(calibration, model, hidden, "probe_seconds", T)
         built = models.build(model, 2, hidden, **model_entry(config, label)["options"])
-        if built.trained_by == "guessing":  # K validation passes instead of gradient steps
-            fitting = built.guesses * passes / validations * forward
+        if built.trained_by == "guessing":  # K validation passes instead of gradient steps, one search a seed
+            fitting, fitted = built.guesses * passes / validations * forward, 1  # (gapbench.train.train_runs)
         else:
-            fitting = train["steps"] * step + passes * forward
-        seconds[rows.index] = startup + rows.seeds.to_numpy() * ((1 + arms) * probes + arms * fitting)
+            fitting, fitted = train["steps"] * step + passes * forward, arms
+        seconds[rows.index] = startup + rows.seeds.to_numpy() * ((1 + arms) * probes + fitted * fitting)
         calibrated_to[rows.index] = calibrated(calibration, model, hidden).seq_len.max()
-        on_device[rows.index] = rows.seeds.to_numpy() * arms * fitting
+        on_device[rows.index] = rows.seeds.to_numpy() * fitted * fitting
     # CPU jobs share the machine, every core running one at a time; GPU jobs take the GPU one after another
     contention = float(calibration.contention.median()) if device == "cpu" else 1.0
     # device_seconds: a job's training and evaluation, the part a GPU does (the rest, start-up and
