@@ -71,7 +71,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+    return max(0.0, centre - half), min(1.0, centre + half)  # exactly 0 and 1 at k = 0 and n but for rounding
 
 
 def compare(runs: pd.DataFrame) -> str:
@@ -97,17 +97,24 @@ def compare(runs: pd.DataFrame) -> str:
 
 
 def report(folders: list[Path], csv: Path | None = None) -> None:
-    batches = []
+    batches, trainings = [], set()
     for folder in folders:
         table = read_table(folder / TABLES_DIR / table_file(ACCURACY_TABLE), rows=[[("gap", "==", 50)]])
         batches.append(table)
         training = load_config([ROOT / "config/literature.yaml", folder / "pascanu.yaml"])["train"]  # as run
+        trainings.add((training["optimizer"], training["lr"]))
         print(f"{folder}: seeds {table.seed.min()}..{table.seed.max()}, {training['optimizer']} at lr {training['lr']}, "
               f"code {', '.join(sorted(table.code_version.unique()))}")
         print(compare(table))
     if len(batches) > 1:
+        # pooled only where they are one experiment: the same training, each seed once
+        if len(trainings) > 1:
+            raise SystemExit(f"the folders were trained differently ({sorted(trainings)}): report them one at a time")
+        pooled = pd.concat(batches)
+        if pooled.duplicated(["seed", "clip"]).any():
+            raise SystemExit("the folders share seeds: report them one at a time")
         print("all batches together:")
-        print(compare(pd.concat(batches)))
+        print(compare(pooled))
     if csv is not None:
         runs = pd.concat(batches)[RUN_COLUMNS].sort_values(["seed", "clip"])
         runs.to_csv(csv, index=False, float_format="%.6g")
