@@ -11,17 +11,18 @@ The model of one training job (one (task, gap, model): every seed and clip arm, 
 N seeds, A clip arms, S steps, E eval_every, V validation (and test) sequences, B the evaluation
 batch (gapbench.train.evaluation_batch: 512 sequences, on the CPU fewer where T > 256), T the
 sequence length; forward(T) is one forward pass over B sequences, timed at B itself on either
-device (a pass is not linear in its batch: on a 2-core VM at T = 1000 one of 131 sequences took
-1.38 times two of 64; docs/clusters.md) and interpolated per sequence. A model fitted by random
-guessing (random_guess) takes K validation passes per seed instead of A · S steps: one search
-serves a seed's A arms (gapbench.train.train_runs). step(T) (one training step of one run: forward, backward, clipping and optimiser
-update, timed per run while RUNS = 4 runs train together, as a job trains its seeds and clip arms),
-forward(T) and probes(T) (every probe on the probe batch) are measured per model and hidden size
-at T = 50 and 200 and, for a grid with longer sequences, at 1000 (5000, ...) below its longest and
-at its longest (`calibration_lengths`), and taken as piecewise linear in T between the lengths
-measured, continuing the line of the last two beyond them: a step's time grows faster than T on
-long sequences (on a 2-core VM at H = 128, vanilla's took 1.2 times the line through 50 and 200
-at T = 1000 and 1.8 times at T = 2295, lru's 2.9 times; docs/clusters.md), so a line through short
+device (a pass is not linear in its batch: on a 2-core VM at T = 1000 a pass of 131 sequences
+took 1.38 times one of 64 per sequence; docs/clusters.md) and interpolated per sequence. A model
+fitted by random guessing (random_guess) takes K validation passes per seed instead of A · S
+steps: one search serves a seed's A arms (gapbench.train.train_runs). step(T) (one training step
+of one run: forward, backward, clipping and optimiser update, timed per run while RUNS = 4 runs
+train together, as a job trains its seeds and clip arms), forward(T) and probes(T) (every probe
+on the probe batch) are measured per model and hidden size at T = 50 and 200 and, for a grid
+with longer sequences, at 1000 (5000, ...) below its longest and at its longest
+(`calibration_lengths`), and taken as piecewise linear in T between the lengths measured,
+continuing the line of the last two beyond them: a step's time grows faster than T on long
+sequences (on a 2-core VM at H = 128, vanilla's took 1.2 times the line through 50 and 200 at
+T = 1000 and 1.8 times at T = 2295, lru's 2.9 times; docs/clusters.md), so a line through short
 lengths alone underestimates the longest jobs, which dominate a grid's cost;
 startup is a whole job with negligible work, timed once (interpreter, imports, the dataset
 check, writing the run folder), and c how much slower a job runs while every core runs one
@@ -98,15 +99,16 @@ def _timed(function, repeats: int) -> float:
 
 class TimedTraining:
     """What every timing of a training step sets up, in one place (measure_model, and
-    benchmarks/step_profile.py, which profiles the step that measure_model times): the adding task
-    of length seq_len on disk (batch · steps training sequences, at least forward_batch; batch
-    validation ones, scored once at the end of a training; probe_batch test ones), a job's nets built as a job builds them (seed n for the n-th, on the
-    CPU, then moved to `device`), and `train`, a job's training of them (gapbench.graphed.train_job,
-    lr TIMING_LR, clip arm norm) timed. The forward pass's batch, `forward_batch`, is the one
-    gapbench.train.evaluate uses on `device` at seq_len (`evaluation_batch`). `task`, a
-    task of length seq_len, replaces the adding task (benchmarks/cpu_allocator.py passes one that
-    stamps the time of each training loss). Use it as a context manager: the dataset lives in a
-    temporary folder until it exits."""
+    benchmarks/step_profile.py, which profiles the step that measure_model times): the adding
+    task of length seq_len on disk (batch · steps training sequences, at least forward_batch;
+    batch validation ones, scored once at the end of a training; probe_batch test ones), a job's
+    nets built as a job builds them (seed n for the n-th, on the CPU, then moved to `device`),
+    and `train`, a job's training of them (gapbench.graphed.train_job, lr TIMING_LR, clip arm
+    norm) timed. The forward pass's batch, `forward_batch`, is the one gapbench.train.evaluate
+    uses on `device` at seq_len (`evaluation_batch`). `task`, a task of length seq_len, replaces
+    the adding task (benchmarks/cpu_allocator.py passes one that stamps the time of each
+    training loss). Use it as a context manager: the dataset lives in a temporary folder until
+    it exits."""
 
     def __init__(self, model: str, hidden: int, seq_len: int, batch: int = TIMING_BATCH, steps: int = 10,
                  probe_batch: int = 32, options: dict | None = None, device: str = "cpu",
