@@ -119,8 +119,9 @@ def evaluation_batch(seq_len: int, device) -> int:
     from 0.9 to 4.2 GB (docs/performance.md), far above what its training needs. Every grid with
     T <= 256 (the default grid's longest is 91) keeps 512 and its results to the bit. A pass's
     cost per sequence depends on its batch (on a 2-core VM at T = 1000 a pass of 131 sequences
-    took 1.38 times one of 64 per sequence: docs/clusters.md), so `gapbench cost` times it at this batch. A GPU
-    keeps 512 (its pass costs about the same at any batch, and its memory is not the job's)."""
+    took 1.3 to 1.6 times one of 64 per sequence, glibc mapping its large blocks afresh:
+    docs/clusters.md), so `gapbench cost` times it at this batch. A GPU keeps 512 (its pass
+    costs about the same at any batch, and its memory is not the job's)."""
     if torch.device(device).type != "cpu":
         return EVAL_BATCH
     return max(1, min(EVAL_BATCH, EVAL_SEQUENCE_STEPS // seq_len))

@@ -12,13 +12,13 @@ N seeds, A clip arms, S steps, E eval_every, V validation (and test) sequences, 
 batch (gapbench.train.evaluation_batch: 512 sequences, on the CPU fewer where T > 256), T the
 sequence length; forward(T) is one forward pass over B sequences, timed at B itself on either
 device (a pass is not linear in its batch: on a 2-core VM at T = 1000 a pass of 131 sequences
-took 1.38 times one of 64 per sequence; docs/clusters.md) and interpolated per sequence. A model
-fitted by random guessing (random_guess) takes K validation passes per seed instead of A · S
-steps: one search serves a seed's A arms (gapbench.train.train_runs). step(T) (one training step
-of one run: forward, backward, clipping and optimiser update, timed per run while RUNS = 4 runs
-train together, as a job trains its seeds and clip arms), forward(T) and probes(T) (every probe
-on the probe batch) are measured per model and hidden size at T = 50 and 200 and, for a grid
-with longer sequences, at 1000 (5000, ...) below its longest and at its longest
+took 1.3 to 1.6 times one of 64 per sequence; docs/clusters.md) and interpolated per sequence. A
+model fitted by random guessing (random_guess) takes K validation passes per seed instead of
+A · S steps: one search serves a seed's A arms (gapbench.train.train_runs). step(T) (one training
+step of one run: forward, backward, clipping and optimiser update, timed per run while RUNS = 4
+runs train together, as a job trains its seeds and clip arms), forward(T) and probes(T) (every
+probe on the probe batch) are measured per model and hidden size at T = 50 and 200 and, for a
+grid with longer sequences, at 1000 (5000, ...) below its longest and at its longest
 (`calibration_lengths`), and taken as piecewise linear in T between the lengths measured,
 continuing the line of the last two beyond them: a step's time grows faster than T on long
 sequences (on a 2-core VM at H = 128, vanilla's took 1.2 times the line through 50 and 200 at
@@ -531,8 +531,9 @@ def missing_lengths(config: dict, calibration: pd.DataFrame, device: str,
     return missing
 
 
-# a cluster job asks this times its estimate: small jobs measured up to 1.91x it, and the only four
-# 5000-step jobs timed whole (T = 31 to 300) 0.79x to 1.00x (docs/clusters.md, SLURM, "Time")
+# a cluster job asks this times its estimate: small jobs measured up to 1.91x it, the only four
+# 5000-step jobs timed whole (T = 31 to 300) 0.79x to 1.00x, two random_guess jobs at T = 1000
+# 0.92x and 1.02x; no gradient-trained job at T >= 1000 timed whole (docs/clusters.md, SLURM, "Time")
 RUNTIME_MARGIN = 3.0
 
 
