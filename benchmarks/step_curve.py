@@ -2,9 +2,9 @@
 interpolates it: `python benchmarks/step_curve.py [--models vanilla lru] [--lengths ...] [--out CSV]`.
 
 Each model (H = 128, the paper's size) is timed with `gapbench.reports.cost.measure_model`, the
-calibration's own measurement (one thread, 4 runs together, a training step, a forward pass at
-the evaluation batch, taken per sequence, every probe), at every length of --lengths. Then, for each length, the cost at
-that length as the cost model would estimate it from
+calibration's own measurement (one thread, 4 runs together, a training step, a forward pass at the
+evaluation batch, taken per sequence, every probe), at every length of --lengths. Then, for each
+length, the cost at that length as the cost model would estimate it from
 
 - the line through T = 50 and 200 alone (the calibration before f73958a; `--extrapolate` now), and
 - the lengths `gapbench cost` calibrates for a grid whose longest sequence is the longest of
@@ -23,7 +23,7 @@ import pandas as pd
 
 from gapbench.reports import cost
 
-# a forward pass per sequence: the calibration times each length's at its own evaluation batch, as the estimate reads it
+# a forward pass per sequence, as the estimate reads it (each length's timed at its own evaluation batch)
 COLUMNS = ("step_seconds", "sequence_forward_seconds", "probe_seconds")
 
 
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
             if args.out:
                 pd.DataFrame(rows).to_csv(args.out, index=False)  # a run cut short keeps what it measured
     measured = pd.DataFrame(rows)
-    measured["sequence_forward_seconds"] = measured.forward_seconds / measured.forward_batch
+    measured["sequence_forward_seconds"] = cost.sequence_forward_seconds(measured, "cpu")
     print(f"estimate / measured, H = {args.hidden}: 'line' through T = {cost.LENGTHS}, "
           f"'calibrated' piecewise through T = {calibrated}")
     for model, table in measured.groupby("model", sort=False):

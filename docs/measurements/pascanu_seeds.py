@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from gapbench.config import jobs_environment, load_config
+from gapbench.optim import OPTIMIZERS
 from gapbench.reports.tables import read_table
 from gapbench.results import ACCURACY_TABLE, TABLES_DIR, table_file
 
@@ -129,7 +130,7 @@ def main(argv: list[str]) -> None:
     run_command.add_argument("out", type=Path, metavar="OUT_DIR")
     run_command.add_argument("first", type=int, metavar="FIRST_SEED")
     run_command.add_argument("last", type=int, metavar="LAST_SEED")
-    run_command.add_argument("--optimizer", choices=["adam", "sgd", "rmsprop"],
+    run_command.add_argument("--optimizer", choices=sorted(OPTIMIZERS),
                              help="instead of the config's adam (with --lr)")
     run_command.add_argument("--lr", type=float, help="the learning rate, with --optimizer")
     report_command = commands.add_parser("report", help="compare the arms seed by seed, per folder and pooled")

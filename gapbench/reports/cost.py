@@ -380,12 +380,22 @@ def jobs(config: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def sequence_forward_seconds(calibration: pd.DataFrame, device: str) -> pd.Series:
+    """A forward pass's seconds per sequence, each row's pass over the batch it was timed at
+    (`forward_batch`; calibrations without it timed the CPU's at TIMING_BATCH, a GPU's at
+    gapbench.train.EVAL_BATCH)."""
+    from gapbench.train import EVAL_BATCH
+
+    timed_at = calibration.get("forward_batch", pd.Series(np.nan, index=calibration.index))
+    return calibration.forward_seconds / timed_at.fillna(TIMING_BATCH if device == "cpu" else EVAL_BATCH)
+
+
 def estimate(config: dict, calibration: pd.DataFrame, device: str | None = None) -> pd.DataFrame:
     """`jobs(config)` with each job's estimated seconds on `device` (default: the config's
     train.device) from `device`'s calibration (the model in the module docstring)."""
     from gapbench import models
     from gapbench.config import model_entry
-    from gapbench.train import EVAL_BATCH, evaluation_batch
+    from gapbench.train import evaluation_batch
 
     device = device or config["train"]["device"]
     calibration = usable(calibration, config, device)
@@ -397,10 +407,7 @@ def estimate(config: dict, calibration: pd.DataFrame, device: str | None = None)
     evaluations = validations * np.ceil(sizes["validation"] / eval_batch) + np.ceil(sizes["test"] / eval_batch)
     startup = float(calibration.startup_seconds.median())  # machine-wide: over every calibration read
     # a pass per sequence, interpolated in T: each length's pass was timed at its own evaluation batch
-    # (calibrations without forward_batch timed the CPU's at the training batch, a GPU's at EVAL_BATCH)
-    timed_at = calibration.get("forward_batch", pd.Series(np.nan, index=calibration.index))
-    timed_at = timed_at.fillna(TIMING_BATCH if device == "cpu" else EVAL_BATCH)
-    calibration = calibration.assign(sequence_forward_seconds=calibration.forward_seconds / timed_at)
+    calibration = calibration.assign(sequence_forward_seconds=sequence_forward_seconds(calibration, device))
     seconds, on_device, calibrated_to = np.empty(len(grid)), np.empty(len(grid)), np.empty(len(grid), dtype=int)
     for (label, model, hidden), rows in grid.groupby(["model", "model_name", "hidden_size"]):
         T = rows.seq_len.to_numpy()
