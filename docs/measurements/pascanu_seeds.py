@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gapbench.config import jobs_environment, load_config
+from gapbench.config import ConfigError, jobs_environment, load_config
 from gapbench.optim import OPTIMIZERS
 from gapbench.reports.tables import read_table
 from gapbench.results import ACCURACY_TABLE, TABLES_DIR, table_file
@@ -53,6 +53,10 @@ def run(out: Path, first: int, last: int, optimizer: str | None = None, lr: floa
     if optimizer is not None:
         config += TRAINING.format(optimizer=optimizer, lr=lr)
     (out / "pascanu.yaml").write_text(config)
+    try:  # the config's own checks (the schema's lr > 0 among them), before any job
+        load_config([ROOT / "config/literature.yaml", out / "pascanu.yaml"], cores=1)
+    except ConfigError as error:
+        raise SystemExit(f"{out / 'pascanu.yaml'}: {error}") from None
     subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(out),
                     "--cores", "1", "--configfile", str(ROOT / "config/literature.yaml"), str(out / "pascanu.yaml")],
                    check=True, env=jobs_environment())  # the jobs use this python's environment
@@ -142,8 +146,6 @@ def main(argv: list[str]) -> None:
             parser.error(f"run needs 0 <= FIRST_SEED <= LAST_SEED, got {args.first} and {args.last}")
         if (args.optimizer is None) != (args.lr is None):
             parser.error("--optimizer and --lr go together")
-        if args.lr is not None and not 0 < args.lr < float("inf"):
-            parser.error(f"--lr must be a finite number > 0, got {args.lr}")
         run(args.out, args.first, args.last, args.optimizer, args.lr)
     else:
         report(args.folders, args.csv)
