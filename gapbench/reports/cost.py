@@ -538,9 +538,9 @@ def missing_lengths(config: dict, calibration: pd.DataFrame, device: str,
     return missing
 
 
-# a cluster job asks this times its estimate: small jobs measured up to 1.91x it, the only four
-# 5000-step jobs timed whole (T = 31 to 300) 0.79x to 1.00x, two random_guess jobs at T = 1000
-# 0.92x and 1.02x; no gradient-trained job at T >= 1000 timed whole (docs/clusters.md, SLURM, "Time")
+# a cluster job asks this times its estimate: small jobs measured up to 1.91x it, four 5000-step
+# jobs timed whole at T = 31 to 300 0.79x to 1.00x, two random_guess jobs at T = 1000 0.92x and
+# 1.02x, two gradient-trained ones at T = 1000 (one seed) 0.74x and 0.82x (docs/clusters.md, SLURM, "Time")
 RUNTIME_MARGIN = 3.0
 
 
