@@ -7,9 +7,12 @@ least the recurrent matrix products of its equations, forward and backward (mult
 u = 2·B·H² floating-point operations: h W_h forward, δ W_hᵀ for the gradient carried back,
 δᵀ h for ∂L/∂W_h when W_h is trained). The floor of a model is that work at this core's
 measured matrix-product rate, with every elementwise operation (φ, gates, the loss, Adam)
-taken as free; the paper grid's floor is the cost command's estimate of each job scaled
-by floor / measured step time (its probes and evaluations too, which only lowers the floor).
-It is a bound no implementation on this core can beat for the same arithmetic, not a target.
+taken as free; the paper grid's floor is that time for every time step each job trains
+(runs × steps × T), with evaluations, probes and start-up taken as free too. (Before 9569d41
+it scaled each job's estimate by floor / measured at short T; since the calibration measures
+the long lengths, whose steps grow faster than T, that scaling carried their growth into the
+floor.) It is a bound no implementation on this core can beat for the same arithmetic, not a
+target.
 """
 from __future__ import annotations
 
@@ -61,10 +64,12 @@ def main() -> None:
         products = RECURRENT_PRODUCTS.get(model)  # None: not a gradient-trained recurrence (random_guess)
         ratio = 1.0 if products is None else min(1.0, products * unit_seconds / per_time_step)
         hours = jobs.seconds.sum() / 3600
+        time_steps = (jobs.seeds * len(config["clip"]["arms"]) * config["train"]["steps"] * jobs.seq_len).sum()
+        floor_hours = hours if products is None else time_steps * products * unit_seconds / 3600
         rows.append({"model": model, "measured ms per time step": 1e3 * per_time_step,
                      "products (u)": products, "floor ms per time step": None if products is None else
                      1e3 * products * unit_seconds, "floor / measured": ratio,
-                     "core-hours": hours, "floor core-hours": hours * ratio})
+                     "core-hours": hours, "floor core-hours": floor_hours})
     table = pd.DataFrame(rows).sort_values("core-hours", ascending=False)
     print(f"h W_h at B = {batch}, H = {hidden}, one thread: {rate / 1e9:.0f} GFLOP/s "
           f"(u = {1e6 * unit_seconds:.1f} µs)")
