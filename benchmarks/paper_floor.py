@@ -50,13 +50,13 @@ def gemm_rate(batch: int, hidden: int, repeats: int = 2000) -> float:
     return 2 * batch * hidden * hidden * repeats / (time.perf_counter() - started)
 
 
-def main() -> None:
-    config = load_config("config/paper.yaml")
-    hidden, batch = config["hidden_size"], config["train"]["batch_size"]
-    calibration = pd.read_csv(cost.CALIBRATION)
+def floor_table(config: dict, calibration: pd.DataFrame, unit_seconds: float) -> pd.DataFrame:
+    """Per model: the calibration's time per time step (its line through T = 50 and 200), the
+    floor's (products × unit_seconds), the grid's estimated core-hours and its floor: that time
+    for every time step the model's jobs train, runs × steps × T (random_guess, which trains
+    no recurrence, at its estimate)."""
+    hidden = config["hidden_size"]
     estimated = cost.estimate(config, calibration)
-    rate = max(gemm_rate(batch, hidden) for _ in range(3))
-    unit_seconds = 2 * batch * hidden * hidden / rate
     rows = []
     for model, jobs in estimated.groupby("model_name"):
         # the slope of the cost command's own step(T) on short sequences (its line through T = 50 and 200)
@@ -70,7 +70,15 @@ def main() -> None:
                      "products (u)": products, "floor ms per time step": None if products is None else
                      1e3 * products * unit_seconds, "floor / measured": ratio,
                      "core-hours": hours, "floor core-hours": floor_hours})
-    table = pd.DataFrame(rows).sort_values("core-hours", ascending=False)
+    return pd.DataFrame(rows).sort_values("core-hours", ascending=False)
+
+
+def main() -> None:
+    config = load_config("config/paper.yaml")
+    hidden, batch = config["hidden_size"], config["train"]["batch_size"]
+    rate = max(gemm_rate(batch, hidden) for _ in range(3))
+    unit_seconds = 2 * batch * hidden * hidden / rate
+    table = floor_table(config, pd.read_csv(cost.CALIBRATION), unit_seconds)
     print(f"h W_h at B = {batch}, H = {hidden}, one thread: {rate / 1e9:.0f} GFLOP/s "
           f"(u = {1e6 * unit_seconds:.1f} µs)")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))

@@ -456,3 +456,31 @@ def test_contention_is_the_median_of_its_readings(monkeypatch):
     assert cost.measure_contention() == pytest.approx(1.02)
     readings = iter([1.30])
     assert cost.measure_contention(repeats=1) == pytest.approx(1.30)
+
+
+def test_the_paper_floor_counts_every_trained_time_step():
+    """benchmarks/paper_floor.py's table on a made-up calibration (a step 2e-5 s per time step):
+    a trained model's floor is products × u for every time step its jobs train (runs × steps × T),
+    random_guess's is its estimate, and no floor exceeds its estimate."""
+    import importlib.util
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "paper_floor.py"
+    spec = importlib.util.spec_from_file_location("paper_floor", script)
+    paper_floor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paper_floor)
+    config = load_config(SMOKE)
+    pairs = _smoke_pairs(config)
+    calibration = _calibration(*zip(*pairs))
+    unit = 1e-6
+    table = paper_floor.floor_table(config, calibration, unit).set_index("model")
+    estimated = cost.estimate(config, calibration)
+    runs_steps = len(config["clip"]["arms"]) * config["train"]["steps"]
+    for model, row in table.iterrows():
+        jobs = estimated[estimated.model_name == model]
+        assert row["core-hours"] == pytest.approx(jobs.seconds.sum() / 3600)
+        assert row["measured ms per time step"] == pytest.approx(2e-2)
+        products = paper_floor.RECURRENT_PRODUCTS.get(model)
+        expected = row["core-hours"] if products is None else \
+            (jobs.seeds * jobs.seq_len).sum() * runs_steps * products * unit / 3600
+        assert row["floor core-hours"] == pytest.approx(expected)
+        assert row["floor core-hours"] <= row["core-hours"]
+    assert set(table.index) == {name for name, _ in pairs}
