@@ -1,6 +1,8 @@
-"""Shared helpers: run the real Snakemake CLI on a config, as a user would."""
+"""Shared helpers: run the real Snakemake CLI on a config, as a user would; load a benchmark
+script (benchmarks/ is not a package) to test its functions."""
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,14 @@ from gapbench.config import jobs_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "config" / "smoke.yaml"
+
+
+def benchmark_module(name: str):
+    """benchmarks/NAME.py imported as a module (its `main` not run)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def snakemake(workdir: Path, *args: str, configfile: Path = SMOKE, check: bool = True,

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import SMOKE
+from conftest import SMOKE, benchmark_module
 from gapbench import tasks
 from gapbench.config import load_config, model_label, task_models
 from gapbench.reports import cost
@@ -462,11 +462,7 @@ def test_the_paper_floor_counts_every_trained_time_step():
     """benchmarks/paper_floor.py's table on a made-up calibration (a step 2e-5 s per time step):
     a trained model's floor is products × u for every time step its jobs train (runs × steps × T),
     random_guess's is its estimate, and no floor exceeds its estimate."""
-    import importlib.util
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "paper_floor.py"
-    spec = importlib.util.spec_from_file_location("paper_floor", script)
-    paper_floor = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(paper_floor)
+    paper_floor = benchmark_module("paper_floor")
     config = load_config(SMOKE)
     pairs = _smoke_pairs(config)
     calibration = _calibration(*zip(*pairs))

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from torch.func import jacfwd, jacrev
 from torch.nn import functional as F
 
+from conftest import benchmark_module
 from gapbench.engine import project_input, recurrence, reference_recurrence
 
 ACTIVATIONS = ["tanh", "relu", "linear"]
@@ -156,16 +157,13 @@ def test_benchmark_script_runs_and_appends_rows(tmp_path):
 def test_input_projection_benchmark_compares_the_two_projections(tmp_path):
     """benchmarks/input_projection.py: its F.linear arm really runs F.linear (the weight's
     gradient node is F.linear's, not project_input's), and the script appends one row per case."""
-    import importlib.util
     import subprocess
     import sys
 
     import pandas as pd
 
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "input_projection.py"
-    spec = importlib.util.spec_from_file_location("input_projection", script)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = benchmark_module("input_projection")
     x, weight = torch.randn(3, 4, 2), torch.randn(5, 2, requires_grad=True)
     with benchmark.projection("F.linear"):
         assert "_InputProjection" not in type(project_input(x, weight).grad_fn).__name__

@@ -1,7 +1,6 @@
 """benchmarks/gpu_slice.py, the paper slice a GPU session runs: its config is paper.yaml's cut,
 and the whole script (estimate, sizing, the real workflow, the check) runs on the CPU at a tiny
 size, so that on a GPU a single call only has to run it."""
-import importlib.util
 import os
 import re
 import subprocess
@@ -10,15 +9,12 @@ import tarfile
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, benchmark_module
 from gapbench.config import load_config, model_label
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("gpu_slice", ROOT / "benchmarks" / "gpu_slice.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("gpu_slice")
 
 
 def test_the_slice_is_the_paper_grid_cut(tmp_path):
