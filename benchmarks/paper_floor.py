@@ -73,12 +73,25 @@ def floor_table(config: dict, calibration: pd.DataFrame, unit_seconds: float) ->
     return pd.DataFrame(rows).sort_values("core-hours", ascending=False)
 
 
+def read_calibration(config: dict, path=cost.CALIBRATION) -> pd.DataFrame:
+    """The cost command's CPU calibration, or a SystemExit naming the file and the command that
+    writes it where it is missing or lacks one of the config's lengths."""
+    if not path.exists():
+        raise SystemExit(f"paper_floor.py: {path} does not exist; run `python -m gapbench cost "
+                         "config/paper.yaml` first (it measures the calibration this floor is set against)")
+    calibration = pd.read_csv(path)
+    if cost.missing_lengths(config, calibration, "cpu"):
+        raise SystemExit(f"paper_floor.py: {path} lacks lengths config/paper.yaml needs; run `python -m "
+                         "gapbench cost config/paper.yaml` first (it measures only what is missing)")
+    return calibration
+
+
 def main() -> None:
     config = load_config("config/paper.yaml")
     hidden, batch = config["hidden_size"], config["train"]["batch_size"]
     rate = max(gemm_rate(batch, hidden) for _ in range(3))
     unit_seconds = 2 * batch * hidden * hidden / rate
-    table = floor_table(config, pd.read_csv(cost.CALIBRATION), unit_seconds)
+    table = floor_table(config, read_calibration(config), unit_seconds)
     print(f"h W_h at B = {batch}, H = {hidden}, one thread: {rate / 1e9:.0f} GFLOP/s "
           f"(u = {1e6 * unit_seconds:.1f} µs)")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))

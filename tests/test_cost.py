@@ -480,3 +480,19 @@ def test_the_paper_floor_counts_every_trained_time_step():
         assert row["floor core-hours"] == pytest.approx(expected)
         assert row["floor core-hours"] <= row["core-hours"]
     assert set(table.index) == {name for name, _ in pairs}
+
+
+def test_the_paper_floor_names_a_missing_calibration(tmp_path):
+    """paper_floor.py stops with the file and the command that writes it, not pandas' error,
+    where the calibration is missing or lacks a pair the config needs."""
+    paper_floor = benchmark_module("paper_floor")
+    config = load_config(SMOKE)
+    path = tmp_path / "step_costs.csv"
+    with pytest.raises(SystemExit, match=f"{path} does not exist; run `python -m gapbench cost"):
+        paper_floor.read_calibration(config, path)
+    calibration = _calibration(*zip(*_smoke_pairs(config)))
+    calibration[calibration.model != "lstm"].to_csv(path, index=False)
+    with pytest.raises(SystemExit, match=f"{path} lacks lengths"):
+        paper_floor.read_calibration(config, path)
+    calibration.to_csv(path, index=False)
+    assert len(paper_floor.read_calibration(config, path)) == len(calibration)
