@@ -155,7 +155,8 @@ def train_code(wc):
 # Minutes a training job asks a cluster (its `runtime`; a local run ignores it): 3 times
 # `gapbench cost`'s estimate of that job where the calibration of the config's device covers the
 # grid (results/bench/step_costs.csv, made by `python -m gapbench cost CONFIG`), else 60 a seed.
-# The paper grid's longest job is estimated at 20 to 25 hours: 60 a seed would see it killed.
+# The paper grid's longest job is estimated at about 43 hours on a 2-core VM (docs/clusters.md):
+# 60 a seed would see it killed.
 @functools.cache
 def estimated_job_minutes():
     return job_minutes(config)
