@@ -26,8 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from gapbench.config import jobs_environment
-
-KEYS = ["task", "model", "clip", "gap", "seed"]
+from gapbench.reports import compare
 
 
 def run_grid(root: Path, python: Path, config: Path, workdir: Path, result: dict) -> None:
@@ -89,14 +88,8 @@ def main(argv=None) -> int:
                      f"({100 * r['own'] / r['jobs']:.1f}% of the jobs')")
     a, b = results["a"], results["b"]
     lines.append(f"b / a: wall {b['wall'] / a['wall']:.3f}x, job CPU {b['jobs'] / a['jobs']:.3f}x")
-    tables = {name: pd.read_csv(args.out / name / "results" / "tables" / "accuracy_vs_gap.csv") for name in sides}
-    both = tables["a"].merge(tables["b"], on=KEYS, suffixes=("_a", "_b"), validate="one_to_one")
-    changed = both[both.success_a != both.success_b]
-    lines.append(f"runs: {len(both)}; success verdicts changed: {len(changed)}")
-    for row in changed.itertuples():
-        lines.append(f"  {row.task} gap {row.gap} {row.model} {row.clip} seed {row.seed}: {row.success_a} -> "
-                     f"{row.success_b} (test loss {row.test_loss_a:.6g} -> {row.test_loss_b:.6g}, baseline "
-                     f"{row.baseline_a:.6g})")
+    tables = [compare.read(args.out / name / "results" / "tables" / "accuracy_vs_gap.csv") for name in sides]
+    lines.append(compare.report(compare.compare(*tables), "a", "b"))
     text = "\n".join(lines) + "\n"
     (args.out / "summary.txt").write_text(text)
     print(text, end="")

@@ -1,0 +1,53 @@
+"""`python -m gapbench.reports.compare A B` on a kept run of the default grid (476 runs)."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gapbench.reports import compare
+
+KEPT = Path(__file__).parents[1] / "docs" / "measurements" / "default_grid_runs_65ca298_intel.csv"
+
+
+def test_a_run_compared_with_itself_is_the_same_to_the_bit(capsys):
+    assert compare.main([str(KEPT), str(KEPT)]) == 0
+    out = capsys.readouterr().out
+    assert "runs in both: 476 (only in" in out and ": 0, only in" in out
+    assert "test losses the same bits: 476 of 476" in out
+    assert "success verdicts: 176 in" in out and "0 differ" in out
+
+
+def test_a_changed_verdict_a_last_bit_and_a_missing_run_are_each_reported(tmp_path, capsys):
+    table = pd.read_csv(KEPT, converters={"test_loss": float})
+    flipped = table.index[(table.model == "irnn") & (table.task == "adding") & (table.gap == 10)][0]
+    table.loc[flipped, "success"] = not table.loc[flipped, "success"]
+    table.loc[flipped, "test_loss"] *= 2
+    nudged = flipped + 1
+    table.loc[nudged, "test_loss"] = np.nextafter(table.loc[nudged, "test_loss"], np.inf)  # one ulp
+    table = table.drop(index=table.index[-1])
+    other = tmp_path / "accuracy_vs_gap.csv"
+    table.to_csv(other, index=False)
+
+    assert compare.main([str(KEPT), str(other)]) == 1
+    out = capsys.readouterr().out
+    assert f"only in {KEPT}: 1, only in {other}: 0" in out
+    assert "test losses the same bits: 473 of 475" in out
+    row = table.loc[flipped]
+    assert (f"  {row.task} gap {row.gap} {row.model} {row['clip']} seed {row.seed}: {not row.success} -> "
+            f"{row.success}") in out
+    assert "1 differ" in out
+    assert len(compare.compare(compare.read(KEPT), compare.read(other)).changed) == 1
+
+
+def test_a_file_that_is_not_an_accuracy_table_is_named(tmp_path, capsys):
+    missing = tmp_path / "nowhere.csv"
+    assert compare.main([str(KEPT), str(missing)]) == 2
+    assert f"{missing}: no such file" in capsys.readouterr().err
+    wrong = tmp_path / "probe.csv"
+    pd.read_csv(KEPT).drop(columns=["success"]).to_csv(wrong, index=False)
+    assert compare.main([str(wrong), str(KEPT)]) == 2
+    assert f"{wrong}: not an accuracy table (missing columns success)" in capsys.readouterr().err
+    twice = tmp_path / "twice.csv"
+    pd.concat([pd.read_csv(KEPT)] * 2).to_csv(twice, index=False)
+    assert compare.main([str(twice), str(KEPT)]) == 2
+    assert f"{twice}: a run appears more than once" in capsys.readouterr().err
