@@ -47,6 +47,10 @@ def test_a_file_that_is_not_an_accuracy_table_is_named(tmp_path, capsys):
     pd.read_csv(KEPT).drop(columns=["success"]).to_csv(wrong, index=False)
     assert compare.main([str(wrong), str(KEPT)]) == 2
     assert f"{wrong}: not an accuracy table (missing columns success)" in capsys.readouterr().err
+    empty = tmp_path / "empty.csv"
+    pd.read_csv(KEPT).iloc[:0].to_csv(empty, index=False)
+    assert compare.main([str(KEPT), str(empty)]) == 2
+    assert f"{empty}: holds no runs" in capsys.readouterr().err
     twice = tmp_path / "twice.csv"
     pd.concat([pd.read_csv(KEPT)] * 2).to_csv(twice, index=False)
     assert compare.main([str(twice), str(KEPT)]) == 2

@@ -55,9 +55,11 @@ def read(path) -> pd.DataFrame:
     missing = [column for column in COLUMNS if column not in table.columns]
     if missing:
         raise ValueError(f"{path}: not an accuracy table (missing columns {', '.join(missing)})")
+    if table.empty:
+        raise ValueError(f"{path}: holds no runs")
     if table.duplicated(KEYS).any():
         raise ValueError(f"{path}: a run appears more than once (keys {', '.join(KEYS)})")
-    return table[COLUMNS]
+    return table[COLUMNS].astype({"test_loss": float})
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         comparison = compare(read(args.a), read(args.b))
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # OSError: a file that cannot be opened (permissions)
         print(f"gapbench.reports.compare: {error}", file=sys.stderr)
         return 2
     print(report(comparison, args.a, args.b))
