@@ -1,8 +1,8 @@
 """Two runs of a grid, run by run: `python -m gapbench.reports.compare A B`.
 
 A and B are accuracy tables: results/tables/accuracy_vs_gap.csv of two runs, or a kept copy such
-as docs/measurements/default_grid_runs_65ca298_intel.csv (any CSV with the run keys, test_loss
-and success). Prints how many runs both hold (and those only one holds), how many test losses
+as docs/measurements/default_grid_runs_65ca298_intel.csv (any CSV or Parquet table with the run
+keys, test_loss and success). Prints how many runs both hold (and those only one holds), how many test losses
 are the same bits, the largest relative difference of the others, and every run whose success
 verdict differs. Exit status as diff's: 0 when every shared run has the same verdict, 1 when
 some differ, 2 when a file cannot be read.
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gapbench.reports.tables import read_table
 from gapbench.results import KEYS
 
 COLUMNS = KEYS + ["test_loss", "success"]
@@ -46,12 +47,12 @@ class Comparison:
 
 
 def read(path) -> pd.DataFrame:
-    """An accuracy table's run keys, test loss (every bit) and verdict."""
+    """An accuracy table's run keys, test loss and verdict, read as every table is (CSV or
+    Parquet; the pinned pandas 3 reads back every bit of a float the tables step wrote)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
-    # Python's float() reads back every bit a float was written with (pandas before 3 need not)
-    table = pd.read_csv(path, converters={"test_loss": lambda text: float(text) if text else np.nan})
+    table = read_table(path)
     missing = [column for column in COLUMNS if column not in table.columns]
     if missing:
         raise ValueError(f"{path}: not an accuracy table (missing columns {', '.join(missing)})")
