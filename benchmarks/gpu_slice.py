@@ -77,10 +77,10 @@ def slice_config(size: str, device: str, steps: int, models: list[str] | None) -
 
 def estimated_wall_seconds(path: Path, device: str, calibration: Path, cores: int, jobs_per_gpu: int) -> float:
     """The slice's wall time as `gapbench cost` models it, from the calibration on disk."""
-    import pandas as pd
+    from gapbench.files import read_csv
 
     config = load_config(path, cuda_available=lambda: True)
-    estimated = cost.estimate(config, pd.read_csv(calibration), device)
+    estimated = cost.estimate(config, read_csv(calibration), device)
     if device == "cuda":
         return cost.gpu_wall_hours(estimated, jobs_per_gpu, cores) * 3600
     return estimated.seconds.sum() / cores  # jobs spread over the cores, each slowed by contention

@@ -23,9 +23,8 @@ import threading
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from gapbench.config import jobs_environment
+from gapbench.files import read_csv
 from gapbench.reports import compare
 
 
@@ -56,7 +55,7 @@ def run_grid(root: Path, python: Path, config: Path, workdir: Path, result: dict
 
 def benchmark_cpu(workdir: Path) -> float:
     """The jobs' CPU as Snakemake's benchmark files record it (psutil, sampled: a lower bound)."""
-    return sum(pd.read_csv(p, sep="\t").cpu_time.iloc[-1] for p in (workdir / "results" / "benchmarks").rglob("*.tsv"))
+    return sum(read_csv(p, sep="\t").cpu_time.iloc[-1] for p in (workdir / "results" / "benchmarks").rglob("*.tsv"))
 
 
 def main(argv=None) -> int:

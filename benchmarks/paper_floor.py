@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from gapbench.config import load_config
+from gapbench.files import read_csv
 from gapbench.reports import cost
 
 # recurrent matrix products per time step of a training step, in units of u = 2·B·H²
@@ -79,7 +80,7 @@ def read_calibration(config: dict, path=cost.CALIBRATION) -> pd.DataFrame:
     if not path.exists():
         raise SystemExit(f"paper_floor.py: {path} does not exist; run `python -m gapbench cost "
                          "config/paper.yaml` first (it measures the calibration this floor is set against)")
-    calibration = pd.read_csv(path)
+    calibration = read_csv(path)
     if cost.missing_lengths(config, calibration, "cpu"):
         raise SystemExit(f"paper_floor.py: {path} lacks lengths config/paper.yaml needs; run `python -m "
                          "gapbench cost config/paper.yaml` first (it measures only what is missing)")

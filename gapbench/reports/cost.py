@@ -70,6 +70,7 @@ import pandas as pd
 
 from gapbench import results
 from gapbench.config import load_config
+from gapbench.files import read_csv
 from gapbench.job import flushed_subnormals  # the training setting a step is timed under
 
 CALIBRATIONS = {"cpu": Path(results.CALIBRATION), "cuda": Path(results.CALIBRATION_CUDA)}  # one file a device
@@ -285,7 +286,7 @@ def calibrate(missing: dict[tuple[str, int], tuple[int, ...]], path: Path = CALI
     """Measure every (model, hidden size) of `missing` at its lengths (`missing_lengths`) on
     `device` (`runs` runs trained together, a captured step where cuda_graph) and append them to
     `path`, a row at a time."""
-    earlier = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["model", "hidden_size", "seq_len"])
+    earlier = read_csv(path) if path.exists() else pd.DataFrame(columns=["model", "hidden_size", "seq_len"])
     # the probes run on the CPU whatever the runs and the step: measured once per (model, hidden size, T)
     probes = {(row.model, row.hidden_size, row.seq_len): row.probe_seconds
               for row in earlier.itertuples() if getattr(row, "machine", None) == _machine(device)}
@@ -488,7 +489,7 @@ def check(estimated: pd.DataFrame, benchmarks: Path, device: str = "cpu") -> str
     for path in benchmarks.glob("*/gap*/*.tsv"):
         keys = results.fields_of(results.TRAIN_BENCHMARK, path.as_posix())
         task, gap, model = keys["task"], int(keys["gap"]), keys["model"]
-        record = pd.read_csv(path, sep="\t").iloc[-1]
+        record = read_csv(path, sep="\t").iloc[-1]
         measured.append({"task": task, "gap": gap, "model": model, "measured": record.s, "max_rss": record.max_rss})
     both = estimated.merge(pd.DataFrame(measured), on=["task", "gap", "model"])
     error = (both.seconds - both.measured) / both.measured
@@ -556,7 +557,7 @@ def job_minutes(config: dict, path: Path | None = None) -> dict[tuple[str, int, 
     if not path.exists():
         return None
     try:
-        calibration = pd.read_csv(path)
+        calibration = read_csv(path)
         if missing_lengths(config, calibration, device):
             return None
         estimated = estimate(config, calibration, device)
@@ -580,7 +581,7 @@ def run(args) -> int:
     device = args.device or config["train"]["device"]
     path = args.calibration or CALIBRATIONS[device]
     runs, cuda_graph = calibration_setting(config, device)
-    calibration = pd.read_csv(path) if path.exists() else pd.DataFrame(
+    calibration = read_csv(path) if path.exists() else pd.DataFrame(
         columns=["model", "hidden_size", "seq_len", "runs", "cuda_graph"])
     # --recalibrate: every length measured again, as against an empty calibration
     missing = missing_lengths(config, calibration.iloc[:0] if args.recalibrate else calibration, device,

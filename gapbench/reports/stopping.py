@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from gapbench import tasks
+from gapbench.files import read_csv
 from gapbench.results import COMPLETE_MARKER, HISTORY_FILE
 from gapbench.train import SolvedStreak
 
@@ -31,7 +32,7 @@ def replay(runs_dir, patience: list[int]) -> pd.DataFrame:
         if metrics.get("stopped_early"):
             continue  # its history ends at its stop: nothing to replay
         task = tasks.build(metrics["task_name"], metrics["gap"], **metrics["task_params"])
-        history = pd.read_csv(metrics_path.parent / HISTORY_FILE)
+        history = read_csv(metrics_path.parent / HISTORY_FILE)
         solved = [task.success(loss, score) for loss, score in zip(history.val_loss, history.val_score)]
         for k in patience:
             streak = SolvedStreak(k, metrics["train_steps"])

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gapbench.files import atomic_path, write_csv
+from gapbench.files import atomic_path, read_csv, write_csv
 from gapbench.probes import TABLES as PROBE_ROW_ORDER
 from gapbench.results import (
     ACCURACY_COLUMNS,
@@ -72,7 +72,7 @@ def read_table(path, columns: list[str] | None = None, rows: list | None = None)
     path = Path(path)
     if path.suffix == ".parquet":
         return pq.read_table(path, columns=columns, filters=rows or None).to_pandas()
-    table = pd.read_csv(path, usecols=columns)
+    table = read_csv(path, usecols=columns)
     return _filter(table, rows).reset_index(drop=True) if rows else table
 
 
@@ -173,7 +173,7 @@ def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stder
             "and run snakemake again; the job restores its completed runs from the run cache")
     out_dir = Path(out_dir)
     accuracy = _sorted(pd.DataFrame([accuracy_row(d) for d in run_dirs], columns=ACCURACY_COLUMNS), [])
-    summary = _sorted(pd.concat([pd.read_csv(Path(d) / f"{SUMMARY_TABLE}.csv") for d in run_dirs],
+    summary = _sorted(pd.concat([read_csv(Path(d) / f"{SUMMARY_TABLE}.csv") for d in run_dirs],
                                 ignore_index=True), ROW_ORDER[SUMMARY_TABLE])
     rates = summary[KEYS + ["stage", "decay_log10_per_step", "half_life_steps"]]
     rates_of = {key: rows.drop(columns=KEYS) for key, rows in rates.groupby(KEYS, sort=False)}
@@ -185,7 +185,7 @@ def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stder
             files.callback(stream.abandon)  # runs before the renames: a writer is closed first
         for i, run_dir in enumerate(run_dirs, 1):
             for name, stream in streams.items():
-                frame = pd.read_csv(Path(run_dir) / f"{name}.csv")
+                frame = read_csv(Path(run_dir) / f"{name}.csv")
                 if name == "gradient_decay":
                     key = tuple(frame[k].iloc[0] for k in KEYS)
                     frame = frame.merge(rates_of[key], on="stage", how="left")
