@@ -56,7 +56,7 @@ def read_csv(path, **options):
     default, which misses the last bit of many values (measured on 600,000 random doubles:
     175,997 wrong with pandas 2.2.3 and 3.0.6, none with "round_trip" or with pandas 3.1.1's
     default); pandas 3.1 made every mode exact and deprecated the option. Where the caller picks
-    a parser other than the C engine, pandas 2 and 3.0 take no float_precision: pass none."""
+    a parser other than the C engine (which takes no float_precision before 3.1), none is passed."""
     import pandas as pd
 
     if _version(pd.__version__) < (3, 1) and options.get("engine", "c") == "c":
