@@ -55,8 +55,8 @@ def read_csv(path, **options):
     shortest text that round-trips). pandas before 3.1 parses floats with its "high" converter by
     default, which misses the last bit of many values (measured on 600,000 random doubles:
     175,997 wrong with pandas 2.2.3 and 3.0.6, none with "round_trip" or with pandas 3.1.1's
-    default); pandas 3.1 made every mode exact and deprecated the option. Where the caller picks
-    a parser other than the C engine (which takes no float_precision before 3.1), none is passed."""
+    default); pandas 3.1 made every mode exact and deprecated the option. Before 3.1 only the C
+    engine takes float_precision: where the caller picks another parser, none is passed."""
     import pandas as pd
 
     if _version(pd.__version__) < (3, 1) and options.get("engine", "c") == "c":
