@@ -5,6 +5,7 @@ place, so an interrupted run never leaves a half-written file under a final name
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -59,15 +60,16 @@ def read_csv(path, **options):
     engine takes float_precision: where the caller picks another parser, none is passed."""
     import pandas as pd
 
-    if _version(pd.__version__) < (3, 1) and options.get("engine", "c") == "c":
+    if _inexact_by_default(pd.__version__) and options.get("engine", "c") == "c":
         options.setdefault("float_precision", "round_trip")
     return pd.read_csv(path, **options)
 
 
-def _version(text: str) -> tuple[int, int]:
-    """A release's (major, minor): "3.1.1" and "3.2.0rc1" give (3, 1) and (3, 2)."""
-    major, minor = text.split(".")[:2]
-    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+@functools.cache  # read_csv runs once a table a run when the tables are collected
+def _inexact_by_default(version: str) -> bool:
+    """Whether a pandas release ("3.0.6", "3.2.0rc1") is before 3.1, whose CSV floats are exact."""
+    major, minor = version.split(".")[:2]
+    return (int(major), int("".join(c for c in minor if c.isdigit()) or 0)) < (3, 1)
 
 
 def append_csv(path, frame) -> None:

@@ -5,6 +5,8 @@ Every model is a `RecurrentModel` (models/_base.py): torch.nn.RNN's interface
 state update `step(state, x_t)`, from which the propagation probes work.
 Add a model: one module here with a class decorated by `@register("name")`.
 """
+import operator
+
 from gapbench.models._base import Net, RecurrentModel
 from gapbench.registry import Registry
 
@@ -23,5 +25,12 @@ def family(name: str) -> str:
 
 
 def build(name: str, input_size: int, hidden_size: int, **options):
-    """Build model `name`; options are the keyword-only arguments of its class."""
-    return _registry.build(name, input_size, hidden_size, **options)
+    """Build model `name`; options are the keyword-only arguments of its class. The sizes are
+    taken as Python integers: numpy integers (pandas' group keys, say) pass, which torch's own
+    modules refuse; anything not an integer is refused here."""
+    try:
+        sizes = operator.index(input_size), operator.index(hidden_size)
+    except TypeError:
+        raise TypeError(f"model {name!r}: input_size and hidden_size must be integers, "
+                        f"got {input_size!r}, {hidden_size!r}") from None
+    return _registry.build(name, *sizes, **options)

@@ -72,6 +72,18 @@ def test_bad_options_name_the_allowed_values():
         models.build("transformer", 2, 4)
 
 
+def test_build_takes_numpy_integer_sizes_and_refuses_other_numbers():
+    """pandas hands out group keys as numpy integers (gapbench cost builds every model from
+    them), which torch's own modules refuse as sizes: models.build takes them as integers."""
+    import numpy as np
+
+    for name in models.names():
+        model = models.build(name, np.int64(3), np.int64(4))
+        assert (type(model.input_size), type(model.hidden_size)) == (int, int)
+    with pytest.raises(TypeError, match="model 'lstm': input_size and hidden_size must be integers"):
+        models.build("lstm", 3, 4.0)
+
+
 def test_the_base_class_requires_and_checks_the_sizes():
     """RecurrentModel.__init__(input_size, hidden_size, state_size=None, *, batch_first=True)
     checks and sets the sizes, one check for every model; a model cannot leave them out."""

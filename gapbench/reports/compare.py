@@ -48,7 +48,7 @@ class Comparison:
 
 def read(path) -> pd.DataFrame:
     """An accuracy table's run keys, test loss and verdict, read as every table is (CSV or
-    Parquet; the pinned pandas 3 reads back every bit of a float the tables step wrote)."""
+    Parquet, every float the bits the tables step wrote: `tables.read_table`)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")

@@ -416,8 +416,7 @@ def estimate(config: dict, calibration: pd.DataFrame, device: str | None = None)
         step = interpolated(calibration, model, hidden, "step_seconds", T)
         forward = interpolated(calibration, model, hidden, "sequence_forward_seconds", T) * eval_batch[rows.index]
         probes = interpolated(calibration, model, hidden, "probe_seconds", T)
-        # int(): pandas 2 gives group keys as numpy integers, which torch's modules refuse as sizes
-        built = models.build(model, 2, int(hidden), **model_entry(config, label)["options"])
+        built = models.build(model, 2, hidden, **model_entry(config, label)["options"])
         if built.trained_by == "guessing":  # K validation passes instead of gradient steps, one search a seed
             fitting, fitted = built.guesses * passes / validations * forward, 1  # (gapbench.train.train_runs)
         else:
