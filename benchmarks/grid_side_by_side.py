@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from gapbench.config import jobs_environment
-from gapbench.files import read_csv
+from gapbench.files import read_benchmark
 from gapbench.reports import compare
 
 
@@ -55,7 +55,7 @@ def run_grid(root: Path, python: Path, config: Path, workdir: Path, result: dict
 
 def benchmark_cpu(workdir: Path) -> float:
     """The jobs' CPU as Snakemake's benchmark files record it (psutil, sampled: a lower bound)."""
-    return sum(read_csv(p, sep="\t").cpu_time.iloc[-1] for p in (workdir / "results" / "benchmarks").rglob("*.tsv"))
+    return sum(read_benchmark(p).cpu_time for p in (workdir / "results" / "benchmarks").rglob("*.tsv"))
 
 
 def main(argv=None) -> int:

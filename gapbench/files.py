@@ -72,6 +72,12 @@ def _inexact_by_default(version: str) -> bool:
     return (int(major), int("".join(c for c in minor if c.isdigit()) or 0)) < (3, 1)
 
 
+def read_benchmark(path):
+    """The record of a Snakemake benchmark file (a TSV of s, max_rss, cpu_time, ...): its last
+    row, the latest repeat where the rule's `benchmark: repeat(path, n)` wrote one row a repeat."""
+    return read_csv(path, sep="\t").iloc[-1]
+
+
 def append_csv(path, frame) -> None:
     """`frame`'s rows after those already in the CSV at `path` (which it creates, folders and
     all, where missing), written whole: the benchmarks' way of keeping every measurement."""

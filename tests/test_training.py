@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gapbench import data, models, tasks
-from gapbench.files import append_csv, atomic_path, read_csv, write_csv
+from gapbench.files import append_csv, atomic_path, read_benchmark, read_csv, write_csv
 from gapbench.models import Net
 from gapbench.spec import RunSpec, TrainConfig
 from gapbench.train import clip_gradients_, clipping_statistics
@@ -166,6 +166,19 @@ def test_read_csv_asks_pandas_before_3_1_for_the_exact_float_parser(monkeypatch,
     read_csv("t.csv", sep="\t")
     read_csv("t.csv", engine="python")  # a parser that takes no float_precision: asked for none
     assert seen == [{"sep": "\t"} | ({"float_precision": asked} if asked else {}), {"engine": "python"}]
+
+
+def test_a_benchmark_file_s_record_is_its_last_repeat(tmp_path):
+    """Read from a file Snakemake's own writer makes, as `benchmark: repeat(path, 2)` leaves it."""
+    from snakemake.benchmark import BenchmarkRecord, write_benchmark_records
+
+    records = [BenchmarkRecord(running_time=t, max_rss=m, cpu_time=c)
+               for t, m, c in ((12.5, 300.0, 20.25), (10.25, 310.5, 18.75))]
+    for record in records:
+        record.data_collected = True  # as after Snakemake's first sample of the job
+    write_benchmark_records(records, str(tmp_path / "job.tsv"), False)
+    record = read_benchmark(tmp_path / "job.tsv")
+    assert (record.s, record.max_rss, record.cpu_time) == (10.25, 310.5, 18.75)
 
 
 @pytest.mark.pipeline

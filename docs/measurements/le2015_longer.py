@@ -12,9 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from gapbench import data, job, tasks
+from gapbench.files import read_csv
 from gapbench.results import HISTORY_FILE
 from gapbench.spec import RunSpec, TrainConfig
 
@@ -29,7 +28,7 @@ for model in models:
                                      probe_batch=32, device="cuda", stop_when_solved=3))
     started = time.perf_counter()
     (metrics,) = job.run(spec, folder, {"norm": out / f"run_{model}"}, log=lambda m: print(m, flush=True))
-    history = pd.read_csv(out / f"run_{model}" / HISTORY_FILE)
+    history = read_csv(out / f"run_{model}" / HISTORY_FILE)
     print(f"{model}: {metrics.train_steps} steps in {time.perf_counter() - started:.0f} s, test MSE "
           f"{metrics.test_loss:.4f} (baseline {metrics.baseline:.4f}), success {metrics.success}, "
           f"steps_to_solve {metrics.steps_to_solve}", flush=True)

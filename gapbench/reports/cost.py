@@ -70,7 +70,7 @@ import pandas as pd
 
 from gapbench import results
 from gapbench.config import load_config
-from gapbench.files import read_csv
+from gapbench.files import read_benchmark, read_csv
 from gapbench.job import flushed_subnormals  # the training setting a step is timed under
 
 CALIBRATIONS = {"cpu": Path(results.CALIBRATION), "cuda": Path(results.CALIBRATION_CUDA)}  # one file a device
@@ -489,7 +489,7 @@ def check(estimated: pd.DataFrame, benchmarks: Path, device: str = "cpu") -> str
     for path in benchmarks.glob("*/gap*/*.tsv"):
         keys = results.fields_of(results.TRAIN_BENCHMARK, path.as_posix())
         task, gap, model = keys["task"], int(keys["gap"]), keys["model"]
-        record = read_csv(path, sep="\t").iloc[-1]
+        record = read_benchmark(path)
         measured.append({"task": task, "gap": gap, "model": model, "measured": record.s, "max_rss": record.max_rss})
     both = estimated.merge(pd.DataFrame(measured), on=["task", "gap", "model"])
     error = (both.seconds - both.measured) / both.measured
