@@ -3,8 +3,11 @@ script (benchmarks/ is not a package) to test its functions."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,6 +39,22 @@ def snakemake(workdir: Path, *args: str, configfile: Path = SMOKE, check: bool =
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+@contextmanager
+def local_slurm(state: Path, *options: str, tools=("slurmctld", "slurmd", "munged")):
+    """A real single-node SLURM cluster in `state` (workflow/profiles/slurm/local-cluster.sh start
+    STATE OPTIONS), stopped on leaving; yields the environment that reaches it. Skips the test
+    where this is not root or lacks `tools`."""
+    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in tools):
+        pytest.skip(f"needs root and {', '.join(tools)} (docs/clusters.md#slurm)")
+    script = ROOT / "workflow" / "profiles" / "slurm" / "local-cluster.sh"
+    started = subprocess.run(["bash", script, "start", state, *options], capture_output=True, text=True)
+    try:
+        assert started.returncode == 0, started.stderr
+        yield {**jobs_environment(), "SLURM_CONF": str(state / "slurm.conf")}
+    finally:
+        subprocess.run(["bash", script, "stop", state], check=True)
 
 
 @pytest.fixture(scope="session")

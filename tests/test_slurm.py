@@ -5,35 +5,25 @@ executor with the repository's profile, and its tables equal to a local run's.
 Opt-in (it needs root, Debian's slurm-wlm and munge, and takes minutes):
     python -m pytest -m slurm
 """
-import os
-import shutil
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 
-from conftest import ROOT, SMOKE
-from gapbench.config import jobs_environment
+from conftest import ROOT, SMOKE, local_slurm
 from gapbench.reports.tables import read_table
 
-pytestmark = pytest.mark.slurm
+# one local cluster at a time (its ports and /etc/slurm/slurm.conf): every SLURM test on one worker
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
-CLUSTER = ROOT / "workflow" / "profiles" / "slurm" / "local-cluster.sh"
 TIMING = {"wall_seconds", "code_version"}
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("slurmctld", "slurmd", "munged")):
-        pytest.skip("needs root and `apt-get install slurm-wlm munge`")
-    state = tmp_path_factory.mktemp("slurm")
-    started = subprocess.run(["bash", CLUSTER, "start", state], capture_output=True, text=True)
-    assert started.returncode == 0, started.stderr
-    try:
-        yield {**jobs_environment(), "SLURM_CONF": str(state / "slurm.conf")}
-    finally:
-        subprocess.run(["bash", CLUSTER, "stop", state], check=True)
+    with local_slurm(tmp_path_factory.mktemp("slurm")) as environment:
+        yield environment
 
 
 def test_the_smoke_grid_on_slurm_equals_the_local_run(cluster, smoke_run, tmp_path):
