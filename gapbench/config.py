@@ -129,11 +129,10 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
         if name not in tasks.names():
             raise ConfigError(f"config key tasks: unknown task {name!r}; allowed: {tasks.names()}")
         for gap in entry["gaps"]:
-            try:
-                task = tasks.build(name, gap, **entry["params"])
-            except (ValueError, TypeError) as error:
-                raise ConfigError(f"config key tasks[{label}] (gap {gap}): {error}") from None
-            check_task_sample(task, f"config key tasks[{label}] (gap {gap})")
+            where = f"config key tasks[{label}] (gap {gap})"
+            task = _built(tasks, "task", name, where, where, entry["params"], gap)
+            check_task_declares(task, where)
+            check_task_sample(task, where)
             for model in task_models(config, entry):
                 input_sizes[model].add(task.input_size)
     for entry in config["models"]:
@@ -144,10 +143,8 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
             raise ConfigError(f"config key models[{label}].options.batch_first: the pipeline always feeds "
                               "(batch, time, features) tensors; remove this option")
         for input_size in sorted(input_sizes[label]) or [2]:
-            try:
-                model = models.build(name, input_size, model_hidden_size(config, entry), **entry["options"])
-            except (ValueError, TypeError) as error:
-                raise ConfigError(f"config key models[{label}].options: {error}") from None
+            model = _built(models, "model", name, f"config key models[{label}]", f"config key models[{label}].options",
+                           entry["options"], input_size, model_hidden_size(config, entry))
             check_model_runs(model, f"config key models[{label}]")
     # clip arm and optimiser names are enums of the schema; only the pairing is checked here
     for arm in config["clip"]["arms"]:
@@ -171,6 +168,56 @@ STEPS = 3  # steps of the model's pre-flight input
 def _user_code_error(where: str, kind: str, instance, message: str) -> ConfigError:
     builder = type(instance)
     return ConfigError(f"{where}: {kind} {builder.registry_name!r} ({source_file(builder)}): {message}")
+
+
+def _built(package, kind: str, name: str, where: str, options_key: str, options: dict, *sizes):
+    """`package.build(name, *sizes, **options)`. A ValueError (the registry's refusal of an unknown
+    option or a value of the wrong kind, or the builder's of an option out of range) is about the
+    config's options and names `options_key`; any other failure is the builder's own code, named
+    with its file and the options it was given."""
+    try:
+        return package.build(name, *sizes, **options)
+    except ValueError as error:
+        raise ConfigError(f"{options_key}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - user code: any failure is named with its file
+        builder = package._registry.get(name)
+        raise ConfigError(f"{where}: {kind} {name!r} ({source_file(builder)}) failed to build with options "
+                          f"{options}: {type(error).__name__}: {error}") from None
+
+
+def check_task_declares(task, where: str) -> None:
+    """`task` provides what every task declares (tasks/_base.py's Task) and what its datasets
+    record (`describe()`: its params, kept under their own names, among them): seq_len,
+    input_size and output_size integers >= 1, baseline a finite number > 0 (success is a test
+    loss below a fraction of it), chance_score a finite number; else a ConfigError naming the
+    task and its file."""
+    import math
+
+    def refuse(message):
+        return _user_code_error(where, "task", task, message)
+
+    for attribute in ("seq_len", "input_size", "output_size", "metric", "baseline", "chance_score", "params"):
+        try:
+            value = getattr(task, attribute)
+            if attribute == "params":
+                value()
+        except (NotImplementedError, AttributeError) as error:
+            unset = isinstance(error, NotImplementedError) or f"attribute '{attribute}'" in str(error)
+            raise refuse(f"{attribute} is not defined (every task provides it: Task in tasks/_base.py)" if unset
+                         else f"{attribute} failed: {type(error).__name__}: {error}") from None
+        except Exception as error:  # noqa: BLE001
+            raise refuse(f"{attribute} failed: {type(error).__name__}: {error}") from None
+        if attribute in ("seq_len", "input_size", "output_size") and not (
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise refuse(f"{attribute} must be an integer >= 1, got {value!r}")
+        if attribute in ("baseline", "chance_score") and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                and (value > 0 or attribute == "chance_score")):
+            raise refuse(f"{attribute} must be a finite number{' > 0' * (attribute == 'baseline')}, got {value!r}")
+    try:
+        task.describe()
+    except Exception as error:  # noqa: BLE001
+        raise refuse(f"describe() failed: {type(error).__name__}: {error}") from None
 
 
 def check_task_sample(task, where: str) -> None:
@@ -228,15 +275,22 @@ def check_task_sample(task, where: str) -> None:
 
 
 def check_model_runs(model, where: str) -> None:
-    """`model` runs `forward` and `step` on a tiny input (batch SAMPLE, STEPS steps) with the
-    contract's shapes (models/_base.py): forward -> (output (batch, time, hidden_size), h_n), the
-    output being what training reads (h_n's form varies: the LSTM's is torch's (h, c)); step, from
-    initial_state, -> (batch, state_size); finite values.
+    """`model` keeps its options under their own names (`options()`, which rebuilds it), and runs
+    `forward` and `step` on a tiny input (batch SAMPLE, STEPS steps) with the contract's shapes
+    (models/_base.py): forward -> (output (batch, time, hidden_size), h_n), the output being what
+    training reads (h_n's form varies: the LSTM's is torch's (h, c)); step, from initial_state,
+    -> (batch, state_size); finite values; and the backward passes of training (through forward's
+    output) and of the probes (through step, by the state) run: an in-place update breaks them.
     Else a ConfigError naming the model and its file."""
     import torch
 
     def refuse(message):
         return _user_code_error(where, "model", model, message)
+
+    try:
+        model.options()
+    except Exception as error:  # noqa: BLE001
+        raise refuse(f"options() failed: {type(error).__name__}: {error}") from None
 
     hidden, state_size = model.hidden_size, model.state_size
     with torch.random.fork_rng(), torch.no_grad():  # leaves the caller's random stream alone
@@ -263,6 +317,23 @@ def check_model_runs(model, where: str) -> None:
                          f"input of shape {tuple(x.shape)}, got {found}")
         if not torch.isfinite(value).all():
             raise refuse(f"{what} is not finite on an input of shape {tuple(x.shape)}")
+    # what training differentiates (forward's output, by the weights) and what the probes do (step,
+    # by a state that requires grad): an in-place update of the state breaks either
+    state = model.initial_state(SAMPLE, x).requires_grad_()
+    passes = {"forward's output": lambda: model(x)[0],
+              "step from a state that requires grad": lambda: model.step(state, x[:, 0])}
+    for what, call in passes.items():
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            try:
+                value = call()
+                if value.requires_grad:  # a model with no trained weights (esn, random_guess) has none
+                    value.square().mean().backward()
+            except Exception as error:  # noqa: BLE001
+                raise refuse(f"backward through {what} failed on an input of shape {tuple(x.shape)}: "
+                             f"{type(error).__name__}: {error}") from None
+            finally:
+                model.zero_grad(set_to_none=True)
 
 
 def _check_settings_take_effect(config: dict, cores, cuda_available) -> None:

@@ -65,7 +65,13 @@ class Task:
         """The options this instance was built with (recorded next to every dataset, and what
         `tasks.build(registry_name, gap, **params)` takes back): the value of each of
         `recorded_options()`, which a task keeps under the option's own name."""
-        return {name: getattr(self, name) for name in self.recorded_options()}
+        values = {}
+        for name in self.recorded_options():
+            if not hasattr(self, name):
+                raise AttributeError(f"{type(self).__name__} keeps no attribute for its option {name!r}: "
+                                     f"set self.{name} in __init__")
+            values[name] = getattr(self, name)
+        return values
 
     def recorded_options(self) -> list[str]:
         """The options `params()` records: those the task's registered builder declares, in order."""

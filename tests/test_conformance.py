@@ -30,7 +30,9 @@ def test_task_samples_have_the_declared_shapes(task):
     assert batch["x"].dtype == np.float32 and batch["x"].shape == (5, task.seq_len, task.input_size)
     assert len(batch["y"]) == 5 and np.isfinite(batch["x"]).all()
     again = task.sample(5, np.random.default_rng(0))
-    assert all(np.array_equal(batch[key], again[key]) for key in batch)  # seeded
+    differ = [key for key in batch if not np.array_equal(batch[key], again[key])]
+    assert not differ, (f"sample(5, rng) drew other {differ} from the same seed: draw every random number from "
+                        "the rng it is given (rng.integers, rng.standard_normal), never numpy.random's global stream")
 
 
 def test_task_scores_any_prediction_and_states_its_baseline(task):

@@ -217,4 +217,5 @@ def test_a_broken_task_file_stops_snakemake_before_any_job_naming_the_file(proje
     assert result.returncode != 0
     assert ("config key tasks[badshape] (gap 3): task 'badshape' (tasks/badshape.py): sample x must be float32 of "
             "shape (n, seq_len, input_size) = (2, 4, 5), got float32 of shape (2, 4, 4)") in result.stderr, result.stderr
+    assert "common.smk" not in result.stderr  # the message blames the task file, not the workflow
     assert not (tmp_path / "work" / "results").exists()  # nothing written

@@ -97,7 +97,42 @@ class MatrixTarget(LastStepRegression):
         return {"x": np.zeros((n, self.seq_len, 1), np.float32), "y": np.zeros((n, self.seq_len), np.float32)}
 
 
+class NoLength(Sign):
+    seq_len = Sign.__base__.seq_len  # the base's, which only raises NotImplementedError
+
+
+class NoInputSize(LastStepClassification):
+    def __init__(self, gap):
+        super().__init__(gap)
+        self.output_size = 2
+
+    @property
+    def seq_len(self):
+        return self.gap + 1
+
+
+class NoBaseline(MatrixTarget):  # a regression must say what its memoryless predictor scores
+    baseline = LastStepRegression.baseline
+
+    def sample(self, n, rng):
+        return {"x": np.zeros((n, self.seq_len, 1), np.float32), "y": np.zeros(n, np.float32)}
+
+
+class OptionRenamed(Sign):
+    def __init__(self, gap, *, noise=0.1):
+        super().__init__(gap)
+        del self.noise
+        self.sigma = float(noise)  # params() reads self.noise: what every dataset records
+
+
 TASK_CASES = [
+    ("no seq_len", NoLength, ["seq_len is not defined (every task provides it: Task in tasks/_base.py)"]),
+    ("no input_size", NoInputSize, ["input_size is not defined"]),
+    ("a regression without a baseline", NoBaseline, ["baseline is not defined"]),
+    ("an option kept under another name", OptionRenamed,
+     ["params failed: AttributeError: OptionRenamed keeps no attribute for its option 'noise': set self.noise in "
+      "__init__"]),
+
     ("wrong x shape", WideInput, ["sample x must be float32 of shape (n, seq_len, input_size) = (2, 4, 5)",
                                   "got float32 of shape (2, 4, 4)"]),
     ("class out of range", ClassOutOfRange, ["classes [6]", "[0, output_size = 2)"]),
@@ -139,9 +174,30 @@ class ForwardFails(Tanh):
         return torch.nn.functional.linear(x, self.weight.weight)  # the input alone: wrong width
 
 
+class SizesForgotten(Tanh):
+    def __init__(self, input_size, hidden_size, **kwargs):
+        RecurrentModel.__init__(self)  # the sizes not handed on
+
+
+class InPlace(Tanh):
+    def step(self, state, x_t):  # the state updated in place: fine without gradients, not with them
+        return state.mul_(0.5).add_(torch.tanh(self.weight(torch.cat([x_t, state], -1))))
+
+
+class Leaky(Tanh):
+    def __init__(self, input_size, hidden_size, *, leak=0.5, **kwargs):
+        super().__init__(input_size, hidden_size, **kwargs)
+        self.rate = leak  # kept under another name than its option's
+
+
 MODEL_CASES = [
     ("forward fails", ForwardFails, ["forward failed on an input of shape (batch, time, input_size) = (2, 3, ",
                                      "RuntimeError"]),
+    ("the base class's sizes forgotten", SizesForgotten,
+     ["failed to build with options {}: TypeError: RecurrentModel.__init__() missing 2 required positional"]),
+    ("the state updated in place", InPlace, ["backward through", "failed on an input of shape (2, 3, ", "in-place operation"]),
+    ("an option kept under another name", Leaky,
+     ["options() failed: AttributeError: Leaky keeps no attribute for its option 'leak': set self.leak in __init__"]),
 ]
 
 
@@ -151,6 +207,7 @@ def test_a_model_that_fails_on_a_tiny_input_is_refused_naming_its_file(tmp_path,
         message = refusal(tmp_path, models_=[{"name": "preflight_model"}])
     for fragment in ["models[preflight_model]", "model 'preflight_model'", f"({HERE})", *expected]:
         assert fragment in message, f"{label}: {fragment!r} not in\n{message}"
+    assert "\n" not in message
 
 
 def test_a_model_whose_step_returns_the_wrong_shape_is_refused(tmp_path):

@@ -9,7 +9,7 @@ import shlex
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
-from gapbench.config import model_entry, model_label, prepare, task_entry, task_label, task_models
+from gapbench.config import ConfigError, model_entry, model_label, prepare, task_entry, task_label, task_models
 from gapbench.provenance import data_code_digest, train_code_digest
 from gapbench.reports.cost import job_minutes
 from gapbench.reports.figures import figure_stems, grid_shape
@@ -94,7 +94,10 @@ onerror:
 
 # the schema (one-line messages), its defaults, then names, numbers, registry entries, options,
 # gaps, settings against cores: before any job runs (the same function the cost command uses)
-prepare(config, cores=snakemake_cores(), schema=f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+try:
+    prepare(config, cores=snakemake_cores(), schema=f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+except ConfigError as error:  # the message names the key, and the task or model file where one is at fault
+    raise SystemExit(f"gapbench: {error}") from None
 
 TASKS = [task_label(entry) for entry in config["tasks"]]  # labels; default: registry names
 MODELS = [model_label(entry) for entry in config["models"]]  # labels; default: registry names
