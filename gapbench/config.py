@@ -11,6 +11,7 @@ the device, threads against cores).
 from __future__ import annotations
 
 import math
+import operator
 import os
 import re
 import sys
@@ -187,37 +188,49 @@ def _built(package, kind: str, name: str, where: str, options_key: str, options:
 
 def check_task_declares(task, where: str) -> None:
     """`task` provides what every task declares (tasks/_base.py's Task) and what its datasets
-    record (`describe()`: its params, kept under their own names, among them): seq_len,
+    record (`describe()`, its params kept under their own names among them): seq_len,
     input_size and output_size integers >= 1, baseline a finite number > 0 (success is a test
     loss below a fraction of it), chance_score a finite number; else a ConfigError naming the
     task and its file."""
-    import math
 
     def refuse(message):
         return _user_code_error(where, "task", task, message)
 
-    for attribute in ("seq_len", "input_size", "output_size", "metric", "baseline", "chance_score", "params"):
+    def read(attribute):
         try:
             value = getattr(task, attribute)
-            if attribute == "params":
-                value()
-        except (NotImplementedError, AttributeError) as error:
-            unset = isinstance(error, NotImplementedError) or f"attribute '{attribute}'" in str(error)
+            return value() if attribute == "params" else value
+        except Exception as error:  # noqa: BLE001 - user code: any failure is named with its file
+            unset = isinstance(error, NotImplementedError) or (
+                isinstance(error, AttributeError) and error.name == attribute)  # not one raised inside it
             raise refuse(f"{attribute} is not defined (every task provides it: Task in tasks/_base.py)" if unset
                          else f"{attribute} failed: {type(error).__name__}: {error}") from None
-        except Exception as error:  # noqa: BLE001
-            raise refuse(f"{attribute} failed: {type(error).__name__}: {error}") from None
-        if attribute in ("seq_len", "input_size", "output_size") and not (
-                isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+
+    for attribute in ("seq_len", "input_size", "output_size"):
+        value = read(attribute)
+        if isinstance(value, bool) or not _is_integer(value) or value < 1:
             raise refuse(f"{attribute} must be an integer >= 1, got {value!r}")
-        if attribute in ("baseline", "chance_score") and not (
-                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                and (value > 0 or attribute == "chance_score")):
-            raise refuse(f"{attribute} must be a finite number{' > 0' * (attribute == 'baseline')}, got {value!r}")
+    for attribute, lowest in (("baseline", 0.0), ("chance_score", None)):
+        value = read(attribute)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or (lowest is not None and value <= lowest):
+            wanted = "a finite number" + ("" if lowest is None else f" > {lowest:g}")
+            raise refuse(f"{attribute} must be {wanted}, got {value!r}")
+    read("metric")
+    read("params")
     try:
         task.describe()
     except Exception as error:  # noqa: BLE001
         raise refuse(f"describe() failed: {type(error).__name__}: {error}") from None
+
+
+def _is_integer(value) -> bool:
+    """Python's or numpy's integers: what operator.index takes."""
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
 
 
 def check_task_sample(task, where: str) -> None:
@@ -319,15 +332,15 @@ def check_model_runs(model, where: str) -> None:
             raise refuse(f"{what} is not finite on an input of shape {tuple(x.shape)}")
     # what training differentiates (forward's output, by the weights) and what the probes do (step,
     # by a state that requires grad): an in-place update of the state breaks either
-    state = model.initial_state(SAMPLE, x).requires_grad_()
     passes = {"forward's output": lambda: model(x)[0],
-              "step from a state that requires grad": lambda: model.step(state, x[:, 0])}
+              "step from a state that requires grad":
+                  lambda: model.step(model.initial_state(SAMPLE, x).requires_grad_(), x[:, 0])}
     for what, call in passes.items():
-        with torch.random.fork_rng():
+        with torch.random.fork_rng():  # leaves the caller's random stream alone
             torch.manual_seed(0)
             try:
                 value = call()
-                if value.requires_grad:  # a model with no trained weights (esn, random_guess) has none
+                if value.requires_grad:  # a model with nothing to differentiate (esn's forward) has no graph
                     value.square().mean().backward()
             except Exception as error:  # noqa: BLE001
                 raise refuse(f"backward through {what} failed on an input of shape {tuple(x.shape)}: "

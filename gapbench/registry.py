@@ -115,6 +115,21 @@ def _check_type(what: str, value, default) -> None:
         raise ValueError(f"{what} must be {wanted} (default {default!r}), got {value!r}")
 
 
+def option_values(instance, names) -> dict:
+    """Each option of `names` as `instance` keeps it, under the option's own name (what rebuilds
+    it); an AttributeError that says what to set where one is missing."""
+    values = {}
+    for name in names:
+        try:
+            values[name] = getattr(instance, name)
+        except AttributeError as error:
+            if error.name not in (name, None):  # raised inside a property, for another attribute
+                raise
+            raise AttributeError(f"{type(instance).__name__} keeps no attribute for its option {name!r}: "
+                                 f"set self.{name} in __init__") from None
+    return values
+
+
 def options_of(builder) -> list[str]:
     """Keyword options a builder accepts, sorted: see `declared_options`."""
     return sorted(declared_options(builder))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gapbench.registry import declared_options
+from gapbench.registry import declared_options, option_values
 
 
 class RecurrentModel(nn.Module):
@@ -75,13 +75,7 @@ class RecurrentModel(nn.Module):
         (`gapbench.registry.declared_options`), each read from the attribute the model keeps
         under the option's own name. `models.build(name, input_size, hidden_size,
         **model.options())` rebuilds the same model (the conformance test checks it)."""
-        values = {}
-        for name in declared_options(type(self)):
-            if not hasattr(self, name):
-                raise AttributeError(f"{type(self).__name__} keeps no attribute for its option {name!r}: "
-                                     f"set self.{name} in __init__")
-            values[name] = getattr(self, name)
-        return values
+        return option_values(self, declared_options(type(self)))
 
     def extra_repr(self) -> str:
         """The sizes, then every option with its value (defaults included), then batch_first

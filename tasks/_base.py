@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from gapbench import tasks
-from gapbench.registry import declared_options
+from gapbench.registry import declared_options, option_values
 
 SUCCESS_FRACTION = 0.1
 """A run succeeds when its test loss is below SUCCESS_FRACTION × the task's baseline."""
@@ -65,13 +65,7 @@ class Task:
         """The options this instance was built with (recorded next to every dataset, and what
         `tasks.build(registry_name, gap, **params)` takes back): the value of each of
         `recorded_options()`, which a task keeps under the option's own name."""
-        values = {}
-        for name in self.recorded_options():
-            if not hasattr(self, name):
-                raise AttributeError(f"{type(self).__name__} keeps no attribute for its option {name!r}: "
-                                     f"set self.{name} in __init__")
-            values[name] = getattr(self, name)
-        return values
+        return option_values(self, self.recorded_options())
 
     def recorded_options(self) -> list[str]:
         """The options `params()` records: those the task's registered builder declares, in order."""

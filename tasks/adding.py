@@ -116,6 +116,9 @@ class AddingHochreiter(MarkedPair):
         if not self.sampling.regular:
             raise ValueError("adding: convention 'hochreiter' needs sampling 'regular'; "
                              "irregular sampling is implemented for ['arjovsky']")
+        if self.sampling.time_channels:
+            raise ValueError(f"adding: convention 'hochreiter' takes no time_channels (its steps are regular), "
+                             f"got {list(self.sampling.time_channels)}; time channels are implemented for ['arjovsky']")
 
     @property
     def seq_len(self):

@@ -29,7 +29,7 @@ class TemporalOrder(LastStepClassification):
 
     def __init__(self, gap, *, relevant=2):
         super().__init__(gap)
-        self.relevant = choice("temporal_order", "relevant", relevant, tuple(WINDOWS))
+        self.relevant = int(choice("temporal_order", "relevant", relevant, tuple(WINDOWS)))  # 3.0 -> 3
         self.output_size = 2 ** self.relevant
         self.windows = [(round(lo * self.gap), round(hi * self.gap)) for lo, hi in WINDOWS[self.relevant]]
 

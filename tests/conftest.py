@@ -49,12 +49,13 @@ def local_slurm(state: Path, *options: str, tools=("slurmctld", "slurmd", "munge
     if os.geteuid() != 0 or not all(shutil.which(tool) for tool in tools):
         pytest.skip(f"needs root and {', '.join(tools)} (docs/clusters.md#slurm)")
     script = ROOT / "workflow" / "profiles" / "slurm" / "local-cluster.sh"
-    started = subprocess.run(["bash", script, "start", state, *options], capture_output=True, text=True)
     try:
+        started = subprocess.run(["bash", script, "start", state, *options], capture_output=True, text=True,
+                                 timeout=300)
         assert started.returncode == 0, started.stderr
         yield {**jobs_environment(), "SLURM_CONF": str(state / "slurm.conf")}
     finally:
-        subprocess.run(["bash", script, "stop", state], check=True)
+        subprocess.run(["bash", script, "stop", state])  # a failed stop must not hide the test's own error
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +91,9 @@ def pytest_collection_modifyitems(items):
         fixtures = set(getattr(item, "fixturenames", ()))
         if PIPELINE_FIXTURES & fixtures:
             item.add_marker(pytest.mark.pipeline)
-            # pytest-xdist (-n 2, --dist loadgroup: pyproject.toml) runs a group on one worker, so
-            # the smoke run and each module's pipeline fixtures are made once, not once per worker
-            group = "smoke" if "smoke_run" in fixtures else item.module.__name__
-            item.add_marker(pytest.mark.xdist_group(group))
+        # pytest-xdist (-n 2, --dist loadgroup: pyproject.toml) runs a group on one worker (a test
+        # with several groups gets their joined name: one group a test, chosen here)
+        if item.get_closest_marker("slurm"):  # one local SLURM cluster at a time: its ports, /etc/slurm
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+        elif PIPELINE_FIXTURES & fixtures:  # the smoke run and a module's pipeline fixtures made once
+            item.add_marker(pytest.mark.xdist_group("smoke" if "smoke_run" in fixtures else item.module.__name__))

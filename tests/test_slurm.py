@@ -14,8 +14,7 @@ import pytest
 from conftest import ROOT, SMOKE, local_slurm
 from gapbench.reports.tables import read_table
 
-# one local cluster at a time (its ports and /etc/slurm/slurm.conf): every SLURM test on one worker
-pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
+pytestmark = pytest.mark.slurm  # conftest keeps every SLURM test on one xdist worker
 
 TIMING = {"wall_seconds", "code_version"}
 

@@ -392,6 +392,8 @@ def test_bad_gap_names_the_parameter(name, gap):
     ("copy", {"length": 0}, "length must be an integer >= 1"),
     ("copy", {"alphabet": 1}, "alphabet must be an integer >= 2"),
     ("copy", {"convention": "selective", "sampling": "poisson"}, "needs sampling 'regular'"),
+    ("adding", {"convention": "hochreiter", "time_channels": ["dt"]},
+     "convention 'hochreiter' takes no time_channels"),
     ("adding", {"convention": "le"}, r"allowed|one of \['arjovsky', 'hochreiter'\]"),
     ("adding", {"sampling": "jittered"}, r"sampling must be one of \['regular', 'poisson', 'thinned'\]"),
     ("adding", {"sampling": "thinned", "keep": 0.0}, r"keep must be a number in \(0, 1\]"),
@@ -411,6 +413,14 @@ def test_bad_gap_names_the_parameter(name, gap):
 def test_bad_options_name_the_option_and_the_allowed_values(name, options, message):
     with pytest.raises(ValueError, match=message):
         tasks.build(name, 30, **options)
+
+
+def test_a_whole_number_given_as_a_float_is_kept_as_an_integer():
+    """The registry takes 3.0 for an integer option (YAML writes numbers either way); the task's
+    sizes and recorded params are then integers, as its class declares."""
+    task = tasks.build("temporal_order", 30, relevant=3.0)
+    assert (task.relevant, task.output_size, task.params()) == (3, 8, {"relevant": 3})
+    assert type(task.relevant) is int and type(task.output_size) is int
 
 
 def test_hochreiter_adding_needs_a_gap_of_20():

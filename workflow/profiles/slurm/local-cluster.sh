@@ -8,10 +8,10 @@
 # slurmdbd mariadb-server`), a MariaDB server and slurmdbd in DIR hold the accounts, as on most
 # clusters: account "gapbench" for root (its default) beside SLURM's own "root"; jobs under any
 # other account are refused (AccountingStorageEnforce=associations); sacct and sacctmgr work.
-# Everything it writes stays in DIR, except
-# /etc/slurm/slurm.conf: the SLURM job-step executor drops SLURM_CONF from the environment of
-# the steps it starts, so srun inside a job reads the default path. The script writes that file
-# only where none exists (it refuses to run beside a real cluster's) and removes it on stop.
+# Everything it writes stays in DIR, except /etc/slurm/slurm.conf: the SLURM job-step executor
+# drops SLURM_CONF from the environment of the steps it starts, so srun inside a job reads the
+# default path. The script writes that file only where none exists (it refuses to run beside a
+# real cluster's) and removes it on stop. A start that fails stops what it had started.
 set -euo pipefail
 
 usage="usage: local-cluster.sh start DIR [--accounting] | stop DIR"
@@ -39,7 +39,7 @@ stop() {
             if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]]; then
                 kill "$pid" 2>/dev/null || true
             fi
-            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done  # MariaDB takes seconds
             rm -f "$state/$name.pid"
         fi
     done
@@ -54,7 +54,7 @@ for tool in slurmctld slurmd munged sbatch squeue; do
     command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install slurm-wlm munge" >&2; exit 1; }
 done
 if $accounting; then
-    for tool in slurmdbd sacctmgr mariadbd mariadb-install-db; do
+    for tool in slurmdbd sacctmgr mariadbd mariadb mariadb-install-db; do
         command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install slurmdbd mariadb-server" >&2; exit 1; }
     done
 fi
@@ -64,6 +64,15 @@ if [[ -f $SYSTEM_CONF ]] && ! grep -qxF "$MARKER" "$SYSTEM_CONF"; then
     exit 1
 fi
 mkdir -p "$state"/{spool,ctld,log,munge}
+trap 'echo "local-cluster.sh: the cluster did not start; logs in $state/log" >&2; stop' ERR
+
+wait_until() {  # DESCRIPTION COMMAND...: until COMMAND succeeds, for up to 30 s
+    local what=$1
+    shift
+    for _ in $(seq 150); do "$@" > /dev/null 2>&1 && return 0; sleep 0.2; done
+    echo "$what did not come up within 30 s" >&2
+    return 1
+}
 chmod 700 "$state/munge"
 host=$(hostname -s)
 cpus=$(nproc)
@@ -82,7 +91,7 @@ if $accounting; then
     mariadbd --no-defaults --user=root --datadir="$state/db" --socket="$state/mariadb.sock" \
         --pid-file="$state/mariadbd.pid" --port=16820 --bind-address=127.0.0.1 --skip-name-resolve \
         --innodb-buffer-pool-size=64M --log-error="$state/log/mariadb.log" > /dev/null 2>&1 &
-    for _ in $(seq 150); do [[ -S "$state/mariadb.sock" ]] && break; sleep 0.2; done
+    wait_until MariaDB test -S "$state/mariadb.sock"
     mariadb --no-defaults --socket="$state/mariadb.sock" -u root -e "CREATE USER IF NOT EXISTS
         'slurm'@'127.0.0.1' IDENTIFIED BY 'gapbench-local'; GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'"
     # slurmdbd reads slurmdbd.conf from SLURM_CONF's folder; it must be private to SlurmUser
@@ -146,7 +155,7 @@ mkdir -p "$(dirname "$SYSTEM_CONF")"
 cp "$SLURM_CONF" "$SYSTEM_CONF"
 if $accounting; then
     slurmdbd
-    for _ in $(seq 100); do sacctmgr -n list cluster > /dev/null 2>&1 && break; sleep 0.2; done
+    wait_until slurmdbd sacctmgr -n list cluster
     if [[ -z $(sacctmgr -n list account "$ACCOUNT" format=account) ]]; then
         sacctmgr -i add cluster gapbench-local > /dev/null
         sacctmgr -i add account "$ACCOUNT" description="gapbench test account" > /dev/null
@@ -155,13 +164,5 @@ if $accounting; then
 fi
 slurmctld -f "$SLURM_CONF"
 slurmd -f "$SLURM_CONF"
-for _ in $(seq 100); do  # until the node takes jobs
-    if sinfo -h -o %t 2>/dev/null | grep -q '^idle'; then
-        echo "export SLURM_CONF=$SLURM_CONF"
-        exit 0
-    fi
-    sleep 0.2
-done
-echo "the local SLURM node did not come up; logs in $state/log" >&2
-stop
-exit 1
+wait_until "the SLURM node" bash -c "sinfo -h -o %t | grep -q '^idle'"  # until it takes jobs
+echo "export SLURM_CONF=$SLURM_CONF"
