@@ -110,6 +110,13 @@ def test_smoke_figures_are_faceted_by_family_and_split_into_pages(read, smoke_ru
     every = figures.model_markers(models.names())
     assert len(set(every.values())) == len(every) == len(models.names())
     assert len({repr(d) for d in figures.clip_dashes(["none", "norm", "value"]).values()}) == 3
+    # whatever subset a grid shows: a labelled variant moves no registered model's marker, and
+    # an arm keeps its dash and fill without the others
+    shown = figures.model_markers(["gru", "lstm", "vanilla", "vanilla_h4"], {"vanilla_h4": "vanilla"})
+    assert all(shown[name] == every[name] for name in ("gru", "lstm", "vanilla"))
+    assert shown["vanilla_h4"] not in every.values()  # the first variant: a marker no registered model has
+    assert figures.clip_fills(["none", "value"]) == {"none": "full", "value": "bottom"}
+    assert figures.clip_dashes(["value"])["value"] == figures.clip_dashes(["none", "norm", "value"])["value"]
     figures.plt.close(figure)
 
 

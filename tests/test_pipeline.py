@@ -218,3 +218,27 @@ def test_scheduler_wakes_thirty_times_less_often_unless_told(tmp_path, given, ex
     limiters = re.findall(r"Submitting maximum .*", log)  # each limiter built logs its limit
     assert limiters and limiters[-1] == expected  # the last: the one the jobs ran under
     assert (tmp_path / "results/data/copy/gap2/seed0/meta.json").exists()
+
+
+def test_the_schema_s_defaults_are_the_default_config_s():
+    """config/default.yaml is merged under every config, so where it sets a key it owns the
+    default; a schema default that differs would take effect only for a config prepared without
+    it, and mislead whoever reads the schema. (Keys default.yaml leaves out take the schema's.)"""
+    from gapbench.config import DEFAULT_CONFIG, SCHEMA
+
+    def defaults(node, path=()):  # (key path, default) of every property that states one
+        for key, child in node.get("properties", {}).items():
+            if "default" in child and child["default"] != {}:
+                yield path + (key,), child["default"]
+            yield from defaults(child, path + (key,))
+
+    missing = object()
+    compared = 0
+    for path, value in defaults(yaml.safe_load(SCHEMA.read_text())):
+        node = yaml.safe_load(DEFAULT_CONFIG.read_text())
+        for key in path:
+            node = node.get(key, missing) if isinstance(node, dict) else missing
+        if node is not missing:
+            compared += 1
+            assert node == value, f"schema default of {'.'.join(path)}: {value!r}, config/default.yaml: {node!r}"
+    assert compared >= 10

@@ -70,7 +70,8 @@ BOOTSTRAP_RESAMPLES = 1000  # resamples of the seeds per point (seeded: the same
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "p", "h", "<", ">", "d", "8", "H")
 CLIP_DASHES = {"none": "-", "norm": (0, (4, 1.5)), "value": (0, (1, 1.2))}
 SPARE_DASHES = ((0, (6, 1.5, 1, 1.5)), (0, (2, 2)), (0, (8, 2)))
-CLIP_FILLS = ("full", "none", "bottom", "left")
+CLIP_FILLS = {"none": "full", "norm": "none", "value": "bottom"}  # a scatter point's fill (no dash there)
+SPARE_FILLS = ("left", "right", "top")
 FAMILY_COLOURS = {
     "elementwise": "#0072B2", "orthogonal/unitary": "#CC79A7", "gated": "#D55E00", "reservoir": "#009E73",
     "diagonal": "#E69F00", "oscillator": "#56B4E9", "other": "#000000",
@@ -118,10 +119,15 @@ def model_colours(names, registry_names: dict | None = None) -> dict[str, tuple]
 
 def model_markers(names, registry_names: dict | None = None) -> dict[str, str]:
     """{model: marker}: each registered model its own marker, in the order of _model_order, so
-    that a figure printed in greyscale still tells every model apart (shades alone would not);
-    a model keeps its marker whichever subset a figure shows."""
+    that a figure printed in greyscale still tells every model apart (shades alone would not).
+    A registered model keeps its marker in every figure of every grid; a labelled variant
+    (vanilla_h4) takes the markers after theirs, so it never moves them."""
+    from gapbench import models
+
     ordered, _ = _model_order(names, registry_names)
-    return {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(ordered) if name in set(names)}
+    registered = set(models.names())
+    in_order = [n for n in ordered if n in registered] + [n for n in ordered if n not in registered]
+    return {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(in_order) if name in set(names)}
 
 
 def clip_dashes(arms) -> dict[str, object]:
@@ -133,8 +139,11 @@ def clip_dashes(arms) -> dict[str, object]:
 
 
 def clip_fills(arms) -> dict[str, str]:
-    """{clip arm: marker fill style} for scatter plots, where a point has no dash."""
-    return {arm: CLIP_FILLS[i % len(CLIP_FILLS)] for i, arm in enumerate(arms)}
+    """{clip arm: marker fill style} for scatter plots, where a point has no dash: the arms of
+    gapbench's clip registry keep theirs in every figure (none filled, norm open, value
+    half-filled); other arms get the next free one."""
+    spare = iter(SPARE_FILLS)
+    return {arm: CLIP_FILLS[arm] if arm in CLIP_FILLS else next(spare, "full") for arm in arms}
 
 
 class _PlainLogFormatter(LogFormatterSciNotation):
