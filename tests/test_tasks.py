@@ -392,6 +392,8 @@ def test_bad_gap_names_the_parameter(name, gap):
     ("copy", {"length": 0}, "length must be an integer >= 1"),
     ("copy", {"alphabet": 1}, "alphabet must be an integer >= 2"),
     ("copy", {"convention": "selective", "sampling": "poisson"}, "needs sampling 'regular'"),
+    ("copy", {"convention": "selective", "time_channels": ["dt", "mask"]},
+     "convention 'selective' takes no time_channels"),
     ("adding", {"convention": "hochreiter", "time_channels": ["dt"]},
      "convention 'hochreiter' takes no time_channels"),
     ("adding", {"convention": "le"}, r"allowed|one of \['arjovsky', 'hochreiter'\]"),
