@@ -118,12 +118,14 @@ def _check_type(what: str, value, default) -> None:
 def option_values(instance, names) -> dict:
     """Each option of `names` as `instance` keeps it, under the option's own name (what rebuilds
     it); an AttributeError that says what to set where one is missing."""
-    values = {}
+    values, undefined = {}, object()
     for name in names:
         try:
             values[name] = getattr(instance, name)
-        except AttributeError as error:
-            if error.name not in (name, None):  # raised inside a property, for another attribute
+        except AttributeError:
+            # a property (or other class attribute) of that name that failed is its own error; only
+            # a name the class does not define at all was never set
+            if inspect.getattr_static(type(instance), name, undefined) is not undefined:
                 raise
             raise AttributeError(f"{type(instance).__name__} keeps no attribute for its option {name!r}: "
                                  f"set self.{name} in __init__") from None

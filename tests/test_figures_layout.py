@@ -8,6 +8,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
+from conftest import ROOT
 from gapbench import models
 from gapbench.reports import figures
 from gapbench.reports.tables import table_reader
@@ -110,14 +111,28 @@ def test_smoke_figures_are_faceted_by_family_and_split_into_pages(read, smoke_ru
     every = figures.model_markers(models.names())
     assert len(set(every.values())) == len(every) == len(models.names())
     assert len({repr(d) for d in figures.clip_dashes(["none", "norm", "value"]).values()}) == 3
-    # whatever subset a grid shows: a labelled variant moves no registered model's marker, and
-    # an arm keeps its dash and fill without the others
-    shown = figures.model_markers(["gru", "lstm", "vanilla", "vanilla_h4"], {"vanilla_h4": "vanilla"})
-    assert all(shown[name] == every[name] for name in ("gru", "lstm", "vanilla"))
-    assert shown["vanilla_h4"] not in every.values()  # the first variant: a marker no registered model has
+    figures.plt.close(figure)
+
+
+@pytest.mark.parametrize("config", ["smoke.yaml", "literature.yaml", "default.yaml"])
+def test_a_registered_model_keeps_its_marker_and_labelled_variants_get_free_ones(config):
+    """Whatever models a grid shows, each registered one has the marker it has among all of them,
+    and a labelled variant (smoke's vanilla_h4, literature's two ESN variants) one of its own."""
+    from gapbench.config import load_config, model_label
+
+    loaded = load_config(ROOT / "config" / config, cores=2, cuda_available=lambda: True)
+    labels = {model_label(entry): entry["name"] for entry in loaded["models"]}
+    every = figures.model_markers(models.names())
+    shown = figures.model_markers(list(labels), labels)
+    assert shown.keys() == labels.keys()
+    assert all(shown[name] == every[name] for name in labels if name in every)
+    assert len(set(shown.values())) == len(shown)
+    assert any(name not in every for name in labels) or config == "default.yaml"
+
+
+def test_a_clip_arm_keeps_its_dash_and_fill_without_the_others():
     assert figures.clip_fills(["none", "value"]) == {"none": "full", "value": "bottom"}
     assert figures.clip_dashes(["value"])["value"] == figures.clip_dashes(["none", "norm", "value"])["value"]
-    figures.plt.close(figure)
 
 
 @pytest.mark.parametrize("subset", ["every task", "one task"])

@@ -195,7 +195,8 @@ MODEL_CASES = [
                                      "RuntimeError"]),
     ("the base class's sizes forgotten", SizesForgotten,
      ["failed to build with options {}: TypeError: RecurrentModel.__init__() missing 2 required positional"]),
-    ("the state updated in place", InPlace, ["backward through", "failed on an input of shape (2, 3, ", "in-place operation"]),
+    ("the state updated in place", InPlace,
+     ["backward through", "failed on an input of shape (2, 3, ", "in-place operation"]),
     ("an option kept under another name", Leaky,
      ["options() failed: AttributeError: Leaky keeps no attribute for its option 'leak': set self.leak in __init__"]),
 ]
@@ -235,3 +236,21 @@ def test_a_name_registered_twice_names_both_files():
 @pytest.mark.parametrize("config", sorted(path.name for path in (ROOT / "config").glob("*.yaml")))
 def test_every_shipped_config_passes_the_pre_flight_checks(config):
     load_config(ROOT / "config" / config, cores=2, cuda_available=lambda: True)
+
+
+def test_an_option_missing_is_told_apart_from_one_whose_property_fails():
+    """`registry.option_values`: a name the class never defines is the 'set self.X' message; a
+    property of that name that fails raises its own error, not that misleading advice."""
+    from gapbench.registry import option_values
+
+    class Failing(Tanh):
+        @property
+        def leak(self):
+            raise AttributeError("inner")
+
+    model = Failing(1, 4)
+    with pytest.raises(AttributeError, match="keeps no attribute for its option 'rate': set self.rate in __init__"):
+        option_values(model, ["rate"])
+    with pytest.raises(AttributeError) as failed:
+        option_values(model, ["leak"])
+    assert "set self.leak" not in str(failed.value)

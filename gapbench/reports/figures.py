@@ -121,13 +121,16 @@ def model_markers(names, registry_names: dict | None = None) -> dict[str, str]:
     """{model: marker}: each registered model its own marker, in the order of _model_order, so
     that a figure printed in greyscale still tells every model apart (shades alone would not).
     A registered model keeps its marker in every figure of every grid; a labelled variant
-    (vanilla_h4) takes the markers after theirs, so it never moves them."""
+    (vanilla_h4, esn_linear_n40) takes one that no model of `names` has, so it never moves
+    theirs (15 markers: past that, markers repeat)."""
     from gapbench import models
 
     ordered, _ = _model_order(names, registry_names)
-    registered = set(models.names())
-    in_order = [n for n in ordered if n in registered] + [n for n in ordered if n not in registered]
-    return {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(in_order) if name in set(names)}
+    registered, shown = set(models.names()), set(names)
+    fixed = {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(n for n in ordered if n in registered)}
+    free = [marker for marker in MARKERS if marker not in {fixed[n] for n in shown if n in fixed}] or list(MARKERS)
+    variants = iter(free * len(shown))
+    return {name: fixed[name] if name in fixed else next(variants) for name in ordered if name in shown}
 
 
 def clip_dashes(arms) -> dict[str, object]:
@@ -142,8 +145,8 @@ def clip_fills(arms) -> dict[str, str]:
     """{clip arm: marker fill style} for scatter plots, where a point has no dash: the arms of
     gapbench's clip registry keep theirs in every figure (none filled, norm open, value
     half-filled); other arms get the next free one."""
-    spare = iter(SPARE_FILLS)
-    return {arm: CLIP_FILLS[arm] if arm in CLIP_FILLS else next(spare, "full") for arm in arms}
+    spare = iter(SPARE_FILLS * len(arms))
+    return {arm: CLIP_FILLS[arm] if arm in CLIP_FILLS else next(spare) for arm in arms}
 
 
 class _PlainLogFormatter(LogFormatterSciNotation):

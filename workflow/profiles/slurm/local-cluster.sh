@@ -63,6 +63,12 @@ if [[ -f $SYSTEM_CONF ]] && ! grep -qxF "$MARKER" "$SYSTEM_CONF"; then
     echo "$SYSTEM_CONF exists and is not this script's: not starting a test cluster beside it" >&2
     exit 1
 fi
+for name in slurmd slurmctld slurmdbd mariadbd munged; do  # the failure trap below would stop them
+    if [[ -f "$state/$name.pid" && $(cat "/proc/$(cat "$state/$name.pid")/comm" 2>/dev/null) == "$name" ]]; then
+        echo "a cluster is already running in $state ($name); stop it first: local-cluster.sh stop $state" >&2
+        exit 1
+    fi
+done
 mkdir -p "$state"/{spool,ctld,log,munge}
 trap 'echo "local-cluster.sh: the cluster did not start; logs in $state/log" >&2; stop' ERR
 
@@ -91,6 +97,7 @@ if $accounting; then
     mariadbd --no-defaults --user=root --datadir="$state/db" --socket="$state/mariadb.sock" \
         --pid-file="$state/mariadbd.pid" --port=16820 --bind-address=127.0.0.1 --skip-name-resolve \
         --innodb-buffer-pool-size=64M --log-error="$state/log/mariadb.log" > /dev/null 2>&1 &
+    echo $! > "$state/mariadbd.pid"  # before it writes its own (the same PID), so a failed start stops it
     wait_until MariaDB test -S "$state/mariadb.sock"
     mariadb --no-defaults --socket="$state/mariadb.sock" -u root -e "CREATE USER IF NOT EXISTS
         'slurm'@'127.0.0.1' IDENTIFIED BY 'gapbench-local'; GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'"
