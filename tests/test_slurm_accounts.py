@@ -2,9 +2,10 @@
 accounting database (workflow/profiles/slurm/local-cluster.sh start DIR --accounting: MariaDB,
 slurmdbd, account "gapbench" root's default, jobs under any other account refused by SLURM).
 One training job of the smoke grid (and its dataset) is submitted through the repository's
-profile with the account given, with a wrong one, and with none.
+profile with the account given, with a wrong one, and with none, and once with sacct asked for
+the jobs' states.
 
-Opt-in (it needs root, Debian's slurm-wlm, munge, slurmdbd and mariadb-server; about 2 minutes):
+Opt-in (it needs root, Debian's slurm-wlm, munge, slurmdbd and mariadb-server; about 3 minutes):
     python -m pytest -m slurm
 """
 import subprocess
@@ -29,15 +30,15 @@ def cluster(tmp_path_factory):
         yield environment
 
 
-def _submit(cluster, workdir, *resources):
+def _submit(cluster, workdir, *resources, options=()):
     """The smoke grid's JOB through the SLURM profile, with `resources` as --default-resources
-    (the profile's own when none); returns the snakemake process."""
+    (the profile's own when none) and further command-line `options`; returns the snakemake process."""
     workdir.mkdir()
     chosen = ["--default-resources", *resources, "mem_mb=3000", "runtime=60"] if resources else []
     return subprocess.run(
         [sys.executable, "-m", "snakemake", JOB, "--snakefile", ROOT / "Snakefile", "--directory", workdir,
          "--workflow-profile", ROOT / "workflow" / "profiles" / "slurm", "--configfile", SMOKE,
-         "--group-components", "train_group=2", *chosen],
+         "--group-components", "train_group=2", *options, *chosen],
         capture_output=True, text=True, env=cluster, timeout=900)
 
 
@@ -72,4 +73,14 @@ def test_without_an_account_jobs_run_under_your_default_one(cluster, tmp_path):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     # the pinned plugin's guess from sacct fails (docs/clusters.md#slurm): it submits without -A
     assert "Unable to guess SLURM account. Trying to proceed without." in result.stdout + result.stderr
+    assert _jobs(cluster)[before:] == [(DEFAULT, "COMPLETED")] * 2
+
+
+def test_where_sacct_works_it_can_report_job_states(cluster, tmp_path):
+    """The profile asks squeue for job states (it works without accounting); where sacct works,
+    docs/clusters.md says the profile's line can go: then the executor asks sacct, and jobs finish."""
+    before = len(_jobs(cluster))
+    result = _submit(cluster, tmp_path / "work", options=["--slurm-status-command", "sacct", "--verbose"])
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "Status query timing (cycle): command=sacct" in result.stdout + result.stderr
     assert _jobs(cluster)[before:] == [(DEFAULT, "COMPLETED")] * 2
