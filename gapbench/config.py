@@ -11,7 +11,6 @@ the device, threads against cores).
 from __future__ import annotations
 
 import math
-import operator
 import os
 import re
 import sys
@@ -192,6 +191,7 @@ def check_task_declares(task, where: str) -> None:
     input_size and output_size integers >= 1, baseline a finite number > 0 (success is a test
     loss below a fraction of it), chance_score a finite number; else a ConfigError naming the
     task and its file."""
+    from gapbench.tasks._base import is_int
 
     def refuse(message):
         return _user_code_error(where, "task", task, message)
@@ -208,7 +208,7 @@ def check_task_declares(task, where: str) -> None:
 
     for attribute in ("seq_len", "input_size", "output_size"):
         value = read(attribute)
-        if isinstance(value, bool) or not _is_integer(value) or value < 1:
+        if not is_int(value) or value < 1:
             raise refuse(f"{attribute} must be an integer >= 1, got {value!r}")
     for attribute, lowest in (("baseline", 0.0), ("chance_score", None)):
         value = read(attribute)
@@ -222,15 +222,6 @@ def check_task_declares(task, where: str) -> None:
         task.describe()
     except Exception as error:  # noqa: BLE001
         raise refuse(f"describe() failed: {type(error).__name__}: {error}") from None
-
-
-def _is_integer(value) -> bool:
-    """Python's or numpy's integers: what operator.index takes."""
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return True
 
 
 def check_task_sample(task, where: str) -> None:

@@ -75,6 +75,16 @@ class Sampling:
     def regular(self) -> bool:
         return self.sampling == "regular"
 
+    def require_plain(self, task: str, convention: str, implemented: list[str]) -> None:
+        """A ValueError unless sampling is regular and adds no time channels: for a convention whose
+        generator lays out its own steps (`implemented`: the task's conventions that take both)."""
+        if not self.regular:
+            raise ValueError(f"{task}: convention {convention!r} needs sampling 'regular'; "
+                             f"irregular sampling is implemented for {implemented}")
+        if self.time_channels:
+            raise ValueError(f"{task}: convention {convention!r} takes no time_channels (its steps are regular), "
+                             f"got {list(self.time_channels)}; time channels are implemented for {implemented}")
+
     @property
     def n_channels(self) -> int:
         return len(self.time_channels)

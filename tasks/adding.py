@@ -113,12 +113,7 @@ class AddingHochreiter(MarkedPair):
         if self.gap < 2 * FIRST_WINDOW:
             raise ValueError(f"task 'adding': gap must be an integer >= 20 with convention "
                              f"'hochreiter', got {gap!r}")
-        if not self.sampling.regular:
-            raise ValueError("adding: convention 'hochreiter' needs sampling 'regular'; "
-                             "irregular sampling is implemented for ['arjovsky']")
-        if self.sampling.time_channels:
-            raise ValueError(f"adding: convention 'hochreiter' takes no time_channels (its steps are regular), "
-                             f"got {list(self.sampling.time_channels)}; time channels are implemented for ['arjovsky']")
+        self.sampling.require_plain("adding", "hochreiter", ["arjovsky"])
 
     @property
     def seq_len(self):

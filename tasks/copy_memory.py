@@ -46,13 +46,8 @@ class Copy(Sampled, Task):
         check("copy", "alphabet", is_int(alphabet) and alphabet >= 2, alphabet, "an integer >= 2")
         self.convention = choice("copy", "convention", convention, CONVENTIONS)
         self.sampling = Sampling("copy", **sampling_options)
-        if convention == "selective" and not self.sampling.regular:
-            raise ValueError("copy: convention 'selective' needs sampling 'regular'; "
-                             "irregular sampling is implemented for ['arjovsky', 'expRNN']")
-        if convention == "selective" and self.sampling.time_channels:
-            raise ValueError(f"copy: convention 'selective' takes no time_channels (its steps are regular), "
-                             f"got {list(self.sampling.time_channels)}; time channels are implemented for "
-                             "['arjovsky', 'expRNN']")
+        if convention == "selective":
+            self.sampling.require_plain("copy", "selective", ["arjovsky", "expRNN"])
         self.length, self.alphabet = int(length), int(alphabet)
         self.input_size = alphabet + 2 + self.sampling.n_channels
         self.output_size = alphabet + 1

@@ -28,20 +28,23 @@ ACCOUNT=gapbench  # the account --accounting makes for root, its default
 MARKER="# written by gapbench local-cluster.sh for $state"
 SYSTEM_CONF=/etc/slurm/slurm.conf
 
+DAEMONS=(slurmd slurmctld slurmdbd mariadbd munged)  # in the order they are stopped
+
+running() {  # NAME: whether DIR's pid file for NAME names that daemon, alive (a stale file could name another)
+    [[ -f "$state/$1.pid" && $(cat "/proc/$(cat "$state/$1.pid")/comm" 2>/dev/null) == "$1" ]]
+}
+
 stop() {
     if [[ -f $SYSTEM_CONF ]] && grep -qxF "$MARKER" "$SYSTEM_CONF"; then
         rm -f "$SYSTEM_CONF"
     fi
-    for name in slurmd slurmctld slurmdbd mariadbd munged; do
-        if [[ -f "$state/$name.pid" ]]; then
+    for name in "${DAEMONS[@]}"; do
+        if running "$name"; then
             pid=$(cat "$state/$name.pid")
-            # only if that PID is still the daemon this script started (a stale file could name another)
-            if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]]; then
-                kill "$pid" 2>/dev/null || true
-            fi
+            kill "$pid" 2>/dev/null || true
             for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done  # MariaDB takes seconds
-            rm -f "$state/$name.pid"
         fi
+        rm -f "$state/$name.pid"
     done
 }
 
@@ -63,8 +66,8 @@ if [[ -f $SYSTEM_CONF ]] && ! grep -qxF "$MARKER" "$SYSTEM_CONF"; then
     echo "$SYSTEM_CONF exists and is not this script's: not starting a test cluster beside it" >&2
     exit 1
 fi
-for name in slurmd slurmctld slurmdbd mariadbd munged; do  # the failure trap below would stop them
-    if [[ -f "$state/$name.pid" && $(cat "/proc/$(cat "$state/$name.pid")/comm" 2>/dev/null) == "$name" ]]; then
+for name in "${DAEMONS[@]}"; do  # the failure trap below would stop them
+    if running "$name"; then
         echo "a cluster is already running in $state ($name); stop it first: local-cluster.sh stop $state" >&2
         exit 1
     fi
