@@ -232,10 +232,10 @@ def test_the_schema_s_defaults_are_the_default_config_s():
                 yield path + (key,), child["default"]
             yield from defaults(child, path + (key,))
 
-    missing = object()
+    missing, default_config = object(), yaml.safe_load(DEFAULT_CONFIG.read_text())
     compared = 0
     for path, value in defaults(yaml.safe_load(SCHEMA.read_text())):
-        node = yaml.safe_load(DEFAULT_CONFIG.read_text())
+        node = default_config
         for key in path:
             node = node.get(key, missing) if isinstance(node, dict) else missing
         if node is not missing:
