@@ -125,7 +125,11 @@ def option_values(instance, names) -> dict:
         except AttributeError:
             # a property (or other class attribute) of that name that failed is its own error; only
             # a name the class does not define at all was never set
-            if inspect.getattr_static(type(instance), name, undefined) is not undefined:
+            defined = inspect.getattr_static(type(instance), name, undefined)
+            if isinstance(defined, property) and defined.fget is not None:
+                defined.fget(instance)  # raises the property's own error again: nn.Module's __getattr__
+                # answers a property's AttributeError with its generic "has no attribute" instead
+            if defined is not undefined:
                 raise
             raise AttributeError(f"{type(instance).__name__} keeps no attribute for its option {name!r}: "
                                  f"set self.{name} in __init__") from None
@@ -140,7 +144,8 @@ def options_of(builder) -> list[str]:
 def declared_options(builder) -> list[str]:
     """Keyword options a builder accepts, in the order its signature declares them: its keyword-only
     parameters, less `batch_first` (RecurrentModel's own argument, which a model may still name: the
-    pipeline always feeds (batch, time, features) tensors, so it is no option of a run). A class may set `__signature__` (tasks taking the shared sampling
-    options do, see tasks/_sampling.py `Sampled`): that is what is read then."""
+    pipeline always feeds (batch, time, features) tensors, so it is no option of a run). A class
+    may set `__signature__` (tasks taking the shared sampling options do, see tasks/_sampling.py
+    `Sampled`): that is what is read then."""
     params = inspect.signature(builder).parameters.values()
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "batch_first"]
