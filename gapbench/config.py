@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from gapbench import models, tasks
-from gapbench.registry import source_file
+from gapbench.registry import UnimportableFile, raised_at, source_file
 
 # a label names folders and appears on shell lines: letters, digits, '_', '.', '-' only,
 # matched whole (re.fullmatch: a trailing newline does not slip through as with `$`)
@@ -170,15 +170,29 @@ def _user_code_error(where: str, kind: str, instance, message: str) -> ConfigErr
     return ConfigError(f"{where}: {kind} {builder.registry_name!r} ({source_file(builder)}): {message}")
 
 
+def _raised_in(error: BaseException, builder) -> str:
+    """" (raised in FILE, line N)" where `error` was raised in the builder's own file (a bug there,
+    such as int("sixty-four"), or its own refusal of an option); "" where it came from elsewhere
+    (the registry, the shared checks of tasks/_base.py), whose message names the option."""
+    import inspect
+
+    try:
+        line = raised_at(error, inspect.getsourcefile(builder))
+    except TypeError:  # a built-in
+        line = None
+    return f" (raised in {source_file(builder)}, line {line})" if line else ""
+
+
 def _built(package, kind: str, name: str, where: str, options_key: str, options: dict, *sizes):
     """`package.build(name, *sizes, **options)`. A ValueError (the registry's refusal of an unknown
     option or a value of the wrong kind, or the builder's of an option out of range) is about the
-    config's options and names `options_key`; any other failure is the builder's own code, named
-    with its file and the options it was given."""
+    config's options and names `options_key`, and the builder's file and line where it was raised
+    there; any other failure is the builder's own code, named with its file and the options it
+    was given."""
     try:
         return package.build(name, *sizes, **options)
     except ValueError as error:
-        raise ConfigError(f"{options_key}: {error}") from None
+        raise ConfigError(f"{options_key}: {error}{_raised_in(error, package._registry.get(name))}") from None
     except Exception as error:  # noqa: BLE001 - user code: any failure is named with its file
         builder = package._registry.get(name)
         raise ConfigError(f"{where}: {kind} {name!r} ({source_file(builder)}) failed to build with options "
@@ -379,6 +393,10 @@ def prepare(config: dict, cores: int | None = None, cuda_available=None, schema=
     settings against cores and device — all before any job."""
     from snakemake.utils import validate
 
+    try:  # every task and model file imported now: one that cannot be is named, not a traceback
+        tasks.names(), models.names()
+    except UnimportableFile as error:
+        raise ConfigError(str(error)) from None
     check_schema(config, schema)
     validate(config, str(schema))
     check_config(config, cores=cores, cuda_available=cuda_available)

@@ -36,6 +36,9 @@ def atomic_path(path: str | os.PathLike):
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+        # renaming a hard link onto another link of the same file does nothing and leaves it
+        # (POSIX rename): a run restored from the cache into a folder that already holds it
+        Path(tmp).unlink(missing_ok=True)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

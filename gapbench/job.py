@@ -23,10 +23,10 @@ import torch
 
 from gapbench import data, models, tasks
 from gapbench.probes import probe_all
-from gapbench.provenance import provenance, source_digest
+from gapbench.provenance import provenance, train_code_digest
 from gapbench.results import COMPLETE_MARKER, RunMetrics
 from gapbench.files import write_json
-from gapbench.runstore import is_complete, restore_run, write_cached, write_run
+from gapbench.runstore import is_complete, restorable, restore_run, write_cached, write_run
 from gapbench.spec import RunSpec
 from gapbench.graphed import train_job
 from gapbench.train import RunSetup, batches, clipping_statistics, evaluate
@@ -149,7 +149,6 @@ def run_all(groups, cache=None, log=lambda message: print(message, file=sys.stde
     of the batch ends), so a killed job loses no completed run."""
     groups = list(groups)
     device = _set_up_process(groups[0][0])
-    source = source_digest() if cache is not None else None
     results: dict[tuple[int, str], RunMetrics] = {}
     pending: list[_Pending] = []
     task = None
@@ -159,9 +158,11 @@ def run_all(groups, cache=None, log=lambda message: print(message, file=sys.stde
             f"gap={task.gap} seed={spec.seed} arms={list(run_dirs)}")
         probe_batch = next(batches(data_dir, "test", spec.train.probe_batch, "cpu"))
         initial_weights = init_probes = None
+        # the code a run depends on is what Snakemake reruns the job for (its code params)
+        source = train_code_digest(task.registry_name, spec.model_name) if cache is not None else None
         for clip, folder in run_dirs.items():
             cached = None if cache is None else Path(cache) / run_key(spec, clip, meta, source)
-            if cached is not None and is_complete(cached):
+            if cached is not None and restorable(cached, log):
                 restore_run(cached, folder)
                 log(f"[{_name(spec, clip, groups)}] restored from the run cache ({cached}): completed earlier, "
                     "not trained again")

@@ -43,29 +43,11 @@ def _label(package, path: Path) -> str:
     return f"{package.__name__}/{path.relative_to(Path(package.__file__).parent).as_posix()}"
 
 
-@functools.lru_cache(maxsize=1)  # a job trains several seeds: hash the source once per process
-def source_digest() -> str:
-    """SHA-256 over the source that makes a run: every .py file of gapbench outside
-    READS_RESULTS, and of the tasks and models it loads (by relative path). The run cache keys on it, so
-    that a change of that code, committed or not, makes earlier results unrestorable rather than
-    silently reused."""
-    import hashlib
-
-    import gapbench
-    from gapbench import models, tasks
-
-    digest = hashlib.sha256()
-    for package in (gapbench, tasks, models):
-        for path in _sources(package):
-            digest.update(f"{_label(package, path)}\0".encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-# Per-job code digests, for Snakemake: a rule's `params` holds the digest of the code that
-# determines its outputs, and Snakemake's params rerun trigger reruns exactly the jobs whose
-# digest changed (it does not watch the Python modules a job imports). A job's digest is
-# narrower than source_digest's: editing one model reruns that model's jobs, not the grid.
+# Per-job code digests, for Snakemake and the run cache: a rule's `params` holds the digest of
+# the code that determines its outputs, and Snakemake's params rerun trigger reruns exactly the
+# jobs whose digest changed (it does not watch the Python modules a job imports); the run cache
+# keys a run on its training job's digest (gapbench.job.run_key), so the two agree on what a run
+# depends on. Editing one model reruns that model's jobs, not the grid.
 # Digests are cached per process (a DAG asks once per job; a Snakemake process sees one state
 # of the source).
 
@@ -116,7 +98,7 @@ def train_code_digest(task: str, model: str) -> str:
     """Digest of the code that determines a training job of registered task `task` and model
     `model`: the model's and the task's defining files (`_defining_files`) and gapbench's core,
     every .py file of gapbench/ outside READS_RESULTS (training, probes, engine, the job). It
-    leaves out other tasks and models, which source_digest covers."""
+    leaves out other tasks and models."""
     import gapbench
     from gapbench import models, tasks
 

@@ -5,6 +5,12 @@ import importlib
 import inspect
 import math
 import pkgutil
+import traceback
+from pathlib import Path
+
+
+class UnimportableFile(ImportError):
+    """A task or model file that fails to import: named, with its error and line, in one line."""
 
 
 class Registry:
@@ -38,7 +44,15 @@ class Registry:
         package = importlib.import_module(self._package)
         for module in pkgutil.iter_modules(package.__path__):
             if not module.name.startswith("_"):
-                importlib.import_module(f"{self._package}.{module.name}")
+                try:
+                    importlib.import_module(f"{self._package}.{module.name}")
+                except Exception as error:  # noqa: BLE001 - a user's file: any failure is named with it
+                    path = Path(module.module_finder.path) / (f"{module.name}/__init__.py" if module.ispkg
+                                                              else f"{module.name}.py")
+                    line = raised_at(error, path)
+                    raise UnimportableFile(f"{self._kind} file {_shown(path)} cannot be imported: "
+                                           f"{type(error).__name__}: {error}"
+                                           + (f" (line {line})" if line else "")) from error
         self._discovered = True
 
     def names(self) -> list[str]:
@@ -77,16 +91,28 @@ class Registry:
 def source_file(builder) -> str:
     """The file that defines a registered class (or function), relative to the project's root
     where it lies inside it: what a message about user code names."""
-    from pathlib import Path
-
     try:
         source = inspect.getsourcefile(builder)
     except TypeError:  # a built-in
         source = None
     if source is None:  # defined where no file holds it (a built-in, exec)
         return f"module {builder.__module__}"
-    path, root = Path(source).resolve(), Path(__file__).resolve().parent.parent
+    return _shown(Path(source))
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the project's root where it lies inside it."""
+    path, root = path.resolve(), Path(__file__).resolve().parent.parent
     return path.relative_to(root).as_posix() if root in path.parents else str(path)
+
+
+def raised_at(error: BaseException, source) -> int | None:
+    """The line of file `source` where `error` was raised (its traceback's last frame), or None
+    where it was raised in another file (or, a SyntaxError, never ran: its message has the line)."""
+    frames = list(traceback.walk_tb(error.__traceback__))
+    if frames and Path(frames[-1][0].f_code.co_filename).resolve() == Path(source).resolve():
+        return frames[-1][1]
+    return None
 
 
 def _finite(value) -> bool:

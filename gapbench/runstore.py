@@ -4,11 +4,14 @@ A run folder (gapbench.results.RUN_DIR) holds RUN_FILES, metrics.json written la
 folder is complete only once it is there. Every complete run is also kept in the run cache
 (results/cache/runs/<key>/, keyed by the run's full specification, clip arm, dataset
 checksums and source code: gapbench.job.run_key), from which a job restores it instead of
-training it again: an interruption or another run's failure never costs a completed run.
+training it again: an interruption or another run's failure never costs a completed run. A
+cache entry records the SHA-256 of its files (CHECKSUMS), checked before a restore.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -31,6 +34,7 @@ from gapbench.results import (
 )
 
 RUN_FILES = run_files(PROBE_TABLES)
+CHECKSUMS = "checksums.json"  # in a cache entry, not a run folder: {file: SHA-256} of its RUN_FILES
 
 
 def write_run(run_dir, metrics: RunMetrics, training, probes: list[dict], weights: dict) -> None:
@@ -72,6 +76,7 @@ def write_cached(cache_dir, write) -> None:
     staging.chmod(FOLDER_MODE)  # mkdtemp's folder is private (0700)
     try:
         write(staging)
+        write_json(staging / CHECKSUMS, _checksums(staging))
         if not is_complete(cache_dir):
             try:
                 os.replace(staging, cache_dir)
@@ -80,6 +85,34 @@ def write_cached(cache_dir, write) -> None:
                     raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _checksums(folder: Path) -> dict[str, str | None]:
+    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() if (folder / name).is_file() else None
+            for name in RUN_FILES}
+
+
+def restorable(cache_dir, log) -> bool:
+    """Whether the cache holds a complete run at cache_dir whose files are still the bytes it
+    stored. A run folder's files are hard links to the cached ones (`restore_run`), so a file
+    edited in place in a run folder (not by gapbench, which renames new files into place) has
+    changed its cached copy too: such an entry is named in the log and removed, and its run
+    trained again, rather than restored corrupt."""
+    cache_dir = Path(cache_dir)
+    if not is_complete(cache_dir):
+        return False
+    try:
+        stored = json.loads((cache_dir / CHECKSUMS).read_text())
+    except (OSError, ValueError):
+        stored = None
+    now = _checksums(cache_dir)
+    if stored == now:
+        return True
+    changed = sorted(name for name in RUN_FILES if stored is None or stored.get(name) != now[name])
+    log(f"run cache entry {cache_dir}: {', '.join(changed) if stored else CHECKSUMS + ' unreadable'} changed since "
+        "it was stored (a run folder's files are links to it: edited in place?); removed, the run is trained again")
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    return False
 
 
 def restore_run(cache_dir, run_dir) -> None:

@@ -219,3 +219,21 @@ def test_a_broken_task_file_stops_snakemake_before_any_job_naming_the_file(proje
             "shape (n, seq_len, input_size) = (2, 4, 5), got float32 of shape (2, 4, 4)") in result.stderr, result.stderr
     assert "common.smk" not in result.stderr  # the message blames the task file, not the workflow
     assert not (tmp_path / "work" / "results").exists()  # nothing written
+
+
+def test_a_model_file_that_cannot_be_imported_stops_snakemake_naming_it(project, tmp_path):
+    """Every file of models/ is imported when a config is read (the registry finds its models so),
+    so one that fails to import stops any run, before any job, with its file, error and line, not a
+    traceback through the workflow's files."""
+    root, python = project
+    broken = root / "models" / "broken.py"
+    broken.write_text("import torch\nimport a_module_nobody_installed\n")
+    try:
+        result = snakemake(tmp_path / "work", configfile=SMOKE, root=root, python=python, check=False)
+    finally:
+        broken.unlink()
+    assert result.returncode != 0
+    assert ("gapbench: model file models/broken.py cannot be imported: ModuleNotFoundError: No module named "
+            "'a_module_nobody_installed' (line 2)") in result.stderr, result.stderr
+    assert "common.smk" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "work" / "results").exists()

@@ -4,6 +4,7 @@ FONT_SIZES points at that size, inside the page and not overlapping other text."
 import re
 import zlib
 
+import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
@@ -73,11 +74,35 @@ def one_task(read, task):
     return reader
 
 
+# per table, the column a probe writes a value to that cannot be drawn: log10 of a norm that
+# underflowed to 0 (−∞), memory capacity where states overflow (NaN), no decay rate (NaN)
+UNDRAWABLE = {"gradient_decay": ("log10_grad_norm", -np.inf), "sensitivity": ("log10_sensitivity", -np.inf),
+              "jacobian_spectrum": ("value", -np.inf), "lyapunov": ("exponent", -np.inf),
+              "memory_capacity": ("mc", np.nan), "propagation_summary": ("decay_log10_per_step", np.nan)}
+LOST_RUN = {"model": "vanilla", "clip": "none", "seed": 0, "stage": "trained"}
+
+
+def with_undrawable_values(read):
+    """The same tables with every value of one trained run (LOST_RUN) replaced by one the figures
+    cannot draw (UNDRAWABLE)."""
+    def reader(name, columns=None, rows=None):
+        table = read(name, columns, rows)
+        if name in UNDRAWABLE:
+            column, value = UNDRAWABLE[name]
+            run = np.logical_and.reduce([table[key] == value_ for key, value_ in LOST_RUN.items()])
+            table.loc[run, column] = value
+        return table
+    return reader
+
+
 def figure_pages(read, subset):
     """[(name, file stem, draw function of (read, gaps))]: every page the pipeline draws from the
-    smoke tables, or each figure drawn for the copy task alone (one panel, one column)."""
-    if subset == "one task":
+    smoke tables, or each figure drawn for the copy task alone (one panel, one column), also with
+    one run's values undrawable (with_undrawable_values)."""
+    if subset.startswith("one task"):
         reader = one_task(read, "copy")
+        if subset.endswith("undrawable values"):
+            reader = with_undrawable_values(reader)
         return [(name, name, lambda spec=spec: spec.draw(reader, None)) for name, spec in figures.FIGURES.items()]
     shape = figures.shape_of_tables(read)
     return [(name, stem, lambda spec=spec, layout=layout: spec.draw(read, None, layout))
@@ -135,7 +160,7 @@ def test_a_clip_arm_keeps_its_dash_and_fill_without_the_others():
     assert figures.clip_dashes(["value"])["value"] == figures.clip_dashes(["none", "norm", "value"])["value"]
 
 
-@pytest.mark.parametrize("subset", ["every task", "one task"])
+@pytest.mark.parametrize("subset", ["every task", "one task", "one task, undrawable values"])
 def test_every_figure_prints_at_a_paper_width_with_legible_text(read, smoke_run, tmp_path, subset):
     figures_dir = smoke_run / FIGURES_DIR
     tasks = sorted(read("accuracy_vs_gap").task.unique())
@@ -188,3 +213,24 @@ def test_every_figure_prints_at_a_paper_width_with_legible_text(read, smoke_run,
             for ax in figure.axes:
                 if ax.get_visible():
                     assert not legend_box.overlaps(ax.get_window_extent(renderer)), (name, ax.get_title())
+
+
+def test_values_a_figure_cannot_draw_are_counted_in_the_panel_title(read):
+    """A run whose probe values are ±∞ or NaN (a norm that underflowed to 0, states that overflowed)
+    leaves its line to the other seeds and is counted in its panel's title, init untouched; a run
+    without a decay rate is counted where its point is missing. The lyapunov axis is symlog."""
+    reader = with_undrawable_values(one_task(read, "copy"))
+    for name in ("gradient_decay", "sensitivity", "jacobian_spectrum", "lyapunov", "memory_capacity"):
+        with figures.paper_style():
+            figure = figures.FIGURES[name].draw(reader, None)
+        titles = {ax.get_title().replace("\n", " ") for ax in figure.axes if ax.get_visible()}
+        assert any("trained" in t and "(±∞ or NaN in 1 run: not drawn)" in t for t in titles), titles
+        assert not any("init" in t and "not drawn" in t for t in titles), titles
+        if name == "lyapunov":
+            assert {ax.get_yscale() for ax in figure.axes if ax.get_visible()} == {"symlog"}
+        figures.plt.close(figure)
+    with figures.paper_style():
+        figure = figures.FIGURES["decay_rate_vs_gap_solved"].draw(reader, None)
+    titles = [ax.get_title().replace("\n", " ") for ax in figure.axes if ax.get_visible()]
+    assert any("(1 run without a decay rate: not drawn)" in t for t in titles), titles
+    figures.plt.close(figure)

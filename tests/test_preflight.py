@@ -211,6 +211,25 @@ def test_a_model_that_fails_on_a_tiny_input_is_refused_naming_its_file(tmp_path,
     assert "\n" not in message
 
 
+def test_a_value_error_from_a_bug_in_a_builder_names_its_line(tmp_path):
+    """A ValueError is read as a refusal of the config's options (the key is named), and where it
+    was raised in the builder's own file, its file and line are named too: a bug there (here
+    int("sixty-four")) is found from the message. A shared check's refusal (tasks/_base.py) is the
+    option's own message, without a line of the task's."""
+    class BadInit(Tanh):
+        def __init__(self, input_size, hidden_size, **kwargs):
+            super().__init__(input_size, hidden_size, **kwargs)
+            self.width = int("sixty-four")
+
+    line = BadInit.__init__.__code__.co_firstlineno + 2
+    with registered(models, "preflight_model", BadInit):
+        message = refusal(tmp_path, models_=[{"name": "preflight_model"}])
+    assert message.endswith(f"models[preflight_model].options: invalid literal for int() with base 10: 'sixty-four' "
+                            f"(raised in {HERE}, line {line})"), message
+    message = refusal(tmp_path, tasks_=[{"name": "latch", "gaps": [3], "params": {"classes": 1}}])
+    assert "classes" in message and "raised in" not in message, message
+
+
 def test_a_model_whose_step_returns_the_wrong_shape_is_refused(tmp_path):
     class StepOneShort(Tanh):
         def forward(self, x, h0=None):

@@ -322,9 +322,59 @@ def test_a_corrupt_dataset_is_named_discarded_and_regenerated(reference, tmp_pat
     _assert_same_tables(reference, workdir)
 
 
+def test_a_run_file_edited_in_place_is_named_and_its_run_trained_again(reference, tmp_path):
+    """A run folder's files are hard links to its run-cache entry's, so an edit in place (not a
+    rename, as gapbench writes) changes both: here metrics.json cut short in both, as one such
+    edit does. The tables job stops with one line naming the file and the job record to delete;
+    after that, the job finds its cached copy changed, says so, removes it and trains that run
+    again, restoring the others: the tables are the reference's."""
+    import shutil
+
+    workdir, configfile = tmp_path / "work", _config(tmp_path)
+    shutil.copytree(reference, workdir)  # copies, not links: the edit below is made to both
+    run = workdir / "results" / "runs" / "adding" / "gap6" / "vanilla" / "none" / "seed0"
+    entries = [entry for entry in (workdir / "results" / "cache" / "runs").iterdir()
+               if (entry / "metrics.json").read_bytes() == (run / "metrics.json").read_bytes()]
+    assert len(entries) == 1
+    for folder in (run, entries[0]):
+        with open(folder / "metrics.json", "r+") as file:
+            file.truncate(100)
+    failed = snakemake(workdir, "--forcerun", "tables", TABLES_ONLY, configfile=configfile, check=False)
+    assert failed.returncode != 0
+    log = (workdir / "results" / "logs" / "tables.log").read_text()
+    assert f"{run.relative_to(workdir) / 'metrics.json'} cannot be read (JSONDecodeError" in log, log
+    assert f"delete its training job's record ({run.parent.parent.relative_to(workdir) / 'job.json'})" in log, log
+    assert "Traceback" not in log
+    (run.parent.parent / "job.json").unlink()
+    before = _train_logs(workdir)
+    snakemake(workdir, TABLES_ONLY, configfile=configfile)
+    trained, restored = _trained_and_restored(workdir, before)
+    assert trained == 1 and restored == 2
+    assert f"run cache entry {entries[0].relative_to(workdir)}: metrics.json changed since it was stored" in "".join(
+        _train_logs(workdir).values())
+    _assert_same_tables(reference, workdir)
+
+
+def test_restoring_a_run_into_the_folder_that_holds_it_leaves_no_temporary_file(tmp_path):
+    """restore_run links each cached file to a temporary name and renames it into place; where the
+    folder already holds links to the same files, POSIX rename does nothing and would leave the
+    temporary link behind (gapbench.files.atomic_path removes it)."""
+    from gapbench.runstore import RUN_FILES, restore_run
+
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    cache.mkdir()
+    for name in RUN_FILES:
+        (cache / name).write_text(name)
+    restore_run(cache, run)
+    restore_run(cache, run)
+    assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES)
+    assert all((run / name).samefile(cache / name) for name in RUN_FILES)
+
+
 def test_every_file_is_reproducible(reference, tmp_path):
     """A second clean run writes the same bytes in every file up to the paper tables (model.pt
-    included; the figures: test_figures_layout), apart from what records time: logs, benchmarks, Snakemake's own records, and the wall_seconds fields."""
+    included; the figures: test_figures_layout), apart from what records time: logs, benchmarks,
+    Snakemake's own records, the wall_seconds fields, and so the cache's checksum of metrics.json."""
     workdir = tmp_path / "work"
     workdir.mkdir()
     snakemake(workdir, *UP_TO_PAPER_TABLES, configfile=_config(tmp_path))
@@ -338,6 +388,9 @@ def test_every_file_is_reproducible(reference, tmp_path):
             first, second = (json.loads((root / name).read_text()) for root in (reference, workdir))
             assert first.pop("wall_seconds") > 0 and second.pop("wall_seconds") > 0
             assert first == second, name
+        elif name.endswith("checksums.json"):  # a cache entry's: metrics.json's differs by its wall time
+            first, second = (json.loads((root / name).read_text()) for root in (reference, workdir))
+            assert first.pop("metrics.json") != second.pop("metrics.json") and first == second, name
         elif name.endswith("accuracy_vs_gap.csv"):
             continue  # its wall_seconds column; the rest is compared below
         else:
@@ -388,9 +441,10 @@ def test_the_run_cache_key_changes_with_everything_that_changes_a_result():
 
 @pytest.mark.pipeline
 def test_modules_left_out_of_the_run_cache_key_cannot_change_a_run(tmp_path):
-    """The run cache keys on the source of every module a training job runs; gapbench/reports/
-    is left out, so no module of it may be imported by a training job, and editing a file
-    there must leave the digest as it is while editing any other module changes it."""
+    """The run cache keys on the digest of the code a training job runs (train_code_digest, the
+    train rule's code params too); gapbench/reports/ is left out, so no module of it may be
+    imported by a training job, and editing a file there must leave the digest as it is while
+    editing any other module of gapbench changes it."""
     from gapbench.provenance import READS_RESULTS
 
     assert READS_RESULTS.is_dir() and any(READS_RESULTS.glob("*.py"))
@@ -411,17 +465,18 @@ def test_modules_left_out_of_the_run_cache_key_cannot_change_a_run(tmp_path):
     copy = tmp_path / "src"
     shutil.copytree(ROOT / "gapbench", copy / "gapbench", ignore=shutil.ignore_patterns("__pycache__"))
     digest = ("import sys; sys.path.insert(0, sys.argv[1]); import gapbench.provenance as p; "
-              "assert p.PACKAGE_ROOT.parent.as_posix() == sys.argv[1], p.PACKAGE_ROOT; print(p.source_digest())")
+              "assert p.PACKAGE_ROOT.parent.as_posix() == sys.argv[1], p.PACKAGE_ROOT; "
+              "print(p.train_code_digest('adding', 'vanilla'))")
 
-    def source_digest():
+    def job_digest():
         return subprocess.run([sys.executable, "-c", digest, str(copy)], capture_output=True, text=True,
                               check=True).stdout.strip()
 
-    before = source_digest()
+    before = job_digest()
     (copy / "gapbench" / "reports" / "figures.py").write_text("# edited\n", encoding="utf-8")
-    assert source_digest() == before
+    assert job_digest() == before
     (copy / "gapbench" / "train.py").write_text((ROOT / "gapbench" / "train.py").read_text() + "# edited\n")
-    assert source_digest() != before
+    assert job_digest() != before
 
 
 def test_each_job_digest_covers_the_files_that_determine_it():

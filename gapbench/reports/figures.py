@@ -35,7 +35,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from gapbench.files import atomic_path  # noqa: E402
-from gapbench.reports.tables import table_reader  # noqa: E402
+from gapbench.reports.tables import INTERVAL_SEEDS, table_reader  # noqa: E402
 from gapbench.results import FIGURE_FORMATS, KEYS  # noqa: E402
 
 # Print sizes, in inches: the column of a two-column paper and its full text width (which also
@@ -59,7 +59,6 @@ PAPER_RC = {
 
 MSE_AXIS_TOP = 100  # MSE panels stop at this multiple of the memoryless baseline
 METRIC_LABEL = {"accuracy": "test accuracy", "mse": "test MSE"}  # tables without a score_label column
-BOOTSTRAP_SEEDS = 5  # from this many seeds a band is a 95% bootstrap interval; below, the seeds' range
 BOOTSTRAP_RESAMPLES = 1000  # resamples of the seeds per point (seeded: the same tables, the same figure)
 # Per-lag curves have hundreds of points per line: a bootstrap at each would take minutes, and
 # over a few seeds a 95% interval says little, so their band is always the range over seeds.
@@ -150,12 +149,11 @@ def clip_fills(arms) -> dict[str, str]:
 
 
 class _PlainLogFormatter(LogFormatterSciNotation):
-    """Log-axis tick labels as plain numbers (0.2, 1, 30): the same ticks as matplotlib's
-    default, without 10^k superscripts, which would print below FONT_SIZES."""
+    """Log- and symlog-axis tick labels as plain numbers (0.2, 1, 30, −100): the same ticks as
+    matplotlib's default, without 10^k superscripts, which would print below FONT_SIZES."""
 
     def __call__(self, x, pos=None):
-        return f"{x:g}" if super().__call__(x, pos) else ""
-
+        return f"{x:g}".replace("-", "\N{MINUS SIGN}") if super().__call__(x, pos) else ""
 
 
 def _registry_names(read) -> dict:
@@ -338,6 +336,11 @@ def _gap_axis(ax, gaps, columns: int) -> None:
 TITLE_CHARACTERS = 22  # a title line of 8-point text fits a faceted panel (~1.4 in) at this length
 
 
+def _runs(count: int) -> str:
+    """"1 run", "3 runs": the counts in panel titles."""
+    return f"{count} run" if count == 1 else f"{count} runs"
+
+
 def _title(*parts) -> str:
     """A panel title of short lines (a faceted panel is ~1.4 in wide; a longer line runs into
     the next panel's title, or the legend: adding_poisson, gap 10 / init, reservoir)."""
@@ -514,7 +517,7 @@ def accuracy_vs_gap(read, gaps=None, layout=None):
     panel would hold more than MAX_LINES_PER_PANEL lines), a line per model and clip arm.
 
     Lines are the mean over seeds; the band is a 95% bootstrap confidence interval from
-    BOOTSTRAP_SEEDS seeds on, and the seeds' range (min to max) below; the dotted grey line
+    INTERVAL_SEEDS seeds on, and the seeds' range (min to max) below; the dotted grey line
     is the score of the memoryless predictor (chance accuracy or baseline MSE). MSE panels
     have a log y axis that stops at MSE_AXIS_TOP × the baseline, so one exploding run cannot
     flatten the others (the runs above it are counted in the panel title). Runs marked diverged
@@ -528,9 +531,8 @@ def accuracy_vs_gap(read, gaps=None, layout=None):
     styles = _styles(accuracy, read)
     finite = accuracy[np.isfinite(accuracy.test_score)]
     seeds = accuracy.groupby(["task", "gap", "model", "clip"]).seed.nunique().min()
-    # a 95% bootstrap interval over 2 or 3 seeds spans whole panels and means little: below
-    # BOOTSTRAP_SEEDS seeds the band is their range (min to max), and says so in the legend
-    bootstrap = seeds >= BOOTSTRAP_SEEDS
+    # below INTERVAL_SEEDS seeds the band is their range (min to max), and says so in the legend
+    bootstrap = seeds >= INTERVAL_SEEDS
     curves = _mean_and_band(finite, ["task", "gap", "model", "clip"], "test_score", bootstrap)
     figure, panels = _panel_grid(layout)
     labelled = _first_in_row(panels)
@@ -553,7 +555,7 @@ def accuracy_vs_gap(read, gaps=None, layout=None):
             ax.yaxis.set_minor_formatter(_PlainLogFormatter())
         ax.axhline(rows.chance_score.mean(), color="grey", linestyle=":", linewidth=1)
         dropped = int((~np.isfinite(rows.test_score)).sum())
-        notes = [f"{dropped} non-finite runs not drawn"] if dropped else []
+        notes = [f"{_runs(dropped)} not finite: not drawn"] if dropped else []
         top = np.inf
         if metric == "mse":  # an exploded run (MSE 1e30) would squash every other line to the floor
             top = MSE_AXIS_TOP * accuracy.chance_score[accuracy.task == task].max()
@@ -561,7 +563,7 @@ def accuracy_vs_gap(read, gaps=None, layout=None):
             if len(above):
                 low, _ = ax.get_ylim()
                 ax.set_ylim(low, top)
-                notes.append(f"{len(above)} runs above {MSE_AXIS_TOP:g}× baseline: off scale")
+                notes.append(f"{_runs(len(above))} above {MSE_AXIS_TOP:g}× baseline: off scale")
         diverged = rows[rows.diverged.astype(bool) & np.isfinite(rows.test_score)]
         ax.scatter(diverged.gap, np.minimum(diverged.test_score, top), marker="o", facecolors="none",
                    edgecolors="black", s=40, linewidths=0.9, zorder=5, clip_on=False)  # off scale: at the top
@@ -569,10 +571,11 @@ def accuracy_vs_gap(read, gaps=None, layout=None):
     if layout.families is not None:
         _share_y(panels)
     band = "band: 95% bootstrap\ninterval over seeds" if bootstrap else "band: min to max\nover seeds"
-    extra = [Line2D([], [], color="grey", linestyle=":", linewidth=1, label="memoryless predictor"),
-             Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=6, linestyle="",
-                    label="diverged run (ringed)"),
-             Line2D([], [], linestyle="", label=band)]
+    extra = [Line2D([], [], color="grey", linestyle=":", linewidth=1, label="memoryless predictor")]
+    if accuracy.diverged.astype(bool).any():
+        extra.append(Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=6, linestyle="",
+                            label="diverged run (ringed)"))
+    extra.append(Line2D([], [], linestyle="", label=band))
     _legend(figure, styles, list(styles.dashes), extra)
     return figure
 
@@ -638,27 +641,40 @@ STAGES = ("init", "trained")
 MARKERS_PER_CURVE = 6  # markers on a per-lag curve of hundreds of points (greyscale: which model)
 
 
-def _per_stage(read, shown, x, y, xlabel, ylabel, layout):
+def _per_stage(read, shown, x, y, xlabel, ylabel, layout, linear_within: float | None = None):
     """A panel per task (at its chosen gap: _at_chosen_gap) and stage, or per task, stage and
     family where faceted: each task's init panels above its trained panels; a line per model and
-    clip arm, the mean over seeds, the band their range (min to max). One legend for the figure."""
+    clip arm, the mean over seeds, the band their range (min to max). One legend for the figure.
+
+    A value that cannot be drawn (log10 of a norm that underflowed to 0 in float64 is −∞; a
+    memory capacity whose network's states overflow is NaN) is left out of its line, whose mean at
+    that x is then over the other seeds (a line none of whose seeds is finite is not drawn); the
+    panel's title counts the runs with such values. With `linear_within` the y axis is symlog:
+    linear within ±linear_within, logarithmic beyond (for values spanning decades of either sign)."""
     layout = layout or Layout(tuple(sorted(shown.task.unique())))
     styles = _styles(shown, read)
+    drawable = np.isfinite(shown[y])
+    finite, lost = shown[drawable], shown.loc[~drawable, KEYS + ["stage", "shown"]].drop_duplicates()
     # the mean and range over seeds, computed once by pandas: seaborn's own aggregation, point by
     # point, took about 3 minutes a figure at paper size (42 lines of ~300 points in 42 panels)
-    curves = shown.groupby(["task", "shown", "stage", "model", "clip", x], sort=False)[y].agg(["mean", "min", "max"])
+    curves = finite.groupby(["task", "shown", "stage", "model", "clip", x], sort=False)[y].agg(["mean", "min", "max"])
     curves = curves.reset_index().rename(columns={"min": "low", "max": "high"})
     figure, panels = _panel_grid(layout, STAGES)
     labelled = _first_in_row(panels)
-    titles = dict(zip(curves.task, curves.shown))
+    titles = dict(zip([*curves.task, *lost.task], [*curves.shown, *lost.shown]))
     for (task, stage, family), ax in panels.items():
         panel = _in_panel(curves, styles, task, family, stage)
-        if panel.empty:
+        dropped = len(_in_panel(lost, styles, task, family, stage))
+        if panel.empty and not dropped:
             ax.set_visible(False)
             continue
         _draw_lines(ax, panel, x, styles, MARKERS_PER_CURVE)
+        if linear_within is not None:
+            ax.set_yscale("symlog", linthresh=linear_within)
+            ax.yaxis.set_major_formatter(_PlainLogFormatter())
+        notes = [f"(±∞ or NaN in {_runs(dropped)}: not drawn)"] if dropped else []
         label, gap = titles[task].rsplit(", ", 1)  # "task, gap G": the task on a line of its own
-        ax.set_title(_title(label, f"{gap}, {stage}", family))
+        ax.set_title(_title(label, f"{gap}, {stage}", family, *notes))
         ax.set_xlabel(xlabel if stage == STAGES[-1] else "")
         ax.set_ylabel(ylabel if id(ax) in labelled else "")
     if layout.families is not None:
@@ -676,7 +692,8 @@ def gradient_decay(read, gaps=None, layout=None):
     the fitted rate r; a flat line is a norm-preserving Jacobian product.
     """
     shown = _at_chosen_gap(read, "gradient_decay", ["lag", "log10_grad_norm"], gaps, layout=layout)
-    return _per_stage(read, shown, "lag", "log10_grad_norm", "lag t − k (steps)", "log₁₀ ‖∂L_t/∂s_k‖\n(full state s)",
+    return _per_stage(read, shown, "lag", "log10_grad_norm", "lag t − k (steps)",
+                      "log₁₀ ‖∂Lₜ/∂sₖ‖\n(full state s)",
                       layout)
 
 
@@ -685,30 +702,36 @@ def sensitivity(read, gaps=None, layout=None):
     """log10 ||∂h_t/∂x_l||_F against the lag t − l: how much of an input l steps back still
     moves the last state (forward memory), init and trained."""
     shown = _at_chosen_gap(read, "sensitivity", ["lag", "log10_sensitivity"], gaps, layout=layout)
-    return _per_stage(read, shown, "lag", "log10_sensitivity", "lag t − l (steps)", "log₁₀ ‖∂s_t/∂x_l‖\n(full state s)",
+    return _per_stage(read, shown, "lag", "log10_sensitivity", "lag t − l (steps)",
+                      "log₁₀ ‖∂sₜ/∂xₗ‖\n(full state s)",
                       layout)
 
 
 @figure("jacobian_spectrum", tasks_per_page_of_lines(len(STAGES)))
 def jacobian_spectrum(read, gaps=None, layout=None):
-    """Singular values σ_i of ∂h_t/∂h_{t−L} (log10, descending) at the largest probed lag L:
-    a flat top near 0 is dynamical isometry; a steep fall means only a few directions of the
-    past state still reach h_t."""
+    """Singular values σ_i of ∂s_t/∂s_{t−L} (the full state; log10, descending) at the longest
+    probed lag, L = T: a flat top near 0 is dynamical isometry; a steep fall means only a few
+    directions of the past state still reach s_t."""
     product = _at_chosen_gap(read, "jacobian_spectrum", ["lag", "index", "value"], gaps,
                              where=[("quantity", "==", "product"), ("statistic", "==", "log10_singular_value")],
                              layout=layout)
     longest = product.groupby(KEYS + ["stage"]).lag.transform("max")
-    return _per_stage(read, product[product.lag == longest], "index", "value",
-                      "singular value index i", "log₁₀ σ_i(∂h_t/∂h_{t−L})\nL = longest lag", layout)
+    return _per_stage(read, product[product.lag == longest], "index", "value", "singular value index i",
+                      "log₁₀ σᵢ(∂sₜ/∂sₖ)\n(full state s, t − k = T)", layout)
+
+
+LYAPUNOV_LINEAR_WITHIN = 1.0  # ln per step: the lyapunov figure's y axis is linear within ±1, log beyond
 
 
 @figure("lyapunov", tasks_per_page_of_lines(len(STAGES)))
 def lyapunov(read, gaps=None, layout=None):
     """Lyapunov exponents λ_i (natural log per step) in decreasing order: λ_1 < 0 means
-    perturbations, and memories, fade at rate λ_1; λ ≡ 0 is a norm-preserving map."""
+    perturbations, and memories, fade at rate λ_1; λ ≡ 0 is a norm-preserving map. The y axis
+    is symlog: a ReLU network's lower exponents fall below −500 (irnn, default grid at c911003), where a linear
+    axis would press every other model's λ_1 near 0 into one line."""
     table = _at_chosen_gap(read, "lyapunov", ["index", "exponent"], gaps, layout=layout)
-    finite = table[np.isfinite(table.exponent)]
-    return _per_stage(read, finite, "index", "exponent", "exponent index i", "λ_i (per step)", layout)
+    return _per_stage(read, table, "index", "exponent", "exponent index i", "λᵢ (ln per step)", layout,
+                      linear_within=LYAPUNOV_LINEAR_WITHIN)
 
 
 @figure("memory_capacity", tasks_per_page_of_lines(len(STAGES)))
@@ -716,7 +739,7 @@ def memory_capacity(read, gaps=None, layout=None):
     """MC_k, the squared correlation of a linear readout of the state with u(t − k), against
     the delay k (Jaeger 2001); the area under each curve is the memory capacity MC ≤ H."""
     shown = _at_chosen_gap(read, "memory_capacity", ["delay", "mc"], gaps, layout=layout)
-    return _per_stage(read, shown, "delay", "mc", "delay k (steps)", "MC_k", layout)
+    return _per_stage(read, shown, "delay", "mc", "delay k (steps)", "MCₖ", layout)
 
 
 def largest_gap_solved_per_seed(accuracy: pd.DataFrame) -> pd.DataFrame:
@@ -734,7 +757,9 @@ def decay_rate_vs_gap_solved(read, gaps=None, layout=None):
     gap; x axis "trained decay") against the largest gap the same (model, clip, seed) solved: theory predicts that fast
     decay (a steep negative slope, a short half-life) goes with short solved gaps. One point per
     (model, clip, seed): the model's colour and marker, the clip arm's fill; a panel per task
-    (per task and family where faceted)."""
+    (per task and family where faceted). A run without a decay rate (fewer than two lags whose
+    gradient norm is above float64's smallest normal number, as where the loss's gradient is
+    exactly 0: probes/_summary.py fit_decay_rate) cannot be placed: the panel's title counts them."""
     from matplotlib.lines import Line2D
 
     accuracy, summary = _on_page(read("accuracy_vs_gap"), layout), _on_page(read("propagation_summary"), layout)
@@ -752,6 +777,7 @@ def decay_rate_vs_gap_solved(read, gaps=None, layout=None):
         if panel.empty:
             ax.set_visible(False)
             continue
+        undrawn = int((~np.isfinite(panel.decay_log10_per_step)).sum())
         # the gaps that were run (and 0, none solved) evenly spaced, labelled, nothing else:
         # on a linear axis 0, 10, 30 and 100 would sit on each other below 2000
         run = sorted({0, *accuracy.gap[accuracy.task == task]})
@@ -768,7 +794,7 @@ def decay_rate_vs_gap_solved(read, gaps=None, layout=None):
         if high - low < MIN_DECAY_SPAN:
             middle = (low + high) / 2
             ax.set_xlim(middle - MIN_DECAY_SPAN / 2, middle + MIN_DECAY_SPAN / 2)
-        ax.set_title(_title(task, family))
+        ax.set_title(_title(task, family, f"({_runs(undrawn)} without a decay rate: not drawn)" if undrawn else ""))
         ax.set_xlabel("trained decay\n(log10 per step)")
         ax.set_ylabel("largest gap solved\n(0: none)" if id(ax) in labelled else "")
     _legend(figure, styles, list(fills), clip_handle=lambda clip: Line2D(

@@ -1,14 +1,17 @@
 """Tables a paper can include, drawn from the tidy tables only, as LaTeX (booktabs) and Markdown.
 
 Each table is one function decorated with `@paper_table("name", caption)`: it gets
-`read(table_name)` and returns a DataFrame shaped for the page; `write_all` writes name.tex
-(pandas' Styler.to_latex, booktabs rules, the caption and a label) and name.md (to_markdown).
-Adding a table touches nothing outside this module: the pipeline's targets come from `PAPER_TABLES`.
+`read(table_name)` and returns a DataFrame shaped for the page, or a list of `Part`s, one float
+each (a table per task, where one table of every task's gaps would not fit a page); `write_all`
+writes name.tex (pandas' Styler.to_latex, booktabs rules, a caption and a label per float) and
+name.md (to_markdown). Adding a table touches nothing outside this module: the pipeline's
+targets come from `PAPER_TABLES`.
 """
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -16,9 +19,18 @@ import numpy as np
 import pandas as pd
 
 from gapbench.files import atomic_path
-from gapbench.reports.tables import table_reader
+from gapbench.reports.tables import INTERVAL_SEEDS, table_reader
 
 PAPER_TABLES: dict[str, tuple[Callable, str]] = {}  # name -> (function(read), caption)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One float of a paper table: its rows, the words its caption starts with, and the key
+    that ends its label (tab:gapbench-NAME-KEY)."""
+    key: str
+    table: pd.DataFrame
+    caption: str
 
 
 def paper_table(name: str, caption: str):
@@ -50,9 +62,11 @@ def t_quantile(p: float, df: int) -> float:
     return (low + high) / 2
 
 
-def _mean_interval(values: pd.Series) -> str:
-    """mean ± half-width of the 95% Student-t interval over the seeds with a finite score (the
-    mean alone for one seed); seeds whose score is not finite (a diverged run) are counted."""
+def _spread(values: pd.Series) -> str:
+    """A cell of seeds' scores: the mean and its spread over the seeds with a finite score: the
+    half-width of the 95% Student-t interval (mean ± h) from INTERVAL_SEEDS seeds on, their range
+    below (mean [min, max]), the mean alone for one seed; seeds whose score is not finite (a
+    diverged run) are counted."""
     values = values.to_numpy(dtype=float)
     lost = int((~np.isfinite(values)).sum())
     values = values[np.isfinite(values)]
@@ -62,53 +76,94 @@ def _mean_interval(values: pd.Series) -> str:
     mean = values.mean()
     if values.size == 1:
         return f"{mean:.3g}{note}"
+    if values.size < INTERVAL_SEEDS:
+        return f"{mean:.3g} [{values.min():.2g}, {values.max():.2g}]{note}"
     half = t_quantile(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
     return f"{mean:.3g} ± {half:.2g}{note}"
 
 
-@paper_table("score_vs_gap", "Test score (accuracy, or MSE for regression tasks) at each gap: mean ± "
-             "half-width of the 95% Student-t interval over seeds.")
-def score_vs_gap(read) -> pd.DataFrame:
-    accuracy = read("accuracy_vs_gap")
-    table = accuracy.groupby(["task", "metric", "model", "clip", "gap"]).test_score.apply(_mean_interval)
-    return table.unstack("gap").fillna("—").rename_axis(columns="gap")
+def _seeds_a_cell(rows: pd.DataFrame) -> str:
+    """"N seeds a cell" (or "N–M seeds a cell" where cells differ) of one task's rows."""
+    counts = rows.groupby(["model", "clip", "gap"]).seed.nunique()
+    low, high = int(counts.min()), int(counts.max())
+    return f"{low} seeds a cell" if low == high else f"{low}–{high} seeds a cell"
 
 
-@paper_table("success_rate", "Fraction of seeds whose run succeeded (test loss below 10% of the memoryless "
-             "baseline) at each gap.")
-def success_rate(read) -> pd.DataFrame:
+def _per_task(accuracy: pd.DataFrame, cell, words) -> list[Part]:
+    """A Part per task: rows model and clip arm, a column per gap the task ran, `cell` of each
+    group's rows; its caption "task (`words(rows)`)"."""
+    parts = []
+    for task, rows in accuracy.groupby("task", sort=True):
+        table = rows.groupby(["model", "clip", "gap"]).apply(cell, include_groups=False).unstack("gap")
+        parts.append(Part(task, table.fillna("—").rename_axis(columns="gap"), f"{task} ({words(rows)})"))
+    return parts
+
+
+@paper_table("score_vs_gap", f"Test score at each gap: the mean over seeds, ± the half-width of its 95% "
+             f"Student-t interval where {INTERVAL_SEEDS} or more seeds have a finite score, [the seeds' range] "
+             f"where 2 to {INTERVAL_SEEDS - 1} do.")
+def score_vs_gap(read) -> list[Part]:
     accuracy = read("accuracy_vs_gap")
-    counts = accuracy.groupby(["task", "model", "clip", "gap"]).success.agg(["sum", "size"])
-    table = (counts["sum"].astype(int).astype(str) + "/" + counts["size"].astype(str)).unstack("gap")
-    return table.fillna("—").rename_axis(columns="gap")
+
+    def words(rows):
+        label = rows.score_label.iloc[0] if "score_label" in rows else rows.metric.iloc[0]
+        return f"{label}; {_seeds_a_cell(rows)}"
+
+    return _per_task(accuracy, lambda rows: _spread(rows.test_score), words)
+
+
+@paper_table("success_rate", "Seeds whose run succeeded at each gap, k of n, by the task's criterion: test loss "
+             "below 10% of the memoryless baseline, unless the task defines another (docs/tasks.md: adding's "
+             "hochreiter convention).")
+def success_rate(read) -> list[Part]:
+    accuracy = read("accuracy_vs_gap")
+    return _per_task(accuracy, lambda rows: f"{int(rows.success.sum())}/{len(rows)}", _seeds_a_cell)
 
 
 @paper_table("largest_gap_solved", "Largest gap at which at least half of the seeds succeeded, per task, "
-             "model and clip arm (— where no gap was).")
+             "model and clip arm (— where no gap was), and the largest gap the task ran (a model that solved "
+             "it may solve longer ones).")
 def largest_gap_solved(read) -> pd.DataFrame:
     accuracy = read("accuracy_vs_gap")
     rate = accuracy.groupby(["task", "model", "clip", "gap"]).success.mean().reset_index()
     solved = rate[rate.success >= 0.5].groupby(["task", "model", "clip"]).gap.max()
     everything = rate.groupby(["task", "model", "clip"]).gap.max()
     table = solved.reindex(everything.index).map(lambda g: "—" if np.isnan(g) else str(int(g)))
-    return table.unstack("clip").rename_axis(columns="clip")
+    table = table.unstack("clip").rename_axis(columns="clip")
+    longest = accuracy.groupby("task").gap.max()
+    return table.assign(**{"largest gap run": table.index.get_level_values("task").map(longest).astype(str)})
+
+
+ROUNDING = 1e-12  # propagation: a median this small in magnitude is float64 rounding (identity's λ1: 3e-16)
 
 
 @paper_table("propagation", "Propagation at initialisation and after training, median over tasks, gaps, "
              "clip arms and seeds: gradient decay rate (log10 per step), its half-life (steps), the largest "
              "Lyapunov exponent λ1 (ln per step), memory capacity MC (delays k ≥ 0, and k ≥ 1 as Jaeger 2001 "
-             "counts it) and ρ(W_h) (— for models without W_h).")
+             "counts it) and ρ(W_h) (— for models without W_h). (k/n): the median of the k of n runs that have "
+             "a value (a decay rate needs two lags with a nonzero gradient; MC, states that stay finite). Medians "
+             f"below {ROUNDING:g} in magnitude are float64 rounding, written 0.")
 def propagation(read) -> pd.DataFrame:
     summary = read("propagation_summary")
     columns = {"decay_log10_per_step": "decay (log10/step)", "half_life_steps": "half-life", "lyapunov_max": "λ1",
                "memory_capacity": "MC", "memory_capacity_from_1": "MC (k ≥ 1)", "spectral_radius": "ρ(W_h)"}
-    table = summary.groupby(["model", "stage"])[list(columns)].median().rename(columns=columns)
-    return table.map(lambda v: "—" if np.isnan(v) else "∞" if np.isinf(v) else f"{v + 0.0:.3g}")  # no "-0"
+    groups = summary.groupby(["model", "stage"])[list(columns)]
+    median, present, runs = groups.median(), groups.count(), groups.size()
+
+    def cell(value, k, n):
+        if np.isnan(value):
+            return "—"
+        text = "∞" if np.isinf(value) else "0" if abs(value) < ROUNDING else f"{value + 0.0:.3g}"  # no "-0"
+        return text if k == n else f"{text} ({k}/{n})"
+
+    table = pd.DataFrame({column: [cell(v, k, n) for v, k, n in zip(median[column], present[column], runs)]
+                          for column in columns}, index=median.index)
+    return table.rename(columns=columns)
 
 
 # LaTeX for what the Markdown tables write in Unicode (after escaping LaTeX's special characters)
-LATEX = {"λ1": r"$\lambda_1$", r"ρ(W\_h)": r"$\rho(W_h)$", "±": r"$\pm$", "—": "---", "∞": r"$\infty$",
-         "≥": r"$\geq$"}
+LATEX = {"λ1": r"$\lambda_1$", r"ρ(W\_h)": r"$\rho(W_h)$", r"W\_h": r"$W_h$", "±": r"$\pm$", "—": "---",
+         "–": "--", "∞": r"$\infty$", "≥": r"$\geq$"}
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -122,25 +177,45 @@ def _latex(value):
     return text
 
 
+FIT_TO_TEXT = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
+
+
 def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
-    """booktabs LaTeX through pandas' Styler; cells, index and headers made LaTeX-safe first."""
+    """booktabs LaTeX through pandas' Styler, a table* float in \\small type, scaled down to the
+    text's width where wider (needs booktabs, multirow and graphicx); cells, index and
+    headers made LaTeX-safe first, and the rules between row groups booktabs' \\cmidrule (pandas
+    writes \\cline)."""
     safe = table.map(_latex)
     safe.index = safe.index.map(lambda key: tuple(map(_latex, key)) if isinstance(key, tuple) else _latex(key))
     safe.index.names = [_latex(name) for name in table.index.names]
     safe.columns = [_latex(column) for column in table.columns]
     safe.columns.name = None if table.columns.name is None else _latex(table.columns.name)
-    return safe.style.to_latex(hrules=True, caption=_latex(caption), label=label, position="t",
-                               position_float="centering", clines="skip-last;data")
+    # table*: the text's full width in a two-column paper, a plain float in a one-column one
+    latex = safe.style.to_latex(hrules=True, caption=_latex(caption), label=label, position="t", environment="table*",
+                                position_float="centering", clines="skip-last;data")
+    latex = latex.replace("\\centering\n", "\\centering\n\\small\n", 1)
+    # a tabular wider than the text is scaled down to it (graphicx; \\width: the tabular's own)
+    latex = latex.replace("\\begin{tabular}", FIT_TO_TEXT + "\\begin{tabular}", 1)
+    latex = latex.replace("\\end{tabular}\n", "\\end{tabular}}\n", 1)
+    latex = re.sub(r"\\cline\{[^}]*\}\n(?=\\bottomrule)", "", latex)  # a group's rule over the last rows
+    return latex.replace("\\cline{", "\\cmidrule{")
 
 
 def write_all(tables_dir, out_dir) -> None:
-    """Write every registered paper table as name.tex and name.md into out_dir."""
+    """Write every registered paper table as name.tex and name.md into out_dir: one float (and
+    one Markdown table) per Part where a table is built in parts."""
     out_dir, read = Path(out_dir), table_reader(tables_dir)
 
     for name, (build, caption) in PAPER_TABLES.items():
-        table = build(read)
-        latex = to_latex(table, caption, label=f"tab:gapbench-{name.replace('_', '-')}")
-        markdown = f"{caption}\n\n{table.reset_index().to_markdown(index=False)}\n"
-        for suffix, text in (("tex", latex), ("md", markdown)):
+        built = build(read)
+        label = f"tab:gapbench-{name.replace('_', '-')}"
+        parts = built if isinstance(built, list) else [Part("", built, "")]
+        floats, sections = [], []
+        for part in parts:
+            words = f"{part.caption}. {caption}" if part.caption else caption
+            key = re.sub(r"[^A-Za-z0-9]+", "-", part.key).strip("-")
+            floats.append(to_latex(part.table, words, f"{label}-{key}" if key else label))
+            sections.append(f"{words}\n\n{part.table.reset_index().to_markdown(index=False)}\n")
+        for suffix, text in (("tex", "\n".join(floats)), ("md", "\n".join(sections))):
             with atomic_path(out_dir / f"{name}.{suffix}") as tmp:
                 tmp.write_text(text)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +28,7 @@ from gapbench.results import (
     ACCURACY_COLUMNS,
     ACCURACY_TABLE,
     COMPLETE_MARKER,
+    JOB_RECORD,
     KEYS,
     RUN_DIR,
     SUMMARY_TABLE,
@@ -38,6 +39,10 @@ from gapbench.results import (
 )
 
 PROBE_TABLES = tuple(PROBE_ROW_ORDER)
+# From this many seeds a spread over seeds is a 95% interval of the mean (figures: bootstrap;
+# paper tables: Student t); below it, the seeds' range (min to max): an interval over 2 or 3
+# seeds spans whole panels (the t quantile at 2 seeds is 12.7) and means little.
+INTERVAL_SEEDS = 5
 TABLES = table_names(PROBE_TABLES)
 # the order in which each table's rows are sorted, after the run keys
 ROW_ORDER = {SUMMARY_TABLE: ["stage"], **PROBE_ROW_ORDER}
@@ -88,7 +93,13 @@ def _filter(table: pd.DataFrame, rows: list) -> pd.DataFrame:
 
 
 def accuracy_row(run_dir) -> dict:
-    return RunMetrics.from_dict(json.loads((Path(run_dir) / COMPLETE_MARKER).read_text())).accuracy_row()
+    with _readable(Path(run_dir) / COMPLETE_MARKER) as path:
+        return RunMetrics.from_dict(json.loads(path.read_text())).accuracy_row()
+
+
+def _read_run_csv(run_dir, name: str) -> pd.DataFrame:
+    with _readable(Path(run_dir) / f"{name}.csv") as path:
+        return read_csv(path)
 
 
 def _sorted(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
@@ -151,7 +162,23 @@ class _ParquetStream:
 
 
 class IncompleteRuns(RuntimeError):
-    """A run folder to collect has no completion record."""
+    """A run folder to collect has no completion record, or a file of it cannot be read."""
+
+
+def _recovery(run_dir) -> str:
+    return (f"delete its training job's record ({Path(run_dir).parent.parent / Path(JOB_RECORD).name}) and run snakemake "
+            "again; the job restores its completed runs from the run cache")
+
+
+@contextmanager
+def _readable(path: Path):
+    """Yield `path`; a failure to read or parse it (a file edited or cut short by hand) becomes
+    IncompleteRuns naming it and the recovery."""
+    try:
+        yield path
+    except (OSError, ValueError, KeyError, TypeError) as error:  # json's, pandas' and RunMetrics' refusals
+        raise IncompleteRuns(f"{path} cannot be read ({type(error).__name__}: {error}): "
+                             f"{_recovery(path.parent)}") from error
 
 
 def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stderr, flush=True)) -> dict[str, int]:
@@ -169,12 +196,11 @@ def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stder
     if incomplete:  # e.g. a run folder deleted by hand behind its job's record
         raise IncompleteRuns(
             f"{len(incomplete)} of {len(run_dirs)} run folders are incomplete (no {COMPLETE_MARKER}), the first "
-            f"{incomplete[0]}: delete its training job's record ({Path(incomplete[0]).parent.parent / 'job.json'}) "
-            "and run snakemake again; the job restores its completed runs from the run cache")
+            f"{incomplete[0]}: {_recovery(incomplete[0])}")
     out_dir = Path(out_dir)
     accuracy = _sorted(pd.DataFrame([accuracy_row(d) for d in run_dirs], columns=ACCURACY_COLUMNS), [])
-    summary = _sorted(pd.concat([read_csv(Path(d) / f"{SUMMARY_TABLE}.csv") for d in run_dirs],
-                                ignore_index=True), ROW_ORDER[SUMMARY_TABLE])
+    summary = _sorted(pd.concat([_read_run_csv(d, SUMMARY_TABLE) for d in run_dirs], ignore_index=True),
+                      ROW_ORDER[SUMMARY_TABLE])
     rates = summary[KEYS + ["stage", "decay_log10_per_step", "half_life_steps"]]
     rates_of = {key: rows.drop(columns=KEYS) for key, rows in rates.groupby(KEYS, sort=False)}
     started, step = time.monotonic(), max(1, len(run_dirs) // 10)
@@ -185,10 +211,11 @@ def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stder
             files.callback(stream.abandon)  # runs before the renames: a writer is closed first
         for i, run_dir in enumerate(run_dirs, 1):
             for name, stream in streams.items():
-                frame = read_csv(Path(run_dir) / f"{name}.csv")
+                frame = _read_run_csv(run_dir, name)
                 if name == "gradient_decay":
-                    key = tuple(frame[k].iloc[0] for k in KEYS)
-                    frame = frame.merge(rates_of[key], on="stage", how="left")
+                    with _readable(Path(run_dir) / f"{name}.csv"):
+                        key = tuple(frame[k].iloc[0] for k in KEYS)
+                        frame = frame.merge(rates_of[key], on="stage", how="left")
                 order = [column for column in ROW_ORDER[name] if column in frame.columns]
                 stream.append(frame.sort_values(order, kind="stable"), run_dir)
             if i % step == 0 or i == len(run_dirs):

@@ -1,0 +1,114 @@
+"""The paper tables' cells, parts and LaTeX, on small tables whose every number is known; the
+smoke pipeline's tables are checked in test_pipeline.py, and LaTeX compiles them where installed."""
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gapbench.reports import paper_tables
+from gapbench.reports.tables import INTERVAL_SEEDS
+
+
+def accuracy_table() -> pd.DataFrame:
+    """Two tasks with different gaps; `copy` with 2 seeds, `adding` with 5 (one of them not finite)."""
+    rows = []
+    for model in ("gru", "vanilla"):
+        for clip in ("none", "norm"):
+            for gap in (10, 30):
+                for seed, score in enumerate((0.5, 1.0)):
+                    rows.append(("copy", gap, model, clip, seed, score, score == 1.0, "accuracy", "test accuracy"))
+            for gap in (20, 40, 80):
+                for seed in range(5):
+                    score = math.inf if (model, clip, gap, seed) == ("gru", "none", 80, 4) else 0.01 * (seed + 1)
+                    rows.append(("adding", gap, model, clip, seed, score, score < 0.0167, "mse", "test MSE"))
+    return pd.DataFrame(rows, columns=["task", "gap", "model", "clip", "seed", "test_score", "success", "metric",
+                                       "score_label"])
+
+
+def reader(**tables):
+    return lambda name, columns=None, rows=None: tables[name].copy()
+
+
+def test_a_cell_is_the_seeds_range_below_the_interval_seeds_and_a_t_interval_from_there():
+    assert INTERVAL_SEEDS == 5
+    assert paper_tables._spread(pd.Series([0.5, 1.0])) == "0.75 [0.5, 1]"
+    assert paper_tables._spread(pd.Series([0.5, 1.0, np.nan])) == "0.75 [0.5, 1] (1 not finite)"
+    assert paper_tables._spread(pd.Series([0.25])) == "0.25"
+    assert paper_tables._spread(pd.Series([np.inf])) == "— (1 not finite)"
+    five = pd.Series([0.01, 0.02, 0.03, 0.04, 0.05])
+    half = 2.7764451 * five.std(ddof=1) / math.sqrt(5)  # Student's t, 97.5%, 4 degrees of freedom
+    assert paper_tables._spread(five) == f"0.03 ± {half:.2g}"
+
+
+def test_tables_per_gap_are_one_float_per_task_with_its_own_gaps_and_seeds():
+    read = reader(accuracy_vs_gap=accuracy_table())
+    parts = paper_tables.score_vs_gap(read)
+    assert [part.key for part in parts] == ["adding", "copy"]
+    adding, copy = (part.table for part in parts)
+    assert list(adding.columns) == [20, 40, 80] and list(copy.columns) == [10, 30]
+    assert adding.loc[("gru", "none"), 80] == "0.025 [0.01, 0.04] (1 not finite)"  # 4 finite seeds: the range
+    assert adding.loc[("vanilla", "norm"), 20].startswith("0.03 ± ")
+    assert copy.loc[("vanilla", "none"), 10] == "0.75 [0.5, 1]"
+    assert parts[0].caption == "adding (test MSE; 5 seeds a cell)"
+    assert parts[1].caption == "copy (test accuracy; 2 seeds a cell)"
+    success = {part.key: part.table for part in paper_tables.success_rate(read)}
+    assert success["copy"].loc[("gru", "norm"), 30] == "1/2" and success["adding"].loc[("gru", "none"), 20] == "1/5"
+
+
+def test_largest_gap_solved_gives_the_largest_gap_run():
+    table = paper_tables.largest_gap_solved(reader(accuracy_vs_gap=accuracy_table()))
+    assert table.loc[("copy", "gru"), "none"] == "30" and table.loc[("adding", "gru"), "none"] == "—"
+    assert table.loc[("copy", "gru"), "largest gap run"] == "30"
+    assert table.loc[("adding", "vanilla"), "largest gap run"] == "80"
+
+
+def summary_table() -> pd.DataFrame:
+    """identity's λ1 float64 rounding; irnn with a run without a decay rate and no MC at all."""
+    return pd.DataFrame({
+        "model": ["identity"] * 2 + ["irnn"] * 3, "stage": ["trained"] * 5,
+        "decay_log10_per_step": [0.0, 0.0, -0.1, np.nan, -0.3], "half_life_steps": [np.inf, np.inf, 3.0, np.nan, 1.0],
+        "lyapunov_max": [3e-16, 2e-16, -0.2, -0.4, -0.6], "memory_capacity": [1.0, 2.0, np.nan, np.nan, np.nan],
+        "memory_capacity_from_1": [0.5, 1.5, np.nan, np.nan, np.nan], "spectral_radius": [1.0, 1.0, 1.5, 1.5, 1.5]})
+
+
+def test_propagation_counts_runs_without_a_value_and_writes_rounding_as_zero():
+    table = paper_tables.propagation(reader(propagation_summary=summary_table()))
+    identity, irnn = table.loc[("identity", "trained")], table.loc[("irnn", "trained")]
+    assert identity["λ1"] == "0" and identity["half-life"] == "∞" and identity["MC"] == "1.5"
+    assert irnn["decay (log10/step)"] == "-0.2 (2/3)" and irnn["half-life"] == "2 (2/3)"
+    assert irnn["MC"] == "—" and irnn["λ1"] == "-0.4" and irnn["ρ(W_h)"] == "1.5"
+
+
+def test_latex_floats_use_booktabs_rules_and_fit_the_text(tmp_path):
+    accuracy = accuracy_table()
+    accuracy.to_csv(tmp_path / "accuracy_vs_gap.csv", index=False)
+    summary_table().to_csv(tmp_path / "propagation_summary.csv", index=False)
+    paper_tables.write_all(tmp_path, tmp_path)
+    latex = (tmp_path / "score_vs_gap.tex").read_text()
+    assert latex.count("\\begin{table*}") == 2 and latex.count("\\resizebox{") == 2
+    assert "\\label{tab:gapbench-score-vs-gap-adding}" in latex and "\\label{tab:gapbench-score-vs-gap-copy}" in latex
+    assert "\\cline" not in latex and latex.count("\\cmidrule") == 2  # between gru and vanilla, in each float
+    assert "\\cmidrule{1-5}\n\\bottomrule" not in latex and "\\bottomrule" in latex
+    markdown = (tmp_path / "score_vs_gap.md").read_text()
+    assert markdown.startswith("adding (test MSE; 5 seeds a cell). Test score at each gap") and "copy (" in markdown
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no LaTeX here (pdflatex)")
+@pytest.mark.parametrize("layout", ["onecolumn", "twocolumn"])
+def test_the_latex_compiles_with_nothing_wider_than_the_text(tmp_path, layout):
+    accuracy = accuracy_table()
+    wide = pd.concat([accuracy.assign(gap=accuracy.gap * k + k) for k in range(1, 5)])  # 13 gaps: too wide
+    for name, table in (("score_vs_gap", paper_tables.score_vs_gap), ("success_rate", paper_tables.success_rate)):
+        for part in table(reader(accuracy_vs_gap=wide)):
+            (tmp_path / f"{name}_{part.key}.tex").write_text(paper_tables.to_latex(part.table, part.caption, "tab:x"))
+    inputs = "\n".join(f"\\input{{{path.name}}}" for path in sorted(tmp_path.glob("*.tex")))
+    (tmp_path / "paper.tex").write_text(f"\\documentclass[{layout}]{{article}}\n\\usepackage{{booktabs,multirow,graphicx}}\n"
+                                        f"\\begin{{document}}\n{inputs}\n\\end{{document}}\n")
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "paper.tex"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    log = (tmp_path / "paper.log").read_text(errors="replace")
+    assert result.returncode == 0, log[-3000:]
+    assert "Overfull \\hbox" not in log and "Float too large" not in log, log[-3000:]
