@@ -590,9 +590,10 @@ def _heatmap_tasks_per_page(shape: GridShape) -> int:
 
 @figure("success_rate_vs_gap", _heatmap_tasks_per_page)
 def success_rate_vs_gap(read, gaps=None, layout=None):
-    """The fraction of seeds whose run succeeded (test loss below 10% of the memoryless
-    baseline) at each gap, as a heatmap per task (three to a row): a row per model and clip arm
-    (models family by family), a column per gap, the fraction written in each cell. A heatmap,
+    """The fraction of seeds whose run succeeded (by the task's criterion: test loss below 10% of
+    the memoryless baseline unless the task defines another) at each gap, as a heatmap per task
+    (three to a row): a row per model and clip arm (models family by family), a column per gap,
+    k/n written in each cell (k of the n seeds succeeded). A heatmap,
     not lines: fractions of a few seeds take few values, and lines at 0 and 1 would hide each
     other."""
     accuracy = _on_page(read("accuracy_vs_gap"), layout)
@@ -607,8 +608,14 @@ def success_rate_vs_gap(read, gaps=None, layout=None):
     height = _heatmap_height(len(labels))
     figure, axes = plt.subplots(rows, columns, figsize=(TEXT_WIDTH, height * rows + 0.35), squeeze=False)
     for i, (ax, task) in enumerate(zip(axes.flat, tasks)):
-        table = rate[rate.task == task].pivot_table(index="row", columns="gap", values="success", aggfunc="mean")
-        sns.heatmap(table.reindex(labels), ax=ax, vmin=0, vmax=1, cmap="cividis", annot=True, fmt=".2g",
+        counts = rate[rate.task == task].pivot_table(index="row", columns="gap", values="success",
+                                                     aggfunc=["sum", "count"]).reindex(labels)
+        table = counts["sum"] / counts["count"]
+        # k/n in each cell, not the fraction: how many seeds it is out of shows
+        written = counts["sum"].map(lambda k: "" if np.isnan(k) else f"{k:.0f}") + "/" + counts["count"].map(
+            lambda n: "" if np.isnan(n) else f"{n:.0f}")
+        sns.heatmap(table, ax=ax, vmin=0, vmax=1, cmap="cividis", annot=written.where(table.notna(), "").to_numpy(),
+                    fmt="",
                     cbar=False, linewidths=0.5, annot_kws={"fontsize": PAPER_RC["xtick.labelsize"]},
                     yticklabels=i % columns == 0)
         ax.set_title(task)
@@ -617,7 +624,7 @@ def success_rate_vs_gap(read, gaps=None, layout=None):
         ax.tick_params(length=0)
     for ax in axes.flat[len(tasks):]:
         ax.set_visible(False)
-    figure.suptitle("fraction of seeds that solved the task\n(a row per model / clip arm, a column per gap)")
+    figure.suptitle("seeds that solved the task: k of n, colour k/n\n(a row per model / clip arm, a column per gap)")
     return figure
 
 
