@@ -202,38 +202,37 @@ BAD_TASK = textwrap.dedent('''
 ''')
 
 
-def test_a_broken_task_file_stops_snakemake_before_any_job_naming_the_file(project, tmp_path):
+def refused_with(project, tmp_path, file: str, text: str, configfile) -> str:
+    """Snakemake's stderr in the project copy with `file` holding `text` for the run (removed
+    after it): the run failed and wrote nothing."""
     root, python = project
-    bad = root / "tasks" / "badshape.py"
-    bad.write_text(BAD_TASK)
+    (root / file).write_text(text)
     try:
-        config = yaml.safe_load(SMOKE.read_text())
-        config["tasks"] = [{"name": "badshape", "gaps": [3]}]
-        configfile = tmp_path / "config.yaml"
-        configfile.write_text(yaml.safe_dump(config))
         result = snakemake(tmp_path / "work", configfile=configfile, root=root, python=python, check=False)
     finally:
-        bad.unlink()
+        (root / file).unlink()
     assert result.returncode != 0
-    assert ("config key tasks[badshape] (gap 3): task 'badshape' (tasks/badshape.py): sample x must be float32 of "
-            "shape (n, seq_len, input_size) = (2, 4, 5), got float32 of shape (2, 4, 4)") in result.stderr, result.stderr
-    assert "common.smk" not in result.stderr  # the message blames the task file, not the workflow
     assert not (tmp_path / "work" / "results").exists()  # nothing written
+    return result.stderr
+
+
+def test_a_broken_task_file_stops_snakemake_before_any_job_naming_the_file(project, tmp_path):
+    config = yaml.safe_load(SMOKE.read_text())
+    config["tasks"] = [{"name": "badshape", "gaps": [3]}]
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    stderr = refused_with(project, tmp_path, "tasks/badshape.py", BAD_TASK, configfile)
+    assert ("config key tasks[badshape] (gap 3): task 'badshape' (tasks/badshape.py): sample x must be float32 of "
+            "shape (n, seq_len, input_size) = (2, 4, 5), got float32 of shape (2, 4, 4)") in stderr, stderr
+    assert "common.smk" not in stderr  # the message blames the task file, not the workflow
 
 
 def test_a_model_file_that_cannot_be_imported_stops_snakemake_naming_it(project, tmp_path):
     """Every file of models/ is imported when a config is read (the registry finds its models so),
     so one that fails to import stops any run, before any job, with its file, error and line, not a
     traceback through the workflow's files."""
-    root, python = project
-    broken = root / "models" / "broken.py"
-    broken.write_text("import torch\nimport a_module_nobody_installed\n")
-    try:
-        result = snakemake(tmp_path / "work", configfile=SMOKE, root=root, python=python, check=False)
-    finally:
-        broken.unlink()
-    assert result.returncode != 0
+    stderr = refused_with(project, tmp_path, "models/broken.py", "import torch\nimport a_module_nobody_installed\n",
+                          SMOKE)
     assert ("gapbench: model file models/broken.py cannot be imported: ModuleNotFoundError: No module named "
-            "'a_module_nobody_installed' (line 2)") in result.stderr, result.stderr
-    assert "common.smk" not in result.stderr and "Traceback" not in result.stderr, result.stderr
-    assert not (tmp_path / "work" / "results").exists()
+            "'a_module_nobody_installed' (line 2)") in stderr, stderr
+    assert "common.smk" not in stderr and "Traceback" not in stderr, stderr
