@@ -92,6 +92,9 @@ def test_latex_floats_use_booktabs_rules_and_fit_the_text(tmp_path):
     assert "\\label{tab:gapbench-score-vs-gap-adding}" in latex and "\\label{tab:gapbench-score-vs-gap-copy}" in latex
     assert "\\cline" not in latex and latex.count("\\cmidrule") == 2  # between gru and vanilla, in each float
     assert "\\cmidrule{1-5}\n\\bottomrule" not in latex and "\\bottomrule" in latex
+    assert "\\begin{tabular}{llrrr}" in latex  # the index left, the numbers right-aligned
+    # a minus sign typeset as one, not a hyphen; hyphens and exponents left as they are
+    assert paper_tables._latex("-0.2 [-0.3, 1e-12] half-life") == "$-$0.2 [$-$0.3, 1e-12] half-life"
     markdown = (tmp_path / "score_vs_gap.md").read_text()
     assert markdown.startswith("adding (test MSE; 5 seeds a cell). Test score at each gap") and "copy (" in markdown
 

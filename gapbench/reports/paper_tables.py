@@ -174,7 +174,7 @@ def _latex(value):
     text = re.sub(r"[\\&%$#_{}~^]", lambda match: LATEX_SPECIAL[match.group()], str(value))  # one pass
     for unicode, latex in LATEX.items():
         text = text.replace(unicode, latex)
-    return text
+    return re.sub(r"(?<![\w.])-(?=\d)", "$-$", text)  # a minus sign, not a hyphen: -0.2, not half-life or 1e-12
 
 
 FIT_TO_TEXT = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
@@ -191,8 +191,9 @@ def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
     safe.columns = [_latex(column) for column in table.columns]
     safe.columns.name = None if table.columns.name is None else _latex(table.columns.name)
     # table*: the text's full width in a two-column paper, a plain float in a one-column one
+    columns = "l" * table.index.nlevels + "r" * len(table.columns)  # numbers right-aligned
     latex = safe.style.to_latex(hrules=True, caption=_latex(caption), label=label, position="t", environment="table*",
-                                position_float="centering", clines="skip-last;data")
+                                position_float="centering", clines="skip-last;data", column_format=columns)
     latex = latex.replace("\\centering\n", "\\centering\n\\small\n", 1)
     # a tabular wider than the text is scaled down to it (graphicx; \\width: the tabular's own)
     latex = latex.replace("\\begin{tabular}", FIT_TO_TEXT + "\\begin{tabular}", 1)
