@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from gapbench import models, tasks
-from gapbench.registry import UnimportableFile, raised_at, source_file
+from gapbench.registry import UnimportableFile, source_file
 
 # a label names folders and appears on shell lines: letters, digits, '_', '.', '-' only,
 # matched whole (re.fullmatch: a trailing newline does not slip through as with `$`)
@@ -175,12 +175,16 @@ def _raised_in(error: BaseException, builder) -> str:
     such as int("sixty-four"), or its own refusal of an option); "" where it came from elsewhere
     (the registry, the shared checks of tasks/_base.py), whose message names the option."""
     import inspect
+    import traceback
 
     try:
-        line = raised_at(error, inspect.getsourcefile(builder))
+        source = inspect.getsourcefile(builder)
     except TypeError:  # a built-in
-        line = None
-    return f" (raised in {source_file(builder)}, line {line})" if line else ""
+        return ""
+    frames = list(traceback.walk_tb(error.__traceback__))
+    if not source or not frames or Path(frames[-1][0].f_code.co_filename).resolve() != Path(source).resolve():
+        return ""  # raised elsewhere
+    return f" (raised in {source_file(builder)}, line {frames[-1][1]})"
 
 
 def _built(package, kind: str, name: str, where: str, options_key: str, options: dict, *sizes):

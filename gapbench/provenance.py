@@ -72,15 +72,46 @@ def _digest(files: set) -> str:
 def _defining_files(package, name: str) -> set:
     """The files that define registered `name` of `package` (gapbench.tasks or gapbench.models):
     the file of its class and of every base class inside the package (a subclass of another
-    task inherits its code), plus the package's shared files, those whose name starts with '_'
-    (the base classes, the registry, helpers such as tasks/_sampling.py)."""
+    task inherits its code), every file inside the package those files import, and theirs in
+    turn (a model's helpers: a sibling module, the submodules of a model that is a package),
+    plus the package's shared files, those whose name starts with '_' (the base classes, the
+    registry, helpers such as tasks/_sampling.py)."""
     root = Path(package.__file__).parent
-    files = {(package, path) for path in root.glob("_*.py")}
+    files = {path for path in root.glob("_*.py")}
     for klass in package._registry.get(name).__mro__:
         source = getattr(sys.modules.get(klass.__module__), "__file__", None)  # None: a built-in
         if source is not None and root in Path(source).parents:
-            files.add((package, Path(source)))
-    return files
+            files.add(Path(source))
+    unread = set(files)
+    while unread:
+        found = _imports_inside(unread.pop(), package.__name__, root) - files
+        files |= found
+        unread |= found
+    return {(package, path) for path in files}
+
+
+def _imports_inside(path: Path, package_name: str, root: Path) -> set[Path]:
+    """The files under `root` (the folder of package `package_name`) of the modules that the
+    module at `path` imports, read from its source (`import x`, `from x import y`, relative
+    imports; y counts where it is a module), among the modules loaded."""
+    import ast
+    import importlib.util
+
+    parts = path.relative_to(root).with_suffix("").parts
+    module = ".".join((package_name, *(parts[:-1] if parts[-1] == "__init__" else parts)))
+    here = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_bytes())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            try:
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""), here)
+            except (ImportError, ValueError):  # beyond the top package: it did not import
+                continue
+            names |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+    sources = (getattr(sys.modules.get(name), "__file__", None) for name in names)
+    return {Path(source) for source in sources if source is not None and root in Path(source).parents}
 
 
 @functools.lru_cache(maxsize=None)

@@ -47,12 +47,14 @@ class Registry:
                 try:
                     importlib.import_module(f"{self._package}.{module.name}")
                 except Exception as error:  # noqa: BLE001 - a user's file: any failure is named with it
+                    # the file at fault: the innermost of the package's files in the traceback (a
+                    # model's helper or submodule), else the module's own
+                    where = raised_in(error, module.module_finder.path)
                     path = Path(module.module_finder.path) / (f"{module.name}/__init__.py" if module.ispkg
                                                               else f"{module.name}.py")
-                    line = raised_at(error, path)
-                    raise UnimportableFile(f"{self._kind} file {_shown(path)} cannot be imported: "
-                                           f"{type(error).__name__}: {error}"
-                                           + (f" (line {line})" if line else "")) from error
+                    named = f"{_shown(where[0])} (line {where[1]})" if where else _shown(path)
+                    raise UnimportableFile(f"{self._kind} file {named} cannot be imported: "
+                                           f"{type(error).__name__}: {error}") from error
         self._discovered = True
 
     def names(self) -> list[str]:
@@ -106,12 +108,15 @@ def _shown(path: Path) -> str:
     return path.relative_to(root).as_posix() if root in path.parents else str(path)
 
 
-def raised_at(error: BaseException, source) -> int | None:
-    """The line of file `source` where `error` was raised (its traceback's last frame), or None
-    where it was raised in another file (or, a SyntaxError, never ran: its message has the line)."""
-    frames = list(traceback.walk_tb(error.__traceback__))
-    if frames and Path(frames[-1][0].f_code.co_filename).resolve() == Path(source).resolve():
-        return frames[-1][1]
+def raised_in(error: BaseException, place) -> tuple[Path, int] | None:
+    """(file, line) of the innermost frame of `error`'s traceback in file `place`, or in a file
+    under folder `place`; None where no frame is (a SyntaxError never ran: its message has the
+    file and line)."""
+    place = Path(place).resolve()
+    for frame, line in reversed(list(traceback.walk_tb(error.__traceback__))):
+        path = Path(frame.f_code.co_filename).resolve()
+        if path == place or place in path.parents:
+            return path, line
     return None
 
 

@@ -77,6 +77,8 @@ def write_cached(cache_dir, write) -> None:
     try:
         write(staging)
         write_json(staging / CHECKSUMS, _checksums(staging))
+        if cache_dir.exists() and not is_complete(cache_dir):  # what a removal cut short left
+            _discard(cache_dir)
         if not is_complete(cache_dir):
             try:
                 os.replace(staging, cache_dir)
@@ -108,11 +110,25 @@ def restorable(cache_dir, log) -> bool:
     now = _checksums(cache_dir)
     if stored == now:
         return True
-    changed = sorted(name for name in RUN_FILES if stored is None or stored.get(name) != now[name])
-    log(f"run cache entry {cache_dir}: {', '.join(changed) if stored else CHECKSUMS + ' unreadable'} changed since "
-        "it was stored (a run folder's files are links to it: edited in place?); removed, the run is trained again")
-    shutil.rmtree(cache_dir, ignore_errors=True)
+    if isinstance(stored, dict):
+        what = f"{', '.join(name for name in RUN_FILES if stored.get(name) != now[name])} changed since it was stored"
+    else:
+        what = f"its {CHECKSUMS} cannot be read"
+    log(f"run cache entry {cache_dir}: {what} (a run folder's files are links to it: edited in place?); "
+        "removed, the run is trained again")
+    _discard(cache_dir)
     return False
+
+
+def _discard(cache_dir: Path) -> None:
+    """Remove a cache entry: renamed aside first (one step), then deleted, so that no entry is
+    ever left half-removed under its key, whatever stops the deletion."""
+    aside = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.removed.", dir=cache_dir.parent))
+    try:
+        os.replace(cache_dir, aside / cache_dir.name)
+    except FileNotFoundError:  # another job removed it first
+        pass
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def restore_run(cache_dir, run_dir) -> None:

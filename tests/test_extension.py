@@ -233,6 +233,6 @@ def test_a_model_file_that_cannot_be_imported_stops_snakemake_naming_it(project,
     traceback through the workflow's files."""
     stderr = refused_with(project, tmp_path, "models/broken.py", "import torch\nimport a_module_nobody_installed\n",
                           SMOKE)
-    assert ("gapbench: model file models/broken.py cannot be imported: ModuleNotFoundError: No module named "
-            "'a_module_nobody_installed' (line 2)") in stderr, stderr
+    assert ("gapbench: model file models/broken.py (line 2) cannot be imported: ModuleNotFoundError: No module "
+            "named 'a_module_nobody_installed'") in stderr, stderr
     assert "common.smk" not in stderr and "Traceback" not in stderr, stderr

@@ -4,6 +4,7 @@ input, and a failure names the task or model, its file and what was expected; a 
 twice names both files. The bad classes are defined here and registered under new names for one
 test each (never written into tasks/ or models/)."""
 import contextlib
+import sys
 
 import numpy as np
 import pytest
@@ -272,3 +273,27 @@ def test_an_option_missing_is_told_apart_from_one_whose_property_fails():
         option_values(model, ["rate"])
     with pytest.raises(AttributeError, match="^inner$"):  # its own error, not nn.Module's "has no attribute"
         option_values(model, ["leak"])
+
+
+def test_a_file_that_cannot_be_imported_is_named_where_it_failed(tmp_path, monkeypatch):
+    """A registry imports every public module of its package; one that fails is named with its
+    error, and at the innermost of the package's files in the traceback: a helper the model
+    imports, where the mistake is, not the model file that imported it."""
+    import importlib
+
+    from gapbench.registry import UnimportableFile
+
+    package = tmp_path / "brokenmodels"
+    package.mkdir()
+    (package / "__init__.py").write_text("from gapbench.registry import Registry\n_registry = Registry(__name__, 'model')\n")
+    (package / "_helper.py").write_text("SCALE = 2\n\nOFFSET = undefined_name + 1\n")
+    (package / "uses_helper.py").write_text("from brokenmodels._helper import SCALE\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(UnimportableFile) as refused:
+            importlib.import_module("brokenmodels")._registry.names()
+    finally:
+        for module in [m for m in sys.modules if m == "brokenmodels" or m.startswith("brokenmodels.")]:
+            del sys.modules[module]
+    assert str(refused.value) == (f"model file {package / '_helper.py'} (line 3) cannot be imported: NameError: "
+                                  "name 'undefined_name' is not defined")

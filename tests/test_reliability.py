@@ -371,6 +371,33 @@ def test_restoring_a_run_into_the_folder_that_holds_it_leaves_no_temporary_file(
     assert all((run / name).samefile(cache / name) for name in RUN_FILES)
 
 
+def test_a_cache_entry_is_checked_before_a_restore_and_replaced_whole(tmp_path):
+    """write_cached records each file's SHA-256; restorable() restores an entry only while they
+    hold, and otherwise names the changed file and removes the entry (renamed aside first); a
+    later write_cached then stores the run anew, also over what a cut-short removal left."""
+    from gapbench.runstore import CHECKSUMS, RUN_FILES, restorable, write_cached
+
+    def write(folder):
+        for name in RUN_FILES:
+            (folder / name).write_text(f"{name} contents")
+
+    entry, said = tmp_path / "runs" / "key", []
+    write_cached(entry, write)
+    assert restorable(entry, said.append) and not said
+    (entry / "steps.csv").write_text("edited in place")
+    assert not restorable(entry, said.append) and not entry.exists()
+    assert said == [f"run cache entry {entry}: steps.csv changed since it was stored (a run folder's files are "
+                    "links to it: edited in place?); removed, the run is trained again"]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == []  # nothing set aside is left
+    entry.mkdir()
+    (entry / "history.csv").write_text("a removal cut short")
+    write_cached(entry, write)
+    assert restorable(entry, said.append) and (entry / "history.csv").read_text() == "history.csv contents"
+    (entry / CHECKSUMS).write_text("[]")
+    assert not restorable(entry, said.append) and said[-1].startswith(f"run cache entry {entry}: its {CHECKSUMS} "
+                                                                      "cannot be read")
+
+
 def test_every_file_is_reproducible(reference, tmp_path):
     """A second clean run writes the same bytes in every file up to the paper tables (model.pt
     included; the figures: test_figures_layout), apart from what records time: logs, benchmarks,
@@ -495,3 +522,45 @@ def test_each_job_digest_covers_the_files_that_determine_it():
                                       "gapbench.tasks/_sampling.py", "gapbench.tasks/adding.py"]
     assert len({train_code_digest(task, model) for task in ("adding", "copy") for model in ("gru", "lstm")}) == 4
     assert data_code_digest("adding") != data_code_digest("copy") != train_code_digest("copy", "gru")
+
+
+def test_a_job_digest_follows_a_models_imports_inside_its_package(tmp_path, monkeypatch):
+    """A model may keep its code in more than one file: a package (its cell in a submodule) or a
+    helper in a sibling module. Those files determine its runs too, so they are in its digest (the
+    run cache's key: an edited helper must not let a stale run be restored); a sibling model it
+    does not import is not."""
+    import importlib
+
+    from gapbench.provenance import _defining_files
+
+    package = tmp_path / "usermodels"
+    (package / "gated").mkdir(parents=True)
+    files = {
+        "__init__.py": "from gapbench.registry import Registry\n_registry = Registry(__name__, 'model')\n"
+                       "register = _registry.register\n",
+        "_base.py": "class Base:\n    pass\n",
+        "helpers.py": "def squash(x):\n    return x\n",
+        "plain.py": "from usermodels import register\nfrom usermodels._base import Base\n"
+                    "from usermodels.helpers import squash\n\n\n@register('plain')\nclass Plain(Base):\n    pass\n",
+        "other.py": "from usermodels import register\n\n\n@register('other')\nclass Other:\n    pass\n",
+        "gated/__init__.py": "from usermodels import register\nfrom .cell import Cell\nfrom . import gates\n\n\n"
+                             "@register('gated')\nclass Gated(Cell):\n    pass\n",
+        "gated/cell.py": "class Cell:\n    pass\n",
+        "gated/gates.py": "GATES = 2\n",
+    }
+    for name, text in files.items():
+        (package / name).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        usermodels = importlib.import_module("usermodels")
+        usermodels._registry.names()  # imports every model, as a config's pre-flight does
+
+        def defining(name):
+            return sorted(path.relative_to(package).as_posix() for _, path in _defining_files(usermodels, name))
+
+        assert defining("plain") == ["__init__.py", "_base.py", "helpers.py", "plain.py"]
+        assert defining("gated") == ["__init__.py", "_base.py", "gated/__init__.py", "gated/cell.py",
+                                     "gated/gates.py"]
+    finally:
+        for module in [m for m in sys.modules if m == "usermodels" or m.startswith("usermodels.")]:
+            del sys.modules[module]

@@ -162,8 +162,8 @@ def propagation(read) -> pd.DataFrame:
 
 
 # LaTeX for what the Markdown tables write in Unicode (after escaping LaTeX's special characters)
-LATEX = {"λ1": r"$\lambda_1$", r"ρ(W\_h)": r"$\rho(W_h)$", r"W\_h": r"$W_h$", "±": r"$\pm$", "—": "---",
-         "–": "--", "∞": r"$\infty$", "≥": r"$\geq$"}
+LATEX = {"λ1": r"$\lambda_1$", r"ρ(W\_h)": r"$\rho(W_h)$", "±": r"$\pm$", "—": "---", "–": "--",
+         "∞": r"$\infty$", "≥": r"$\geq$"}
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -174,7 +174,8 @@ def _latex(value):
     text = re.sub(r"[\\&%$#_{}~^]", lambda match: LATEX_SPECIAL[match.group()], str(value))  # one pass
     for unicode, latex in LATEX.items():
         text = text.replace(unicode, latex)
-    return re.sub(r"(?<![\w.])-(?=\d)", "$-$", text)  # a minus sign, not a hyphen: -0.2, not half-life or 1e-12
+    # a minus sign, not a hyphen: -0.2, not half-life, 1e-12 or an en dash's "--" (2–5)
+    return re.sub(r"(?<![\w.-])-(?=\d)", "$-$", text)
 
 
 FIT_TO_TEXT = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
@@ -192,7 +193,8 @@ def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
     safe.columns.name = None if table.columns.name is None else _latex(table.columns.name)
     # table*: the text's full width in a two-column paper, a plain float in a one-column one
     columns = "l" * table.index.nlevels + "r" * len(table.columns)  # numbers right-aligned
-    latex = safe.style.to_latex(hrules=True, caption=_latex(caption), label=label, position="t", environment="table*",
+    caption = _latex(caption).replace(r"W\_h", "$W_h$")  # the caption's own symbol, not a model's name
+    latex = safe.style.to_latex(hrules=True, caption=caption, label=label, position="t", environment="table*",
                                 position_float="centering", clines="skip-last;data", column_format=columns)
     latex = latex.replace("\\centering\n", "\\centering\n\\small\n", 1)
     # a tabular wider than the text is scaled down to it (graphicx; \\width: the tabular's own)
@@ -214,8 +216,8 @@ def write_all(tables_dir, out_dir) -> None:
         floats, sections = [], []
         for part in parts:
             words = f"{part.caption}. {caption}" if part.caption else caption
-            key = re.sub(r"[^A-Za-z0-9]+", "-", part.key).strip("-")
-            floats.append(to_latex(part.table, words, f"{label}-{key}" if key else label))
+            # the task's label as it is: \label takes its letters, digits, '_', '.' and '-'
+            floats.append(to_latex(part.table, words, f"{label}-{part.key}" if part.key else label))
             sections.append(f"{words}\n\n{part.table.reset_index().to_markdown(index=False)}\n")
         for suffix, text in (("tex", "\n".join(floats)), ("md", "\n".join(sections))):
             with atomic_path(out_dir / f"{name}.{suffix}") as tmp:
