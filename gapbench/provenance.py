@@ -69,7 +69,8 @@ def _digest(files: set) -> str:
     return digest.hexdigest()
 
 
-def _defining_files(package, name: str) -> set:
+@functools.lru_cache(maxsize=None)  # a DAG asks once per job: per (task, model) pair, many times per name
+def _defining_files(package, name: str) -> frozenset:
     """The files that define registered `name` of `package` (gapbench.tasks or gapbench.models):
     the file of its class and of every base class inside the package (a subclass of another
     task inherits its code), every file inside the package those files import, and theirs in
@@ -87,10 +88,11 @@ def _defining_files(package, name: str) -> set:
         found = _imports_inside(unread.pop(), package.__name__, root) - files
         files |= found
         unread |= found
-    return {(package, path) for path in files}
+    return frozenset((package, path) for path in files)
 
 
-def _imports_inside(path: Path, package_name: str, root: Path) -> set[Path]:
+@functools.lru_cache(maxsize=None)
+def _imports_inside(path: Path, package_name: str, root: Path) -> frozenset[Path]:
     """The files under `root` (the folder of package `package_name`) of the modules that the
     module at `path` imports, read from its source (`import x`, `from x import y`, relative
     imports; y counts where it is a module), among the modules loaded."""
@@ -111,7 +113,7 @@ def _imports_inside(path: Path, package_name: str, root: Path) -> set[Path]:
                 continue
             names |= {base} | {f"{base}.{alias.name}" for alias in node.names}
     sources = (getattr(sys.modules.get(name), "__file__", None) for name in names)
-    return {Path(source) for source in sources if source is not None and root in Path(source).parents}
+    return frozenset(Path(source) for source in sources if source is not None and root in Path(source).parents)
 
 
 @functools.lru_cache(maxsize=None)
