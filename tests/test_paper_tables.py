@@ -24,12 +24,13 @@ def accuracy_table() -> pd.DataFrame:
                 for seed in range(5):
                     score = math.inf if (model, clip, gap, seed) == ("gru", "none", 80, 4) else 0.01 * (seed + 1)
                     rows.append(("adding", gap, model, clip, seed, score, score < 0.0167, "mse", "test MSE"))
-    return pd.DataFrame(rows, columns=["task", "gap", "model", "clip", "seed", "test_score", "success", "metric",
-                                       "score_label"])
+    table = pd.DataFrame(rows, columns=["task", "gap", "model", "clip", "seed", "test_score", "success", "metric",
+                                        "score_label"])
+    return table.assign(model_name=table.model)
 
 
 def reader(**tables):
-    return lambda name, columns=None, rows=None: tables[name].copy()
+    return lambda name, columns=None, rows=None: tables[name][columns or list(tables[name].columns)].copy()
 
 
 def test_a_cell_is_the_seeds_range_below_the_interval_seeds_and_a_t_interval_from_there():
@@ -50,6 +51,8 @@ def test_tables_per_gap_are_one_float_per_task_with_its_own_gaps_and_seeds():
     adding, copy = (part.table for part in parts)
     assert list(adding.columns) == [20, 40, 80] and list(copy.columns) == [10, 30]
     assert adding.loc[("gru", "none"), 80] == "0.025 [0.01, 0.04] (1 not finite)"  # 4 finite seeds: the range
+    # models family by family, as the figures' legends (elementwise vanilla before gated gru)
+    assert list(adding.index) == [("vanilla", "none"), ("vanilla", "norm"), ("gru", "none"), ("gru", "norm")]
     assert adding.loc[("vanilla", "norm"), 20].startswith("0.03 ± ")
     assert copy.loc[("vanilla", "none"), 10] == "0.75 [0.5, 1]"
     assert parts[0].caption == "adding (test MSE; 5 seeds a cell)"
@@ -75,7 +78,10 @@ def summary_table() -> pd.DataFrame:
 
 
 def test_propagation_counts_runs_without_a_value_and_writes_rounding_as_zero():
-    table = paper_tables.propagation(reader(propagation_summary=summary_table()))
+    summary = summary_table()
+    names = pd.DataFrame({"model": summary.model, "model_name": summary.model})
+    table = paper_tables.propagation(reader(propagation_summary=summary, accuracy_vs_gap=names))
+    assert list(table.index) == [("identity", "trained"), ("irnn", "trained")]
     identity, irnn = table.loc[("identity", "trained")], table.loc[("irnn", "trained")]
     assert identity["λ1"] == "0" and identity["half-life"] == "∞" and identity["MC"] == "1.5"
     assert irnn["decay (log10/step)"] == "-0.2 (2/3)" and irnn["half-life"] == "2 (2/3)"

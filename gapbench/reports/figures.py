@@ -35,6 +35,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from gapbench.files import atomic_path  # noqa: E402
+from gapbench.reports.families import FAMILY_COLOURS, model_order  # noqa: E402
 from gapbench.reports.tables import INTERVAL_SEEDS, table_reader  # noqa: E402
 from gapbench.results import FIGURE_FORMATS, KEYS  # noqa: E402
 
@@ -62,8 +63,9 @@ METRIC_LABEL = {"accuracy": "test accuracy", "mse": "test MSE"}  # tables withou
 BOOTSTRAP_RESAMPLES = 1000  # resamples of the seeds per point (seeded: the same tables, the same figure)
 # Per-lag curves have hundreds of points per line: a bootstrap at each would take minutes, and
 # over a few seeds a 95% interval says little, so their band is always the range over seeds.
-# One colour per model in every figure: a hue per family (Okabe & Ito's colour-blind-safe
-# palette), shades of it for the models of a family; legends list models family by family.
+# One colour per model in every figure: a hue per family (FAMILY_COLOURS: Okabe & Ito's
+# colour-blind-safe palette), shades of it for the models of a family; legends list models
+# family by family (model_order, the paper tables' order too).
 # Greyscale print: a marker per model (model_markers) and a dash per clip arm (clip_dashes),
 # so every line is told apart without its colour.
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "p", "h", "<", ">", "d", "8", "H")
@@ -71,40 +73,15 @@ CLIP_DASHES = {"none": "-", "norm": (0, (4, 1.5)), "value": (0, (1, 1.2))}
 SPARE_DASHES = ((0, (6, 1.5, 1, 1.5)), (0, (2, 2)), (0, (8, 2)))
 CLIP_FILLS = {"none": "full", "norm": "none", "value": "bottom"}  # a scatter point's fill (no dash there)
 SPARE_FILLS = ("left", "right", "top")
-FAMILY_COLOURS = {
-    "elementwise": "#0072B2", "orthogonal/unitary": "#CC79A7", "gated": "#D55E00", "reservoir": "#009E73",
-    "diagonal": "#E69F00", "oscillator": "#56B4E9", "other": "#000000",
-}
-
-
-def _model_order(names, registry_names: dict | None = None) -> tuple[list[str], dict[str, str]]:
-    """(every model shown or registered, family by family, then by name; {model: its family}).
-
-    A model's family is its class attribute in gapbench.models; registry_names maps a model
-    entry's label to its registered name (a label names a variant, e.g. esn_linear). A name
-    the registry does not know, e.g. from someone else's tables, counts as "other"."""
-    from gapbench import models
-
-    registered = set(models.names())
-    registry_names = registry_names or {}
-
-    def family_of(name):
-        name = registry_names.get(name, name)
-        return models.family(name) if name in registered else "other"
-
-    family = {name: family_of(name) for name in set(names) | registered}
-    order = list(FAMILY_COLOURS)
-    ordered = sorted(family, key=lambda n: (order.index(family[n]) if family[n] in order else len(order), n))
-    return ordered, family
 
 
 def model_colours(names, registry_names: dict | None = None) -> dict[str, tuple]:
     """{model: RGB} for the models in `names`, ordered family by family, then by name (see
-    _model_order). Shades depend only on the family's registered members and the variants
+    model_order). Shades depend only on the family's registered members and the variants
     shown, so a model keeps its colour whichever subset a figure shows."""
     from matplotlib.colors import to_rgb
 
-    ordered, family = _model_order(names, registry_names)
+    ordered, family = model_order(names, registry_names)
     colours = {}
     for name in ordered:
         members = [n for n in ordered if family[n] == family[name]]
@@ -117,14 +94,14 @@ def model_colours(names, registry_names: dict | None = None) -> dict[str, tuple]
 
 
 def model_markers(names, registry_names: dict | None = None) -> dict[str, str]:
-    """{model: marker}: each registered model its own marker, in the order of _model_order, so
+    """{model: marker}: each registered model its own marker, in the order of model_order, so
     that a figure printed in greyscale still tells every model apart (shades alone would not).
     A registered model keeps its marker in every figure of every grid; a labelled variant
     (vanilla_h4, esn_linear_n40) takes one that no model of `names` has, so it never moves
     theirs (15 markers: past that, markers repeat)."""
     from gapbench import models
 
-    ordered, _ = _model_order(names, registry_names)
+    ordered, _ = model_order(names, registry_names)
     registered, shown = set(models.names()), set(names)
     fixed = {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(n for n in ordered if n in registered)}
     free = [marker for marker in MARKERS if marker not in {fixed[n] for n in shown if n in fixed}] or list(MARKERS)
@@ -190,7 +167,7 @@ class GridShape:
 def grid_shape(tasks, model_names: dict[str, str], lines: int) -> GridShape:
     """The GridShape of task labels `tasks` and models {label: registered name}, with at most
     `lines` (model, clip arm) pairs in any task."""
-    _, family = _model_order(list(model_names), model_names)
+    _, family = model_order(list(model_names), model_names)
     present = {family[model] for model in model_names}
     families = [f for f in FAMILY_COLOURS if f in present] + sorted(present - set(FAMILY_COLOURS))
     return GridShape(tuple(sorted(tasks)), int(lines), tuple(families))
@@ -363,7 +340,7 @@ class Styles:
 def _styles(table: pd.DataFrame, read) -> Styles:
     names = _registry_names(read)
     shown = table["model"].unique()
-    _, family = _model_order(shown, names)
+    _, family = model_order(shown, names)
     arms = [arm for arm in CLIP_DASHES if arm in set(table["clip"])] + sorted(set(table["clip"]) - set(CLIP_DASHES))
     return Styles(model_colours(shown, names), model_markers(shown, names), clip_dashes(arms),
                   {model: family[model] for model in shown})
@@ -597,7 +574,7 @@ def success_rate_vs_gap(read, gaps=None, layout=None):
     not lines: fractions of a few seeds take few values, and lines at 0 and 1 would hide each
     other."""
     accuracy = _on_page(read("accuracy_vs_gap"), layout)
-    order, _ = _model_order(accuracy["model"].unique(), _registry_names(read))
+    order, _ = model_order(accuracy["model"].unique(), _registry_names(read))
     rate = accuracy.assign(success=accuracy.success.astype(float),
                            row=accuracy["model"] + " / " + accuracy["clip"])
     tasks = list(layout.tasks) if layout else sorted(rate.task.unique())

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from gapbench.files import atomic_path
+from gapbench.reports.families import model_order
 from gapbench.reports.tables import INTERVAL_SEEDS, table_reader
 
 PAPER_TABLES: dict[str, tuple[Callable, str]] = {}  # name -> (function(read), caption)
@@ -82,6 +83,15 @@ def _spread(values: pd.Series) -> str:
     return f"{mean:.3g} ± {half:.2g}{note}"
 
 
+def _in_model_order(table: pd.DataFrame, read) -> pd.DataFrame:
+    """`table` with its rows sorted by its index levels, the models family by family as every
+    figure's legend lists them (families.model_order), not alphabetically."""
+    names = read("accuracy_vs_gap", columns=["model", "model_name"])
+    order, _ = model_order(table.index.unique("model"), dict(zip(names["model"], names["model_name"])))
+    rank = {model: place for place, model in enumerate(order)}
+    return table.sort_index(key=lambda level: level.map(rank) if level.name == "model" else level)
+
+
 def _seeds_a_cell(rows: pd.DataFrame) -> str:
     """"N seeds a cell" (or "N–M seeds a cell" where cells differ) of one task's rows."""
     counts = rows.groupby(["model", "clip", "gap"]).seed.nunique()
@@ -89,13 +99,14 @@ def _seeds_a_cell(rows: pd.DataFrame) -> str:
     return f"{low} seeds a cell" if low == high else f"{low}–{high} seeds a cell"
 
 
-def _per_task(accuracy: pd.DataFrame, cell, words) -> list[Part]:
-    """A Part per task: rows model and clip arm, a column per gap the task ran, `cell` of each
-    group's rows; its caption "task (`words(rows)`)"."""
+def _per_task(read, cell, words) -> list[Part]:
+    """A Part per task of accuracy_vs_gap: rows model and clip arm, a column per gap the task
+    ran, `cell` of each group's rows; its caption "task (`words(rows)`)"."""
     parts = []
-    for task, rows in accuracy.groupby("task", sort=True):
+    for task, rows in read("accuracy_vs_gap").groupby("task", sort=True):
         table = rows.groupby(["model", "clip", "gap"]).apply(cell, include_groups=False).unstack("gap")
-        parts.append(Part(task, table.fillna("—").rename_axis(columns="gap"), f"{task} ({words(rows)})"))
+        table = _in_model_order(table.fillna("—").rename_axis(columns="gap"), read)
+        parts.append(Part(task, table, f"{task} ({words(rows)})"))
     return parts
 
 
@@ -103,21 +114,18 @@ def _per_task(accuracy: pd.DataFrame, cell, words) -> list[Part]:
              f"Student-t interval where {INTERVAL_SEEDS} or more seeds have a finite score, [the seeds' range] "
              f"where 2 to {INTERVAL_SEEDS - 1} do.")
 def score_vs_gap(read) -> list[Part]:
-    accuracy = read("accuracy_vs_gap")
-
     def words(rows):
         label = rows.score_label.iloc[0] if "score_label" in rows else rows.metric.iloc[0]
         return f"{label}; {_seeds_a_cell(rows)}"
 
-    return _per_task(accuracy, lambda rows: _spread(rows.test_score), words)
+    return _per_task(read, lambda rows: _spread(rows.test_score), words)
 
 
 @paper_table("success_rate", "Seeds whose run succeeded at each gap, k of n, by the task's criterion: test loss "
              "below 10% of the memoryless baseline, unless the task defines another (docs/tasks.md: adding's "
              "hochreiter convention).")
 def success_rate(read) -> list[Part]:
-    accuracy = read("accuracy_vs_gap")
-    return _per_task(accuracy, lambda rows: f"{int(rows.success.sum())}/{len(rows)}", _seeds_a_cell)
+    return _per_task(read, lambda rows: f"{int(rows.success.sum())}/{len(rows)}", _seeds_a_cell)
 
 
 @paper_table("largest_gap_solved", "Largest gap at which at least half of the seeds succeeded, per task, "
@@ -131,7 +139,8 @@ def largest_gap_solved(read) -> pd.DataFrame:
     table = solved.reindex(everything.index).map(lambda g: "—" if np.isnan(g) else str(int(g)))
     table = table.unstack("clip").rename_axis(columns="clip")
     longest = accuracy.groupby("task").gap.max()
-    return table.assign(**{"largest gap run": table.index.get_level_values("task").map(longest).astype(str)})
+    table = table.assign(**{"largest gap run": table.index.get_level_values("task").map(longest).astype(str)})
+    return _in_model_order(table, read)
 
 
 ROUNDING = 1e-12  # propagation: a median this small in magnitude is float64 rounding (identity's λ1: 3e-16)
@@ -158,7 +167,7 @@ def propagation(read) -> pd.DataFrame:
 
     table = pd.DataFrame({column: [cell(v, k, n) for v, k, n in zip(median[column], present[column], runs)]
                           for column in columns}, index=median.index)
-    return table.rename(columns=columns)
+    return _in_model_order(table.rename(columns=columns), read)
 
 
 # LaTeX for what the Markdown tables write in Unicode (after escaping LaTeX's special characters)
