@@ -765,6 +765,7 @@ def decay_rate_vs_gap_solved(read, gaps=None, layout=None):
         # the gaps that were run (and 0, none solved) evenly spaced, labelled, nothing else:
         # on a linear axis 0, 10, 30 and 100 would sit on each other below 2000
         run = sorted({0, *accuracy.gap[accuracy.task == task]})
+        ax.axvline(0, color="grey", linestyle=":", linewidth=1)  # no decay: the gradient keeps its norm
         for (model, clip), group in panel.groupby(["model", "clip"], sort=False):
             ax.plot(group.decay_log10_per_step, group.solved_gap.map(run.index), linestyle="",
                     marker=styles.markers[model], fillstyle=fills[clip], color=styles.colours[model], markersize=4,
