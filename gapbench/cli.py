@@ -133,14 +133,20 @@ def _run(args) -> int:
             raise InputError(error) from None
         if args.record:  # last: Snakemake takes the job as done when this file exists
             job.write_record(args.record, [folder for _, _, runs in groups for folder in runs.values()])
-    elif args.verb == "figures":
-        from gapbench.reports import figures as drawing
+    elif args.verb in ("figures", "paper-tables"):
+        from gapbench.reports.tables import UnreadableTable
 
-        drawing.draw_all(args.tables, args.out_dir, args.decay_gap)
-    elif args.verb == "paper-tables":
-        from gapbench.reports import paper_tables
+        try:
+            if args.verb == "figures":
+                from gapbench.reports import figures as drawing
 
-        paper_tables.write_all(args.tables, args.out_dir)
+                drawing.draw_all(args.tables, args.out_dir, args.decay_gap)
+            else:
+                from gapbench.reports import paper_tables
+
+                paper_tables.write_all(args.tables, args.out_dir)
+        except UnreadableTable as error:
+            raise InputError(error) from None
     elif args.verb == "cost":
         from gapbench.reports import cost
 

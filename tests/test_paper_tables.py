@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from gapbench.reports import paper_tables
-from gapbench.reports.tables import INTERVAL_SEEDS
+from gapbench.reports.tables import INTERVAL_SEEDS, UnreadableTable
 
 
 def accuracy_table() -> pd.DataFrame:
@@ -74,7 +74,8 @@ def summary_table() -> pd.DataFrame:
         "model": ["identity"] * 2 + ["irnn"] * 3, "stage": ["trained"] * 5,
         "decay_log10_per_step": [0.0, 0.0, -0.1, np.nan, -0.3], "half_life_steps": [np.inf, np.inf, 3.0, np.nan, 1.0],
         "lyapunov_max": [3e-16, 2e-16, -0.2, -0.4, -0.6], "memory_capacity": [1.0, 2.0, np.nan, np.nan, np.nan],
-        "memory_capacity_from_1": [0.5, 1.5, np.nan, np.nan, np.nan], "spectral_radius": [1.0, 1.0, 1.5, 1.5, 1.5]})
+        "memory_capacity_from_1": [0.5, 1.5, np.nan, np.nan, np.nan], "spectral_radius": [1.0, 1.0, 1.5, 1.5, 1.5],
+        "task": "adding", "clip": "none", "gap": 20, "seed": [0, 1, 0, 1, 2]})
 
 
 def test_propagation_counts_runs_without_a_value_and_writes_rounding_as_zero():
@@ -122,3 +123,23 @@ def test_the_latex_compiles_with_nothing_wider_than_the_text(tmp_path, layout):
     log = (tmp_path / "paper.log").read_text(errors="replace")
     assert result.returncode == 0, log[-3000:]
     assert "Overfull \\hbox" not in log and "Float too large" not in log, log[-3000:]
+
+
+def test_a_table_that_cannot_be_read_is_named_with_the_fix(tmp_path):
+    """A tidy table edited or cut short by hand: the figures and paper tables commands stop with
+    one line naming the file and how to collect it again, not pandas' KeyError."""
+    import sys
+
+    accuracy = accuracy_table()
+    accuracy.to_csv(tmp_path / "accuracy_vs_gap.csv", index=False)
+    summary_table().drop(columns="model").to_csv(tmp_path / "propagation_summary.csv", index=False)  # a header edited
+    with pytest.raises(UnreadableTable) as refused:
+        paper_tables.write_all(tmp_path, tmp_path)
+    assert str(refused.value) == (f"{tmp_path / 'propagation_summary.csv'} has no column model: collect the tables "
+                                  "again (snakemake --cores N --forcerun tables)")
+    (tmp_path / "accuracy_vs_gap.csv").write_bytes(b"\x00\x01 not a table")
+    result = subprocess.run([sys.executable, "-m", "gapbench", "paper-tables", "--tables", str(tmp_path), "--out-dir",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"gapbench paper-tables: {tmp_path / 'accuracy_vs_gap.csv'} ") and \
+        "collect the tables again" in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -66,10 +66,27 @@ def table_reader(tables_dir):
     def read(name: str, columns: list[str] | None = None, rows: list | None = None) -> pd.DataFrame:
         key = (name, tuple(columns or ()), repr(rows))
         if key not in cache:
-            cache[key] = read_table(tables_dir / table_file(name), columns, rows)
+            path = tables_dir / table_file(name)
+            try:
+                table = read_table(path, columns, rows)
+            except FileNotFoundError:
+                raise
+            except (OSError, ValueError, KeyError, pa.ArrowException) as error:  # a file cut short or edited
+                raise UnreadableTable(f"{path} cannot be read ({type(error).__name__}: {error}): {COLLECT_AGAIN}") from None
+            missing = [column for column in columns or KEYS if column not in table.columns]
+            if missing:  # every tidy table holds the run keys
+                raise UnreadableTable(f"{path} has no column {', '.join(missing)}: {COLLECT_AGAIN}")
+            cache[key] = table
         return cache[key]
 
     return read
+
+
+class UnreadableTable(ValueError):
+    """A tidy table that cannot be read, or lacks a column a report reads: named, with the fix."""
+
+
+COLLECT_AGAIN = "collect the tables again (snakemake --cores N --forcerun tables)"
 
 
 def read_table(path, columns: list[str] | None = None, rows: list | None = None) -> pd.DataFrame:
