@@ -109,3 +109,9 @@ def test_each_setting_is_written_from_the_config_it_describes(smoke_run, tmp_pat
                              capture_output=True, text=True)
     assert missing.returncode != 0 and "accuracy_vs_gap.csv not found" in missing.stderr
     assert "Traceback" not in missing.stderr
+    (tmp_path / "cut").mkdir()  # a table cut short by hand: its header line alone, half of it
+    (tmp_path / "cut" / "accuracy_vs_gap.csv").write_text("task,model,cl")
+    cut = subprocess.run([sys.executable, "-m", "gapbench.reports.literature", "--tables", str(tmp_path / "cut")],
+                         capture_output=True, text=True)
+    assert cut.returncode != 0 and "Traceback" not in cut.stderr, cut.stderr
+    assert f"{tmp_path / 'cut' / 'accuracy_vs_gap.csv'} has no column clip, gap, seed: collect the tables" in cut.stderr

@@ -24,7 +24,7 @@ import pandas as pd
 
 from gapbench import models, tasks
 from gapbench.config import ROOT, load_config, model_entry, model_hidden_size, task_entry, task_models
-from gapbench.reports.tables import table_reader
+from gapbench.reports.tables import UnreadableTable, table_reader
 
 LITERATURE_CONFIG = ROOT / "config" / "literature.yaml"
 
@@ -233,6 +233,8 @@ def main(argv=None) -> int:
     except FileNotFoundError as error:  # no such tables folder or config: name the file
         raise SystemExit(f"gapbench.reports.literature: {error.filename} not found (--tables {args.tables}, "
                          f"--config {args.config})")
+    except UnreadableTable as error:  # a table edited or cut short: named, with the fix
+        raise SystemExit(f"gapbench.reports.literature: {error}")
     print(table.to_markdown(index=False))
     return 0
 
