@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from gapbench import models, tasks
-from gapbench.registry import UnimportableFile, source_file
+from gapbench.registry import UnimportableFile, raised_in, source_file
 
 # a label names folders and appears on shell lines: letters, digits, '_', '.', '-' only,
 # matched whole (re.fullmatch: a trailing newline does not slip through as with `$`)
@@ -175,16 +175,13 @@ def _raised_in(error: BaseException, builder) -> str:
     such as int("sixty-four"), or its own refusal of an option); "" where it came from elsewhere
     (the registry, the shared checks of tasks/_base.py), whose message names the option."""
     import inspect
-    import traceback
 
     try:
         source = inspect.getsourcefile(builder)
     except TypeError:  # a built-in
-        return ""
-    frames = list(traceback.walk_tb(error.__traceback__))
-    if not source or not frames or Path(frames[-1][0].f_code.co_filename).resolve() != Path(source).resolve():
-        return ""  # raised elsewhere
-    return f" (raised in {source_file(builder)}, line {frames[-1][1]})"
+        source = None
+    where = raised_in(error, source, innermost=True) if source else None
+    return f" (raised in {source_file(builder)}, line {where[1]})" if where else ""
 
 
 def _built(package, kind: str, name: str, where: str, options_key: str, options: dict, *sizes):

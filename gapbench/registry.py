@@ -50,9 +50,9 @@ class Registry:
                     # the file at fault: the innermost of the package's files in the traceback (a
                     # model's helper or submodule), else the module's own
                     where = raised_in(error, module.module_finder.path)
-                    path = Path(module.module_finder.path) / (f"{module.name}/__init__.py" if module.ispkg
-                                                              else f"{module.name}.py")
-                    named = f"{_shown(where[0])} (line {where[1]})" if where else _shown(path)
+                    own = Path(module.module_finder.path) / module.name / "__init__.py" if module.ispkg else \
+                        Path(module.module_finder.path) / f"{module.name}.py"
+                    named = f"{_shown(where[0])} (line {where[1]})" if where else _shown(own)
                     raise UnimportableFile(f"{self._kind} file {named} cannot be imported: "
                                            f"{type(error).__name__}: {error}") from error
         self._discovered = True
@@ -108,12 +108,14 @@ def _shown(path: Path) -> str:
     return path.relative_to(root).as_posix() if root in path.parents else str(path)
 
 
-def raised_in(error: BaseException, place) -> tuple[Path, int] | None:
+def raised_in(error: BaseException, place, innermost: bool = False) -> tuple[Path, int] | None:
     """(file, line) of the innermost frame of `error`'s traceback in file `place`, or in a file
-    under folder `place`; None where no frame is (a SyntaxError never ran: its message has the
-    file and line)."""
+    under folder `place` (with `innermost`, only where that is the traceback's last frame: the
+    error was raised there); None where no frame is (a SyntaxError never ran: its message has
+    the file and line)."""
     place = Path(place).resolve()
-    for frame, line in reversed(list(traceback.walk_tb(error.__traceback__))):
+    frames = list(traceback.walk_tb(error.__traceback__))
+    for frame, line in reversed(frames[-1:] if innermost else frames):
         path = Path(frame.f_code.co_filename).resolve()
         if path == place or place in path.parents:
             return path, line

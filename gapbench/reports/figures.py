@@ -588,10 +588,10 @@ def success_rate_vs_gap(read, gaps=None, layout=None):
         counts = rate[rate.task == task].pivot_table(index="row", columns="gap", values="success",
                                                      aggfunc=["sum", "count"]).reindex(labels)
         table = counts["sum"] / counts["count"]
-        # k/n in each cell, not the fraction: how many seeds it is out of shows
-        written = counts["sum"].map(lambda k: "" if np.isnan(k) else f"{k:.0f}") + "/" + counts["count"].map(
-            lambda n: "" if np.isnan(n) else f"{n:.0f}")
-        sns.heatmap(table, ax=ax, vmin=0, vmax=1, cmap="cividis", annot=written.where(table.notna(), "").to_numpy(),
+        # k/n in each cell, not the fraction: how many seeds it is out of shows (a gap not run: blank)
+        whole = counts.fillna(0).astype(int).astype(str)
+        written = (whole["sum"] + "/" + whole["count"]).where(table.notna(), "")
+        sns.heatmap(table, ax=ax, vmin=0, vmax=1, cmap="cividis", annot=written.to_numpy(),
                     fmt="",
                     cbar=False, linewidths=0.5, annot_kws={"fontsize": PAPER_RC["xtick.labelsize"]},
                     yticklabels=i % columns == 0)

@@ -67,12 +67,8 @@ def table_reader(tables_dir):
         key = (name, tuple(columns or ()), repr(rows))
         if key not in cache:
             path = tables_dir / table_file(name)
-            try:
+            with _readable(path, UnreadableTable, COLLECT_AGAIN, passes=FileNotFoundError):  # missing: said so
                 table = read_table(path, columns, rows)
-            except FileNotFoundError:
-                raise
-            except (OSError, ValueError, KeyError, pa.ArrowException) as error:  # a file cut short or edited
-                raise UnreadableTable(f"{path} cannot be read ({type(error).__name__}: {error}): {COLLECT_AGAIN}") from None
             missing = [column for column in columns or KEYS if column not in table.columns]
             if missing:  # every tidy table holds the run keys
                 raise UnreadableTable(f"{path} has no column {', '.join(missing)}: {COLLECT_AGAIN}")
@@ -110,12 +106,12 @@ def _filter(table: pd.DataFrame, rows: list) -> pd.DataFrame:
 
 
 def accuracy_row(run_dir) -> dict:
-    with _readable(Path(run_dir) / COMPLETE_MARKER) as path:
+    with _readable_run_file(run_dir, COMPLETE_MARKER) as path:
         return RunMetrics.from_dict(json.loads(path.read_text())).accuracy_row()
 
 
 def _read_run_csv(run_dir, name: str) -> pd.DataFrame:
-    with _readable(Path(run_dir) / f"{name}.csv") as path:
+    with _readable_run_file(run_dir, f"{name}.csv") as path:
         return read_csv(path)
 
 
@@ -188,14 +184,20 @@ def _recovery(run_dir) -> str:
 
 
 @contextmanager
-def _readable(path: Path):
+def _readable(path: Path, refusal: type, fix: str, passes=()):
     """Yield `path`; a failure to read or parse it (a file edited or cut short by hand) becomes
-    IncompleteRuns naming it and the recovery."""
+    `refusal` naming it and `fix`; exceptions of `passes` stay as they are."""
     try:
         yield path
-    except (OSError, ValueError, KeyError, TypeError) as error:  # json's, pandas' and RunMetrics' refusals
-        raise IncompleteRuns(f"{path} cannot be read ({type(error).__name__}: {error}): "
-                             f"{_recovery(path.parent)}") from error
+    except passes:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as error:  # json's, pandas', pyarrow's,
+        raise refusal(f"{path} cannot be read ({type(error).__name__}: {error}): {fix}") from error  # RunMetrics'
+
+
+def _readable_run_file(run_dir, name: str):
+    """`_readable` for a file of a run folder: IncompleteRuns, and the recovery."""
+    return _readable(Path(run_dir) / name, IncompleteRuns, _recovery(run_dir))
 
 
 def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stderr, flush=True)) -> dict[str, int]:
@@ -230,7 +232,7 @@ def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stder
             for name, stream in streams.items():
                 frame = _read_run_csv(run_dir, name)
                 if name == "gradient_decay":
-                    with _readable(Path(run_dir) / f"{name}.csv"):
+                    with _readable_run_file(run_dir, f"{name}.csv"):
                         key = tuple(frame[k].iloc[0] for k in KEYS)
                         frame = frame.merge(rates_of[key], on="stage", how="left")
                 order = [column for column in ROW_ORDER[name] if column in frame.columns]
