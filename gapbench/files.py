@@ -44,9 +44,18 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
-def write_json(path, obj) -> None:
+def json_text(obj) -> str:
+    """The text `write_json` writes for `obj`."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n"
+
+
+def write_text(path, text: str) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path, obj) -> None:
+    write_text(path, json_text(obj))
 
 
 def write_csv(path, frame) -> None:

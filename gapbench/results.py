@@ -6,7 +6,9 @@ A run is (task, gap, model, clip, seed). Its folder, RUN_DIR, holds `run_files(p
 every CSV in it already carries the run keys, so the tidy tables are plain concatenations,
 sorted (Parquet for the per-lag probe tables: `table_file`), plus accuracy_vs_gap.csv built
 from each run's metrics.json (a `RunMetrics`).
-metrics.json is written last: its presence marks a complete run. Writing, caching and
+metrics.json is written last: its presence marks a complete run; checksums.json, written just
+before it, records the SHA-256 of every other file, so that a file changed since (edited, cut
+short) is found before it is restored or collected. Writing, caching and
 restoring run folders: gapbench.runstore; collecting them into tables: gapbench.reports.tables.
 """
 from __future__ import annotations
@@ -38,6 +40,9 @@ CALIBRATION_CUDA = f"{RESULTS}/bench/step_costs_cuda.csv"  # ... and on a GPU
 
 # -------------------------------------------------------------------------- the files of a run
 COMPLETE_MARKER = "metrics.json"  # a RunMetrics, written last
+# {file: SHA-256} of every other file of the run, metrics.json's included, written just before
+# it: what the run wrote, checked before a run is restored from the run cache or collected
+CHECKSUMS_FILE = "checksums.json"
 HISTORY_FILE = "history.csv"  # one row per evaluation: validation loss and score
 STEPS_FILE = "steps.csv"  # one row per optimiser step: STEP_COLUMNS
 WEIGHTS_FILE = "model.pt"
@@ -47,7 +52,7 @@ STEP_COLUMNS = ["step", "train_loss", "grad_norm", "clipped"]  # grad_norm: pre-
 
 def run_files(probe_tables) -> tuple[str, ...]:
     """The files of a complete run folder, given the probe tables (gapbench.probes.TABLES)."""
-    return (COMPLETE_MARKER, HISTORY_FILE, STEPS_FILE, WEIGHTS_FILE, SUMMARY_FILE) + tuple(
+    return (COMPLETE_MARKER, CHECKSUMS_FILE, HISTORY_FILE, STEPS_FILE, WEIGHTS_FILE, SUMMARY_FILE) + tuple(
         f"{name}.csv" for name in probe_tables)
 
 

@@ -4,8 +4,9 @@ A run folder (gapbench.results.RUN_DIR) holds RUN_FILES, metrics.json written la
 folder is complete only once it is there. Every complete run is also kept in the run cache
 (results/cache/runs/<key>/, keyed by the run's full specification, clip arm, dataset
 checksums and source code: gapbench.job.run_key), from which a job restores it instead of
-training it again: an interruption or another run's failure never costs a completed run. A
-cache entry records the SHA-256 of its files (CHECKSUMS), checked before a restore.
+training it again: an interruption or another run's failure never costs a completed run.
+Every run folder, and so every cache entry, records the SHA-256 of its files (CHECKSUMS_FILE),
+checked before a restore and when the tables are collected (`changed_files`).
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from gapbench.files import FOLDER_MODE, atomic_path, write_csv, write_json
+from gapbench.files import FOLDER_MODE, atomic_path, json_text, write_csv, write_json, write_text
 from gapbench.probes import TABLES as PROBE_TABLES
 from gapbench.results import (
+    CHECKSUMS_FILE,
     COMPLETE_MARKER,
     HISTORY_FILE,
     STEP_COLUMNS,
@@ -34,11 +36,12 @@ from gapbench.results import (
 )
 
 RUN_FILES = run_files(PROBE_TABLES)
-CHECKSUMS = "checksums.json"  # in a cache entry, not a run folder: {file: SHA-256} of its RUN_FILES
 
 
 def write_run(run_dir, metrics: RunMetrics, training, probes: list[dict], weights: dict) -> None:
-    """Write one run folder (RUN_FILES); metrics.json last, so the folder is complete only once it is there.
+    """Write one run folder (RUN_FILES); then checksums.json, the SHA-256 of every other file
+    (metrics.json's from the text about to be written); metrics.json last, so the folder is
+    complete only once it is there.
 
     training: gapbench.train.Training; probes: one {table name: DataFrame, "summary": dict}
     per stage (init, trained); weights: the network's state_dict.
@@ -59,7 +62,10 @@ def write_run(run_dir, metrics: RunMetrics, training, probes: list[dict], weight
     torch.save({name: value.cpu() for name, value in weights.items()}, buffer)
     with atomic_path(run_dir / WEIGHTS_FILE) as tmp:
         tmp.write_bytes(buffer.getvalue())
-    write_json(run_dir / COMPLETE_MARKER, metrics.to_dict())
+    metrics_text = json_text(metrics.to_dict())
+    checksums = {name: _sha256(run_dir / name) for name in RUN_FILES if name not in (COMPLETE_MARKER, CHECKSUMS_FILE)}
+    write_json(run_dir / CHECKSUMS_FILE, {**checksums, COMPLETE_MARKER: hashlib.sha256(metrics_text.encode("utf-8")).hexdigest()})
+    write_text(run_dir / COMPLETE_MARKER, metrics_text)
 
 
 def is_complete(run_dir) -> bool:
@@ -68,15 +74,14 @@ def is_complete(run_dir) -> bool:
 
 def write_cached(cache_dir, write) -> None:
     """Write a run into the run cache, atomically: `write(folder)` fills a staging folder beside
-    cache_dir, which is then renamed into place (an entry already there, written by an
-    identical run, stays). A run is in the cache whole or not at all."""
+    cache_dir (`write_run`), which is then renamed into place (an entry already there, written by
+    an identical run, stays). A run is in the cache whole or not at all."""
     cache_dir = Path(cache_dir)
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.", dir=cache_dir.parent))
     staging.chmod(FOLDER_MODE)  # mkdtemp's folder is private (0700)
     try:
         write(staging)
-        write_json(staging / CHECKSUMS, _checksums(staging))
         if cache_dir.exists() and not is_complete(cache_dir):  # what a removal cut short left
             _discard(cache_dir)
         if not is_complete(cache_dir):
@@ -89,9 +94,22 @@ def write_cached(cache_dir, write) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _checksums(folder: Path) -> dict[str, str | None]:
-    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() if (folder / name).is_file() else None
-            for name in RUN_FILES}
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def changed_files(folder, names=None) -> list[str]:
+    """The files of a run folder or cache entry whose bytes are no longer those its
+    CHECKSUMS_FILE recorded when the run was written (edited, cut short, removed): of `names`,
+    or of every file it records. [CHECKSUMS_FILE] where that record is missing or unreadable."""
+    folder = Path(folder)
+    try:
+        stored = json.loads((folder / CHECKSUMS_FILE).read_text())
+        if not isinstance(stored, dict) or COMPLETE_MARKER not in stored:
+            raise ValueError(f"not a record of a run's files: {stored!r:.60}")
+    except (OSError, ValueError):
+        return [CHECKSUMS_FILE]
+    return [name for name in (stored if names is None else names) if stored.get(name) != _sha256(folder / name)]
 
 
 def restorable(cache_dir, log) -> bool:
@@ -103,17 +121,11 @@ def restorable(cache_dir, log) -> bool:
     cache_dir = Path(cache_dir)
     if not is_complete(cache_dir):
         return False
-    try:
-        stored = json.loads((cache_dir / CHECKSUMS).read_text())
-    except (OSError, ValueError):
-        stored = None
-    now = _checksums(cache_dir)
-    if stored == now:
+    changed = changed_files(cache_dir)
+    if not changed:
         return True
-    if isinstance(stored, dict):
-        what = f"{', '.join(name for name in RUN_FILES if stored.get(name) != now[name])} changed since it was stored"
-    else:
-        what = f"its {CHECKSUMS} cannot be read"
+    what = (f"its {CHECKSUMS_FILE} cannot be read" if changed == [CHECKSUMS_FILE]
+            else f"{', '.join(changed)} changed since it was stored")
     log(f"run cache entry {cache_dir}: {what} (a run folder's files are links to it: edited in place?); "
         "removed, the run is trained again")
     _discard(cache_dir)

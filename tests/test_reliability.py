@@ -324,10 +324,11 @@ def test_a_corrupt_dataset_is_named_discarded_and_regenerated(reference, tmp_pat
 
 def test_a_run_file_edited_in_place_is_named_and_its_run_trained_again(reference, tmp_path):
     """A run folder's files are hard links to its run-cache entry's, so an edit in place (not a
-    rename, as gapbench writes) changes both: here metrics.json cut short in both, as one such
-    edit does. The tables job stops with one line naming the file and the job record to delete;
-    after that, the job finds its cached copy changed, says so, removes it and trains that run
-    again, restoring the others: the tables are the reference's."""
+    rename, as gapbench writes) changes both: here a probe table cut short at a line end in both,
+    which reads as a table with fewer rows. The tables job checks each file against the run's
+    checksums.json and stops with one line naming the file and the job record to delete; after
+    that, the job finds its cached copy changed, says so, removes it and trains that run again,
+    restoring the others: the tables are the reference's."""
     import shutil
 
     workdir, configfile = tmp_path / "work", _config(tmp_path)
@@ -336,21 +337,24 @@ def test_a_run_file_edited_in_place_is_named_and_its_run_trained_again(reference
     entries = [entry for entry in (workdir / "results" / "cache" / "runs").iterdir()
                if (entry / "metrics.json").read_bytes() == (run / "metrics.json").read_bytes()]
     assert len(entries) == 1
+    lines = (run / "gradient_decay.csv").read_text().splitlines(keepends=True)
     for folder in (run, entries[0]):
-        with open(folder / "metrics.json", "r+") as file:
-            file.truncate(100)
+        with open(folder / "gradient_decay.csv", "r+") as file:
+            file.truncate(len("".join(lines[:-3])))
+    assert len(pd.read_csv(run / "gradient_decay.csv")) == len(lines) - 4  # reads, three rows short
     failed = snakemake(workdir, "--forcerun", "tables", TABLES_ONLY, configfile=configfile, check=False)
     assert failed.returncode != 0
     log = (workdir / "results" / "logs" / "tables.log").read_text()
-    assert f"{run.relative_to(workdir) / 'metrics.json'} cannot be read (JSONDecodeError" in log, log
-    assert f"delete its training job's record ({run.parent.parent.relative_to(workdir) / 'job.json'})" in log, log
+    assert (f"1 of 6 run folders hold files that are not what their run wrote, the first {run.relative_to(workdir)}: "
+            "gradient_decay.csv changed since the run wrote them; delete its training job's record "
+            f"({run.parent.parent.relative_to(workdir) / 'job.json'})") in log, log
     assert "Traceback" not in log
     (run.parent.parent / "job.json").unlink()
     before = _train_logs(workdir)
     snakemake(workdir, TABLES_ONLY, configfile=configfile)
     trained, restored = _trained_and_restored(workdir, before)
     assert trained == 1 and restored == 2
-    assert f"run cache entry {entries[0].relative_to(workdir)}: metrics.json changed since it was stored" in "".join(
+    assert f"run cache entry {entries[0].relative_to(workdir)}: gradient_decay.csv changed since it was stored" in "".join(
         _train_logs(workdir).values())
     _assert_same_tables(reference, workdir)
 
@@ -372,14 +376,19 @@ def test_restoring_a_run_into_the_folder_that_holds_it_leaves_no_temporary_file(
 
 
 def test_a_cache_entry_is_checked_before_a_restore_and_replaced_whole(tmp_path):
-    """write_cached records each file's SHA-256; restorable() restores an entry only while they
-    hold, and otherwise names the changed file and removes the entry (renamed aside first); a
-    later write_cached then stores the run anew, also over what a cut-short removal left."""
-    from gapbench.runstore import CHECKSUMS, RUN_FILES, restorable, write_cached
+    """A run's checksums.json records each file's SHA-256; restorable() restores an entry only
+    while they hold, and otherwise names the changed file and removes the entry (renamed aside
+    first); a later write_cached then stores the run anew, also over what a cut-short removal left."""
+    import hashlib
 
-    def write(folder):
+    from gapbench.results import CHECKSUMS_FILE
+    from gapbench.runstore import RUN_FILES, restorable, write_cached
+
+    def write(folder):  # what write_run writes, checksums.json included
         for name in RUN_FILES:
             (folder / name).write_text(f"{name} contents")
+        (folder / CHECKSUMS_FILE).write_text(json.dumps({
+            name: hashlib.sha256(f"{name} contents".encode()).hexdigest() for name in RUN_FILES if name != CHECKSUMS_FILE}))
 
     entry, said = tmp_path / "runs" / "key", []
     write_cached(entry, write)
@@ -393,9 +402,9 @@ def test_a_cache_entry_is_checked_before_a_restore_and_replaced_whole(tmp_path):
     (entry / "history.csv").write_text("a removal cut short")
     write_cached(entry, write)
     assert restorable(entry, said.append) and (entry / "history.csv").read_text() == "history.csv contents"
-    (entry / CHECKSUMS).write_text("[]")
-    assert not restorable(entry, said.append) and said[-1].startswith(f"run cache entry {entry}: its {CHECKSUMS} "
-                                                                      "cannot be read")
+    (entry / CHECKSUMS_FILE).write_text("[]")
+    assert not restorable(entry, said.append) and said[-1].startswith(
+        f"run cache entry {entry}: its {CHECKSUMS_FILE} cannot be read")
 
 
 def test_every_file_is_reproducible(reference, tmp_path):
@@ -415,7 +424,7 @@ def test_every_file_is_reproducible(reference, tmp_path):
             first, second = (json.loads((root / name).read_text()) for root in (reference, workdir))
             assert first.pop("wall_seconds") > 0 and second.pop("wall_seconds") > 0
             assert first == second, name
-        elif name.endswith("checksums.json"):  # a cache entry's: metrics.json's differs by its wall time
+        elif name.endswith("checksums.json"):  # metrics.json's checksum differs by its wall time
             first, second = (json.loads((root / name).read_text()) for root in (reference, workdir))
             assert first.pop("metrics.json") != second.pop("metrics.json") and first == second, name
         elif name.endswith("accuracy_vs_gap.csv"):

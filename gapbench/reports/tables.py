@@ -27,18 +27,22 @@ from gapbench.probes import TABLES as PROBE_ROW_ORDER
 from gapbench.results import (
     ACCURACY_COLUMNS,
     ACCURACY_TABLE,
+    CHECKSUMS_FILE,
     COMPLETE_MARKER,
     JOB_RECORD,
     KEYS,
     RUN_DIR,
+    SUMMARY_FILE,
     SUMMARY_TABLE,
     RunMetrics,
     fields_of,
     table_file,
     table_names,
 )
+from gapbench.runstore import changed_files
 
 PROBE_TABLES = tuple(PROBE_ROW_ORDER)
+COLLECTED_FILES = (COMPLETE_MARKER, SUMMARY_FILE) + tuple(f"{name}.csv" for name in PROBE_TABLES)  # of a run folder
 # From this many seeds a spread over seeds is a 95% interval of the mean (figures: bootstrap;
 # paper tables: Student t); below it, the seeds' range (min to max): an interval over 2 or 3
 # seeds spans whole panels (the t quantile at 2 seeds is 12.7) and means little.
@@ -180,7 +184,8 @@ class IncompleteRuns(RuntimeError):
 
 def _recovery(run_dir) -> str:
     return (f"delete its training job's record ({Path(run_dir).parent.parent / Path(JOB_RECORD).name}) and run snakemake "
-            "again; the job restores its completed runs from the run cache")
+            "again; the job restores its completed runs from the run cache (and trains again any whose cached "
+            "copy changed too)")
 
 
 @contextmanager
@@ -216,6 +221,13 @@ def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stder
         raise IncompleteRuns(
             f"{len(incomplete)} of {len(run_dirs)} run folders are incomplete (no {COMPLETE_MARKER}), the first "
             f"{incomplete[0]}: {_recovery(incomplete[0])}")
+    changed = {d: files for d in run_dirs if (files := changed_files(d, COLLECTED_FILES))}
+    if changed:  # edited or cut short by hand since written: a CSV cut at a line end reads as fewer rows
+        first, files = next(iter(changed.items()))
+        what = (f"its {CHECKSUMS_FILE} is missing or cannot be read" if files == [CHECKSUMS_FILE]
+                else f"{', '.join(files)} changed since the run wrote them")
+        raise IncompleteRuns(f"{len(changed)} of {len(run_dirs)} run folders hold files that are not what their run "
+                             f"wrote, the first {first}: {what}; {_recovery(first)}")
     out_dir = Path(out_dir)
     accuracy = _sorted(pd.DataFrame([accuracy_row(d) for d in run_dirs], columns=ACCURACY_COLUMNS), [])
     summary = _sorted(pd.concat([_read_run_csv(d, SUMMARY_TABLE) for d in run_dirs], ignore_index=True),
