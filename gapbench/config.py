@@ -127,10 +127,11 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
             raise ConfigError(f"config key tasks[{label}].models: {unknown} not among the config's models; "
                               f"allowed: {labels}")
         if name not in tasks.names():
-            raise ConfigError(f"config key tasks: unknown task {name!r}; allowed: {tasks.names()}")
+            raise ConfigError(f"config key tasks: {tasks._registry.unknown(name)}")
         for gap in entry["gaps"]:
             where = f"config key tasks[{label}] (gap {gap})"
-            task = _built(tasks, "task", name, where, where, entry["params"], gap)
+            task = _built(tasks, "task", name, where, where, entry["params"], gap,
+                          not_options={"gap": "the entry's gaps list sets it (tasks: [{name: ..., gaps: [...]}])"})
             check_task_declares(task, where)
             check_task_sample(task, where)
             for model in task_models(config, entry):
@@ -138,13 +139,16 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
     for entry in config["models"]:
         name, label = entry["name"], model_label(entry)
         if name not in models.names():
-            raise ConfigError(f"config key models: unknown model {name!r}; allowed: {models.names()}")
+            raise ConfigError(f"config key models: {models._registry.unknown(name)}")
         if "batch_first" in entry["options"]:
             raise ConfigError(f"config key models[{label}].options.batch_first: the pipeline always feeds "
                               "(batch, time, features) tensors; remove this option")
         for input_size in sorted(input_sizes[label]) or [2]:
             model = _built(models, "model", name, f"config key models[{label}]", f"config key models[{label}].options",
-                           entry["options"], input_size, model_hidden_size(config, entry))
+                           entry["options"], input_size, model_hidden_size(config, entry), not_options={
+                               "hidden_size": "give it as a key of the model entry ({name: ..., hidden_size: "
+                                              "...}) or as the grid's hidden_size",
+                               "input_size": "each task sets its models' input size"})
             check_model_runs(model, f"config key models[{label}]")
     # clip arm and optimiser names are enums of the schema; only the pairing is checked here
     for arm in config["clip"]["arms"]:
@@ -152,7 +156,10 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
             raise ConfigError(f"config key clip.thresholds.{arm}: missing threshold θ0 for clip arm {arm!r}")
     gaps = {task_label(entry): entry["gaps"] for entry in config["tasks"]}
     for task, gap in config["figures"]["decay_gap"].items():
-        if gap not in gaps.get(task, []):
+        if task not in gaps:
+            raise ConfigError(f"config key figures.decay_gap.{task}: {task!r} is not a task label of this config; "
+                              f"its tasks: {list(gaps)}")
+        if gap not in gaps[task]:
             raise ConfigError(
                 f"config key figures.decay_gap.{task}: {gap} is not a gap of task {task!r} in this config"
             )
@@ -165,31 +172,42 @@ SAMPLE = 2  # sequences a task draws, and the batch a model runs, in the pre-fli
 STEPS = 3  # steps of the model's pre-flight input
 
 
-def _user_code_error(where: str, kind: str, instance, message: str) -> ConfigError:
+def _user_code_error(where: str, kind: str, instance, message: str, error: BaseException | None = None) -> ConfigError:
+    """The refusal of a task or model: `where` in the config, the name and file, `message`; where
+    it is about an `error` its code raised, the line of its file the error passed through last."""
     builder = type(instance)
-    return ConfigError(f"{where}: {kind} {builder.registry_name!r} ({source_file(builder)}): {message}")
+    line = "" if error is None else _raised_in(error, builder, innermost=False)
+    return ConfigError(f"{where}: {kind} {builder.registry_name!r} ({source_file(builder)}): {message}{line}")
 
 
-def _raised_in(error: BaseException, builder) -> str:
+def _raised_in(error: BaseException, builder, innermost: bool = True) -> str:
     """" (raised in FILE, line N)" where `error` was raised in the builder's own file (a bug there,
     such as int("sixty-four"), or its own refusal of an option); "" where it came from elsewhere
-    (the registry, the shared checks of tasks/_base.py), whose message names the option."""
+    (the registry, the shared checks of tasks/_base.py), whose message names the option. With
+    innermost=False, the last line of the builder's file the error passed through, wherever it
+    was raised (a shape error inside torch, called from the model's update)."""
     import inspect
 
     try:
         source = inspect.getsourcefile(builder)
     except TypeError:  # a built-in
         source = None
-    where = raised_in(error, source, innermost=True) if source else None
-    return f" (raised in {source_file(builder)}, line {where[1]})" if where else ""
+    where = raised_in(error, source, innermost=innermost) if source else None
+    said = "raised in" if innermost else "in"
+    return f" ({said} {source_file(builder)}, line {where[1]})" if where else ""
 
 
-def _built(package, kind: str, name: str, where: str, options_key: str, options: dict, *sizes):
-    """`package.build(name, *sizes, **options)`. A ValueError (the registry's refusal of an unknown
-    option or a value of the wrong kind, or the builder's of an option out of range) is about the
-    config's options and names `options_key`, and the builder's file and line where it was raised
-    there; any other failure is the builder's own code, named with its file and the options it
-    was given."""
+def _built(package, kind: str, name: str, where: str, options_key: str, options: dict, *sizes,
+           not_options: dict[str, str]):
+    """`package.build(name, *sizes, **options)`. An option named like one of the sizes
+    (not_options: {name: where it is set instead}) is refused as such. A ValueError (the
+    registry's refusal of an unknown option or a value of the wrong kind, or the builder's of an
+    option out of range) is about the config's options and names `options_key`, and the
+    builder's file and line where it was raised there; any other failure is the builder's own
+    code, named with its file and the options it was given."""
+    for option in options:
+        if option in not_options:
+            raise ConfigError(f"{options_key}: {option} is not an option of {kind} {name!r}: {not_options[option]}")
     try:
         return package.build(name, *sizes, **options)
     except ValueError as error:
@@ -197,7 +215,8 @@ def _built(package, kind: str, name: str, where: str, options_key: str, options:
     except Exception as error:  # noqa: BLE001 - user code: any failure is named with its file
         builder = package._registry.get(name)
         raise ConfigError(f"{where}: {kind} {name!r} ({source_file(builder)}) failed to build with options "
-                          f"{options}: {type(error).__name__}: {error}") from None
+                          f"{options}: {type(error).__name__}: {error}{_raised_in(error, builder, innermost=False)}"
+                          ) from None
 
 
 def check_task_declares(task, where: str) -> None:
@@ -208,8 +227,8 @@ def check_task_declares(task, where: str) -> None:
     task and its file."""
     from gapbench.tasks._base import is_int
 
-    def refuse(message):
-        return _user_code_error(where, "task", task, message)
+    def refuse(message, error=None):
+        return _user_code_error(where, "task", task, message, error)
 
     def read(attribute):
         try:
@@ -219,7 +238,7 @@ def check_task_declares(task, where: str) -> None:
             unset = isinstance(error, NotImplementedError) or (
                 isinstance(error, AttributeError) and error.name == attribute)  # not one raised inside it
             raise refuse(f"{attribute} is not defined (every task provides it: Task in tasks/_base.py)" if unset
-                         else f"{attribute} failed: {type(error).__name__}: {error}") from None
+                         else f"{attribute} failed: {type(error).__name__}: {error}", None if unset else error) from None
 
     for attribute in ("seq_len", "input_size", "output_size"):
         value = read(attribute)
@@ -236,7 +255,7 @@ def check_task_declares(task, where: str) -> None:
     try:
         task.describe()
     except Exception as error:  # noqa: BLE001
-        raise refuse(f"describe() failed: {type(error).__name__}: {error}") from None
+        raise refuse(f"describe() failed: {type(error).__name__}: {error}", error) from None
 
 
 def check_task_sample(task, where: str) -> None:
@@ -251,13 +270,13 @@ def check_task_sample(task, where: str) -> None:
 
     from gapbench.tasks._base import LastStepClassification, LastStepRegression
 
-    def refuse(message):
-        return _user_code_error(where, "task", task, message)
+    def refuse(message, error=None):
+        return _user_code_error(where, "task", task, message, error)
 
     try:
         sample = task.sample(SAMPLE, np.random.default_rng(0))
     except Exception as error:  # noqa: BLE001 - user code: any failure is named with its file
-        raise refuse(f"sample({SAMPLE}, rng) failed: {type(error).__name__}: {error}") from None
+        raise refuse(f"sample({SAMPLE}, rng) failed: {type(error).__name__}: {error}", error) from None
     if not (isinstance(sample, dict) and all(isinstance(sample.get(key), np.ndarray) for key in ("x", "y"))):
         raise refuse(f"sample({SAMPLE}, rng) must return {{'x': array, 'y': array}}, got {type(sample).__name__} "
                      f"{sorted(sample) if isinstance(sample, dict) else ''}")
@@ -287,7 +306,7 @@ def check_task_sample(task, where: str) -> None:
             value = call()
         except Exception as error:  # noqa: BLE001
             raise refuse(f"{method} failed on its own sample and a prediction of shape (n, seq_len, output_size) = "
-                         f"{tuple(pred.shape)}: {type(error).__name__}: {error}") from None
+                         f"{tuple(pred.shape)}: {type(error).__name__}: {error}", error) from None
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or not torch.isfinite(value).all():
             got = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
             raise refuse(f"{method} on its own sample must be a finite tensor of shape {shape}, got {got}")
@@ -303,13 +322,13 @@ def check_model_runs(model, where: str) -> None:
     Else a ConfigError naming the model and its file."""
     import torch
 
-    def refuse(message):
-        return _user_code_error(where, "model", model, message)
+    def refuse(message, error=None):
+        return _user_code_error(where, "model", model, message, error)
 
     try:
         model.options()
     except Exception as error:  # noqa: BLE001
-        raise refuse(f"options() failed: {type(error).__name__}: {error}") from None
+        raise refuse(f"options() failed: {type(error).__name__}: {error}", error) from None
 
     hidden, state_size = model.hidden_size, model.state_size
     with torch.random.fork_rng(), torch.no_grad():  # leaves the caller's random stream alone
@@ -322,7 +341,7 @@ def check_model_runs(model, where: str) -> None:
                 results[method] = call()
             except Exception as error:  # noqa: BLE001
                 raise refuse(f"{method} failed on an input of shape (batch, time, input_size) = {tuple(x.shape)}: "
-                             f"{type(error).__name__}: {error}") from None
+                             f"{type(error).__name__}: {error}", error) from None
     forward = results["forward"]
     expected = {"forward output": (SAMPLE, STEPS, hidden), "step": (SAMPLE, state_size)}
     if not (isinstance(forward, tuple) and len(forward) == 2):
@@ -350,7 +369,7 @@ def check_model_runs(model, where: str) -> None:
                     value.square().mean().backward()
             except Exception as error:  # noqa: BLE001
                 raise refuse(f"backward through {what} failed on an input of shape {tuple(x.shape)}: "
-                             f"{type(error).__name__}: {error}") from None
+                             f"{type(error).__name__}: {error}", error) from None
             finally:
                 model.zero_grad(set_to_none=True)
 

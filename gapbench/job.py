@@ -217,7 +217,7 @@ def run_all(groups, cache=None, log=lambda message: print(message, file=sys.stde
             stability=stability,
             threads=torch.get_num_threads(),
             spec=spec.to_dict(),
-            provenance=provenance(),
+            provenance={**provenance(), "train_code_digest": train_code_digest(task.registry_name, spec.model_name)},
         )
 
         def write(target):

@@ -16,16 +16,23 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 READS_RESULTS = PACKAGE_ROOT / "reports"
 
 
+SOURCE_FILES = ("gapbench/*.py", "models/*.py", "tasks/*.py")  # git pathspecs ("*" also matches "/")
+
+
 def code_version() -> str:
-    """`git describe --always --dirty` of the source tree, or the package version outside git."""
+    """`git describe --always --dirty` of the source tree, with "-untracked" where a source file
+    is in no commit (a model or task file just added: `--dirty` sees only tracked files), or the
+    package version outside git. The run's train_code_digest pins the code either way."""
     from gapbench import __version__
 
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=PACKAGE_ROOT.parent, capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
     try:
-        described = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=PACKAGE_ROOT.parent, capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-        return f"{__version__}+g{described}"
+        described = git("describe", "--always", "--dirty", "--abbrev=12")
+        untracked = git("ls-files", "--others", "--exclude-standard", "--", *SOURCE_FILES)
+        return f"{__version__}+g{described}" + ("-untracked" if untracked else "")
     except (OSError, subprocess.SubprocessError):
         return __version__
 

@@ -64,8 +64,26 @@ class Registry:
     def get(self, name: str):
         self._discover()
         if name not in self._builders:
-            raise ValueError(f"unknown {self._kind} {name!r}; allowed: {self.names()}")
+            raise ValueError(self.unknown(name))
         return self._builders[name]
+
+    def unknown(self, name: str) -> str:
+        """What to say of a name nothing registered: the registered names, a near one, and where a
+        file of the package has that name, what it registers (a class without its @register)."""
+        import difflib
+
+        said = f"unknown {self._kind} {name!r}; allowed: {self.names()}"
+        near = difflib.get_close_matches(name, self.names(), n=1)
+        if near:
+            said += f"; did you mean {near[0]!r}?"
+        package = importlib.import_module(self._package)
+        for folder in package.__path__:
+            file = Path(folder) / f"{name}.py"
+            if file.is_file():
+                there = sorted(n for n, builder in self._builders.items() if builder.__module__ == f"{self._package}.{name}")
+                said += (f"; {_shown(file)} registers {there or 'nothing'}: its class needs @register({name!r}) "
+                         "to be found under that name")
+        return said
 
     def options(self, name: str) -> list[str]:
         """The keyword options `name` accepts (what a config entry's `params`/`options` may set)."""

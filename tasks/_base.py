@@ -42,19 +42,24 @@ class Task:
             )
         return int(gap)
 
+    def _undefined(self, what: str) -> NotImplementedError:
+        """The error of a member every task defines, where a task leaves it out."""
+        return NotImplementedError(f"{type(self).__name__} does not define {what} (every task provides it: "
+                                   "Task in tasks/_base.py)")
+
     @property
     def seq_len(self) -> int:
-        raise NotImplementedError
+        raise self._undefined("seq_len")
 
     @property
     def baseline(self) -> float:
         """The loss of the best predictor that ignores the dependency (chance/memoryless)."""
-        raise NotImplementedError
+        raise self._undefined("baseline")
 
     @property
     def chance_score(self) -> float:
         """The metric that predictor reaches."""
-        raise NotImplementedError
+        raise self._undefined("chance_score")
 
     @property
     def probe_step(self) -> int:
@@ -73,17 +78,17 @@ class Task:
 
     def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """n sequences: {'x': float32 (n, seq_len, input_size), 'y': targets}."""
-        raise NotImplementedError
+        raise self._undefined("sample(n, rng)")
 
     def loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise self._undefined("loss(pred, y)")
 
     def score(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise self._undefined("score(pred, y)")
 
     def probe_loss(self, pred_t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-sequence loss at `probe_step` from the readout there, shape (batch,)."""
-        raise NotImplementedError
+        raise self._undefined("probe_loss(pred_t, y)")
 
     @property
     def score_label(self) -> str:

@@ -3,6 +3,7 @@ one config line, the pipeline on one task of the smoke grid, and the new model's
 and figure lines appear; then the inner loop: edited code reruns exactly the jobs it determines, a
 model added to the finished grid schedules only its jobs, and a broken task file stops Snakemake
 before any job, naming the file."""
+import json
 import re
 import subprocess
 import sys
@@ -50,7 +51,8 @@ MINIMAL_GATED_UNIT = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A copy of this checkout, installed into its own environment that reuses this one's packages."""
+    """A copy of this checkout, committed into a git repository of its own, installed into its own
+    environment that reuses this one's packages."""
     root = tmp_path_factory.mktemp("project")
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.split()
@@ -58,6 +60,9 @@ def project(tmp_path_factory):
         if (ROOT / name).is_file():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_bytes((ROOT / name).read_bytes())
+    for command in (["init", "-q"], ["add", "-A"], ["-c", "user.name=test", "-c", "user.email=test@localhost",
+                                                    "commit", "-qm", "the checkout"]):
+        subprocess.run(["git", *command], cwd=root, check=True, capture_output=True)
     venv = root / ".venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -104,6 +109,15 @@ def test_a_new_model_file_and_one_config_line_run_through_the_pipeline(finished)
     mgu = summary[summary.model == "mgu"]
     assert mgu.spectral_radius.isna().all()  # no W_h: written as missing, not faked
     assert mgu.decay_log10_per_step.notna().all() and mgu.lyapunov_max.notna().all()
+    # the run records that its model file is in no commit (git describe --dirty alone would not),
+    # and the digest of the code that made it: the one its run-cache key and its rerun use
+    run = work / "results" / "runs" / "adding" / "gap4" / "mgu" / "none" / "seed0"
+    recorded = json.loads((run / "metrics.json").read_text())["provenance"]
+    assert recorded["code_version"].endswith("-untracked"), recorded
+    digest = subprocess.run([python, "-c", "from gapbench.provenance import train_code_digest; "
+                             "print(train_code_digest('adding', 'mgu'))"], capture_output=True, text=True, env=env,
+                            check=True, cwd=root).stdout.strip()
+    assert recorded["train_code_digest"] == digest
     # the figures give the new model a shade of its family's hue (gated: shared with lstm and gru)
     shades = subprocess.run(
         [python, "-c", "from gapbench.reports.figures import FAMILY_COLOURS, model_colours; from matplotlib.colors import "

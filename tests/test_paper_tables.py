@@ -57,6 +57,8 @@ def test_tables_per_gap_are_one_float_per_task_with_its_own_gaps_and_seeds():
     assert copy.loc[("vanilla", "none"), 10] == "0.75 [0.5, 1]"
     assert parts[0].caption == "adding (test MSE; 5 seeds a cell)"
     assert parts[1].caption == "copy (test accuracy; 2 seeds a cell)"
+    one_seed = accuracy_table().query("seed == 0")
+    assert paper_tables.score_vs_gap(reader(accuracy_vs_gap=one_seed))[1].caption == "copy (test accuracy; 1 seed a cell)"
     success = {part.key: part.table for part in paper_tables.success_rate(read)}
     assert success["copy"].loc[("gru", "norm"), 30] == "1/2" and success["adding"].loc[("gru", "none"), 20] == "1/5"
 

@@ -119,6 +119,10 @@ class NoBaseline(MatrixTarget):  # a regression must say what its memoryless pre
         return {"x": np.zeros((n, self.seq_len, 1), np.float32), "y": np.zeros(n, np.float32)}
 
 
+class NoSample(NoInputSize):  # a method left unwritten, not only a property
+    input_size = 1
+
+
 class OptionRenamed(Sign):
     def __init__(self, gap, *, noise=0.1):
         super().__init__(gap)
@@ -130,6 +134,8 @@ TASK_CASES = [
     ("no seq_len", NoLength, ["seq_len is not defined (every task provides it: Task in tasks/_base.py)"]),
     ("no input_size", NoInputSize, ["input_size is not defined"]),
     ("a regression without a baseline", NoBaseline, ["baseline is not defined"]),
+    ("no sample method", NoSample, ["sample(2, rng) failed: NotImplementedError: NoSample does not define "
+                                    "sample(n, rng) (every task provides it: Task in tasks/_base.py)"]),
     ("an option kept under another name", OptionRenamed,
      ["params failed: AttributeError: OptionRenamed keeps no attribute for its option 'noise': set self.noise in "
       "__init__"]),
@@ -193,7 +199,8 @@ class Leaky(Tanh):
 
 MODEL_CASES = [
     ("forward fails", ForwardFails, ["forward failed on an input of shape (batch, time, input_size) = (2, 3, ",
-                                     "RuntimeError"]),
+                                     "RuntimeError",  # and the model's line it failed in (inside torch)
+                                     f"(in {HERE}, line {ForwardFails.forward.__code__.co_firstlineno + 1})"]),
     ("the base class's sizes forgotten", SizesForgotten,
      ["failed to build with options {}: TypeError: RecurrentModel.__init__() missing 2 required positional"]),
     ("the state updated in place", InPlace,
@@ -297,3 +304,25 @@ def test_a_file_that_cannot_be_imported_is_named_where_it_failed(tmp_path, monke
             del sys.modules[module]
     assert str(refused.value) == (f"model file {package / '_helper.py'} (line 3) cannot be imported: NameError: "
                                   "name 'undefined_name' is not defined")
+
+
+def test_a_name_nothing_registers_names_a_near_one_and_the_file_of_that_name(tmp_path, monkeypatch):
+    """A model file whose class lacks its @register, or registers another spelling: the unknown
+    name is answered with the near name and what the file of that name registers."""
+    import importlib
+
+    package = tmp_path / "somemodels"
+    package.mkdir()
+    (package / "__init__.py").write_text("from gapbench.registry import Registry\n_registry = Registry(__name__, 'model')\n"
+                                         "register = _registry.register\n")
+    (package / "leaky.py").write_text("from somemodels import register\n\n@register('Leaky')\nclass Leaky:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        registry = importlib.import_module("somemodels")._registry
+        assert registry.unknown("leaky") == (
+            f"unknown model 'leaky'; allowed: ['Leaky']; did you mean 'Leaky'?; {package / 'leaky.py'} registers "
+            "['Leaky']: its class needs @register('leaky') to be found under that name")
+        assert registry.unknown("transformer") == "unknown model 'transformer'; allowed: ['Leaky']"
+    finally:
+        for module in [m for m in sys.modules if m == "somemodels" or m.startswith("somemodels.")]:
+            del sys.modules[module]

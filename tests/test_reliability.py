@@ -119,7 +119,14 @@ CASES = [
     ("repeated gap", _with(tasks=[{"name": "copy", "gaps": [4, 4]}]), ["tasks[0].gaps", "non-unique"]),
     ("empty clip arms", _with(**{"clip.arms": []}), ["clip.arms", "non-empty"]),
     ("empty test split", _with(**{"data.sizes.test": 0}), ["data.sizes.test", "minimum"]),
-    ("decay gap of a task not in the grid", _with(figures={"decay_gap": {"parity": 4}}), ["figures.decay_gap.parity"]),
+    ("decay gap of a task not in the grid", _with(figures={"decay_gap": {"parity": 4}}),
+     ["figures.decay_gap.parity", "'parity' is not a task label of this config", "its tasks: ['copy', 'adding'"]),
+    ("hidden size given as a model option", _with(models=[{"name": "gru", "options": {"hidden_size": 16}}]),
+     ["models[gru].options", "hidden_size is not an option of model 'gru'", "a key of the model entry"]),
+    ("input size given as a model option", _with(models=[{"name": "gru", "options": {"input_size": 3}}]),
+     ["models[gru].options", "input_size is not an option", "each task sets"]),
+    ("gap given as a task parameter", _with(tasks=[{"name": "adding", "gaps": [4], "params": {"gap": 8}}]),
+     ["tasks[adding] (gap 4)", "gap is not an option of task 'adding'", "gaps list sets it"]),
     ("decay gap not among the task's gaps", _with(figures={"decay_gap": {"adding": 5}}), ["figures.decay_gap.adding", "5"]),
 ]
 

@@ -93,10 +93,10 @@ def _in_model_order(table: pd.DataFrame, read) -> pd.DataFrame:
 
 
 def _seeds_a_cell(rows: pd.DataFrame) -> str:
-    """"N seeds a cell" (or "N–M seeds a cell" where cells differ) of one task's rows."""
+    """"N seeds a cell" ("1 seed a cell"; "N–M seeds a cell" where cells differ) of one task's rows."""
     counts = rows.groupby(["model", "clip", "gap"]).seed.nunique()
     low, high = int(counts.min()), int(counts.max())
-    return f"{low} seeds a cell" if low == high else f"{low}–{high} seeds a cell"
+    return f"{low} seed{'s' * (high > 1)} a cell" if low == high else f"{low}–{high} seeds a cell"
 
 
 def _per_task(read, cell, words) -> list[Part]:
