@@ -103,8 +103,8 @@ class Registry:
                 f"unknown option(s) {unknown} for {self._kind} {name!r}; allowed: {allowed}"
             )
         defaults = {p.name: p.default for p in inspect.signature(builder).parameters.values()}
-        for option, value in options.items():
-            _check_type(f"{self._kind} {name!r}: option {option}", value, defaults.get(option))
+        options = {option: _checked(f"{self._kind} {name!r}: option {option}", value, defaults.get(option))
+                   for option, value in options.items()}
         return builder(*args, **options)
 
 
@@ -147,23 +147,27 @@ def _finite(value) -> bool:
         return False
 
 
-def _check_type(what: str, value, default) -> None:
-    """An option takes the kind of value its default is: a number for a numeric default (an
-    integer for an integer one), a bool for a bool, a string for a string; the builder checks
-    ranges and allowed values. Options without a default, or defaulting to None, are not checked."""
+def _checked(what: str, value, default):
+    """`value` if it is of the kind of value its option's default is: a number for a numeric
+    default (an integer for an integer one; a whole float such as YAML's 4.0, which JSON Schema
+    also counts as an integer, is handed on as the int 4, so the builder sees what it declared),
+    a bool for a bool, a string for a string; else a ValueError. The builder checks ranges and
+    allowed values. Options without a default, or defaulting to None, are not checked."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, bool):
         ok, wanted = isinstance(value, bool), "true or false"
     elif isinstance(default, int):
-        ok, wanted = number and float(value).is_integer(), "an integer"
+        ok, wanted = number and _finite(value) and float(value).is_integer(), "an integer"
+        value = int(value) if ok else value
     elif isinstance(default, float):
         ok, wanted = number and _finite(value), "a finite number"
     elif isinstance(default, str):
         ok, wanted = isinstance(value, str), "a string"
     else:
-        return
+        return value
     if not ok:
         raise ValueError(f"{what} must be {wanted} (default {default!r}), got {value!r}")
+    return value
 
 
 def option_values(instance, names) -> dict:

@@ -423,6 +423,11 @@ def test_a_whole_number_given_as_a_float_is_kept_as_an_integer():
     task = tasks.build("temporal_order", 30, relevant=3.0)
     assert (task.relevant, task.output_size, task.params()) == (3, 8, {"relevant": 3})
     assert type(task.relevant) is int and type(task.output_size) is int
+    # handed on as an int, so a builder's own strict check (tasks._base.is_int) takes it too
+    copy = tasks.build("copy", 30, length=10.0, alphabet=8.0)
+    assert (copy.length, copy.alphabet) == (10, 8) and type(copy.length) is int and type(copy.alphabet) is int
+    with pytest.raises(ValueError, match=r"option length must be an integer \(default 10\), got 10.5"):
+        tasks.build("copy", 30, length=10.5)
 
 
 def test_hochreiter_adding_needs_a_gap_of_20():
