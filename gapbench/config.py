@@ -413,6 +413,7 @@ def prepare(config: dict, cores: int | None = None, cuda_available=None, schema=
     settings against cores and device — all before any job."""
     from snakemake.utils import validate
 
+    check_one_checkout()
     try:  # every task and model file imported now: one that cannot be is named, not a traceback
         tasks.names(), models.names()
     except UnimportableFile as error:
@@ -421,6 +422,22 @@ def prepare(config: dict, cores: int | None = None, cuda_available=None, schema=
     validate(config, str(schema))
     check_config(config, cores=cores, cuda_available=cuda_available)
     return config
+
+
+def check_one_checkout(package=None, *subpackages) -> None:
+    """gapbench and its tasks and models come from one checkout (its tasks/ and models/ beside
+    gapbench/ in a source tree, inside it where installed); else a ConfigError naming both. Two
+    checkouts sharing one environment mix silently otherwise: the installed one's models run
+    under the other's code, and a model added to the one run is "unknown"."""
+    import gapbench
+
+    package = Path((package or gapbench).__file__).resolve().parent
+    for sub in subpackages or (tasks, models):
+        folder = Path(sub.__file__).resolve().parent
+        if folder.parent not in (package, package.parent):
+            raise ConfigError(f"gapbench is imported from {package} but {sub.__name__} from {folder}: two checkouts "
+                              "share this environment; run `pip install -e .` in the one you mean to run "
+                              "(or run from the installed one)")
 
 
 def jobs_environment(python: str | os.PathLike = sys.executable) -> dict[str, str]:

@@ -326,3 +326,27 @@ def test_a_name_nothing_registers_names_a_near_one_and_the_file_of_that_name(tmp
     finally:
         for module in [m for m in sys.modules if m == "somemodels" or m.startswith("somemodels.")]:
             del sys.modules[module]
+
+
+def test_tasks_and_models_from_another_checkout_are_refused(tmp_path):
+    """gapbench from one checkout and its models from another (two clones sharing one
+    environment's editable install) is named before any job; one checkout passes, as installed
+    (models inside the package) or as a source tree (models beside it)."""
+    from types import SimpleNamespace
+
+    from gapbench.config import check_one_checkout
+
+    def module(path, name="gapbench.models"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SimpleNamespace(__file__=str(path), __name__=name)
+
+    here, there = tmp_path / "clone", tmp_path / "main"
+    gapbench = module(here / "gapbench" / "__init__.py", "gapbench")
+    check_one_checkout(gapbench, module(here / "models" / "__init__.py"))  # a source tree
+    check_one_checkout(gapbench, module(here / "gapbench" / "models" / "__init__.py"))  # installed
+    with pytest.raises(ConfigError) as refused:
+        check_one_checkout(gapbench, module(there / "models" / "__init__.py"))
+    assert str(refused.value) == (f"gapbench is imported from {here / 'gapbench'} but gapbench.models from "
+                                  f"{there / 'models'}: two checkouts share this environment; run `pip install -e .` "
+                                  "in the one you mean to run (or run from the installed one)")
+    check_one_checkout()  # this checkout
