@@ -366,6 +366,26 @@ def test_a_run_file_edited_in_place_is_named_and_its_run_trained_again(reference
     _assert_same_tables(reference, workdir)
 
 
+def test_a_run_folder_without_its_checksums_is_named_when_collected(reference, tmp_path, monkeypatch):
+    """A run folder written before runs recorded their checksums (or whose checksums.json was
+    removed) is refused by name when the tables are collected, saying so, not read unchecked."""
+    import shutil
+
+    from gapbench.reports.tables import IncompleteRuns, collect
+
+    runs = tmp_path / "results" / "runs"
+    shutil.copytree(reference / "results" / "runs", runs)
+    folders = sorted(str(p.parent.relative_to(tmp_path)) for p in runs.rglob("metrics.json"))
+    (tmp_path / folders[0] / "checksums.json").unlink()
+    monkeypatch.chdir(tmp_path)  # run folders are named relative to the working directory, as in a job
+    with pytest.raises(IncompleteRuns) as refused:
+        collect(folders, tmp_path / "tables", log=lambda message: None)
+    assert str(refused.value).startswith(
+        f"1 of {len(folders)} run folders hold files that are not what their run wrote, the first {folders[0]}: "
+        "its checksums.json is missing or cannot be read (a run folder written before gapbench recorded checksums")
+    assert not (tmp_path / "tables").exists()
+
+
 def test_restoring_a_run_into_the_folder_that_holds_it_leaves_no_temporary_file(tmp_path):
     """restore_run links each cached file to a temporary name and renames it into place; where the
     folder already holds links to the same files, POSIX rename does nothing and would leave the

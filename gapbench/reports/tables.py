@@ -224,7 +224,8 @@ def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stder
     changed = {d: files for d in run_dirs if (files := changed_files(d, COLLECTED_FILES))}
     if changed:  # edited or cut short by hand since written: a CSV cut at a line end reads as fewer rows
         first, files = next(iter(changed.items()))
-        what = (f"its {CHECKSUMS_FILE} is missing or cannot be read" if files == [CHECKSUMS_FILE]
+        what = (f"its {CHECKSUMS_FILE} is missing or cannot be read (a run folder written before gapbench "
+                "recorded checksums, at 37d30b0, or edited)" if files == [CHECKSUMS_FILE]
                 else f"{', '.join(files)} changed since the run wrote them")
         raise IncompleteRuns(f"{len(changed)} of {len(run_dirs)} run folders hold files that are not what their run "
                              f"wrote, the first {first}: {what}; {_recovery(first)}")
