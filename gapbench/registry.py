@@ -77,12 +77,12 @@ class Registry:
         if near:
             said += f"; did you mean {near[0]!r}?"
         package = importlib.import_module(self._package)
-        for folder in package.__path__:
+        for folder in package.__path__ if not name.startswith("_") else []:  # _*.py: shared code, never a builder
             file = Path(folder) / f"{name}.py"
             if file.is_file():
                 there = sorted(n for n, builder in self._builders.items() if builder.__module__ == f"{self._package}.{name}")
-                said += (f"; {_shown(file)} registers {there or 'nothing'}: its class needs @register({name!r}) "
-                         "to be found under that name")
+                said += (f"; {_shown(file)} registers {there}: use {'that name' if len(there) == 1 else 'one of them'}"
+                         if there else f"; {_shown(file)} registers nothing: its class needs @register({name!r})")
         return said
 
     def options(self, name: str) -> list[str]:

@@ -321,11 +321,16 @@ def test_a_name_nothing_registers_names_a_near_one_and_the_file_of_that_name(tmp
         registry = importlib.import_module("somemodels")._registry
         assert registry.unknown("leaky") == (
             f"unknown model 'leaky'; allowed: ['Leaky']; did you mean 'Leaky'?; {package / 'leaky.py'} registers "
-            "['Leaky']: its class needs @register('leaky') to be found under that name")
+            "['Leaky']: use that name")
         assert registry.unknown("transformer") == "unknown model 'transformer'; allowed: ['Leaky']"
+        (package / "gated.py").write_text("class Gated:\n    pass\n")  # the decorator forgotten
+        registry._discovered = False
+        assert registry.unknown("gated") == (f"unknown model 'gated'; allowed: ['Leaky']; {package / 'gated.py'} "
+                                             "registers nothing: its class needs @register('gated')")
     finally:
         for module in [m for m in sys.modules if m == "somemodels" or m.startswith("somemodels.")]:
             del sys.modules[module]
+    assert models._registry.unknown("_elementwise").endswith("allowed: " + str(models.names()))  # shared code
 
 
 def test_tasks_and_models_from_another_checkout_are_refused(tmp_path):

@@ -366,9 +366,10 @@ def test_a_run_file_edited_in_place_is_named_and_its_run_trained_again(reference
     _assert_same_tables(reference, workdir)
 
 
-def test_a_run_folder_without_its_checksums_is_named_when_collected(reference, tmp_path, monkeypatch):
-    """A run folder written before runs recorded their checksums (or whose checksums.json was
-    removed) is refused by name when the tables are collected, saying so, not read unchecked."""
+def test_a_run_folder_without_its_checksums_is_collected_and_said_so(reference, tmp_path, monkeypatch):
+    """A run folder written before runs recorded their checksums has none to check: the tables
+    are collected from it as before (the same tables), and the log says how many went unchecked;
+    a checksums.json that cannot be read is refused by name."""
     import shutil
 
     from gapbench.reports.tables import IncompleteRuns, collect
@@ -378,12 +379,17 @@ def test_a_run_folder_without_its_checksums_is_named_when_collected(reference, t
     folders = sorted(str(p.parent.relative_to(tmp_path)) for p in runs.rglob("metrics.json"))
     (tmp_path / folders[0] / "checksums.json").unlink()
     monkeypatch.chdir(tmp_path)  # run folders are named relative to the working directory, as in a job
+    said = []
+    collect(folders, tmp_path / "results" / "tables", log=said.append)
+    assert said[0] == (f"tables: 1 of {len(folders)} run folders have no checksums.json (written before runs recorded "
+                       f"their files' checksums, the first {folders[0]}): collected without that check")
+    _assert_same_tables(reference, tmp_path)
+    (tmp_path / folders[1] / "checksums.json").write_text("{")
     with pytest.raises(IncompleteRuns) as refused:
-        collect(folders, tmp_path / "tables", log=lambda message: None)
-    assert str(refused.value).startswith(
-        f"1 of {len(folders)} run folders hold files that are not what their run wrote, the first {folders[0]}: "
-        "its checksums.json is missing or cannot be read (a run folder written before gapbench recorded checksums")
-    assert not (tmp_path / "tables").exists()
+        collect(folders, tmp_path / "again", log=said.append)
+    assert f"the first {folders[1]}: its checksums.json cannot be read; delete its training job's record" in str(
+        refused.value)
+    assert not (tmp_path / "again").exists()
 
 
 def test_restoring_a_run_into_the_folder_that_holds_it_leaves_no_temporary_file(tmp_path):

@@ -82,20 +82,23 @@ def main(accuracy_file, summary_file):
              f"{median(trained, model, 'memory_capacity'):.3g} (median; trained runs with a value "
              f"{int(trained[trained.model == model].memory_capacity.notna().sum())} of {int((trained.model == model).sum())})")
 
-    line("\n## Accuracy against the gap (means over seeds; per clip arm where named)")
+    unmeasured = trained[(trained.model == "linear") & trained.memory_capacity.isna()]
+    line(f"linear trained runs without memory capacity: {len(unmeasured)} ({sorted(set(unmeasured.task))}), "
+         f"rho {unmeasured.spectral_radius.min():.2g} to {unmeasured.spectral_radius.max():.2g}")
+
+    line("\n## Accuracy against the gap (mean over seeds (each seed's score, in seed order) solved/runs)")
     for task, models in (("copy", ("orthogonal", "vanilla", "identity", "irnn", "lstm", "gru", "linear")),
                          ("adding", ("vanilla", "irnn", "linear", "orthogonal", "identity", "gru", "lstm")),
                          ("adding_poisson", ("irnn", "vanilla", "gru", "lstm")),
-                         ("latch", ("orthogonal", "vanilla", "linear", "irnn", "gru", "lstm")),
+                         ("latch", ("orthogonal", "vanilla", "linear", "irnn", "identity", "gru", "lstm")),
                          ("temporal_order", ("orthogonal", "vanilla", "linear", "irnn", "identity", "gru", "lstm"))):
         line(f"{task}:")
         for model in models:
             rows = scores(task, model)
-            cells = rows.groupby(["gap", "clip"]).agg(score=("test_score", "mean"), low=("test_score", "min"),
-                                                     high=("test_score", "max"), solved=("success", "sum"),
-                                                     n=("success", "size"))
-            text = "; ".join(f"gap {g} {c}: {r.score:.3g} [{r.low:.3g}, {r.high:.3g}] {int(r.solved)}/{int(r.n)}"
-                             for (g, c), r in cells.iterrows())
+            cells = rows.sort_values("seed").groupby(["gap", "clip"])
+            text = "; ".join(
+                f"gap {g} {c}: {cell.test_score.mean():.3g} (seeds {', '.join(f'{v:.3g}' for v in cell.test_score)}) "
+                f"{int(cell.success.sum())}/{len(cell)}" for (g, c), cell in cells)
             line(f"  {model}: {text}")
     line("\n## Clipping")
     clipped = summary[(summary.stage == "trained") & (summary["clip"] == "norm")]  # .clip: DataFrame.clip
