@@ -29,6 +29,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from gapbench.job import exact_float32
+
 
 def _sync():
     if torch.cuda.is_available():
@@ -191,8 +193,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this benchmark needs a GPU")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    exact_float32()  # as a training job sets it: cuDNN's RNNs would use TF32 by default
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"{torch.cuda.get_device_name()} | torch {torch.__version__} | {platform.processor() or platform.machine()}",
           flush=True)

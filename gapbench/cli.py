@@ -73,7 +73,8 @@ def main(argv=None) -> int:
     figures = verbs.add_parser("figures", help="draw the figures from the tables")
     figures.add_argument("--tables", required=True, help="folder holding the tables")
     figures.add_argument("--out-dir", required=True)
-    figures.add_argument("--decay-gap", type=_json, default={}, help='{"task": gap} shown in the decay figure')
+    figures.add_argument("--decay-gap", type=_json, default={}, help='{"task": gap}: the gap the per-lag figures (gradient decay, sensitivity, Jacobian spectrum, '
+                                              'Lyapunov, memory capacity) show for that task')
 
     paper = verbs.add_parser("paper-tables", help="write the LaTeX and Markdown tables from the tidy tables")
     paper.add_argument("--tables", required=True, help="folder holding the tables")

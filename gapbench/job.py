@@ -63,6 +63,19 @@ def flushed_subnormals():
         torch.set_flush_denormal(flushing)
 
 
+def exact_float32() -> None:
+    """Float32 work on a GPU computed in float32, not TensorFloat-32: torch lets cuDNN's RNNs (the
+    LSTM's and GRU's forward on a GPU) use TF32 tensor cores by default on Ampere and newer GPUs
+    (`torch.backends.cudnn.rnn.fp32_precision` is "tf32"), which keeps 10 bits of a float32's 23
+    and would make a GPU run of those models another computation than its CPU run. Matrix
+    products (torch.backends.cuda.matmul) are float32 by default; set here as well, explicitly.
+    Only the new per-operator flags are set: torch refuses to read the legacy allow_tf32 flags
+    once the two APIs are mixed. A CPU computes no TF32: nothing changes there."""
+    torch.backends.cudnn.rnn.fp32_precision = "ieee"
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+
+
 def measure(net, task, x, y, stage: str) -> dict:
     """Every probe of gapbench.probes on the probe batch, each table tagged with the stage."""
     with exact_subnormals():
@@ -103,6 +116,7 @@ def _set_up_process(spec: RunSpec) -> torch.device:
     torch.set_flush_denormal(True)
     # CPU kernels are deterministic for a fixed thread count, which the spec's config fixes;
     # torch.use_deterministic_algorithms would cost 1.7 s of imports per job for nothing here.
+    exact_float32()
     device = torch.device(spec.train.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train.device is 'cuda' but torch sees no CUDA device here; use 'cpu'")

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from gapbench.config import jobs_environment
+from gapbench.job import exact_float32
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "config" / "smoke.yaml"
+exact_float32()  # the tests compute as a training job does (on a GPU: float32, not TF32)
 
 
 def benchmark_module(name: str):
@@ -81,7 +83,7 @@ def datasets(tmp_path_factory):
 
 
 # Fixtures that run the real pipeline: a test using one is a pipeline test (-m "not pipeline"
-# leaves it out of the unit loop).
+# leaves it out of the unit loop), as is every SLURM test.
 PIPELINE_FIXTURES = {"smoke_run", "project", "reference"}
 
 
@@ -89,7 +91,7 @@ PIPELINE_FIXTURES = {"smoke_run", "project", "reference"}
 def pytest_collection_modifyitems(items):
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if PIPELINE_FIXTURES & fixtures:
+        if PIPELINE_FIXTURES & fixtures or item.get_closest_marker("slurm"):  # a SLURM test runs Snakemake
             item.add_marker(pytest.mark.pipeline)
         # pytest-xdist (-n 2, --dist loadgroup: pyproject.toml) runs a group on one worker (a test
         # with several groups gets their joined name: one group a test, chosen here)

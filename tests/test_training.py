@@ -411,3 +411,20 @@ def test_evaluation_batches_bound_the_sequence_steps_of_a_cpu_pass(tmp_path):
         target = torch.from_numpy(whole["y"])
     assert loss == pytest.approx(task.loss(prediction, target).item(), rel=1e-5)
     assert score == pytest.approx(task.score(prediction, target).item(), rel=1e-5, abs=1e-7)
+
+
+def test_a_training_process_computes_float32_not_tf32():
+    """A job's process set-up turns off the TensorFloat-32 that torch allows cuDNN's RNNs by
+    default ("tf32"): on an Ampere-or-newer GPU the LSTM and GRU would otherwise compute with 10
+    of float32's 23 mantissa bits. Checked in a fresh process, where torch's default holds."""
+    import subprocess
+    import sys
+
+    check = ("import torch; from gapbench.job import _set_up_process; from gapbench.spec import RunSpec, TrainConfig; "
+             "b = torch.backends; before = b.cudnn.rnn.fp32_precision; "
+             "_set_up_process(RunSpec(task='adding', task_name='adding', task_params={}, gap=8, model='lstm', "
+             "model_name='lstm', model_options={}, hidden_size=4, seed=0, threads=1, clip_thresholds={}, "
+             "train=TrainConfig(steps=1, batch_size=8, optimizer='adam', lr=0.01, eval_every=1, probe_batch=8))); "
+             "print(before, b.cudnn.rnn.fp32_precision, b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision)")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["tf32", "ieee", "ieee", "ieee"]

@@ -134,7 +134,9 @@ class TimedTraining:
         import tempfile
 
         from gapbench import data
+        from gapbench.job import exact_float32
 
+        exact_float32()  # as a training job computes
         self._folder = tempfile.TemporaryDirectory()
         self.folder = self._folder.name
         data.generate(self.task, 0, {"train": max(self.batch * self.steps, self.forward_batch),
