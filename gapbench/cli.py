@@ -1,4 +1,5 @@
-"""Command line: `python -m gapbench VERB ...`; the Snakemake rules call these verbs."""
+"""Command line: `python -m gapbench VERB ...`; the Snakemake rules call these verbs (all but `cost`, which a
+person runs before a grid)."""
 from __future__ import annotations
 
 import argparse
