@@ -69,11 +69,17 @@ def exact_float32() -> None:
     (`torch.backends.cudnn.rnn.fp32_precision` is "tf32"), which keeps 10 bits of a float32's 23
     and would make a GPU run of those models another computation than its CPU run. Matrix
     products (torch.backends.cuda.matmul) are float32 by default; set here as well, explicitly.
-    Only the new per-operator flags are set: torch refuses to read the legacy allow_tf32 flags
-    once the two APIs are mixed. A CPU computes no TF32: nothing changes there."""
-    torch.backends.cudnn.rnn.fp32_precision = "ieee"
-    torch.backends.cudnn.conv.fp32_precision = "ieee"
-    torch.backends.cuda.matmul.fp32_precision = "ieee"
+    Where torch has the per-operator flags (2.9 and later), only they are set: torch refuses to
+    read the legacy allow_tf32 flags once the two APIs are mixed; an older torch (pyproject allows
+    2.4) gets the legacy ones. A CPU computes no TF32: nothing changes there."""
+    backends = torch.backends
+    if hasattr(backends.cudnn, "rnn") and hasattr(backends.cudnn.rnn, "fp32_precision"):
+        backends.cudnn.rnn.fp32_precision = "ieee"
+        backends.cudnn.conv.fp32_precision = "ieee"
+        backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        backends.cudnn.allow_tf32 = False
+        backends.cuda.matmul.allow_tf32 = False
 
 
 def measure(net, task, x, y, stage: str) -> dict:
