@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Everything issue 20 measures on a GPU, as one prepared call for a session that is lent one
-# (its stages are time-boxed to 550 s in all; run it with the device tool's timeout_s=595 and carry=[".whl"]):
+# (its stages are time-boxed to 575 s in all; run it with the device tool's timeout_s=595 and carry=[".whl"]):
 #
-#   bash benchmarks/gpu_session.sh                      # on the GPU machine; writes under $OUT
+#   GAPBENCH_COMMIT=<hash> bash benchmarks/gpu_session.sh  # on the GPU machine; writes under $OUT
+#                                                         # (the copy there has no .git: the hash names the code)
 #   DEVICE=cpu SIZE=tiny bash benchmarks/gpu_session.sh # the same steps, tiny, on any CPU (a dry run)
 #
 # In order of what matters most, each stage time-boxed so that a slow one leaves the others
@@ -13,9 +14,10 @@
 #    together, captured, against today's single-run path (target: <= 1/20 of it), and the
 #    same for lstm (benchmarks/batched_training.py);                                  at most 90 s
 # 3. the paper slice (benchmarks/gpu_slice.py): the GPU calibration at the paper's 15 runs a
-#    job, the slice sized to fit 150 s, run through snakemake with train.device cuda and
-#    train.cuda_graph, its wall time against the estimate, its figures and paper tables; then
-#    the paper grid's estimate on this GPU (target: <= 24 hours) from the same calibration.  at most 400 s
+#    job; from it, first, the paper grid's estimate on this GPU (target: <= 24 hours); then the
+#    slice sized to fit what is left (at most 150 s), run through snakemake with train.device
+#    cuda and train.cuda_graph, its wall time against the estimate, its figures and paper
+#    tables.                                                 the rest of the 575 s the script keeps
 # Results: $OUT/machine.txt, test_graphed.txt, batched_training.csv, step_costs_cuda.csv,
 # slice_report.txt, slice_accuracy_vs_gap.png, slice_results.tgz; each names the machine and commit.
 set -uo pipefail
@@ -35,7 +37,8 @@ if ! python3 -c "import snakemake" 2>/dev/null; then
 fi
 python3 -c "import gapbench.tasks" 2>/dev/null || \
   python3 -m pip install -q --no-deps --no-build-isolation -e . > /tmp/install.log 2>&1 || { cat /tmp/install.log; exit 1; }
-{ git rev-parse --short HEAD 2>/dev/null || echo "no git"; } > "$OUT/machine.txt"
+{ git rev-parse --short HEAD 2>/dev/null || echo "${GAPBENCH_COMMIT:-no git, and no GAPBENCH_COMMIT given}"; } \
+  > "$OUT/machine.txt"
 if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >> "$OUT/machine.txt"; fi
 python3 -c "import os, torch; print('torch', torch.__version__, '| cores', len(os.sched_getaffinity(0)))" >> "$OUT/machine.txt"
 cat "$OUT/machine.txt"
@@ -58,8 +61,9 @@ timeout 90 python3 benchmarks/batched_training.py --device "$DEVICE" --models "$
 echo "== 3. the paper slice, and the paper grid's estimate"
 SLICE=${SLICE:-/tmp/gpu_slice}  # its work folder is too deep to come back from $OUT: what matters is copied
 rm -rf "$SLICE"
-timeout 400 python3 benchmarks/gpu_slice.py --out "$SLICE" --device "$DEVICE" --calibration "$OUT/step_costs_$DEVICE.csv" \
-  "${slice[@]}" || status=1
+left=$((575 - SECONDS))  # of the device call's 595 s: what stages 1 and 2 left, less 20 s for the copying below
+timeout "$left" python3 benchmarks/gpu_slice.py --out "$SLICE" --device "$DEVICE" \
+  --calibration "$OUT/step_costs_$DEVICE.csv" --time-left "$((left - 10))" "${slice[@]}" || status=1
 # what comes back (the device call returns at most 8 files): the report, the calibration (written
 # row by row, above), one figure to look at, and the slice's tables, figures, paper tables and logs
 cp "$SLICE/report.txt" "$OUT/slice_report.txt" 2>/dev/null

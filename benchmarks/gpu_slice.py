@@ -15,7 +15,8 @@ cut, and they are chosen, not guessed:
 1. `gapbench cost` estimates the slice on this machine from its calibration (it measures what
    the calibration lacks: on a GPU, every model at 15 runs per job), and the largest step
    count of STEP_CHOICES whose estimated wall time fits --budget seconds is taken (with
-   eval_every half of it); --steps fixes it instead.
+   eval_every half of it); --steps fixes it instead. With --time-left, the budget is cut to
+   what the calibration left of that time, less RESERVE_SECONDS.
 2. The slice runs through the real workflow: `snakemake --cores C --resources gpu=J` (J jobs
    share the GPU; on the CPU J does nothing), in DIR/work: first `--until train` (the data
    and the training jobs, what the estimate covers), then the rest, each phase's wall time
@@ -24,7 +25,8 @@ cut, and they are chosen, not guessed:
    GPU, the CPU grid's core-hours over the cores on a CPU), and every job against its own
    estimate (`gapbench cost --check`: with J jobs sharing a GPU a job's own time includes the
    others' turns, so the total is the comparison that counts).
-4. At --size paper, `gapbench cost` of the whole paper grid on this device (config/paper.yaml,
+4. At --size paper, right after the calibration of step 1 (so that a slice cut short keeps it),
+   `gapbench cost` of the whole paper grid on this device (config/paper.yaml,
    and on a GPU config/gpu.yaml over it, as the slice's train settings), from the same calibration,
    with --extrapolate: measuring every model at the paper's T = 1000 and 2295 as well would not
    fit the session's minutes (the float64 probes alone), so the jobs longer than T = 200 continue
@@ -55,6 +57,9 @@ from gapbench.reports import cost
 from gapbench.results import FIGURES_DIR, PAPER_DIR, TRAIN_BENCHMARK
 
 STEP_CHOICES = (50, 100, 200, 500, 1000, 2000, 5000)  # 5000: the paper's own
+# what --time-left keeps after the training phase: the collection (tables, figures, paper tables of
+# 420 runs), the per-job check and the session script's copying of the results
+RESERVE_SECONDS = 90
 SLICE_TASK, SLICE_GAPS, SLICE_SEEDS = "adding", (30, 100), (0, 1, 2, 3, 4)
 
 
@@ -110,7 +115,11 @@ def main(argv=None) -> int:
     parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--jobs-per-gpu", type=int, help="J of --resources gpu=J (default: --cores)")
     parser.add_argument("--calibration", type=Path, help="default: DIR/step_costs_DEVICE.csv")
+    parser.add_argument("--time-left", type=float,
+                        help="seconds this script may take in all: the slice's budget is cut to what the "
+                             "calibration leaves, less RESERVE_SECONDS for the collection and the check")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     jobs_per_gpu = args.jobs_per_gpu or args.cores
@@ -122,27 +131,40 @@ def main(argv=None) -> int:
         report.write(text + "\n")
         report.flush()
 
-    log(f"# gpu_slice.py {args.size} on {args.device}, commit {code_version()}, {platform.node()}, "
+    # a copy of the project without .git (as a device machine gets it) names its commit through the environment
+    commit = os.environ.get("GAPBENCH_COMMIT") or code_version()
+    log(f"# gpu_slice.py {args.size} on {args.device}, commit {commit}, {platform.node()}, "
         f"{args.cores} cores, --resources gpu={jobs_per_gpu}")
     path = out / "slice.yaml"
     steps = args.steps or STEP_CHOICES[0]
     path.write_text(yaml.safe_dump(slice_config(args.size, args.device, steps, args.models), sort_keys=False))
     _cost(path, args.device, calibration, log=log)  # calibrates what the calibration lacks
+    if args.size == "paper":  # the whole paper grid, from this calibration: first, so a slice cut short keeps it
+        configs = [ROOT / "config" / "paper.yaml"] + ([ROOT / "config" / "gpu.yaml"] if args.device == "cuda" else [])
+        _cost(configs, args.device, calibration, "--extrapolate", log=log)
+    budget = args.budget
+    if args.time_left is not None:
+        budget = min(budget, args.time_left - (time.perf_counter() - started) - RESERVE_SECONDS)
+        log(f"the slice's budget: {budget:.0f} s (--budget {args.budget:.0f}; {args.time_left:.0f} s in all, "
+            f"{time.perf_counter() - started:.0f} s spent calibrating, {RESERVE_SECONDS} s kept for the rest)")
+        if budget <= 0:
+            log("no time left for the slice: stopped after the calibration and the estimate")
+            return 1
     if args.steps is None:  # the largest step count whose estimate fits the budget
         for choice in STEP_CHOICES:
             path.write_text(yaml.safe_dump(slice_config(args.size, args.device, choice, args.models), sort_keys=False))
-            if estimated_wall_seconds(path, args.device, calibration, args.cores, jobs_per_gpu) > args.budget:
+            if estimated_wall_seconds(path, args.device, calibration, args.cores, jobs_per_gpu) > budget:
                 break
             steps = choice
         path.write_text(yaml.safe_dump(slice_config(args.size, args.device, steps, args.models), sort_keys=False))
     estimate = estimated_wall_seconds(path, args.device, calibration, args.cores, jobs_per_gpu)
-    log(f"steps per run: {steps} ({'given' if args.steps else f'the largest of {STEP_CHOICES} within {args.budget:.0f} s'}); "
+    log(f"steps per run: {steps} ({'given' if args.steps else f'the largest of {STEP_CHOICES} within {budget:.0f} s'}); "
         f"estimated wall time {estimate:.0f} s")
 
     work = out / "work"
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
                "--workflow-profile", "none", "--cores", str(args.cores), "--resources", f"gpu={jobs_per_gpu}",
-               "--configfile", str(path)]
+               "--keep-going", "--configfile", str(path)]  # a failing job leaves the others theirs
     env = jobs_environment()
     walls = {}
     with (out / "snakemake.log").open("w") as snakemake_log:
@@ -164,9 +186,6 @@ def main(argv=None) -> int:
     figures = sorted(p.name for p in (work / FIGURES_DIR).glob("*.png"))
     log(f"figures: {len(figures)} ({', '.join(figures)}); paper tables: "
         f"{', '.join(sorted(p.name for p in (work / PAPER_DIR).glob('*')))}")
-    if args.size == "paper":  # the whole paper grid, from the calibration the slice was checked with
-        configs = [ROOT / "config" / "paper.yaml"] + ([ROOT / "config" / "gpu.yaml"] if args.device == "cuda" else [])
-        _cost(configs, args.device, calibration, "--extrapolate", log=log)
     return 0
 
 

@@ -87,9 +87,10 @@ TIMING_LR = 1e-12
 UNITS = {"cpu": "core-hours", "cuda": "hours on one GPU"}
 
 
-def _timed(function, repeats: int) -> float:
-    """Seconds per call, the median of `repeats` timed calls after one warm-up call."""
-    function()
+def _timed(function, repeats: int, warm_up: bool = True) -> float:
+    """Seconds per call, the median of `repeats` timed calls (after one warm-up call)."""
+    if warm_up:
+        function()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -229,8 +230,10 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = TIMING_BAT
                 "cuda_graph": cuda_graph, "step_seconds": seconds / (steps * runs),
                 "forward_seconds": _timed(forward, steps), "forward_batch": timing.forward_batch,
                 # the trained net wherever it is: measure takes its float64 CPU copy, as a GPU job's probes do
+                # timed once, with no warm-up call: a job's probes pay their first call's costs too, and
+                # the float64 probes are a GPU calibration's longest part (twice that, with a warm-up)
                 "probe_seconds": probe_seconds if probe_seconds is not None else
-                _timed(lambda: measure(net, timing.task, probe_x, probe_y, "init"), 1)}
+                _timed(lambda: measure(net, timing.task, probe_x, probe_y, "init"), 1, warm_up=False)}
 
 
 def measure_startup(device: str = "cpu", cuda_graph: bool = False) -> float:
