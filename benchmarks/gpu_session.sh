@@ -68,7 +68,9 @@ timeout "$left" python3 benchmarks/gpu_slice.py --out "$SLICE" --device "$DEVICE
 # row by row, above), one figure to look at, and the slice's tables, figures, paper tables and logs
 cp "$SLICE/report.txt" "$OUT/slice_report.txt" 2>/dev/null
 cp "$SLICE/work/results/figures/accuracy_vs_gap.png" "$OUT/slice_accuracy_vs_gap.png" 2>/dev/null
+# (not the per-lag Parquet tables: at 420 runs of H = 128 they could pass the 16 MiB a returned file may hold)
 (cd "$SLICE" && tar czf "$OUT/slice_results.tgz" --exclude='work/results/runs' --exclude='work/results/data' \
-  --exclude='work/results/cache' --exclude='work/.snakemake' ./*.yaml snakemake.log work 2>/dev/null)
+  --exclude='work/results/cache' --exclude='work/.snakemake' --exclude='*.parquet' ./*.yaml snakemake.log work \
+  2>/dev/null)
 ls -la "$OUT"
 exit $status
