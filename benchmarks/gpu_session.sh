@@ -3,7 +3,8 @@
 # (its stages are time-boxed to 575 s in all; run it with the device tool's timeout_s=595 and carry=[".whl"]):
 #
 #   GAPBENCH_COMMIT=<hash> bash benchmarks/gpu_session.sh  # on the GPU machine; writes under $OUT
-#                                                         # (the copy there has no .git: the hash names the code)
+#   (the copy there has no .git: write into the command the hash `git rev-parse --short HEAD` gives
+#   here, after committing, so that every output's code version names the code it ran)
 #   DEVICE=cpu SIZE=tiny bash benchmarks/gpu_session.sh # the same steps, tiny, on any CPU (a dry run)
 #
 # In order of what matters most, each stage time-boxed so that a slow one leaves the others
@@ -62,8 +63,12 @@ echo "== 3. the paper slice, and the paper grid's estimate"
 SLICE=${SLICE:-/tmp/gpu_slice}  # its work folder is too deep to come back from $OUT: what matters is copied
 rm -rf "$SLICE"
 left=$((575 - SECONDS))  # of the device call's 595 s: what stages 1 and 2 left, less 20 s for the copying below
-timeout "$left" python3 benchmarks/gpu_slice.py --out "$SLICE" --device "$DEVICE" \
-  --calibration "$OUT/step_costs_$DEVICE.csv" --time-left "$((left - 10))" "${slice[@]}" || status=1
+if [ "$left" -lt 60 ]; then
+  echo "only $left s left: no time for stage 3"; status=1
+else
+  timeout "$left" python3 benchmarks/gpu_slice.py --out "$SLICE" --device "$DEVICE" \
+    --calibration "$OUT/step_costs_$DEVICE.csv" --time-left "$((left - 10))" "${slice[@]}" || status=1
+fi
 # what comes back (the device call returns at most 8 files): the report, the calibration (written
 # row by row, above), one figure to look at, and the slice's tables, figures, paper tables and logs
 cp "$SLICE/report.txt" "$OUT/slice_report.txt" 2>/dev/null

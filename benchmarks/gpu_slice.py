@@ -131,9 +131,7 @@ def main(argv=None) -> int:
         report.write(text + "\n")
         report.flush()
 
-    # a copy of the project without .git (as a device machine gets it) names its commit through the environment
-    commit = os.environ.get("GAPBENCH_COMMIT") or code_version()
-    log(f"# gpu_slice.py {args.size} on {args.device}, commit {commit}, {platform.node()}, "
+    log(f"# gpu_slice.py {args.size} on {args.device}, commit {code_version()}, {platform.node()}, "
         f"{args.cores} cores, --resources gpu={jobs_per_gpu}")
     path = out / "slice.yaml"
     steps = args.steps or STEP_CHOICES[0]
@@ -141,7 +139,10 @@ def main(argv=None) -> int:
     _cost(path, args.device, calibration, log=log)  # calibrates what the calibration lacks
     if args.size == "paper":  # the whole paper grid, from this calibration: first, so a slice cut short keeps it
         configs = [ROOT / "config" / "paper.yaml"] + ([ROOT / "config" / "gpu.yaml"] if args.device == "cuda" else [])
-        _cost(configs, args.device, calibration, "--extrapolate", log=log)
+        try:
+            _cost(configs, args.device, calibration, "--extrapolate", log=log)
+        except SystemExit as failed:  # said in the log; the slice still runs
+            log(f"the paper grid's estimate failed: {failed}")
     budget = args.budget
     if args.time_left is not None:
         budget = min(budget, args.time_left - (time.perf_counter() - started) - RESERVE_SECONDS)
@@ -158,6 +159,9 @@ def main(argv=None) -> int:
             steps = choice
         path.write_text(yaml.safe_dump(slice_config(args.size, args.device, steps, args.models), sort_keys=False))
     estimate = estimated_wall_seconds(path, args.device, calibration, args.cores, jobs_per_gpu)
+    if args.steps is None and estimate > budget:
+        log(f"even {steps} steps a run would take {estimate:.0f} s, over the budget of {budget:.0f} s: no slice run")
+        return 1
     log(f"steps per run: {steps} ({'given' if args.steps else f'the largest of {STEP_CHOICES} within {budget:.0f} s'}); "
         f"estimated wall time {estimate:.0f} s")
 

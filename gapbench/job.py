@@ -69,17 +69,17 @@ def exact_float32() -> None:
     (`torch.backends.cudnn.rnn.fp32_precision` is "tf32"), which keeps 10 bits of a float32's 23
     and would make a GPU run of those models another computation than its CPU run. Matrix
     products (torch.backends.cuda.matmul) are float32 by default; set here as well, explicitly.
-    Where torch has the per-operator flags (torch 2.13 does), only they are set: torch refuses to
-    read the legacy allow_tf32 flags once the two APIs are mixed; an older torch without them
-    (pyproject allows 2.4) gets the legacy ones. A CPU computes no TF32: nothing changes there."""
+    The legacy flags (allow_tf32) are set first and the per-operator ones after, where torch has
+    them (torch 2.13 does): set alone, the per-operator flags leave the legacy cuDNN flag
+    unreadable (torch raises on reading it, and `torch.backends.cudnn.flags()` with it). A CPU
+    computes no TF32: nothing changes there."""
     backends = torch.backends
+    backends.cudnn.allow_tf32 = False
+    backends.cuda.matmul.allow_tf32 = False
     if hasattr(backends.cudnn, "rnn") and hasattr(backends.cudnn.rnn, "fp32_precision"):
         backends.cudnn.rnn.fp32_precision = "ieee"
         backends.cudnn.conv.fp32_precision = "ieee"
         backends.cuda.matmul.fp32_precision = "ieee"
-    else:
-        backends.cudnn.allow_tf32 = False
-        backends.cuda.matmul.allow_tf32 = False
 
 
 def measure(net, task, x, y, stage: str) -> dict:

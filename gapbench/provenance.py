@@ -3,6 +3,7 @@ numbers (the run-cache key), and the library versions and machine."""
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 import sys
@@ -21,8 +22,10 @@ SOURCE_FILES = ("gapbench/*.py", "models/*.py", "tasks/*.py")  # git pathspecs (
 
 def code_version() -> str:
     """`git describe --always --dirty` of the source tree, with "-untracked" where a source file
-    is in no commit (a model or task file just added: `--dirty` sees only tracked files), or the
-    package version outside git. The run's train_code_digest pins the code either way."""
+    is in no commit (a model or task file just added: `--dirty` sees only tracked files); outside
+    git, the package version, with "+g<hash>-copy" where the environment's GAPBENCH_COMMIT names
+    the commit the tree was copied from (a GPU machine gets a copy without .git). The run's
+    train_code_digest pins the code either way."""
     from gapbench import __version__
 
     def git(*args):
@@ -34,7 +37,8 @@ def code_version() -> str:
         untracked = git("ls-files", "--others", "--exclude-standard", "--", *SOURCE_FILES)
         return f"{__version__}+g{described}" + ("-untracked" if untracked else "")
     except (OSError, subprocess.SubprocessError):
-        return __version__
+        copied_from = os.environ.get("GAPBENCH_COMMIT", "").strip()
+        return f"{__version__}+g{copied_from}-copy" if copied_from else __version__
 
 
 def _sources(package) -> list[Path]:

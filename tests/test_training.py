@@ -413,18 +413,35 @@ def test_evaluation_batches_bound_the_sequence_steps_of_a_cpu_pass(tmp_path):
     assert score == pytest.approx(task.score(prediction, target).item(), rel=1e-5, abs=1e-7)
 
 
+@pytest.mark.pipeline  # a gapbench process of its own
 def test_a_training_process_computes_float32_not_tf32():
     """A job's process set-up turns off the TensorFloat-32 that torch allows cuDNN's RNNs by
     default ("tf32"): on an Ampere-or-newer GPU the LSTM and GRU would otherwise compute with 10
-    of float32's 23 mantissa bits. Checked in a fresh process, where torch's default holds."""
-    import subprocess
-    import sys
-
+    of float32's 23 mantissa bits. Checked in a fresh process, where torch's default holds; the
+    legacy flags read False after it (reading them must not raise)."""
+    if not hasattr(getattr(torch.backends.cudnn, "rnn", None), "fp32_precision"):
+        pytest.skip("this torch has no per-operator float32 precision (exact_float32 sets the legacy flags)")
     check = ("import torch; from gapbench.job import _set_up_process; from gapbench.spec import RunSpec, TrainConfig; "
              "b = torch.backends; before = b.cudnn.rnn.fp32_precision; "
              "_set_up_process(RunSpec(task='adding', task_name='adding', task_params={}, gap=8, model='lstm', "
              "model_name='lstm', model_options={}, hidden_size=4, seed=0, threads=1, clip_thresholds={}, "
              "train=TrainConfig(steps=1, batch_size=8, optimizer='adam', lr=0.01, eval_every=1, probe_batch=8))); "
-             "print(before, b.cudnn.rnn.fp32_precision, b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision)")
+             "print(before, b.cudnn.rnn.fp32_precision, b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision, "
+             "b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32)")
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["tf32", "ieee", "ieee", "ieee"]
+    assert out == ["tf32", "ieee", "ieee", "ieee", "False", "False"]
+
+
+def test_a_copy_without_git_names_its_commit_from_the_environment(monkeypatch):
+    """Outside git (a device machine gets a copy without .git) the code version is the package's,
+    and names the commit GAPBENCH_COMMIT gives, marked as a copy."""
+    from gapbench import __version__, provenance
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(provenance.subprocess, "run", no_git)
+    monkeypatch.delenv("GAPBENCH_COMMIT", raising=False)
+    assert provenance.code_version() == __version__
+    monkeypatch.setenv("GAPBENCH_COMMIT", "41f80fb")
+    assert provenance.code_version() == f"{__version__}+g41f80fb-copy"
