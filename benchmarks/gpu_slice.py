@@ -145,9 +145,10 @@ def main(argv=None) -> int:
             log(f"the paper grid's estimate failed: {failed}")
     budget = args.budget
     if args.time_left is not None:
-        budget = min(budget, args.time_left - (time.perf_counter() - started) - RESERVE_SECONDS)
+        spent = time.perf_counter() - started
+        budget = min(budget, args.time_left - spent - RESERVE_SECONDS)
         log(f"the slice's budget: {budget:.0f} s (--budget {args.budget:.0f}; {args.time_left:.0f} s in all, "
-            f"{time.perf_counter() - started:.0f} s spent calibrating, {RESERVE_SECONDS} s kept for the rest)")
+            f"{spent:.0f} s spent calibrating, {RESERVE_SECONDS} s kept for the rest)")
         if budget <= 0:
             log("no time left for the slice: stopped after the calibration and the estimate")
             return 1

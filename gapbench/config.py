@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from gapbench import models, tasks
-from gapbench.registry import UnimportableFile, raised_in, source_file
+from gapbench.registry import UnimportableFile, raised_in, source_file, source_path
 
 # a label names folders and appears on shell lines: letters, digits, '_', '.', '-' only,
 # matched whole (re.fullmatch: a trailing newline does not slip through as with `$`)
@@ -174,10 +174,16 @@ STEPS = 3  # steps of the model's pre-flight input
 
 def _user_code_error(where: str, kind: str, instance, message: str, error: BaseException | None = None) -> ConfigError:
     """The refusal of a task or model: `where` in the config, the name and file, `message`; where
-    it is about an `error` its code raised, the line of its file the error passed through last."""
+    it is about an `error` its code raised, the error and the line of its file it passed through last."""
     builder = type(instance)
-    line = "" if error is None else _raised_in(error, builder, innermost=False)
-    return ConfigError(f"{where}: {kind} {builder.registry_name!r} ({source_file(builder)}): {message}{line}")
+    failed = "" if error is None else _failure(error, builder)
+    return ConfigError(f"{where}: {kind} {builder.registry_name!r} ({source_file(builder)}): {message}{failed}")
+
+
+def _failure(error: BaseException, builder) -> str:
+    """": Type: message (in FILE, line N)" of an error user code raised: N the last line of the
+    builder's file the error passed through."""
+    return f": {type(error).__name__}: {error}{_raised_in(error, builder, innermost=False)}"
 
 
 def _raised_in(error: BaseException, builder, innermost: bool = True) -> str:
@@ -186,12 +192,7 @@ def _raised_in(error: BaseException, builder, innermost: bool = True) -> str:
     (the registry, the shared checks of tasks/_base.py), whose message names the option. With
     innermost=False, the last line of the builder's file the error passed through, wherever it
     was raised (a shape error inside torch, called from the model's update)."""
-    import inspect
-
-    try:
-        source = inspect.getsourcefile(builder)
-    except TypeError:  # a built-in
-        source = None
+    source = source_path(builder)
     where = raised_in(error, source, innermost=innermost) if source else None
     said = "raised in" if innermost else "in"
     return f" ({said} {source_file(builder)}, line {where[1]})" if where else ""
@@ -215,8 +216,7 @@ def _built(package, kind: str, name: str, where: str, options_key: str, options:
     except Exception as error:  # noqa: BLE001 - user code: any failure is named with its file
         builder = package._registry.get(name)
         raise ConfigError(f"{where}: {kind} {name!r} ({source_file(builder)}) failed to build with options "
-                          f"{options}: {type(error).__name__}: {error}{_raised_in(error, builder, innermost=False)}"
-                          ) from None
+                          f"{options}{_failure(error, builder)}") from None
 
 
 def check_task_declares(task, where: str) -> None:
@@ -238,7 +238,7 @@ def check_task_declares(task, where: str) -> None:
             unset = isinstance(error, NotImplementedError) or (
                 isinstance(error, AttributeError) and error.name == attribute)  # not one raised inside it
             raise refuse(f"{attribute} is not defined (every task provides it: Task in tasks/_base.py)" if unset
-                         else f"{attribute} failed: {type(error).__name__}: {error}", None if unset else error) from None
+                         else f"{attribute} failed", None if unset else error) from None
 
     for attribute in ("seq_len", "input_size", "output_size"):
         value = read(attribute)
@@ -255,7 +255,7 @@ def check_task_declares(task, where: str) -> None:
     try:
         task.describe()
     except Exception as error:  # noqa: BLE001
-        raise refuse(f"describe() failed: {type(error).__name__}: {error}", error) from None
+        raise refuse("describe() failed", error) from None
 
 
 def check_task_sample(task, where: str) -> None:
@@ -276,7 +276,7 @@ def check_task_sample(task, where: str) -> None:
     try:
         sample = task.sample(SAMPLE, np.random.default_rng(0))
     except Exception as error:  # noqa: BLE001 - user code: any failure is named with its file
-        raise refuse(f"sample({SAMPLE}, rng) failed: {type(error).__name__}: {error}", error) from None
+        raise refuse(f"sample({SAMPLE}, rng) failed", error) from None
     if not (isinstance(sample, dict) and all(isinstance(sample.get(key), np.ndarray) for key in ("x", "y"))):
         raise refuse(f"sample({SAMPLE}, rng) must return {{'x': array, 'y': array}}, got {type(sample).__name__} "
                      f"{sorted(sample) if isinstance(sample, dict) else ''}")
@@ -306,7 +306,7 @@ def check_task_sample(task, where: str) -> None:
             value = call()
         except Exception as error:  # noqa: BLE001
             raise refuse(f"{method} failed on its own sample and a prediction of shape (n, seq_len, output_size) = "
-                         f"{tuple(pred.shape)}: {type(error).__name__}: {error}", error) from None
+                         f"{tuple(pred.shape)}", error) from None
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or not torch.isfinite(value).all():
             got = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
             raise refuse(f"{method} on its own sample must be a finite tensor of shape {shape}, got {got}")
@@ -328,7 +328,7 @@ def check_model_runs(model, where: str) -> None:
     try:
         model.options()
     except Exception as error:  # noqa: BLE001
-        raise refuse(f"options() failed: {type(error).__name__}: {error}", error) from None
+        raise refuse("options() failed", error) from None
 
     hidden, state_size = model.hidden_size, model.state_size
     with torch.random.fork_rng(), torch.no_grad():  # leaves the caller's random stream alone
@@ -340,8 +340,8 @@ def check_model_runs(model, where: str) -> None:
             try:
                 results[method] = call()
             except Exception as error:  # noqa: BLE001
-                raise refuse(f"{method} failed on an input of shape (batch, time, input_size) = {tuple(x.shape)}: "
-                             f"{type(error).__name__}: {error}", error) from None
+                raise refuse(f"{method} failed on an input of shape (batch, time, input_size) = {tuple(x.shape)}",
+                             error) from None
     forward = results["forward"]
     expected = {"forward output": (SAMPLE, STEPS, hidden), "step": (SAMPLE, state_size)}
     if not (isinstance(forward, tuple) and len(forward) == 2):
@@ -368,8 +368,7 @@ def check_model_runs(model, where: str) -> None:
                 if value.requires_grad:  # a model with nothing to differentiate (esn's forward) has no graph
                     value.square().mean().backward()
             except Exception as error:  # noqa: BLE001
-                raise refuse(f"backward through {what} failed on an input of shape {tuple(x.shape)}: "
-                             f"{type(error).__name__}: {error}", error) from None
+                raise refuse(f"backward through {what} failed on an input of shape {tuple(x.shape)}", error) from None
             finally:
                 model.zero_grad(set_to_none=True)
 

@@ -36,12 +36,11 @@ def atomic_path(path: str | os.PathLike):
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-        # renaming a hard link onto another link of the same file does nothing and leaves it
-        # (POSIX rename): a run restored from the cache into a folder that already holds it
+    finally:
+        # gone after a failure; after success too, where renaming a hard link onto another link of
+        # the same file did nothing and left it (POSIX rename): a run restored from the cache into
+        # a folder that already holds it
         Path(tmp).unlink(missing_ok=True)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def json_text(obj) -> str:

@@ -201,6 +201,7 @@ def run_all(groups, cache=None, log=lambda message: print(message, file=sys.stde
             pending.append(_Pending(spec, clip, folder, cached, data_dir, net.to(device), init_probes, probe_batch,
                                     number, generator_state))
 
+    stamp = provenance()  # one process sees one state of the source: once a job, not once a run
     started = time.perf_counter()
 
     def finish(index: int, training) -> None:
@@ -237,7 +238,7 @@ def run_all(groups, cache=None, log=lambda message: print(message, file=sys.stde
             stability=stability,
             threads=torch.get_num_threads(),
             spec=spec.to_dict(),
-            provenance={**provenance(), "train_code_digest": train_code_digest(task.registry_name, spec.model_name)},
+            provenance={**stamp, "train_code_digest": train_code_digest(task.registry_name, spec.model_name)},
         )
 
         def write(target):

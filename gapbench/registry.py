@@ -108,16 +108,21 @@ class Registry:
         return builder(*args, **options)
 
 
-def source_file(builder) -> str:
-    """The file that defines a registered class (or function), relative to the project's root
-    where it lies inside it: what a message about user code names."""
+def source_path(builder) -> Path | None:
+    """The file that defines a registered class (or function); None where no file holds it (a
+    built-in, exec)."""
     try:
         source = inspect.getsourcefile(builder)
     except TypeError:  # a built-in
-        source = None
-    if source is None:  # defined where no file holds it (a built-in, exec)
-        return f"module {builder.__module__}"
-    return _shown(Path(source))
+        return None
+    return None if source is None else Path(source)
+
+
+def source_file(builder) -> str:
+    """`source_path`, relative to the project's root where it lies inside it: what a message
+    about user code names."""
+    source = source_path(builder)
+    return f"module {builder.__module__}" if source is None else _shown(source)
 
 
 def _shown(path: Path) -> str:

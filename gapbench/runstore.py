@@ -112,6 +112,12 @@ def changed_files(folder, names=None) -> list[str]:
     return [name for name in (stored if names is None else names) if stored.get(name) != _sha256(folder / name)]
 
 
+def said_changed(files: list[str], since: str) -> str:
+    """`changed_files`' answer in words: which files changed `since` when ("it was stored", ...)."""
+    return (f"its {CHECKSUMS_FILE} cannot be read" if files == [CHECKSUMS_FILE]
+            else f"{', '.join(files)} changed since {since}")
+
+
 def restorable(cache_dir, log) -> bool:
     """Whether the cache holds a complete run at cache_dir whose files are still the bytes it
     stored. A run folder's files are hard links to the cached ones (`restore_run`), so a file
@@ -124,9 +130,8 @@ def restorable(cache_dir, log) -> bool:
     changed = changed_files(cache_dir)
     if not changed:
         return True
-    what = (f"its {CHECKSUMS_FILE} cannot be read" if changed == [CHECKSUMS_FILE]
-            else f"{', '.join(changed)} changed since it was stored")
-    log(f"run cache entry {cache_dir}: {what} (a run folder's files are links to it: edited in place?); "
+    log(f"run cache entry {cache_dir}: {said_changed(changed, 'it was stored')} (a run folder's files are links "
+        "to it: edited in place?); "
         "removed, the run is trained again")
     _discard(cache_dir)
     return False

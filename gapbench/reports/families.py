@@ -8,6 +8,12 @@ FAMILY_COLOURS = {
 }
 
 
+def registry_names(read) -> dict:
+    """{model label: registered model name}, from the accuracy table (`read`: a table_reader)."""
+    accuracy = read("accuracy_vs_gap", columns=["model", "model_name"])
+    return dict(zip(accuracy["model"], accuracy["model_name"]))
+
+
 def model_order(names, registry_names: dict | None = None) -> tuple[list[str], dict[str, str]]:
     """(every model shown or registered, family by family, then by name; {model: its family}).
 

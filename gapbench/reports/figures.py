@@ -35,7 +35,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from gapbench.files import atomic_path  # noqa: E402
-from gapbench.reports.families import FAMILY_COLOURS, model_order  # noqa: E402
+from gapbench.reports.families import FAMILY_COLOURS, model_order, registry_names  # noqa: E402
 from gapbench.reports.tables import INTERVAL_SEEDS, table_reader  # noqa: E402
 from gapbench.results import FIGURE_FORMATS, KEYS  # noqa: E402
 
@@ -131,12 +131,6 @@ class _PlainLogFormatter(LogFormatterSciNotation):
 
     def __call__(self, x, pos=None):
         return f"{x:g}".replace("-", "\N{MINUS SIGN}") if super().__call__(x, pos) else ""
-
-
-def _registry_names(read) -> dict:
-    """{model label: registered model name}, from the accuracy table."""
-    accuracy = read("accuracy_vs_gap", columns=["model", "model_name"])
-    return dict(zip(accuracy["model"], accuracy["model_name"]))
 
 
 # ---- pages: which tasks and panels a figure's page holds -----------------------------------
@@ -338,7 +332,7 @@ class Styles:
 
 
 def _styles(table: pd.DataFrame, read) -> Styles:
-    names = _registry_names(read)
+    names = registry_names(read)
     shown = table["model"].unique()
     _, family = model_order(shown, names)
     arms = [arm for arm in CLIP_DASHES if arm in set(table["clip"])] + sorted(set(table["clip"]) - set(CLIP_DASHES))
@@ -574,7 +568,7 @@ def success_rate_vs_gap(read, gaps=None, layout=None):
     not lines: fractions of a few seeds take few values, and lines at 0 and 1 would hide each
     other."""
     accuracy = _on_page(read("accuracy_vs_gap"), layout)
-    order, _ = model_order(accuracy["model"].unique(), _registry_names(read))
+    order, _ = model_order(accuracy["model"].unique(), registry_names(read))
     rate = accuracy.assign(success=accuracy.success.astype(float),
                            row=accuracy["model"] + " / " + accuracy["clip"])
     tasks = list(layout.tasks) if layout else sorted(rate.task.unique())

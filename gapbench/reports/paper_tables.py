@@ -18,8 +18,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from gapbench.files import atomic_path
-from gapbench.reports.families import model_order
+from gapbench.files import write_text
+from gapbench.reports.families import model_order, registry_names
 from gapbench.reports.tables import INTERVAL_SEEDS, table_reader
 
 PAPER_TABLES: dict[str, tuple[Callable, str]] = {}  # name -> (function(read), caption)
@@ -86,8 +86,7 @@ def _spread(values: pd.Series) -> str:
 def _in_model_order(table: pd.DataFrame, read) -> pd.DataFrame:
     """`table` with its rows sorted by its index levels, the models family by family as every
     figure's legend lists them (families.model_order), not alphabetically."""
-    names = read("accuracy_vs_gap", columns=["model", "model_name"])
-    order, _ = model_order(table.index.unique("model"), dict(zip(names["model"], names["model_name"])))
+    order, _ = model_order(table.index.unique("model"), registry_names(read))
     rank = {model: place for place, model in enumerate(order)}
     return table.sort_index(key=lambda level: level.map(rank) if level.name == "model" else level)
 
@@ -229,5 +228,4 @@ def write_all(tables_dir, out_dir) -> None:
             floats.append(to_latex(part.table, words, f"{label}-{part.key}" if part.key else label))
             sections.append(f"{words}\n\n{part.table.reset_index().to_markdown(index=False)}\n")
         for suffix, text in (("tex", "\n".join(floats)), ("md", "\n".join(sections))):
-            with atomic_path(out_dir / f"{name}.{suffix}") as tmp:
-                tmp.write_text(text)
+            write_text(out_dir / f"{name}.{suffix}", text)

@@ -39,7 +39,7 @@ from gapbench.results import (
     table_file,
     table_names,
 )
-from gapbench.runstore import changed_files
+from gapbench.runstore import changed_files, said_changed
 
 PROBE_TABLES = tuple(PROBE_ROW_ORDER)
 COLLECTED_FILES = (COMPLETE_MARKER, SUMMARY_FILE) + tuple(f"{name}.csv" for name in PROBE_TABLES)  # of a run folder
@@ -221,19 +221,23 @@ def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stder
         raise IncompleteRuns(
             f"{len(incomplete)} of {len(run_dirs)} run folders are incomplete (no {COMPLETE_MARKER}), the first "
             f"{incomplete[0]}: {_recovery(incomplete[0])}")
-    # a folder written before runs recorded their checksums (37d30b0) has none to check: said, not refused
-    unrecorded = [d for d in run_dirs if not (Path(d) / CHECKSUMS_FILE).exists()]
+    # a folder written before runs recorded their checksums (37d30b0) has none to check: said, not
+    # refused; a file edited or cut short by hand since written (a CSV cut at a line end reads as
+    # fewer rows) is refused
+    unrecorded, changed = [], {}
+    for run_dir in run_dirs:
+        if not (Path(run_dir) / CHECKSUMS_FILE).exists():
+            unrecorded.append(run_dir)
+        elif files := changed_files(run_dir, COLLECTED_FILES):
+            changed[run_dir] = files
     if unrecorded:
         log(f"tables: {len(unrecorded)} of {len(run_dirs)} run folders have no {CHECKSUMS_FILE} (written before runs "
             f"recorded their files' checksums, the first {unrecorded[0]}): collected without that check")
-    unchecked = set(unrecorded)
-    changed = {d: files for d in run_dirs if d not in unchecked and (files := changed_files(d, COLLECTED_FILES))}
-    if changed:  # edited or cut short by hand since written: a CSV cut at a line end reads as fewer rows
+    if changed:
         first, files = next(iter(changed.items()))
-        what = (f"its {CHECKSUMS_FILE} cannot be read" if files == [CHECKSUMS_FILE]
-                else f"{', '.join(files)} changed since the run wrote them")
         raise IncompleteRuns(f"{len(changed)} of {len(run_dirs)} run folders hold files that are not what their run "
-                             f"wrote, the first {first}: {what}; {_recovery(first)}")
+                             f"wrote, the first {first}: {said_changed(files, 'the run wrote them')}; "
+                             f"{_recovery(first)}")
     out_dir = Path(out_dir)
     accuracy = _sorted(pd.DataFrame([accuracy_row(d) for d in run_dirs], columns=ACCURACY_COLUMNS), [])
     summary = _sorted(pd.concat([_read_run_csv(d, SUMMARY_TABLE) for d in run_dirs], ignore_index=True),
