@@ -98,7 +98,9 @@ def test_a_model_fitted_by_guessing_is_estimated_at_one_search_a_seed():
     config = load_config(SMOKE)
     config["tasks"] = [{"name": "adding", "gaps": [100, 1000], "params": {}}]
     config["models"] = [{"name": "random_guess", "options": {"guesses": 7}}]
-    calibration = _calibration(["random_guess"], [config["hidden_size"]], forward_batch=True)
+    # as measure_model records it: no gradient step to time
+    calibration = _calibration(["random_guess"], [config["hidden_size"]], forward_batch=True).assign(
+        step_seconds=math.nan)
     seeds, sizes, train = len(config["seeds"]), config["data"]["sizes"], config["train"]
     validations = train["steps"] // train["eval_every"] + 1
     by_arms = {}
@@ -247,6 +249,23 @@ def test_the_allocator_benchmark_times_the_step_the_calibration_times(tmp_path):
         assert row[f"{setting}_step_seconds"] > 0 and row[f"{setting}_max_rss_mb"] > 0
     with pytest.raises(ValueError, match="length 7, the timing's seq_len is 6"):
         cost.TimedTraining("vanilla", 8, 6, task=tasks.build("adding", 7))
+
+
+def test_calibration_times_no_step_of_a_model_fitted_by_guessing(monkeypatch):
+    """random_guess takes no gradient step: the calibration trains nothing (a timed "step" there
+    was whole searches, never read), records the step as NaN, and times its pass and probes."""
+    def no_training(*args, **kwargs):
+        raise AssertionError("a model fitted by guessing was trained to time a step")
+
+    monkeypatch.setattr(cost.TimedTraining, "train", no_training)
+    row = cost.measure_model("random_guess", 8, 10, batch=8, probe_batch=4, steps=2, runs=3)
+    assert math.isnan(row["step_seconds"]) and row["forward_seconds"] > 0 and row["probe_seconds"] > 0
+    logged = []
+    monkeypatch.setattr(cost, "measure_startup", lambda *args: 1.0)
+    monkeypatch.setattr(cost, "measure_contention", lambda: 1.0)
+    monkeypatch.setattr(cost, "measure_model", lambda *args, **kwargs: row)
+    cost.calibrate({("random_guess", 8): (10,)}, Path(tempfile.mkdtemp()) / "costs.csv", log=logged.append)
+    assert "random_guess H=8 T=10: no gradient step (fitted by guessing)" in logged[-1]
 
 
 @pytest.mark.parametrize("model", ["vanilla", "lstm"])  # runs batched into one recurrence, and one by one

@@ -58,6 +58,7 @@ training job of a finished grid and prints the error.
 """
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -201,7 +202,9 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = TIMING_BAT
     not finite even at its initial weights is a ValueError naming it and T). On the CPU the step
     is a whole training's time over its steps. On cuda (a captured step where cuda_graph) the
     step is the difference of a training 2·steps long and one `steps` long, so that a training's
-    fixed costs (large against a few GPU steps) stay out of it. The forward pass is timed on
+    fixed costs (large against a few GPU steps) stay out of it. A model fitted by guessing
+    (random_guess) takes no step: its step_seconds is NaN (the estimate counts its search as
+    forward passes) and its pass and probes are timed on a net at its initial weights. The forward pass is timed on
     `device` at the batch gapbench.train.evaluate gives it there (`evaluation_batch`, recorded as
     `forward_batch`): a pass is not linear in its batch on either device. The probes run on
     the CPU in float64 on either device, as in a job; `probe_seconds`, measured before, is taken
@@ -213,11 +216,17 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = TIMING_BAT
 
     torch.set_num_threads(1)
     with TimedTraining(model, hidden, seq_len, batch, steps, probe_batch, options, device, cuda_graph) as timing:
-        timing.train(steps, runs)  # warm-up
-        trained, seconds = timing.train(steps, runs)
-        if timing.on_gpu:
-            seconds = timing.train(2 * steps, runs)[1] - seconds
-        net = trained[0]
+        net = timing.nets(1)[0]
+        if net.rnn.trained_by == "guessing":
+            # fitted by validation passes, which the estimate counts as forward passes: a timed
+            # "step" would be whole searches (runs × K passes, three times on a GPU) never read
+            step_seconds = math.nan
+        else:
+            timing.train(steps, runs)  # warm-up
+            trained, seconds = timing.train(steps, runs)
+            if timing.on_gpu:
+                seconds = timing.train(2 * steps, runs)[1] - seconds
+            net, step_seconds = trained[0], seconds / (steps * runs)
         x, _ = timing.first_batch("train", timing.forward_batch)
 
         def forward():
@@ -227,7 +236,7 @@ def measure_model(model: str, hidden: int, seq_len: int, batch: int = TIMING_BAT
 
         probe_x, probe_y = timing.first_batch("test", probe_batch, "cpu")  # on the CPU, as a job draws it
         return {"model": model, "hidden_size": hidden, "seq_len": seq_len, "runs": runs, "device": timing.device.type,
-                "cuda_graph": cuda_graph, "step_seconds": seconds / (steps * runs),
+                "cuda_graph": cuda_graph, "step_seconds": step_seconds,
                 "forward_seconds": _timed(forward, steps), "forward_batch": timing.forward_batch,
                 # the trained net wherever it is: measure takes its float64 CPU copy, as a GPU job's probes do
                 # timed once, with no warm-up call: a job's probes pay their first call's costs too, and
@@ -308,8 +317,9 @@ def calibrate(missing: dict[tuple[str, int], tuple[int, ...]], path: Path = CALI
             row = measure_model(model, hidden, seq_len, runs=runs, device=device, cuda_graph=cuda_graph,
                                 probe_seconds=probes.get((model, hidden, seq_len)))
             rows.append({**row, **machine_wide, "machine": _machine(device)})
-            log(f"calibrated {model} H={hidden} T={seq_len}: step {row['step_seconds'] * 1e3:.1f} ms a run "
-                f"({runs} together), probes {row['probe_seconds']:.2f} s")
+            step = ("no gradient step (fitted by guessing)" if math.isnan(row["step_seconds"]) else
+                    f"step {row['step_seconds'] * 1e3:.1f} ms a run ({runs} together)")
+            log(f"calibrated {model} H={hidden} T={seq_len}: {step}, probes {row['probe_seconds']:.2f} s")
             table = pd.concat([earlier, pd.DataFrame(rows)], ignore_index=True)
             path.parent.mkdir(parents=True, exist_ok=True)
             table.to_csv(path, index=False)  # after every row: a calibration cut short keeps what it measured
