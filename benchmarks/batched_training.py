@@ -36,7 +36,7 @@ import torch
 from gapbench import data, models, tasks
 from gapbench.files import append_csv
 from gapbench.graphed import train_on_device
-from gapbench.job import exact_float32
+from gapbench.job import training_numerics
 from gapbench.provenance import code_version
 from gapbench.spec import TrainConfig
 from gapbench.train import RunSetup, train, train_runs
@@ -121,9 +121,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("results/bench/batched_training.csv"))
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # as the training jobs run
-    exact_float32()  # as the training jobs compute: cuDNN's RNNs would use TF32 by default
+    training_numerics(args.threads)  # as the training jobs compute (float32, not TF32, on a GPU)
     rows = []
     stamp = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code_version": code_version(),
              "machine": f"{platform.processor() or platform.machine()}; torch {torch.__version__}; "

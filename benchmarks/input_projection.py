@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from gapbench import engine, models
 from gapbench.files import append_csv
+from gapbench.job import training_numerics
 from gapbench.models._base import Net
 from gapbench.provenance import code_version
 
@@ -99,8 +100,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("results/bench/input_projection.csv"))
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
+    training_numerics(1)  # as the training jobs compute
     rows = []
     for model in args.models:
         for seq_len in args.lengths:

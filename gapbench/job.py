@@ -112,8 +112,11 @@ def run(spec: RunSpec, data_dir, run_dirs: dict[str, str], cache=None,
     return run_all([(spec, data_dir, run_dirs)], cache, log)
 
 
-def _set_up_process(spec: RunSpec) -> torch.device:
-    torch.set_num_threads(spec.threads)  # the config's threads_per_job: part of what a run is
+def training_numerics(threads: int) -> None:
+    """The numerics a training job computes under, for this process (a job, and a benchmark that
+    times what a job computes): `threads` intra-op threads and one inter-op thread, float32
+    subnormals flushed to zero, float32 not TF32 (`exact_float32`)."""
+    torch.set_num_threads(threads)  # the config's threads_per_job: part of what a run is
     if torch.get_num_interop_threads() != 1:  # settable once per process, before parallel work
         torch.set_num_interop_threads(1)
     # Vanishing gradients pass through float32 subnormals, which are 3-5x slower on CPUs;
@@ -123,6 +126,10 @@ def _set_up_process(spec: RunSpec) -> torch.device:
     # CPU kernels are deterministic for a fixed thread count, which the spec's config fixes;
     # torch.use_deterministic_algorithms would cost 1.7 s of imports per job for nothing here.
     exact_float32()
+
+
+def _set_up_process(spec: RunSpec) -> torch.device:
+    training_numerics(spec.threads)
     device = torch.device(spec.train.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train.device is 'cuda' but torch sees no CUDA device here; use 'cpu'")
