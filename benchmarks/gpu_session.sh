@@ -18,7 +18,8 @@
 #    job; from it, first, the paper grid's estimate on this GPU (target: <= 24 hours); then the
 #    slice sized to fit what is left (at most 150 s), run through snakemake with train.device
 #    cuda and train.cuda_graph, its wall time against the estimate, its figures and paper
-#    tables.                                                 the rest of the 575 s the script keeps
+#    tables (if stage 1 failed, uncaptured: gpu_slice.py --uncaptured).
+#                                                            the rest of the 575 s the script keeps
 # Results: $OUT/machine.txt, test_graphed.txt, batched_training.csv, step_costs_cuda.csv,
 # slice_report.txt, slice_accuracy_vs_gap.png, slice_results.tgz; each names the machine and commit.
 set -uo pipefail
@@ -53,8 +54,15 @@ else
 fi
 
 status=0
+captured=()
 echo "== 1. the captured step against the uncaptured one"
-timeout 60 python3 -m pytest -q -n 0 -p no:cacheprovider -rs tests/test_graphed.py > "$OUT/test_graphed.txt" 2>&1 || status=1
+if ! timeout 60 python3 -m pytest -q -n 0 -p no:cacheprovider -rs tests/test_graphed.py > "$OUT/test_graphed.txt" 2>&1
+then
+  status=1
+  # the estimate and the slice are this call's main results: with the captured step in doubt
+  # they are measured uncaptured (said in the report) rather than lost to a failing capture
+  captured=(--uncaptured); echo "the captured step's tests failed: stage 3 trains uncaptured"
+fi
 tail -15 "$OUT/test_graphed.txt"
 echo "== 2. per-run step times: alone, batched, captured"
 timeout 90 python3 benchmarks/batched_training.py --device "$DEVICE" --models "${models[@]}" "${steps[@]}" \
@@ -67,7 +75,7 @@ if [ "$left" -lt 60 ]; then
   echo "only $left s left: no time for stage 3"; status=1
 else
   timeout "$left" python3 benchmarks/gpu_slice.py --out "$SLICE" --device "$DEVICE" \
-    --calibration "$OUT/step_costs_$DEVICE.csv" --time-left "$((left - 10))" "${slice[@]}" || status=1
+    --calibration "$OUT/step_costs_$DEVICE.csv" --time-left "$((left - 10))" "${slice[@]}" ${captured[@]+"${captured[@]}"} || status=1
 fi
 # what comes back (the device call returns at most 8 files): the report, the calibration (written
 # row by row, above), one figure to look at, and the slice's tables, figures, paper tables and logs

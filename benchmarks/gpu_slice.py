@@ -32,6 +32,10 @@ cut, and they are chosen, not guessed:
    fit the session's minutes (the float64 probes alone), so the jobs longer than T = 200 continue
    the line through 50 and 200, and the estimate says how much of it that is.
 
+`--uncaptured` calibrates, estimates and trains without CUDA graphs (train.cuda_graph false):
+gpu_session.sh asks for it when the captured step's tests failed on the GPU, so that the paper
+grid's estimate and the slice are still measured, and says so in the report.
+
 Everything goes to DIR: slice.yaml, the calibration, snakemake.log, report.txt (machine,
 commit, the choice of steps, estimate and measurement), and the workflow's figures and paper
 tables under DIR/work/results. `--size tiny` (H = 8, gaps 10 and 20, seeds 0 and 1, small data)
@@ -63,13 +67,14 @@ RESERVE_SECONDS = 90
 SLICE_TASK, SLICE_GAPS, SLICE_SEEDS = "adding", (30, 100), (0, 1, 2, 3, 4)
 
 
-def slice_config(size: str, device: str, steps: int, models: list[str] | None) -> dict:
-    """paper.yaml cut to the slice (the keys Snakemake would merge over config/default.yaml)."""
+def slice_config(size: str, device: str, steps: int, models: list[str] | None, captured: bool = True) -> dict:
+    """paper.yaml cut to the slice (the keys Snakemake would merge over config/default.yaml); on
+    cuda its step captured as a CUDA graph unless not `captured`."""
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     entry = next(e for e in paper["tasks"] if e["name"] == SLICE_TASK and "label" not in e)
     config = {**paper, "tasks": [{**entry, "gaps": list(SLICE_GAPS)}], "seeds": list(SLICE_SEEDS),
               "train": {**paper["train"], "steps": steps, "eval_every": max(1, steps // 2), "device": device,
-                        "cuda_graph": device == "cuda"},
+                        "cuda_graph": device == "cuda" and captured},
               "figures": {"decay_gap": {SLICE_TASK: max(SLICE_GAPS)}}}
     if models:
         config["models"] = [m for m in paper["models"] if m["name"] in models]
@@ -78,6 +83,18 @@ def slice_config(size: str, device: str, steps: int, models: list[str] | None) -
                       tasks=[{**entry, "gaps": [10, 20]}], figures={"decay_gap": {SLICE_TASK: 20}})
         config["train"].update(batch_size=16, probe_batch=8)
     return config
+
+
+def paper_configs(device: str, captured: bool, out: Path) -> list[Path]:
+    """The config files of the whole paper grid with the slice's train settings: on cuda
+    config/gpu.yaml over paper.yaml, or (not `captured`) a file in `out` that trains uncaptured."""
+    if device != "cuda":
+        return [ROOT / "config" / "paper.yaml"]
+    if captured:
+        return [ROOT / "config" / "paper.yaml", ROOT / "config" / "gpu.yaml"]
+    uncaptured = out / "gpu_uncaptured.yaml"
+    uncaptured.write_text(yaml.safe_dump({"train": {"device": "cuda", "cuda_graph": False}}))
+    return [ROOT / "config" / "paper.yaml", uncaptured]
 
 
 def estimated_wall_seconds(path: Path, device: str, calibration: Path, cores: int, jobs_per_gpu: int) -> float:
@@ -115,6 +132,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--jobs-per-gpu", type=int, help="J of --resources gpu=J (default: --cores)")
     parser.add_argument("--calibration", type=Path, help="default: DIR/step_costs_DEVICE.csv")
+    parser.add_argument("--uncaptured", action="store_true",
+                        help="train (and calibrate) the slice without CUDA graphs: what gpu_session.sh asks for "
+                             "when the captured step's tests failed, so that the estimate and the slice still run")
     parser.add_argument("--time-left", type=float,
                         help="seconds this script may take in all: the slice's budget is cut to what the "
                              "calibration leaves, less RESERVE_SECONDS for the collection and the check")
@@ -131,16 +151,22 @@ def main(argv=None) -> int:
         report.write(text + "\n")
         report.flush()
 
+    captured = not args.uncaptured
+
+    def write_slice(steps: int) -> None:
+        path.write_text(yaml.safe_dump(slice_config(args.size, args.device, steps, args.models, captured),
+                                       sort_keys=False))
+
     log(f"# gpu_slice.py {args.size} on {args.device}, commit {code_version()}, {platform.node()}, "
-        f"{args.cores} cores, --resources gpu={jobs_per_gpu}")
+        f"{args.cores} cores, --resources gpu={jobs_per_gpu}"
+        f"{'' if captured or args.device != 'cuda' else ', UNCAPTURED (--uncaptured: no CUDA graphs)'}")
     path = out / "slice.yaml"
     steps = args.steps or STEP_CHOICES[0]
-    path.write_text(yaml.safe_dump(slice_config(args.size, args.device, steps, args.models), sort_keys=False))
+    write_slice(steps)
     _cost(path, args.device, calibration, log=log)  # calibrates what the calibration lacks
     if args.size == "paper":  # the whole paper grid, from this calibration: first, so a slice cut short keeps it
-        configs = [ROOT / "config" / "paper.yaml"] + ([ROOT / "config" / "gpu.yaml"] if args.device == "cuda" else [])
         try:
-            _cost(configs, args.device, calibration, "--extrapolate", log=log)
+            _cost(paper_configs(args.device, captured, out), args.device, calibration, "--extrapolate", log=log)
         except SystemExit as failed:  # said in the log; the slice still runs
             log(f"the paper grid's estimate failed: {failed}")
     budget = args.budget
@@ -154,11 +180,11 @@ def main(argv=None) -> int:
             return 1
     if args.steps is None:  # the largest step count whose estimate fits the budget
         for choice in STEP_CHOICES:
-            path.write_text(yaml.safe_dump(slice_config(args.size, args.device, choice, args.models), sort_keys=False))
+            write_slice(choice)
             if estimated_wall_seconds(path, args.device, calibration, args.cores, jobs_per_gpu) > budget:
                 break
             steps = choice
-        path.write_text(yaml.safe_dump(slice_config(args.size, args.device, steps, args.models), sort_keys=False))
+        write_slice(steps)
     estimate = estimated_wall_seconds(path, args.device, calibration, args.cores, jobs_per_gpu)
     if args.steps is None and estimate > budget:
         log(f"even {steps} steps a run would take {estimate:.0f} s, over the budget of {budget:.0f} s: no slice run")

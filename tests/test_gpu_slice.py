@@ -37,6 +37,23 @@ def test_the_slice_is_the_paper_grid_cut(tmp_path):
         (200, 100, "cuda", True)
 
 
+def test_a_slice_whose_captured_step_is_in_doubt_trains_uncaptured(tmp_path):
+    """--uncaptured (gpu_session.sh's answer to failing graph tests): the slice and the paper
+    grid's estimate on cuda without CUDA graphs, the rest as captured."""
+    gpu_slice = _script()
+    configs = {}
+    for captured in (True, False):
+        path = tmp_path / f"slice_{captured}.yaml"
+        path.write_text(yaml.safe_dump(gpu_slice.slice_config("paper", "cuda", 200, None, captured)))
+        paper = load_config(gpu_slice.paper_configs("cuda", captured, tmp_path), cuda_available=lambda: True)
+        configs[captured] = load_config(path, cuda_available=lambda: True), paper
+        for config in configs[captured]:
+            assert (config["train"]["device"], config["train"]["cuda_graph"]) == ("cuda", captured)
+    for kept, dropped in zip(*configs.values()):
+        assert {**kept, "train": None} == {**dropped, "train": None}
+    assert gpu_slice.paper_configs("cpu", False, tmp_path) == [ROOT / "config" / "paper.yaml"]
+
+
 @pytest.mark.pipeline
 def test_the_gpu_session_runs_end_to_end_on_the_cpu(tmp_path):
     """benchmarks/gpu_session.sh, the one call a GPU session makes, at its tiny size on this CPU:
