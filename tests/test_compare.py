@@ -39,6 +39,17 @@ def test_a_changed_verdict_a_last_bit_and_a_missing_run_are_each_reported(tmp_pa
     assert len(compare.compare(compare.read(KEPT), compare.read(other)).changed) == 1
 
 
+def test_a_diverged_run_s_nan_loss_is_the_same_as_nan():
+    """A run that diverged in both has a NaN test loss in both (NaN != NaN as floats): the same."""
+    table = compare.read(KEPT)
+    table.loc[table.index[:2], "test_loss"] = np.nan
+    both = compare.compare(table, table.copy())
+    assert both.same_bits == len(table) and both.changed.empty
+    other = table.copy()
+    other.loc[other.index[2], "test_loss"] = np.nan  # NaN against a number: not the same
+    assert compare.compare(table, other).same_bits == len(table) - 1
+
+
 def test_a_file_that_is_not_an_accuracy_table_is_named(tmp_path, capsys):
     missing = tmp_path / "nowhere.csv"
     assert compare.main([str(KEPT), str(missing)]) == 2

@@ -92,6 +92,18 @@ def test_the_estimate_is_the_documented_formula(forward_batch):
         assert row.seconds == pytest.approx(1.25 * (2.0 + seeds * ((1 + arms) * probes + arms * fitting)), rel=1e-12)
 
 
+def test_the_machine_wide_terms_are_the_medians_over_the_calibration():
+    """c and startup, recorded with every row, are read as their medians: a calibration's odd
+    reading (a busy moment) moves neither."""
+    config = load_config(SMOKE)
+    calibration = _calibration(*zip(*_smoke_pairs(config)))
+    odd = [1.0 if index % 3 == 2 else 0.0 for index in range(len(calibration))]  # a third of the rows, high
+    assert sum(odd) and sum(odd) < len(odd) / 2
+    varied = calibration.assign(contention=calibration.contention + 3 * pd.Series(odd),
+                                startup_seconds=calibration.startup_seconds + 7 * pd.Series(odd))
+    pd.testing.assert_frame_equal(cost.estimate(config, varied), cost.estimate(config, calibration))
+
+
 def test_a_model_fitted_by_guessing_is_estimated_at_one_search_a_seed():
     """random_guess: K validation passes (and its test pass) a seed, not A · S steps; one search
     serves a seed's A clip arms (gapbench.train.train_runs), so more arms add only their probes."""

@@ -97,6 +97,10 @@ class _NaNGradient(type(tasks.build("adding", 4))):
     ("the first update overflows the weights (RMSprop, lr 1e38: a step of 10·lr)",
      dataclasses.replace(CONFIG, optimizer="rmsprop", lr=1e38),
      tasks.build("adding", 4), NONFINITE_WEIGHTS),
+    # read at the very step: no later step's non-finite loss rolls the weights back in its stead
+    ("the first update overflows the weights, read at once (eval_every 1)",
+     dataclasses.replace(CONFIG, optimizer="rmsprop", lr=1e38, eval_every=1),
+     tasks.build("adding", 4), NONFINITE_WEIGHTS),
     ("a finite loss with a NaN gradient", CONFIG, _NaNGradient(4), NONFINITE_GRADIENT),
 ])
 def test_every_way_of_diverging_stops_a_run_as_in_the_host_loop(case, config, task, status, datasets):

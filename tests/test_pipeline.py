@@ -108,6 +108,14 @@ def test_propagation_summary_joins_accuracy_and_matches_theory(summary, accuracy
     assert (vanilla.decay_log10_per_step < 0).all() and (vanilla.lyapunov_max < 0).all()  # contracting at init
 
 
+def test_runs_are_collected_in_key_order_with_gaps_and_seeds_as_numbers():
+    from gapbench.reports.tables import run_order
+
+    folders = [f"results/runs/adding/gap{gap}/vanilla/none/seed{seed}" for gap, seed in
+               ((10, 2), (8, 10), (10, 10), (8, 9))]
+    assert sorted(folders, key=run_order) == [folders[index] for index in (3, 1, 0, 2)]
+
+
 def test_every_table_is_written_with_run_keys(smoke_run):
     for name in TABLES:
         table = read_table(smoke_run / "results/tables" / table_file(name))

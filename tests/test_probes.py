@@ -197,6 +197,22 @@ def test_tanh_per_step_ratio_is_below_the_step_jacobian_bound():
     assert ratio.max() > np.log10(d_norm.max() * w_norm) - 1.0  # a bound that is tight-ish, not vacuous
 
 
+def test_the_slopes_rows_are_the_largest_and_smallest_phi_prime_of_each_step():
+    """D = diag(φ'(a_l)) with tanh' = 1 − h²: its σ_max and σ_min rows are each step's largest
+    and smallest slope over the units, averaged over the sequences (a saturating vanilla net,
+    whose slopes differ from unit to unit)."""
+    torch.manual_seed(0)
+    model = models.build("vanilla", 2, 6).double()
+    x = torch.randn(4, 10, 2, dtype=torch.float64)
+    with torch.no_grad():
+        h, _ = model(x)
+    slopes = 1 - h * h
+    table = jacobian_spectrum(model, x)
+    for statistic, reduce in (("sigma_max", torch.amax), ("sigma_min", torch.amin)):
+        rows = table[(table.quantity == "D") & (table.statistic == statistic)].sort_values("step")
+        np.testing.assert_allclose(rows.value, reduce(slopes, -1).mean(0), rtol=1e-10)
+
+
 # ------------------------------------------------------------------------- Jacobian spectra
 
 def test_jacobian_spectrum_of_scaled_orthogonal_is_flat_at_a_to_the_lag():
@@ -368,6 +384,16 @@ def test_memory_capacity_never_exceeds_n(name, options):
     assert table.mc.sum() <= 12 + 0.1
 
 
+def test_memory_capacity_is_scored_on_held_out_steps():
+    """A net that forgets at once (linear, W_h = 0.1Q: u(t − k) is in h_t only as 0.1^k) holds
+    nothing of delays beyond about 16 in float64: on held-out steps those MC_k are near 0 (about
+    1/5000 each); scored on the 100 steps its 32-unit readouts were fitted on, each would read
+    near 32/100 (in-sample overfitting)."""
+    model = _scaled_orthogonal(0.1, 32, inputs=1)
+    table = memory_capacity(model, max_delay=40, train_length=100, test_length=5000)
+    assert (table.mc[table.delay >= 20] < 0.1).all()
+
+
 def test_unstable_linear_network_memory_is_nan():
     assert memory_capacity(_scaled_orthogonal(1.5, 8)).mc.isna().all()
 
@@ -403,6 +429,17 @@ def test_propagation_summary_of_scaled_orthogonal():
     assert all(isinstance(tables[name], pd.DataFrame) for name in tables if name != "summary")
     empty = propagation_summary()
     assert all(math.isnan(v) for v in empty.values())
+
+
+def test_the_summary_s_spectral_radius_is_the_largest_eigenvalue_modulus():
+    """ρ(W_h) = max |λ_i|, not σ_max (equal for the scaled orthogonal W_h above, not for a random one)."""
+    torch.manual_seed(0)
+    model = models.build("vanilla", 2, 6)
+    weight = model.recurrent_weight().detach().double()
+    radius = torch.linalg.eigvals(weight).abs().max().item()
+    assert radius < torch.linalg.matrix_norm(weight, 2).item() - 1e-3  # the two differ here
+    summary = propagation_summary(spectrum=jacobian_spectrum(model, torch.randn(2, 5, 2)))
+    assert summary["spectral_radius"] == pytest.approx(radius, rel=1e-9)
 
 
 def test_long_sequences_keep_every_lag_up_to_the_limit_and_log_spaced_lags_beyond():

@@ -392,6 +392,35 @@ def test_a_run_folder_without_its_checksums_is_collected_and_said_so(reference, 
     assert not (tmp_path / "again").exists()
 
 
+def test_every_run_file_the_tables_read_is_checked(reference, tmp_path, monkeypatch):
+    """Each file a run recorded, cut short by its last line in turn (a CSV then reads as a
+    table a row short): the tables job refuses it by name, or, for a file the tables do not
+    read (the weights, the training's history), writes the reference's tables."""
+    import shutil
+
+    from gapbench.reports.tables import COLLECTED_FILES, IncompleteRuns, collect
+    from gapbench.runstore import CHECKSUMS_FILE
+
+    folders = sorted(str(p.parent.relative_to(reference)) for p in (reference / "results" / "runs").rglob("metrics.json"))
+    names = sorted(json.loads((reference / folders[0] / CHECKSUMS_FILE).read_text()))
+    refused = set()
+    for index, name in enumerate(names):
+        workdir = tmp_path / str(index)
+        shutil.copytree(reference / "results" / "runs", workdir / "results" / "runs")
+        path = workdir / folders[0] / name
+        content = path.read_bytes()
+        path.write_bytes(content[:content.rstrip(b"\n").rfind(b"\n") + 1])  # its last line gone
+        monkeypatch.chdir(workdir)  # run folders are named relative to the working directory, as in a job
+        try:
+            collect(folders, workdir / "results" / "tables", log=lambda message: None)
+        except IncompleteRuns as error:
+            assert f"the first {folders[0]}: {name} changed since the run wrote them" in str(error)
+            refused.add(name)
+        else:
+            _assert_same_tables(reference, workdir)
+    assert refused == set(COLLECTED_FILES) and set(names) - refused  # some files are not read
+
+
 def test_restoring_a_run_into_the_folder_that_holds_it_leaves_no_temporary_file(tmp_path):
     """restore_run links each cached file to a temporary name and renames it into place; where the
     folder already holds links to the same files, POSIX rename does nothing and would leave the

@@ -26,6 +26,14 @@ def within(sample_mean, expected, values, sds=5):
     return abs(sample_mean - expected) < sds * np.std(values) / math.sqrt(np.size(values))
 
 
+@pytest.mark.parametrize("name", [name for name in ALL if type(tasks.build(name, 20)).success is Task.success])
+def test_the_shared_success_rule_is_a_tenth_of_the_baseline(name):
+    """Every task without a published criterion of its own: solved below 0.1 × its baseline."""
+    task = tasks.build(name, 20)
+    assert task.success(0.099 * task.baseline) and not task.success(0.101 * task.baseline)
+    assert not task.success(math.nan)
+
+
 def test_registry_lists_the_tasks():
     assert set(ALL) <= set(tasks.names())
 

@@ -85,6 +85,9 @@ def test_norm_clipping_rescales_to_threshold():
     total = torch.linalg.vector_norm(torch.cat([p.grad.ravel() for p in params]))
     assert total.item() == pytest.approx(1.0)
     assert clip_gradients_(params, "norm", 5.0) == (pytest.approx(1.0), False)
+    exact = torch.zeros(2, requires_grad=True)  # ||g|| = θ0 exactly: at the threshold, not over it
+    exact.grad = torch.tensor([3.0, 4.0])
+    assert clip_gradients_([exact], "norm", 5.0) == (5.0, False) and exact.grad.tolist() == [3.0, 4.0]
     _, fired = clip_gradients_(params, "value", 0.1)
     assert fired and max(p.grad.abs().max().item() for p in params) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="allowed: \\['none', 'norm', 'value'\\]"):
@@ -239,6 +242,19 @@ def test_arms_that_start_from_different_weights_are_refused(dataset, tmp_path, m
     assert not (tmp_path / "none" / "metrics.json").exists()
 
 
+def test_every_training_step_sees_a_whole_batch_and_an_epoch_repeats_in_order(tmp_path):
+    """20 sequences in batches of 8: the partial batch of 4 is skipped, and the third batch is the
+    first again; a split smaller than a batch is used whole."""
+    from gapbench.train import batches
+
+    data.generate(tasks.build("adding", 6), 0, {"train": 20, "validation": 4, "test": 4}, tmp_path)
+    stream = batches(tmp_path, "train", 8, "cpu", repeat=True)
+    read = [next(stream)[0] for _ in range(3)]
+    assert [len(x) for x in read] == [8, 8, 8] and torch.equal(read[2], read[0]) and not torch.equal(read[1], read[0])
+    small = batches(tmp_path, "validation", 8, "cpu", repeat=True)
+    assert [len(next(small)[0]) for _ in range(2)] == [4, 4]
+
+
 def test_clipping_statistics_count_applied_steps_only():
     # five steps computed a gradient; the last one (non-finite norm) was not applied
     stats = clipping_statistics([0.5, 2.0, 4.0, 1.0, np.inf], [False, True, True, False, True], applied_steps=4)
@@ -282,6 +298,9 @@ def test_random_guessing_keeps_the_best_draw_and_takes_no_gradient_step(dataset,
     net.load_state_dict(weights)
     val_loss, _ = evaluate(net, job.data.task_of(job.data.read_meta(dataset)), dataset, "validation", "cpu")
     assert val_loss == pytest.approx(history.val_loss[best], rel=1e-6)
+    # the test loss is that network's on the test split (not the validation split it was chosen on)
+    assert metrics.test_loss == evaluate(net, job.data.task_of(job.data.read_meta(dataset)), dataset, "test",
+                                         "cpu")[0] != val_loss
 
 
 class _Verdicts:
@@ -319,6 +338,33 @@ def test_without_stopping_steps_to_solve_is_where_the_last_solved_streak_began(d
     assert not run.stopped_early and run.applied_steps == 60 and run.steps_to_solve == 30
     unsolved, _ = _fit(dataset, [True, True, True, True, True, False], steps=60, eval_every=10, stop_when_solved=0)
     assert unsolved.steps_to_solve is None  # solved, then lost by the end: not solved
+
+
+def test_the_last_step_is_evaluated_where_eval_every_does_not_divide_the_steps(dataset):
+    run, _ = _fit(dataset, [False, True], steps=15, eval_every=10, stop_when_solved=0)
+    assert [h["step"] for h in run.history] == [10, 15] and run.steps_to_solve == 15
+
+
+def test_a_solved_run_that_diverges_is_not_solved(dataset):
+    """A run whose loss turns non-finite after it was solved keeps the last finite weights but
+    not the verdict: steps_to_solve means solved to the end of training."""
+    from gapbench import job, train
+
+    class Breaks(_Verdicts):
+        steps = 0
+
+        def loss(self, prediction, target):
+            value = self.task.loss(prediction, target)
+            if torch.is_grad_enabled():  # a training step's loss, not an evaluation's
+                Breaks.steps += 1
+                value = value * math.nan if Breaks.steps > 4 else value
+            return value
+
+    spec = _with(steps=8, eval_every=2, stop_when_solved=0)
+    task = Breaks(tasks.build("adding", 6), [True] * 10)
+    net = job.build_net(spec, task.task)
+    run = train.train(net, task, dataset, "none", None, spec.train, torch.device("cpu"), log=lambda _: None)
+    assert run.diverged and [h["step"] for h in run.history] == [2, 4] and run.steps_to_solve is None
 
 
 def test_stopping_changes_nothing_before_the_stop(dataset):
