@@ -122,8 +122,13 @@ def test_saved_weights_load_into_the_model(dataset, tmp_path):
     _train(dataset, tmp_path)
     from gapbench import models
 
+    from gapbench.train import evaluate
+
     net = Net(models.build("vanilla", 2, 8), 1)
     net.load_state_dict(torch.load(tmp_path / "norm" / "model.pt", weights_only=True))
+    # the saved weights are the network the run scored: its test loss again, to the bit
+    metrics = json.loads((tmp_path / "norm" / "metrics.json").read_text())
+    assert evaluate(net, tasks.build("adding", 6), dataset, "test", "cpu")[0] == metrics["test_loss"]
 
 
 def test_atomic_path_leaves_nothing_when_interrupted(tmp_path):
