@@ -244,6 +244,19 @@ def test_modrelu_by_hand_and_the_exprnn_jacobian():
 
 # ----------------------------------------------------------------------------- LRU
 
+def test_lru_drive_scales_each_mode_by_its_own_gamma():
+    """drive = [Re, Im](γ ⊙ B x): mode j's real and imaginary parts both by γ_j (three modes, three γ)."""
+    torch.manual_seed(0)
+    model = models.build("lru", 2, 6).double()
+    gamma = torch.tensor([0.1, 0.5, 2.0], dtype=torch.float64)
+    with torch.no_grad():
+        model.gamma_log.copy_(torch.log(gamma))
+    x = torch.randn(4, 2, dtype=torch.float64)
+    projected = x @ model.weight_ih.detach().T  # [Re B x, Im B x]
+    expected = torch.cat([projected[:, :3] * gamma, projected[:, 3:] * gamma], dim=-1)
+    torch.testing.assert_close(model.drive(x).detach(), expected, rtol=1e-12, atol=0)
+
+
 def test_lru_ring_initialisation():
     torch.manual_seed(0)
     r_min, r_max, max_phase = 0.9, 0.999, 0.314

@@ -212,6 +212,9 @@ def test_costs_are_piecewise_linear_between_the_calibrated_lengths():
     interpolated = cost.interpolated(calibration, "vanilla", config["hidden_size"], "step_seconds",
                                      [20, 50, 100, 200, 600, 1000, 1500, 2000, 3000])
     assert interpolated == pytest.approx([0.4, 1.0, 2.0, 4.0, 14.0, 24.0, 44.0, 64.0, 104.0], rel=1e-12)
+    # a length measured again (a recalibration appends its rows): its latest measurement counts
+    again = pd.concat([calibration, calibration[calibration.seq_len == 50].assign(step_seconds=2.0)])
+    assert cost.interpolated(again, "vanilla", config["hidden_size"], "step_seconds", [50])[0] == 2.0
     estimated = cost.estimate(config, calibration)
     assert (estimated.calibrated_to == 2000).all()
     summary = cost.summary(estimated, config)

@@ -48,6 +48,24 @@ def test_stays_and_goes_below_judges_by_the_declared_fractions(tmp_path):
     rows[-1] = ("copy_x", "orthogonal", "none", 100, 1, 0.9, 1.0, False, 0.3, 64)  # mean 0.55 > 0.5
     measured, reproduced, why = judge(_tables(tmp_path, _accuracy(rows)), {})
     assert reproduced is False and "orthogonal" in why
+    # at the fractions' edges: 0.85 of the baseline is below "stays" (0.9); 0.45 is "far below" (0.5)
+    for vanilla, orthogonal, expected in ((0.85, 0.2, False), (0.95, 0.45, True)):
+        rows = [("copy_x", "vanilla", "none", 100, s, vanilla, 1.0, False, 0.1, 64) for s in (0, 1)]
+        rows += [("copy_x", "orthogonal", "none", 100, s, orthogonal, 1.0, True, 1.0, 64) for s in (0, 1)]
+        assert judge(_tables(tmp_path, _accuracy(rows)), {})[1] is expected, (vanilla, orthogonal)
+
+
+def test_clipping_helps_only_where_it_raises_a_success_rate(tmp_path):
+    """No clipping solves 1 of 2 seeds at gap 10 and 0 of 2 at 30; norm clipping the same at 10,
+    and at 30 the same (no help) or 1 of 2 (help: never lower, higher at one gap)."""
+    judge = literature._clipping_helps("order_x")
+    for norm_at_30, helps in (((False, False), False), ((True, False), True)):
+        success = {"none": {10: (True, False), 30: (False, False)}, "norm": {10: (True, False), 30: norm_at_30}}
+        rows = [("order_x", "vanilla", clip, gap, s, 0.5, 1.0, ok, 0.5, 64)
+                for clip, by_gap in success.items() for gap, oks in by_gap.items() for s, ok in enumerate(oks)]
+        measured, reproduced, why = judge(_tables(tmp_path, _accuracy(rows)), {})
+        assert reproduced is helps and ("did not raise" in why) is not helps
+        assert "T=30: 0.00 → " + ("0.50" if helps else "0.00") in measured
 
 
 def test_success_must_fall_with_the_gap(tmp_path):
@@ -77,6 +95,14 @@ def test_memory_capacity_claims_use_jaegers_count_and_the_model_sizes(tmp_path):
     assert "tanh N=10: 9.5" in judge(_tables(tmp_path, accuracy, summary), config)[0]
     summary.loc[summary.model == "esn_linear_n20", "memory_capacity_from_1"] = 17.0  # below 0.9 N
     assert "0.9 N" in judge(_tables(tmp_path, accuracy, summary), config)[2]
+    config["models"][0]["options"] = {"activation": "linear"}
+    summary.loc[summary.model == "esn_linear_n20", "memory_capacity_from_1"] = 19.0
+    summary.loc[summary.model == "esn_tanh_n20", "memory_capacity_from_1"] = 19.5  # tanh beats linear
+    assert judge(_tables(tmp_path, accuracy, summary), config)[1:] == (
+        False, "a tanh reservoir matched or beat the linear one")
+    summary.loc[summary.model == "esn_tanh_n20", "memory_capacity_from_1"] = 12.0
+    summary.loc[summary.model == "esn_linear_n20", "memory_capacity_from_1"] = 20.6  # MC > N + 0.5
+    assert judge(_tables(tmp_path, accuracy, summary), config)[1:] == (False, "MC exceeded N")
 
 
 def test_claims_on_tables_without_their_tasks_say_not_run(smoke_run):

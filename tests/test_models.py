@@ -1,4 +1,6 @@
 """Models: registry, torch.nn.RNN-like interface, and the structure each family promises."""
+import math
+
 import pytest
 import torch
 
@@ -59,6 +61,22 @@ def test_init_options(init):
     model = models.build("vanilla", 2, 16, init=init, init_gain=0.5)
     radius = torch.linalg.eigvals(model.weight_hh.detach()).abs().max().item()
     assert 0.0 < radius < 1.0
+
+
+def test_the_initial_scales_are_torch_s_and_the_circular_law_s():
+    """W_h: `uniform` U(−1/√H, 1/√H) as torch.nn.RNN (standard deviation 1/√(3H)), `normal`
+    N(0, 1/H) (ρ ≈ 1, the circular law); W_in: U(−1/√H, 1/√H) with H the hidden size, not the
+    input size (here 50 inputs, 16 units)."""
+    torch.manual_seed(0)
+    uniform = models.build("vanilla", 2, 64).weight_hh.detach()
+    bound = 1 / math.sqrt(64)
+    assert 0.95 * bound < uniform.abs().max() <= bound
+    assert uniform.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+    normal = models.build("vanilla", 2, 400, init="normal").weight_hh.detach()
+    assert normal.std().item() == pytest.approx(1 / math.sqrt(400), rel=0.05)
+    assert torch.linalg.eigvals(normal.double()).abs().max().item() == pytest.approx(1.0, abs=0.1)
+    inputs = models.build("vanilla", 50, 16).weight_ih.detach()
+    assert 0.95 / math.sqrt(16) < inputs.abs().max() <= 1 / math.sqrt(16)
 
 
 def test_bad_options_name_the_allowed_values():

@@ -461,6 +461,12 @@ def test_long_sequences_keep_every_lag_up_to_the_limit_and_log_spaced_lags_beyon
         assert tables["summary"][column] == propagation_summary(full)[column]
     d_steps = tables["jacobian_spectrum"].query("quantity == 'D'").step.unique()
     assert list(d_steps) == list(kept_positions(task.seq_len - 1))
+    # the resolution docs/outputs.md states: 64 lags a decade, evenly spaced in log(lag)
+    assert len(kept_positions(1000)) == 295 and len(kept_positions(2295)) == 318
+    decade = kept_positions(10 * LAG_LIMIT)
+    beyond = decade[decade >= LAG_LIMIT]
+    assert len(beyond) == 65 and beyond[-1] == 10 * LAG_LIMIT
+    np.testing.assert_allclose(np.diff(np.log10(beyond)), 1 / 64, atol=0.003)  # lags rounded to integers
 
 
 # ------------------------------------------------------------------------------ the registry

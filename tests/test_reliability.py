@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -141,6 +142,18 @@ def test_bad_config_is_refused_with_a_message_naming_it(tmp_path, label, config,
         load_config(configfile, cores=2, cuda_available=lambda: False)
     for fragment in expected:
         assert fragment in str(refused.value), f"{label}: {fragment!r} not in\n{refused.value}"
+
+
+def test_settings_at_their_limits_are_accepted(tmp_path):
+    """What the checks refuse starts just past each limit: threads_per_job equal to --cores, a
+    training batch of the whole train split and a probe batch of the whole test split load."""
+    sizes = BASE["data"]["sizes"]
+    configfile = tmp_path / "limits.yaml"
+    configfile.write_text(yaml.safe_dump(_with(threads_per_job=2, **{"train.batch_size": sizes["train"],
+                                                                     "train.probe_batch": sizes["test"]})))
+    config = load_config(configfile, cores=2, cuda_available=lambda: False)
+    assert (config["threads_per_job"], config["train"]["batch_size"], config["train"]["probe_batch"]) == \
+        (2, sizes["train"], sizes["test"])
 
 
 # through the real Snakemake command line: the same checks stop it before anything is written
@@ -520,14 +533,20 @@ def test_a_dataset_that_is_not_the_specified_one_is_refused(tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "run" / "metrics.json").exists()
 
 
-def test_the_run_cache_key_changes_with_everything_that_changes_a_result():
-    from gapbench.job import run_key
+def _keyed_run():
+    """A run's specification and its dataset's checksums, as run_key takes them."""
     from gapbench.spec import RunSpec, TrainConfig
 
-    spec = RunSpec(task="adding", task_name="adding", task_params={}, gap=8, model="vanilla", model_name="vanilla", model_options={},
-                   hidden_size=4, seed=0, threads=1, clip_thresholds={"norm": 1.0},
+    spec = RunSpec(task="adding", task_name="adding", task_params={}, gap=8, model="vanilla", model_name="vanilla",
+                   model_options={}, hidden_size=4, seed=0, threads=1, clip_thresholds={"norm": 1.0},
                    train=TrainConfig(steps=1, batch_size=8, optimizer="adam", lr=0.01, eval_every=1, probe_batch=8))
-    meta = {"sha256": {"train": "a", "validation": "b", "test": "c"}}
+    return spec, {"sha256": {"train": "a", "validation": "b", "test": "c"}}
+
+
+def test_the_run_cache_key_changes_with_everything_that_changes_a_result():
+    from gapbench.job import run_key
+
+    spec, meta = _keyed_run()
     key = run_key(spec, "none", meta, "source")
     assert key == run_key(spec, "none", meta, "source")
     import dataclasses
@@ -535,6 +554,17 @@ def test_the_run_cache_key_changes_with_everything_that_changes_a_result():
     assert key != run_key(spec, "norm", meta, "source")
     assert key != run_key(spec, "none", {"sha256": {**meta["sha256"], "test": "d"}}, "source")
     assert key != run_key(spec, "none", meta, "changed source")
+
+
+@pytest.mark.parametrize("library", [torch, np], ids=["torch", "numpy"])
+def test_the_run_cache_key_changes_with_the_numerical_libraries(monkeypatch, library):
+    """Another torch or numpy computes other bits: a run cached under one is not restored under the other."""
+    from gapbench.job import run_key
+
+    spec, meta = _keyed_run()
+    key = run_key(spec, "none", meta, "source")
+    monkeypatch.setattr(library, "__version__", library.__version__ + ".another")
+    assert run_key(spec, "none", meta, "source") != key
 
 
 @pytest.mark.pipeline

@@ -351,6 +351,10 @@ def test_sine_frequency_classes_are_balanced_and_bands_are_right():
     band = np.searchsorted(task.band_edges, peak) - 1
     assert (band == y).mean() > 0.95  # only spectral leakage at the band edges can miss
     assert task.baseline == pytest.approx(math.log(3))
+    # the bands: 1/100 to 1/4 cycles per unit time cut into equal widths in log-frequency
+    edges = tasks.build("sine_frequency", 50, classes=4).band_edges
+    assert (edges[0], edges[-1]) == (pytest.approx(1 / 100), pytest.approx(1 / 4))
+    np.testing.assert_allclose(np.diff(np.log(edges)), np.log(25) / 4, rtol=1e-12)
 
 
 # ---------------------------------------------------------------- time series
