@@ -33,6 +33,27 @@ def test_bit_for_bit_the_torch_optimiser(name, model):
             assert torch.equal(p, q), f"{name}: parameters differ after step {step + 1}"
 
 
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_state_tensors_hold_everything_a_device_step_changes(name):
+    """graphed.DeviceStep undoes a refused update by putting back `state_tensors()`: after one
+    `step_on_device` so undone, every tensor the optimiser holds is what it was before."""
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.randn(4))]
+    optimiser = optim.OPTIMIZERS[name](params, lr=0.1)
+    held = [t for value in vars(optimiser).values() if isinstance(value, list) for t in value
+            if isinstance(t, torch.Tensor)]
+    before = [t.clone() for t in held]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    kept = [t.clone() for t in optimiser.state_tensors()]
+    optimiser.step_on_device(torch.tensor(1.0, dtype=torch.float64))
+    assert not all(torch.equal(t, b) for t, b in zip(held, before))  # the step changed something
+    with torch.no_grad():
+        for now, then in zip(optimiser.state_tensors(), kept):
+            now.copy_(then)
+    assert all(torch.equal(t, b) for t, b in zip(held, before))
+
+
 @pytest.mark.pipeline
 def test_training_imports_no_compiler_stack(tmp_path):
     """The reason the module exists: a training step does not import torch._dynamo."""

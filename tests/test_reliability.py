@@ -144,6 +144,19 @@ def test_bad_config_is_refused_with_a_message_naming_it(tmp_path, label, config,
         assert fragment in str(refused.value), f"{label}: {fragment!r} not in\n{refused.value}"
 
 
+def test_a_task_entry_trains_only_the_models_it_names():
+    """config/smoke.yaml's entries, written out by hand (the pipeline tests derive their
+    expectations from task_models itself, so they cannot catch it ignoring an entry's models:)."""
+    from gapbench.config import task_label, task_models
+
+    config = load_config(SMOKE)
+    entries = {task_label(entry): entry for entry in config["tasks"]}
+    assert task_models(config, entries["copy"]) == ["vanilla", "lstm", "identity"]
+    assert task_models(config, entries["latch"]) == ["orthogonal", "linear", "lstm"]
+    assert task_models(config, entries["adding"]) == ["vanilla", "linear", "orthogonal", "identity", "irnn", "lstm",
+                                                      "gru", "vanilla_h4"]  # no models: every model
+
+
 def test_settings_at_their_limits_are_accepted(tmp_path):
     """What the checks refuse starts just past each limit: threads_per_job equal to --cores, a
     training batch of the whole train split and a probe batch of the whole test split load."""
@@ -448,6 +461,22 @@ def test_restoring_a_run_into_the_folder_that_holds_it_leaves_no_temporary_file(
     restore_run(cache, run)
     assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES)
     assert all((run / name).samefile(cache / name) for name in RUN_FILES)
+
+
+def test_a_restore_that_fails_leaves_no_complete_looking_run(tmp_path):
+    """restore_run puts metrics.json back last: a restore that stops on a missing (or unreadable)
+    file leaves a folder the job sees as incomplete, and trains again, not a run that looks done."""
+    from gapbench.results import COMPLETE_MARKER, HISTORY_FILE
+    from gapbench.runstore import RUN_FILES, is_complete, restore_run
+
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    cache.mkdir()
+    for name in RUN_FILES:
+        if name != HISTORY_FILE:
+            (cache / name).write_text(name)
+    with pytest.raises(OSError):
+        restore_run(cache, run)
+    assert not is_complete(run) and not (run / COMPLETE_MARKER).exists()
 
 
 def test_a_cache_entry_is_checked_before_a_restore_and_replaced_whole(tmp_path):
