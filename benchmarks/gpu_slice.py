@@ -151,7 +151,7 @@ def main(argv=None) -> int:
         report.write(text + "\n")
         report.flush()
 
-    captured = not args.uncaptured
+    captured, path = not args.uncaptured, out / "slice.yaml"
 
     def write_slice(steps: int) -> None:
         path.write_text(yaml.safe_dump(slice_config(args.size, args.device, steps, args.models, captured),
@@ -160,7 +160,6 @@ def main(argv=None) -> int:
     log(f"# gpu_slice.py {args.size} on {args.device}, commit {code_version()}, {platform.node()}, "
         f"{args.cores} cores, --resources gpu={jobs_per_gpu}"
         f"{'' if captured or args.device != 'cuda' else ', UNCAPTURED (--uncaptured: no CUDA graphs)'}")
-    path = out / "slice.yaml"
     steps = args.steps or STEP_CHOICES[0]
     write_slice(steps)
     _cost(path, args.device, calibration, log=log)  # calibrates what the calibration lacks

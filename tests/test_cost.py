@@ -266,7 +266,7 @@ def test_the_allocator_benchmark_times_the_step_the_calibration_times(tmp_path):
         cost.TimedTraining("vanilla", 8, 6, task=tasks.build("adding", 7))
 
 
-def test_calibration_times_no_step_of_a_model_fitted_by_guessing(monkeypatch):
+def test_calibration_times_no_step_of_a_model_fitted_by_guessing(monkeypatch, tmp_path):
     """random_guess takes no gradient step: the calibration trains nothing (a timed "step" there
     was whole searches, never read), records the step as NaN, and times its pass and probes."""
     def no_training(*args, **kwargs):
@@ -279,7 +279,7 @@ def test_calibration_times_no_step_of_a_model_fitted_by_guessing(monkeypatch):
     monkeypatch.setattr(cost, "measure_startup", lambda *args: 1.0)
     monkeypatch.setattr(cost, "measure_contention", lambda: 1.0)
     monkeypatch.setattr(cost, "measure_model", lambda *args, **kwargs: row)
-    cost.calibrate({("random_guess", 8): (10,)}, Path(tempfile.mkdtemp()) / "costs.csv", log=logged.append)
+    cost.calibrate({("random_guess", 8): (10,)}, tmp_path / "costs.csv", log=logged.append)
     assert "random_guess H=8 T=10: no gradient step (fitted by guessing)" in logged[-1]
 
 

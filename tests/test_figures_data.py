@@ -1,6 +1,6 @@
-"""What the figures draw (test_figures_layout.py checks how they look): the numbers on a figure
-are those of the rows it says it shows, from small made-up tidy tables whose every value says
-which gap and seed it came from."""
+"""What the figures draw (test_figures_layout.py checks how they look), from small made-up tidy
+tables whose every value says which gap and seed it came from: accuracy_vs_gap's means and band,
+the per-stage figures' gap (gradient_decay's curves), decay_rate_vs_gap_solved's rates."""
 import math
 
 import numpy as np
@@ -50,6 +50,8 @@ def test_the_accuracy_band_is_a_bootstrap_interval_from_interval_seeds(tmp_path,
     figure = _draw("accuracy_vs_gap", _tables(tmp_path, seeds))
     legend = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
     assert any(text.startswith(band) for text in legend), legend
+    mean_seed = (seeds - 1) / 2  # each gap's point: the mean over the seeds of gap + seed / 100
+    assert {10 + mean_seed / 100, 100 + mean_seed / 100} <= {round(y, 9) for y in _drawn(figure, "y")}
     figures.plt.close(figure)
 
 

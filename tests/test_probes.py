@@ -387,11 +387,11 @@ def test_memory_capacity_never_exceeds_n(name, options):
 def test_memory_capacity_is_scored_on_held_out_steps():
     """A net that forgets at once (linear, W_h = 0.1Q: u(t − k) is in h_t only as 0.1^k) holds
     nothing of delays beyond about 16 in float64: on held-out steps those MC_k are near 0 (about
-    1/5000 each); scored on the 100 steps its 32-unit readouts were fitted on, each would read
-    near 32/100 (in-sample overfitting)."""
+    1/5000 each, the noise of 5000 steps); scored on the 100 steps its readouts were fitted on,
+    they read well above 0.01 (in-sample fitting of noise)."""
     model = _scaled_orthogonal(0.1, 32, inputs=1)
     table = memory_capacity(model, max_delay=40, train_length=100, test_length=5000)
-    assert (table.mc[table.delay >= 20] < 0.1).all()
+    assert (table.mc[table.delay >= 20] < 0.01).all()
 
 
 def test_unstable_linear_network_memory_is_nan():

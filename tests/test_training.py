@@ -121,7 +121,6 @@ def test_divergence_is_recorded_not_raised(dataset, tmp_path):
 def test_saved_weights_load_into_the_model(dataset, tmp_path):
     _train(dataset, tmp_path)
     from gapbench import models
-
     from gapbench.train import evaluate
 
     net = Net(models.build("vanilla", 2, 8), 1)
