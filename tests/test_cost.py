@@ -199,6 +199,21 @@ def test_a_grid_is_calibrated_up_to_its_longest_sequences():
     assert cost.missing_lengths(paper, longer[longer.model != "gru"], "cpu") == {("gru", 128): (50, 200, 1000, 2295)}
 
 
+def test_a_longest_length_among_the_long_lengths_is_calibrated_once():
+    assert cost.calibration_lengths(1000) == (50, 200, 1000)
+    assert cost.calibration_lengths(200) == (50, 200)
+    assert cost.calibration_lengths(2295) == (50, 200, 1000, 2295)
+
+
+def test_a_short_job_asks_the_cluster_for_ten_minutes_at_least(tmp_path):
+    config = load_config(SMOKE)
+    path = tmp_path / "step_costs.csv"
+    _calibration(*zip(*_smoke_pairs(config))).assign(step_seconds=1e-9, forward_seconds=1e-9, probe_seconds=1e-9,
+                                                     startup_seconds=1e-9).to_csv(path, index=False)
+    minutes = cost.job_minutes(config, path)
+    assert minutes and set(minutes.values()) == {10}
+
+
 def test_costs_are_piecewise_linear_between_the_calibrated_lengths():
     """Between two calibrated lengths on their line; below the first and beyond the last on the
     line of the first two and the last two; the estimate says which jobs it extrapolated."""

@@ -33,6 +33,9 @@ def test_two_generations_are_byte_identical(tmp_path, compress):
     with zipfile.ZipFile(tmp_path / "a" / "train.npz") as archive:
         assert [info.date_time for info in archive.infolist()] == [data.ZIP_DATE] * 2
         assert archive.namelist() == ["x.npy", "y.npy"]
+        assert {info.compress_type for info in archive.infolist()} == \
+            {zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED}
+    assert json.loads((tmp_path / "a" / "meta.json").read_text())["seed"] == 3
 
 
 def test_files_hold_the_streamed_sequences_whatever_the_batch_size(tmp_path, monkeypatch):

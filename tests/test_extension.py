@@ -230,6 +230,21 @@ def refused_with(project, tmp_path, file: str, text: str, configfile) -> str:
     return result.stderr
 
 
+def test_a_task_file_in_no_commit_marks_the_code_version_untracked(project):
+    """As a new model file does (above): git's --dirty sees only tracked files."""
+    root, python = project
+    version = [python, "-c", "from gapbench.provenance import code_version; print(code_version())"]
+    assert not subprocess.run(version, cwd=root, capture_output=True, text=True, check=True).stdout.strip().endswith(
+        "-untracked")
+    added = root / "tasks" / "just_added.py"
+    try:
+        added.write_text("# a task file not committed yet\n")
+        assert subprocess.run(version, cwd=root, capture_output=True, text=True, check=True).stdout.strip().endswith(
+            "-untracked")
+    finally:
+        added.unlink()
+
+
 def test_a_broken_task_file_stops_snakemake_before_any_job_naming_the_file(project, tmp_path):
     config = yaml.safe_load(SMOKE.read_text())
     config["tasks"] = [{"name": "badshape", "gaps": [3]}]

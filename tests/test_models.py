@@ -79,6 +79,12 @@ def test_the_initial_scales_are_torch_s_and_the_circular_law_s():
     assert 0.95 / math.sqrt(16) < inputs.abs().max() <= 1 / math.sqrt(16)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_float_option_that_is_not_finite_is_refused_by_the_registry(value):
+    with pytest.raises(ValueError, match=r"option init_gain must be a finite number \(default 1.0\)"):
+        models.build("vanilla", 2, 4, init_gain=value)
+
+
 def test_bad_options_name_the_allowed_values():
     with pytest.raises(ValueError, match="allowed: \\['activation', 'init', 'init_gain'\\]"):
         models.build("vanilla", 2, 4, nonlinearity="tanh")

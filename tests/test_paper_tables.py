@@ -106,6 +106,8 @@ def test_latex_floats_use_booktabs_rules_and_fit_the_text(tmp_path):
     # a minus sign typeset as one, not a hyphen; hyphens and exponents left as they are
     assert paper_tables._latex("-0.2 [-0.3, 1e-12] half-life") == "$-$0.2 [$-$0.3, 1e-12] half-life"
     assert paper_tables._latex("2–5 seeds; myW_h") == "2--5 seeds; myW\\_h"  # an en dash; W_h only in captions
+    assert paper_tables._latex("10% of") == "10\\% of"  # unescaped, % comments out the rest of the line
+    assert paper_tables._latex("∞ (3/4)") == "$\\infty$ (3/4)"
     markdown = (tmp_path / "score_vs_gap.md").read_text()
     assert markdown.startswith("adding (test MSE; 5 seeds a cell). Test score at each gap") and "copy (" in markdown
 

@@ -403,6 +403,41 @@ def test_one_process_trains_several_seeds_and_names_a_missing_group_part(dataset
     assert not (tmp_path / "x").exists()  # checked before anything trains
 
 
+def test_a_run_spec_is_the_same_after_its_json_and_an_unknown_key_is_refused():
+    """What a training job receives (`--spec`): every field, defaults or not, back as it was."""
+    spec = dataclasses.replace(SPEC, task_params={"a": 1}, model_options={"b": 2}, threads=2,
+                               train=dataclasses.replace(SPEC.train, optimizer="rmsprop", device="cuda",
+                                                         cuda_graph=True, stop_when_solved=3))
+    assert RunSpec.from_json(spec.to_json()) == spec and RunSpec.from_json(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="unknown run-spec key"):
+        RunSpec.from_json({**spec.to_dict(), "sede": 1})
+
+
+@pytest.mark.parametrize("text", ["none=", "=folder", "none"])
+def test_a_run_argument_needs_a_clip_arm_and_a_folder(text):
+    import argparse
+
+    from gapbench.cli import _clip_dir
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected CLIP=FOLDER"):
+        _clip_dir(text)
+
+
+def test_a_spec_with_two_datasets_or_no_run_is_refused_before_anything_trains(tmp_path, capsys):
+    from gapbench import cli
+
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["train", "--spec", SPEC.to_json(), "--data", str(tmp_path / "a"), "--data", str(tmp_path / "b"),
+                  "--run", f"none={tmp_path / 'x'}"])
+    assert stopped.value.code == 2 and "two --data for one --spec" in capsys.readouterr().err
+    second = dataclasses.replace(SPEC, seed=9)
+    code = cli.main(["train", "--spec", SPEC.to_json(), "--data", str(tmp_path / "d"), "--run",
+                     f"none={tmp_path / 'x'}", "--spec", second.to_json(), "--data", str(tmp_path / "d")])
+    said = capsys.readouterr().err
+    assert code == 2 and "needs one --data and at least one --run" in said and "seed 9" in said
+    assert not (tmp_path / "x").exists()
+
+
 def _recorded_run(folder, verdicts, *, train_steps=60, success=True):
     """A run folder as a grid without stopping writes it: metrics.json and history.csv, with
     validation losses that solve the real adding task (0.0) or not (its baseline)."""
