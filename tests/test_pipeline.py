@@ -108,23 +108,6 @@ def test_propagation_summary_joins_accuracy_and_matches_theory(summary, accuracy
     assert (vanilla.decay_log10_per_step < 0).all() and (vanilla.lyapunov_max < 0).all()  # contracting at init
 
 
-def test_runs_are_collected_in_key_order_with_gaps_and_seeds_as_numbers():
-    from gapbench.reports.tables import run_order
-
-    folders = [f"results/runs/adding/gap{gap}/vanilla/none/seed{seed}" for gap, seed in
-               ((10, 2), (8, 10), (10, 10), (8, 9))]
-    assert sorted(folders, key=run_order) == [folders[index] for index in (3, 1, 0, 2)]
-
-
-def test_a_path_s_fields_are_read_from_the_whole_path_only():
-    from gapbench.results import TRAIN_BENCHMARK, fields_of
-
-    assert fields_of(TRAIN_BENCHMARK, "results/benchmarks/train/copy/gap5/lstm.tsv") == \
-        {"task": "copy", "gap": "5", "model": "lstm"}
-    with pytest.raises(ValueError, match="does not match"):
-        fields_of(TRAIN_BENCHMARK, "results/benchmarks/train/copy/gap5/lstm.tsv.bak")
-
-
 def test_every_table_is_written_with_run_keys(smoke_run):
     for name in TABLES:
         table = read_table(smoke_run / "results/tables" / table_file(name))
