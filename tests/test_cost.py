@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from conftest import SMOKE, benchmark_module
 from gapbench import tasks
-from gapbench.config import load_config, model_label, task_models
+from gapbench.config import jobs_environment, load_config, model_label, task_models
 from gapbench.reports import cost
 from gapbench.results import TRAIN_BENCHMARK
 from gapbench.train import EVAL_BATCH, evaluation_batch  # EVAL_BATCH: a GPU's evaluation batch at any T
@@ -496,6 +497,42 @@ def test_a_cluster_job_asks_for_its_estimated_runtime_once_calibrated(tmp_path):
     failed = snakemake(tmp_path, "-n", check=False)
     assert failed.returncode != 0
     assert "results/bench/step_costs.csv is not a calibration gapbench cost can read" in failed.stdout + failed.stderr
+
+
+def _train_resources(dry_run: str) -> dict[str, dict[str, str]]:
+    """Each train job's `resources:` of a `snakemake -n` listing, by task/gap/model."""
+    jobs = re.findall(r"wildcards: task=(\S+), gap=(\d+), model=(\S+)\n(?:\s+threads: \d+\n)?\s+resources: (.*)",
+                      dry_run)
+    return {f"{task}/{gap}/{model}": dict(item.split("=", 1) for item in resources.split(", "))
+            for task, gap, model, resources in jobs}
+
+
+@pytest.mark.pipeline
+def test_a_train_job_asks_for_its_threads_memory_runtime_and_gpu(tmp_path):
+    """What a cluster job asks (SLURM reads these): threads_per_job threads, 4000 MB, 60 minutes a
+    seed uncalibrated (two seeds here: 120), no GPU on the CPU; on cuda one GPU a job (CUDA
+    faked in the dry-running Snakemake process only: a dry run starts no job)."""
+    from conftest import ROOT, snakemake
+
+    config = yaml.safe_load(SMOKE.read_text())
+    config.update(seeds=[0, 1], threads_per_job=2)
+    configfile = tmp_path / "two_seeds.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    listing = snakemake(tmp_path, "-n", configfile=configfile).stdout
+    jobs = _train_resources(listing)
+    assert len(jobs) == len(cost.jobs(load_config(configfile)))
+    assert all((job["mem_mb"], job["runtime"], job.get("gpu", "0")) == ("4000", "120", "0") for job in jobs.values())
+    blocks = re.findall(r"^rule train:\n((?:[ \t]+.*\n)+)", listing, re.M)  # each job's indented lines
+    assert len(blocks) == len(jobs) and all(re.search(r"^\s+threads: 2$", block, re.M) for block in blocks)
+    faked = ("import sys, torch; torch.cuda.is_available = lambda: True; from snakemake.cli import main; "
+             "sys.argv = ['snakemake'] + sys.argv[1:]; main()")
+    on_gpu = subprocess.run([sys.executable, "-c", faked, "--snakefile", str(ROOT / "Snakefile"), "--directory",
+                             str(tmp_path / "gpu"), "--workflow-profile", "none", "--cores", "2", "-n", "--configfile",
+                             str(SMOKE), str(ROOT / "config" / "gpu.yaml")],
+                            capture_output=True, text=True, env=jobs_environment(sys.executable), timeout=600)
+    assert on_gpu.returncode == 0, on_gpu.stdout + on_gpu.stderr
+    gpu_jobs = _train_resources(on_gpu.stdout)
+    assert gpu_jobs and all(job.get("gpu") == "1" for job in gpu_jobs.values())
 
 
 def test_contention_is_the_median_of_its_readings(monkeypatch):
