@@ -465,6 +465,14 @@ def test_a_model_that_cannot_be_timed_is_one_line_from_the_cost_command(tmp_path
     assert error.startswith("gapbench cost: ") and "cannot be timed at T = 50" in error and str(path) in error
 
 
+def _train_resources(dry_run: str) -> dict[tuple[str, int, str], dict[str, str]]:
+    """Each train job's `resources:` of a `snakemake -n` listing, by (task, gap, model)."""
+    jobs = re.findall(r"wildcards: task=(\S+), gap=(\d+), model=(\S+)\n(?:\s+threads: \d+\n)?\s+resources: (.*)",
+                      dry_run)
+    return {(task, int(gap), model): dict(item.split("=", 1) for item in resources.split(", "))
+            for task, gap, model, resources in jobs}
+
+
 @pytest.mark.pipeline
 def test_a_cluster_job_asks_for_its_estimated_runtime_once_calibrated(tmp_path):
     """The train rule's `runtime` (minutes, what a SLURM job asks): 60 a seed without a
@@ -475,9 +483,7 @@ def test_a_cluster_job_asks_for_its_estimated_runtime_once_calibrated(tmp_path):
     config = load_config(SMOKE)
 
     def runtimes() -> dict[tuple[str, int, str], int]:
-        output = snakemake(tmp_path, "-n").stdout
-        jobs = re.findall(r"wildcards: task=(\S+), gap=(\d+), model=(\S+)\n\s+resources: .*?runtime=(\d+)", output)
-        return {(task, int(gap), model): int(minutes) for task, gap, model, minutes in jobs}
+        return {job: int(resources["runtime"]) for job, resources in _train_resources(snakemake(tmp_path, "-n").stdout).items()}
 
     grid = cost.jobs(config)
     assert set(runtimes()) == set(zip(grid.task, grid.gap, grid.model))
@@ -497,14 +503,6 @@ def test_a_cluster_job_asks_for_its_estimated_runtime_once_calibrated(tmp_path):
     failed = snakemake(tmp_path, "-n", check=False)
     assert failed.returncode != 0
     assert "results/bench/step_costs.csv is not a calibration gapbench cost can read" in failed.stdout + failed.stderr
-
-
-def _train_resources(dry_run: str) -> dict[str, dict[str, str]]:
-    """Each train job's `resources:` of a `snakemake -n` listing, by task/gap/model."""
-    jobs = re.findall(r"wildcards: task=(\S+), gap=(\d+), model=(\S+)\n(?:\s+threads: \d+\n)?\s+resources: (.*)",
-                      dry_run)
-    return {f"{task}/{gap}/{model}": dict(item.split("=", 1) for item in resources.split(", "))
-            for task, gap, model, resources in jobs}
 
 
 @pytest.mark.pipeline

@@ -321,11 +321,13 @@ class _Verdicts:
         return next(self.verdicts)
 
 
-def _fit(dataset, verdicts, **train_settings):
+def _fit(dataset, verdicts, task_type=None, **train_settings):
+    """A run of SPEC (with `train_settings`) trained on the adding task whose success verdicts are
+    `verdicts` (`task_type`, a _Verdicts subclass, where more of the task is made up)."""
     from gapbench import job, train
 
     spec = _with(**train_settings)
-    task = _Verdicts(tasks.build("adding", 6), verdicts)
+    task = (task_type or _Verdicts)(tasks.build("adding", 6), verdicts)
     net = job.build_net(spec, task.task)
     run = train.train(net, task, dataset, "none", None, spec.train, torch.device("cpu"), log=lambda _: None)
     return run, net
@@ -352,8 +354,6 @@ def test_the_last_step_is_evaluated_where_eval_every_does_not_divide_the_steps(d
 def test_a_solved_run_that_diverges_is_not_solved(dataset):
     """A run whose loss turns non-finite after it was solved keeps the last finite weights but
     not the verdict: steps_to_solve means solved to the end of training."""
-    from gapbench import job, train
-
     class Breaks(_Verdicts):
         steps = 0
 
@@ -364,10 +364,7 @@ def test_a_solved_run_that_diverges_is_not_solved(dataset):
                 value = value * math.nan if Breaks.steps > 4 else value
             return value
 
-    spec = _with(steps=8, eval_every=2, stop_when_solved=0)
-    task = Breaks(tasks.build("adding", 6), [True] * 10)
-    net = job.build_net(spec, task.task)
-    run = train.train(net, task, dataset, "none", None, spec.train, torch.device("cpu"), log=lambda _: None)
+    run, _ = _fit(dataset, [True] * 10, Breaks, steps=8, eval_every=2, stop_when_solved=0)
     assert run.diverged and [h["step"] for h in run.history] == [2, 4] and run.steps_to_solve is None
 
 
