@@ -5,6 +5,6 @@ from gapbench.models._elementwise import FreeRNN
 
 @register("linear")
 class LinearRNN(FreeRNN):
-    """φ = identity: J_l = W_hᵀ, so gradients scale exactly like powers of W_h."""
+    """φ = identity: J_l = W_h (D_l = I), so gradients scale exactly like powers of W_h."""
 
     default_activation = "linear"

@@ -296,6 +296,23 @@ def test_identity_model_lyapunov_exponents_are_zero():
     np.testing.assert_allclose(lyapunov(model, x).exponent, 0.0, atol=1e-12)
 
 
+@pytest.mark.parametrize("method", ["analytic", "generic"])
+def test_lyapunov_exponents_of_units_switched_off_are_minus_infinity(method):
+    """A ReLU net with W_h = I, no input and three negative biases: those units are off at every
+    step (J_l = D, a 0/1 diagonal), the others carry their state on unchanged. Exactly five
+    exponents 0 and three −inf; a QR leaves an annihilated direction at rounding level (~1e-16),
+    which the probe must count as 0, not average in as a finite exponent (ln 1e-16 / steps)."""
+    torch.manual_seed(0)
+    model = models.build("irnn", 3, 8).double()
+    with torch.no_grad():
+        model.weight_ih.zero_()
+        model.bias.copy_(torch.tensor([1.0, 1, 1, -1, 1, -1, 1, -1]))
+    table = lyapunov(model, _inputs(2, 60), method=method)
+    np.testing.assert_allclose(table.exponent[:5], 0.0, atol=1e-12)
+    assert (table.exponent[5:] == -math.inf).all()
+    assert table.cumulative_sum.iloc[-1] == -math.inf
+
+
 def test_lyapunov_exponents_of_diagonalisable_linear_map_are_log_abs_eigenvalues():
     eigenvalues = torch.tensor([0.95, -0.8, 0.6, 0.45, -0.3, 0.15], dtype=torch.float64)
     basis = torch.eye(6, dtype=torch.float64) + 0.4 * torch.randn(6, 6, generator=torch.Generator().manual_seed(2),

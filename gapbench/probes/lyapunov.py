@@ -29,7 +29,8 @@ def lyapunov(model, x, k: int | None = None, warmup: int | None = None, sequence
     all λ_i = ln a at any T (every J_l Q is a times an orthonormal basis). The limits as
     T − warmup grows (the finite-time estimates converge like 1/(T − warmup), as Q aligns with
     the eigen-directions): linear W_h → ln|eigenvalues|; a diagonal complex recurrence
-    (state [Re, Im]) → ln|λ_j|, each twice. A ReLU unit that is off makes J_l singular: −inf.
+    (state [Re, Im]) → ln|λ_j|, each twice. A ReLU unit that is off makes J_l singular: −inf
+    (a |R_l[i, i]| at the QR's rounding level counts as 0: `_resolved`).
     `sequences` defaults to 8 on the analytic path and GENERIC_SEQUENCES["lyapunov"] = 2 on
     the generic one. Generic path: J_l from one batched vjp of the identity rows, then J_l Q
     (cheaper than k = S batched jvps up to S = 128, see _linearisation.Generic); with the QR
@@ -49,11 +50,23 @@ def lyapunov(model, x, k: int | None = None, warmup: int | None = None, sequence
                 with torch.no_grad():
                     basis, triangular = torch.linalg.qr(grown)
                     if l >= warmup:
-                        log_growth += torch.log(torch.diagonal(triangular, dim1=-2, dim2=-1).abs())
+                        log_growth += torch.log(_resolved(torch.diagonal(triangular, dim1=-2, dim2=-1).abs(), grown))
     exponents = np.sort((log_growth.mean(0) / (steps - warmup)).numpy())[::-1]
     return pd.DataFrame(
         {"index": np.arange(1, k + 1), "exponent": exponents, "cumulative_sum": np.cumsum(exponents)}
     )
+
+
+def _resolved(stretches, grown):
+    """|R_l[i, i]| with those below the QR's rounding set to 0: a direction J_l annihilates (a
+    ReLU unit off, J_l singular) comes out of the QR as rounding noise, ~1e-16 · ‖J_l Q‖, not 0,
+    and would enter the average as ln 1e-16 ≈ −37 instead of −inf. The threshold
+    max(S, k) · ε · ‖J_l Q_{l−1}‖_F (ε the float64 machine epsilon) is the numerical-rank rule
+    of numpy.linalg.matrix_rank (Press et al. 2007, Numerical Recipes, 3rd ed., p. 795) with
+    the Frobenius norm, an upper bound of σ_max that costs no decomposition."""
+    size, k = grown.shape[-2:]
+    resolution = max(size, k) * torch.finfo(grown.dtype).eps * torch.linalg.matrix_norm(grown)
+    return stretches.masked_fill(stretches <= resolution[..., None], 0.0)
 
 
 def _lyapunov_start(size: int, steps: int, k, warmup, seed: int):
