@@ -109,6 +109,8 @@ def _check_name(value, key: str) -> None:
 def check_config(config: dict, cores: int | None = None, cuda_available=None) -> None:
     """Raise ConfigError naming the first key that cannot run. `cores` is Snakemake's --cores
     (None where unknown); `cuda_available` a callable, torch.cuda.is_available by default."""
+    import numpy as np
+
     _check_finite(config)
     for index, entry in enumerate(config["tasks"]):
         _check_name(entry["name"], f"tasks[{index}].name")
@@ -128,12 +130,19 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
                               f"allowed: {labels}")
         if name not in tasks.names():
             raise ConfigError(f"config key tasks: {tasks._registry.unknown(name)}")
+        drawn = {}  # (seq_len, sample) by gap: two gaps that give the same task are a gap ignored
         for gap in entry["gaps"]:
             where = f"config key tasks[{label}] (gap {gap})"
             task = _built(tasks, "task", name, where, where, entry["params"], gap,
                           not_options={"gap": "the entry's gaps list sets it (tasks: [{name: ..., gaps: [...]}])"})
             check_task_declares(task, where)
-            check_task_sample(task, where)
+            sample = check_task_sample(task, where)
+            for other, (seq_len, other_sample) in drawn.items():
+                if seq_len == task.seq_len and all(np.array_equal(sample[key], other_sample[key]) for key in sample):
+                    raise _user_code_error(f"config key tasks[{label}].gaps", "task", task,
+                                           f"gaps {other} and {gap} give the same task (seq_len {seq_len} and the "
+                                           "same sample from one seed): its seq_len or sample must use the gap")
+            drawn[gap] = (task.seq_len, sample)
             for model in task_models(config, entry):
                 input_sizes[model].add(task.input_size)
     for entry in config["models"]:
@@ -168,8 +177,11 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
 
 # Pre-flight runs of user code: a task or model that breaks its contract is named, with its file
 # and what was expected, before any job, not by a torch error deep inside a training job.
-SAMPLE = 2  # sequences a task draws, and the batch a model runs, in the pre-flight checks
+SAMPLE = 2  # the batch a model runs in the pre-flight checks
 STEPS = 3  # steps of the model's pre-flight input
+# sequences a task draws there: enough that a class or a value most draws avoid (a label of -1
+# half the time, an inf one sequence in eight) is seen, at well under a millisecond a task
+TASK_SAMPLE = 32
 
 
 def _user_code_error(where: str, kind: str, instance, message: str, error: BaseException | None = None) -> ConfigError:
@@ -258,13 +270,14 @@ def check_task_declares(task, where: str) -> None:
         raise refuse("describe() failed", error) from None
 
 
-def check_task_sample(task, where: str) -> None:
-    """`task` draws SAMPLE sequences of its declared shapes and dtypes (x: float32 (n, seq_len,
-    input_size); y: n targets, of the kind its loss reads: for a LastStepClassification int64
-    (n,), for a LastStepRegression floats (n,); integer targets are classes in [0, output_size)),
-    and its loss, score
-    and probe loss take them with a prediction of shape (n, seq_len, output_size) as training
-    passes it, giving finite numbers; else a ConfigError naming the task and its file."""
+def check_task_sample(task, where: str) -> dict:
+    """`task` draws TASK_SAMPLE sequences of its declared shapes and dtypes (x: float32 (n,
+    seq_len, input_size); y: n targets, of the kind its loss reads: for a LastStepClassification
+    int64 (n,), for a LastStepRegression floats (n,); integer targets are classes in [0,
+    output_size)), finite, and the same again from the same seed (a dataset is its seed's); and
+    its loss, score and probe loss take them with a prediction of shape (n, seq_len,
+    output_size) as training passes it, giving finite numbers; else a ConfigError naming the
+    task and its file. Returns the sample."""
     import numpy as np
     import torch
 
@@ -273,34 +286,49 @@ def check_task_sample(task, where: str) -> None:
     def refuse(message, error=None):
         return _user_code_error(where, "task", task, message, error)
 
-    try:
-        sample = task.sample(SAMPLE, np.random.default_rng(0))
-    except Exception as error:  # noqa: BLE001 - user code: any failure is named with its file
-        raise refuse(f"sample({SAMPLE}, rng) failed", error) from None
+    def draw():
+        try:
+            return task.sample(TASK_SAMPLE, np.random.default_rng(0))
+        except Exception as error:  # noqa: BLE001 - user code: any failure is named with its file
+            raise refuse(f"sample({TASK_SAMPLE}, rng) failed", error) from None
+
+    sample = draw()
     if not (isinstance(sample, dict) and all(isinstance(sample.get(key), np.ndarray) for key in ("x", "y"))):
-        raise refuse(f"sample({SAMPLE}, rng) must return {{'x': array, 'y': array}}, got {type(sample).__name__} "
+        raise refuse(f"sample({TASK_SAMPLE}, rng) must return {{'x': array, 'y': array}}, got {type(sample).__name__} "
                      f"{sorted(sample) if isinstance(sample, dict) else ''}")
     x, y = sample["x"], sample["y"]
-    expected = (SAMPLE, task.seq_len, task.input_size)
+    expected = (TASK_SAMPLE, task.seq_len, task.input_size)
     if x.dtype != np.float32 or x.shape != expected:
         raise refuse(f"sample x must be float32 of shape (n, seq_len, input_size) = {expected}, "
                      f"got {x.dtype} of shape {x.shape}")
     if isinstance(task, LastStepClassification):
-        kind = f"int64 of shape (n,) = ({SAMPLE},) (one class per sequence)"
-        ok = y.dtype == np.int64 and y.shape == (SAMPLE,)
+        kind = f"int64 of shape (n,) = ({TASK_SAMPLE},) (one class per sequence)"
+        ok = y.dtype == np.int64 and y.shape == (TASK_SAMPLE,)
     elif isinstance(task, LastStepRegression):
-        kind = f"floats of shape (n,) = ({SAMPLE},) (one target per sequence)"
-        ok = y.dtype.kind == "f" and y.shape == (SAMPLE,)
+        kind = f"floats of shape (n,) = ({TASK_SAMPLE},) (one target per sequence)"
+        ok = y.dtype.kind == "f" and y.shape == (TASK_SAMPLE,)
     else:
-        kind, ok = f"integers or floats with n = {SAMPLE} rows", y.dtype.kind in "iuf" and y.shape[:1] == (SAMPLE,)
+        kind = f"integers or floats with n = {TASK_SAMPLE} rows"
+        ok = y.dtype.kind in "iuf" and y.shape[:1] == (TASK_SAMPLE,)
     if not ok:
         raise refuse(f"sample y must be {kind}, got {y.dtype} of shape {y.shape}")
     if y.dtype.kind in "iu" and not ((y >= 0) & (y < task.output_size)).all():
         raise refuse(f"sample y holds classes {sorted(set(y.ravel().tolist()))}, expected classes in "
                      f"[0, output_size = {task.output_size})")
-    pred, target = torch.zeros(SAMPLE, task.seq_len, task.output_size), torch.from_numpy(y)
+    for key, values in sample.items():
+        if isinstance(values, np.ndarray) and values.dtype.kind in "fc" and not np.isfinite(values).all():
+            bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+            raise refuse(f"sample {key} is not finite in {bad.sum()} of {len(values)} sequences (a dataset must "
+                         "be finite, or the models trained on it would be reported as diverged)")
+    again = draw()
+    if not (isinstance(again, dict) and again.keys() == sample.keys() and all(
+            np.array_equal(np.asarray(again[key]), np.asarray(value)) for key, value in sample.items())):
+        raise refuse(f"sample({TASK_SAMPLE}, rng) drew another sample from the same seed: draw every random number "
+                     "from the rng it is given (not np.random's functions or a new default_rng()), so that a "
+                     "dataset is its seed's")
+    pred, target = torch.zeros(TASK_SAMPLE, task.seq_len, task.output_size), torch.from_numpy(y)
     checks = [("loss", lambda: task.loss(pred, target), ()), ("score", lambda: task.score(pred, target), ()),
-              ("probe_loss", lambda: task.probe_loss(pred[:, task.probe_step], target), (SAMPLE,))]
+              ("probe_loss", lambda: task.probe_loss(pred[:, task.probe_step], target), (TASK_SAMPLE,))]
     for method, call, shape in checks:
         try:
             value = call()
@@ -310,16 +338,24 @@ def check_task_sample(task, where: str) -> None:
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or not torch.isfinite(value).all():
             got = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
             raise refuse(f"{method} on its own sample must be a finite tensor of shape {shape}, got {got}")
+    return sample
 
 
 def check_model_runs(model, where: str) -> None:
     """`model` keeps its options under their own names (`options()`, which rebuilds it), and runs
-    `forward` and `step` on a tiny input (batch SAMPLE, STEPS steps) with the contract's shapes
-    (models/_base.py): forward -> (output (batch, time, hidden_size), h_n), the output being what
-    training reads (h_n's form varies: the LSTM's is torch's (h, c)); step, from initial_state,
-    -> (batch, state_size); finite values; and the backward passes of training (through forward's
-    output) and of the probes (through step, by the state) run: an in-place update breaks them.
+    `step` and `forward` on a tiny input (batch SAMPLE, STEPS steps) with the contract's shapes
+    (models/_base.py): step, from initial_state, -> (batch, state_size); forward -> (output
+    (batch, time, hidden_size), h_n), the output being what training reads (h_n's form varies:
+    the LSTM's is torch's (h, c)); float32 parameters and values, all finite; no parameter made
+    while it runs (the optimiser, built before the first step, would never train it); the same
+    in the float64 copy the probes take (model.double()), where forward's output must be its
+    `step` unrolled (training reads forward, the probes measure step: two maps would make every
+    propagation number another network's); and the backward passes of training (through
+    forward's output, by the weights) and of the probes (through step, by the state) run and
+    give finite gradients: an in-place update breaks them, sqrt(s²) at s = 0 makes them NaN.
     Else a ConfigError naming the model and its file."""
+    import copy
+
     import torch
 
     def refuse(message, error=None):
@@ -329,38 +365,65 @@ def check_model_runs(model, where: str) -> None:
         model.options()
     except Exception as error:  # noqa: BLE001
         raise refuse("options() failed", error) from None
+    for name, parameter in model.named_parameters():
+        if parameter.dtype != torch.float32:
+            raise refuse(f"parameter {name} is {parameter.dtype}: make every parameter float32 (torch's default; "
+                         "training runs in float32, the probes in a float64 copy made by model.double())")
+    made = {name for name, _ in model.named_parameters()}
 
     hidden, state_size = model.hidden_size, model.state_size
-    with torch.random.fork_rng(), torch.no_grad():  # leaves the caller's random stream alone
-        torch.manual_seed(0)
-        x = torch.randn(SAMPLE, STEPS, model.input_size)
-        calls = {"forward": lambda: model(x), "step": lambda: model.step(model.initial_state(SAMPLE, x), x[:, 0])}
-        results = {}
-        for method, call in calls.items():
-            try:
-                results[method] = call()
-            except Exception as error:  # noqa: BLE001
-                raise refuse(f"{method} failed on an input of shape (batch, time, input_size) = {tuple(x.shape)}",
-                             error) from None
-    forward = results["forward"]
-    expected = {"forward output": (SAMPLE, STEPS, hidden), "step": (SAMPLE, state_size)}
-    if not (isinstance(forward, tuple) and len(forward) == 2):
-        raise refuse(f"forward must return (output, h_n) as torch.nn.RNN does, got {type(forward).__name__}")
-    got = {"forward output": forward[0], "step": results["step"]}
-    for what, shape in expected.items():
-        value = got[what]
-        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+    shape = f"an input of shape (batch, time, input_size) = ({SAMPLE}, {STEPS}, {model.input_size})"
+
+    def called(method, call, network):
+        try:
+            return call()
+        except Exception as error:  # noqa: BLE001
+            copied = " of the float64 copy the probes use (model.double())" if network is not model else ""
+            hint = ("; keep layers as attributes or in nn.ModuleList and weights as nn.Parameter, so that "
+                    "model.double() converts them" if copied and isinstance(error, RuntimeError) else "")
+            raise refuse(f"{method}{copied} failed on {shape}{hint}", error) from None
+
+    def checked(what, value, expected, dtype):
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != expected:
             found = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
-            raise refuse(f"{what} must have shape {shape} (hidden_size {hidden}, state_size {state_size}) on an "
-                         f"input of shape {tuple(x.shape)}, got {found}")
+            raise refuse(f"{what} must have shape {expected} (hidden_size {hidden}, state_size {state_size}) on "
+                         f"{shape}, got {found}")
+        if value.dtype != dtype:
+            raise refuse(f"{what} is {value.dtype} on a {dtype} input: compute in the input's dtype")
         if not torch.isfinite(value).all():
-            raise refuse(f"{what} is not finite on an input of shape {tuple(x.shape)}")
+            raise refuse(f"{what} is not finite on {shape}")
+        return value
+
+    def run(network, dtype):
+        """forward's output and step's unroll of `network` on the pre-flight input in `dtype`."""
+        with torch.random.fork_rng(), torch.no_grad():  # leaves the caller's random stream alone
+            torch.manual_seed(0)
+            x = torch.randn(SAMPLE, STEPS, network.input_size).to(dtype)
+            checked("step", called("step", lambda: network.step(network.initial_state(SAMPLE, x), x[:, 0]), network),
+                    (SAMPLE, state_size), dtype)
+            forward = called("forward", lambda: network(x), network)
+            if not (isinstance(forward, tuple) and len(forward) == 2):
+                raise refuse(f"forward must return (output, h_n) as torch.nn.RNN does, got {type(forward).__name__}")
+            output = checked("forward output", forward[0], (SAMPLE, STEPS, hidden), dtype)
+            return x, output, called("unroll (step after step)", lambda: network.unroll(x)[0], network)
+
+    x, _, _ = run(model, torch.float32)
+    made_now = sorted({name for name, _ in model.named_parameters()} - made)
+    if made_now:
+        raise refuse(f"parameters {made_now} were made while the model ran: make every layer in __init__ (the "
+                     "optimiser is built before the first step, and would never train them)")
+    _, output, unrolled = run(copy.deepcopy(model).double(), torch.float64)
+    difference = (output - unrolled).abs().max().item()
+    if not difference <= 1e-8 * max(1.0, output.abs().max().item()):
+        raise refuse(f"forward's output is not its step unrolled (observe(s_t) of step after step; max difference "
+                     f"{difference:.3g} in float64 on {shape}): training reads forward and the probes step, so "
+                     "they must compute one network")
     # what training differentiates (forward's output, by the weights) and what the probes do (step,
     # by a state that requires grad): an in-place update of the state breaks either
-    passes = {"forward's output": lambda: model(x)[0],
-              "step from a state that requires grad":
-                  lambda: model.step(model.initial_state(SAMPLE, x).requires_grad_(), x[:, 0])}
-    for what, call in passes.items():
+    state = model.initial_state(SAMPLE, x).requires_grad_()
+    passes = {"forward's output, by the weights": (lambda: model(x)[0], lambda: [p.grad for p in model.parameters()]),
+              "step, by the state from initial_state": (lambda: model.step(state, x[:, 0]), lambda: [state.grad])}
+    for what, (call, gradients) in passes.items():
         with torch.random.fork_rng():  # leaves the caller's random stream alone
             torch.manual_seed(0)
             try:
@@ -368,7 +431,11 @@ def check_model_runs(model, where: str) -> None:
                 if value.requires_grad:  # a model with nothing to differentiate (esn's forward) has no graph
                     value.square().mean().backward()
             except Exception as error:  # noqa: BLE001
-                raise refuse(f"backward through {what} failed on an input of shape {tuple(x.shape)}", error) from None
+                raise refuse(f"backward through {what} failed on {shape}", error) from None
+            try:
+                if not all(torch.isfinite(g).all() for g in gradients() if g is not None):
+                    raise refuse(f"the gradient of {what} is not finite on {shape} (e.g. sqrt or a norm of a "
+                                 "state that is 0: the probes and training differentiate there)")
             finally:
                 model.zero_grad(set_to_none=True)
 

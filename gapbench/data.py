@@ -117,6 +117,7 @@ def write_split(task, seed: int, split: str, n: int, path, compress: bool = True
     with ExitStack() as stack:
         spools, first = {}, {}
         for arrays in chunks(task, seed, split, n):
+            check_chunk(task, split, arrays)
             for name, array in arrays.items():
                 if name not in spools:
                     spools[name] = stack.enter_context(tempfile.TemporaryFile(dir=path.parent))
@@ -137,6 +138,26 @@ def write_split(task, seed: int, split: str, n: int, path, compress: bool = True
                         digest.update(block)
                         member.write(block)
     return digest.hexdigest()
+
+
+def check_chunk(task, split: str, arrays: dict) -> None:
+    """Every sequence of a chunk is one training can read: finite values, and integer targets
+    classes in [0, output_size); else a DatasetError naming the task and its file. The
+    pre-flight (gapbench.config.check_task_sample) checks this on a sample before any job; this
+    checks every sequence of every split, so that a value a sample missed (an inf one draw in a
+    thousand) stops its dataset instead of being reported as the models' divergence."""
+    from gapbench.registry import source_file
+
+    for name, array in arrays.items():
+        problem = None
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            problem = f"non-finite values in {name}"
+        elif name == "y" and array.dtype.kind in "iu" and not ((array >= 0) & (array < task.output_size)).all():
+            problem = (f"y holds classes {sorted(set(array[(array < 0) | (array >= task.output_size)].tolist()))}, "
+                       f"outside [0, output_size = {task.output_size})")
+        if problem:
+            raise DatasetError(f"task {task.registry_name!r} ({source_file(type(task))}) drew {problem} in the "
+                               f"{split} split; no dataset written")
 
 
 def generate(task, seed: int, sizes: dict, out_dir, compress: bool = True) -> dict:

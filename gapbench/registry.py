@@ -99,8 +99,11 @@ class Registry:
         allowed = options_of(builder)
         unknown = sorted(set(options) - set(allowed))
         if unknown:
+            positional = [option for option in unknown if option in inspect.signature(builder).parameters]
             raise ValueError(
-                f"unknown option(s) {unknown} for {self._kind} {name!r}; allowed: {allowed}"
+                f"unknown option(s) {unknown} for {self._kind} {name!r}; allowed: {allowed}" + (
+                    f" ({source_file(builder)} takes {positional} as positional arguments: options are the "
+                    "keyword-only arguments of __init__, after its *)" if positional else "")
             )
         defaults = {p.name: p.default for p in inspect.signature(builder).parameters.values()}
         options = {option: _checked(f"{self._kind} {name!r}: option {option}", value, defaults.get(option))

@@ -132,3 +132,25 @@ def test_generate_command_reports_a_bad_option_in_one_line(tmp_path):
     assert result.returncode == 2
     assert "rate must be a number > 0, got -1" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("name, spoil, said", [
+    ("adding", lambda sample: sample["x"].__setitem__((3, 0, 0), np.inf), "non-finite values in x"),
+    ("temporal_order", lambda sample: sample["y"].__setitem__(3, -1),
+     "y holds classes [-1], outside [0, output_size = 4)"),
+])
+def test_a_task_that_draws_what_training_cannot_read_writes_no_dataset(tmp_path, name, spoil, said):
+    """A value a pre-flight sample can miss (here only in the fourth sequence of a draw) stops the
+    dataset, named with the task's file, instead of training on it."""
+    class Spoiled(type(tasks.build(name, 12))):
+        def sample(self, n, rng):
+            sample = super().sample(n, rng)
+            if n > 3:
+                spoil(sample)
+            return sample
+
+    with pytest.raises(data.DatasetError) as refused:
+        data.generate(Spoiled(12), 0, SIZES, tmp_path / "data")
+    assert str(refused.value) == (f"task {name!r} (tests/test_data.py) drew {said} in the train split; "
+                                  "no dataset written")
+    assert not list((tmp_path / "data").iterdir())  # no split, no meta.json

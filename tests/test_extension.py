@@ -262,7 +262,7 @@ def test_a_broken_task_file_stops_snakemake_before_any_job_naming_the_file(proje
     configfile.write_text(yaml.safe_dump(config))
     stderr = refused_with(project, tmp_path, "tasks/badshape.py", BAD_TASK, configfile)
     assert ("config key tasks[badshape] (gap 3): task 'badshape' (tasks/badshape.py): sample x must be float32 of "
-            "shape (n, seq_len, input_size) = (2, 4, 5), got float32 of shape (2, 4, 4)") in stderr, stderr
+            "shape (n, seq_len, input_size) = (32, 4, 5), got float32 of shape (32, 4, 4)") in stderr, stderr
     assert "common.smk" not in stderr  # the message blames the task file, not the workflow
 
 

@@ -130,22 +130,45 @@ class OptionRenamed(Sign):
         self.sigma = float(noise)  # params() reads self.noise: what every dataset records
 
 
+class SignedLabels(Sign):
+    def sample(self, n, rng):  # the classes as signs: most of a two-sequence sample could be +1 only
+        sample = super().sample(n, rng)
+        return {**sample, "y": 2 * sample["y"] - 1}
+
+
+class RareInfinity(Sign):
+    def sample(self, n, rng):  # one sequence in eight scaled by 1/0
+        sample = super().sample(n, rng)
+        sample["x"][::8, 0, 0] = np.inf
+        return sample
+
+
+class Unseeded(Sign):
+    def sample(self, n, rng):  # a generator of its own: the dataset is no longer its seed's
+        return super().sample(n, np.random.default_rng())
+
+
 TASK_CASES = [
     ("no seq_len", NoLength, ["seq_len is not defined (every task provides it: Task in tasks/_base.py)"]),
     ("no input_size", NoInputSize, ["input_size is not defined"]),
     ("a regression without a baseline", NoBaseline, ["baseline is not defined"]),
-    ("no sample method", NoSample, ["sample(2, rng) failed: NotImplementedError: NoSample does not define "
+    ("no sample method", NoSample, ["sample(32, rng) failed: NotImplementedError: NoSample does not define "
                                     "sample(n, rng) (every task provides it: Task in tasks/_base.py)"]),
     ("an option kept under another name", OptionRenamed,
      ["params failed: AttributeError: OptionRenamed keeps no attribute for its option 'noise': set self.noise in "
       "__init__"]),
 
-    ("wrong x shape", WideInput, ["sample x must be float32 of shape (n, seq_len, input_size) = (2, 4, 5)",
-                                  "got float32 of shape (2, 4, 4)"]),
+    ("wrong x shape", WideInput, ["sample x must be float32 of shape (n, seq_len, input_size) = (32, 4, 5)",
+                                  "got float32 of shape (32, 4, 4)"]),
     ("class out of range", ClassOutOfRange, ["classes [6]", "[0, output_size = 2)"]),
-    ("float labels for a classification", FloatLabels, ["y must be int64 of shape (n,) = (2,)", "got float32"]),
+    ("float labels for a classification", FloatLabels, ["y must be int64 of shape (n,) = (32,)", "got float32"]),
     ("a target per step for a last-step regression", MatrixTarget,
-     ["y must be floats of shape (n,) = (2,)", "got float32 of shape (2, 4)"]),
+     ["y must be floats of shape (n,) = (32,)", "got float32 of shape (32, 4)"]),
+    ("labels -1 and +1", SignedLabels, ["classes [-1, 1]", "[0, output_size = 2)"]),
+    ("an inf in one sequence of eight", RareInfinity,
+     ["sample x is not finite in 4 of 32 sequences", "reported as diverged"]),
+    ("draws from an unseeded generator", Unseeded,
+     ["sample(32, rng) drew another sample from the same seed", "not np.random's functions or a new default_rng()"]),
 ]
 
 
@@ -156,6 +179,30 @@ def test_a_task_breaking_its_declared_shapes_is_refused_naming_its_file(tmp_path
     for fragment in ["tasks[preflight_task] (gap 3)", "task 'preflight_task'", f"({HERE})", *expected]:
         assert fragment in message, f"{label}: {fragment!r} not in\n{message}"
     assert "\n" not in message
+
+
+def test_a_task_whose_gap_changes_nothing_is_refused(tmp_path):
+    class FixedLength(Sign):
+        @property
+        def seq_len(self):  # the gap forgotten: every gap of the grid would be one task
+            return 6
+
+    with registered(tasks, "preflight_task", FixedLength):
+        message = refusal(tmp_path, tasks_=[{"name": "preflight_task", "gaps": [3, 4]}])
+    for fragment in ["tasks[preflight_task].gaps", f"({HERE})", "gaps 3 and 4 give the same task (seq_len 6"]:
+        assert fragment in message, message
+    with registered(tasks, "preflight_task", Sign):  # the same task at one gap, or at gaps it tells apart
+        for gaps in ([3], [3, 4]):
+            load_config(_with_tasks(tmp_path, [{"name": "preflight_task", "gaps": gaps}]), cores=2,
+                        cuda_available=lambda: False)
+
+
+def _with_tasks(tmp_path, entries):
+    config = yaml.safe_load(SMOKE.read_text())
+    config["tasks"] = entries
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    return configfile
 
 
 def test_a_correct_task_passes(tmp_path):
@@ -197,6 +244,54 @@ class Leaky(Tanh):
         self.rate = leak  # kept under another name than its option's
 
 
+class ForwardOfAnotherNetwork(Tanh):
+    def forward(self, x, h0=None):  # a fused forward that drifted from step: one more tanh
+        output, h_n = super().forward(x, h0)
+        return torch.tanh(output), h_n
+
+
+class LayerMadeLate(Tanh):
+    def step(self, state, x_t):  # made on first use: after the optimiser took the parameters
+        if not hasattr(self, "late"):
+            self.late = torch.nn.Linear(self.hidden_size, self.hidden_size)
+        return self.late(super().step(state, x_t))
+
+
+class DoubleDecay(Tanh):
+    def __init__(self, input_size, hidden_size, **kwargs):
+        super().__init__(input_size, hidden_size, **kwargs)
+        self.decay = torch.nn.Parameter(torch.from_numpy(np.full(hidden_size, 0.9)))  # float64
+
+    def step(self, state, x_t):
+        return self.decay * super().step(state, x_t)
+
+
+class LayersInAList(Tanh):
+    def __init__(self, input_size, hidden_size, **kwargs):
+        super().__init__(input_size, hidden_size, **kwargs)
+        self.layers = [torch.nn.Linear(hidden_size, hidden_size)]  # not registered: .double() misses it
+
+    def step(self, state, x_t):
+        return self.layers[0](super().step(state, x_t))
+
+
+class NormOfTheState(Tanh):
+    def step(self, state, x_t):  # |s| as sqrt(s²): its derivative at s = 0 (the initial state) is 0/0
+        return 0.5 * torch.sqrt(state * state) + super().step(state, x_t)
+
+
+class StepReturnsTwo(Tanh):
+    def step(self, state, x_t):
+        new = super().step(state, x_t)
+        return new, new
+
+
+class PositionalOption(Tanh):
+    def __init__(self, input_size, hidden_size, leak=0.5, **kwargs):  # no *: leak is no option
+        super().__init__(input_size, hidden_size, **kwargs)
+        self.leak = leak
+
+
 MODEL_CASES = [
     ("forward fails", ForwardFails, ["forward failed on an input of shape (batch, time, input_size) = (2, 3, ",
                                      "RuntimeError",  # and the model's line it failed in (inside torch)
@@ -204,9 +299,20 @@ MODEL_CASES = [
     ("the base class's sizes forgotten", SizesForgotten,
      ["failed to build with options {}: TypeError: RecurrentModel.__init__() missing 2 required positional"]),
     ("the state updated in place", InPlace,
-     ["backward through", "failed on an input of shape (2, 3, ", "in-place operation"]),
+     ["backward through", "failed on an input of shape (batch, time, input_size) = (2, 3, ", "in-place operation"]),
     ("an option kept under another name", Leaky,
      ["options() failed: AttributeError: Leaky keeps no attribute for its option 'leak': set self.leak in __init__"]),
+    ("forward another network than step", ForwardOfAnotherNetwork,
+     ["forward's output is not its step unrolled", "training reads forward and the probes step"]),
+    ("a layer made on first use", LayerMadeLate, ["parameters ['late.bias', 'late.weight'] were made while the model "
+                                                  "ran: make every layer in __init__"]),
+    ("a float64 parameter", DoubleDecay, ["parameter decay is torch.float64: make every parameter float32"]),
+    ("layers in a plain list", LayersInAList,
+     ["step of the float64 copy the probes use (model.double()) failed", "in nn.ModuleList", "RuntimeError"]),
+    ("a NaN derivative at the initial state", NormOfTheState,
+     ["the gradient of step, by the state from initial_state is not finite"]),
+    ("step returns a tuple", StepReturnsTwo, ["step must have shape (2, 8) (hidden_size 8, state_size 8)",
+                                              "got tuple"]),
 ]
 
 
@@ -236,6 +342,14 @@ def test_a_value_error_from_a_bug_in_a_builder_names_its_line(tmp_path):
                             f"(raised in {HERE}, line {line})"), message
     message = refusal(tmp_path, tasks_=[{"name": "latch", "gaps": [3], "params": {"classes": 1}}])
     assert "classes" in message and "raised in" not in message, message
+
+
+def test_an_option_taken_positionally_is_told_to_be_keyword_only(tmp_path):
+    with registered(models, "preflight_model", PositionalOption):
+        message = refusal(tmp_path, models_=[{"name": "preflight_model", "options": {"leak": 0.2}}])
+    assert message == ("config key models[preflight_model].options: unknown option(s) ['leak'] for model "
+                       f"'preflight_model'; allowed: [] ({HERE} takes ['leak'] as positional arguments: options "
+                       "are the keyword-only arguments of __init__, after its *)"), message
 
 
 def test_a_model_whose_step_returns_the_wrong_shape_is_refused(tmp_path):
