@@ -465,6 +465,20 @@ def test_a_model_that_cannot_be_timed_is_one_line_from_the_cost_command(tmp_path
     assert error.startswith("gapbench cost: ") and "cannot be timed at T = 50" in error and str(path) in error
 
 
+@pytest.mark.pipeline
+@pytest.mark.parametrize("name", ["paper.yaml", "literature.yaml"])
+def test_a_shipped_config_plans_a_train_job_for_each_of_its_jobs(tmp_path, name):
+    """`snakemake -n` of the paper grid (gaps up to 2000, 14 models) and the literature config
+    plans one train job for each (task, gap, model) of `gapbench cost`'s list, and nothing is
+    refused on the way (a wildcard constraint or rule that missed a gap or a model would be)."""
+    from conftest import snakemake
+
+    configfile = SMOKE.parent / name
+    grid = cost.jobs(load_config(configfile))
+    planned = _train_resources(snakemake(tmp_path, "-n", configfile=configfile).stdout)
+    assert set(planned) == set(zip(grid.task, grid.gap, grid.model)) and len(planned) == len(grid)
+
+
 def _train_resources(dry_run: str) -> dict[tuple[str, int, str], dict[str, str]]:
     """Each train job's `resources:` of a `snakemake -n` listing, by (task, gap, model)."""
     jobs = re.findall(r"wildcards: task=(\S+), gap=(\d+), model=(\S+)\n(?:\s+threads: \d+\n)?\s+resources: (.*)",
@@ -509,19 +523,30 @@ def test_a_cluster_job_asks_for_its_estimated_runtime_once_calibrated(tmp_path):
 def test_a_train_job_asks_for_its_threads_memory_runtime_and_gpu(tmp_path):
     """What a cluster job asks (SLURM reads these): threads_per_job threads, 4000 MB, 60 minutes a
     seed uncalibrated (two seeds here: 120), no GPU on the CPU; on cuda one GPU a job (CUDA
-    faked in the dry-running Snakemake process only: a dry run starts no job)."""
+    faked in the dry-running Snakemake process only: a dry run starts no job). A job trains
+    every seed and clip arm of its (task, gap, model), and a dataset job asks 2000 MB and 10
+    minutes."""
     from conftest import ROOT, snakemake
 
     config = yaml.safe_load(SMOKE.read_text())
     config.update(seeds=[0, 1], threads_per_job=2)
     configfile = tmp_path / "two_seeds.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    listing = snakemake(tmp_path, "-n", configfile=configfile).stdout
+    listing = snakemake(tmp_path, "-n", "-p", configfile=configfile).stdout
     jobs = _train_resources(listing)
-    assert len(jobs) == len(cost.jobs(load_config(configfile)))
+    grid = cost.jobs(load_config(configfile))
+    assert len(jobs) == len(grid)
     assert all((job["mem_mb"], job["runtime"], job.get("gpu", "0")) == ("4000", "120", "0") for job in jobs.values())
     blocks = re.findall(r"^rule train:\n((?:[ \t]+.*\n)+)", listing, re.M)  # each job's indented lines
     assert len(blocks) == len(jobs) and all(re.search(r"^\s+threads: 2$", block, re.M) for block in blocks)
+    commands = re.findall(r"^Shell command: (python -m gapbench train .*)$", listing, re.M)
+    for task, gap, model in zip(grid.task, grid.gap, grid.model):
+        runs = {f"--run {arm}=results/runs/{task}/gap{gap}/{model}/{arm}/seed{seed}"
+                for arm in config["clip"]["arms"] for seed in (0, 1)}
+        assert sum(all(run + " " in command for run in runs) for command in commands) == 1, (task, gap, model)
+    datasets = re.findall(r"^rule generate_data:\n(?:[ \t]+.*\n)*?\s+resources: (.*)$", listing, re.M)
+    assert len(datasets) == 2 * len(set(zip(grid.task, grid.gap)))
+    assert all("runtime=10, mem_mb=2000," in resources for resources in datasets)
     faked = ("import sys, torch; torch.cuda.is_available = lambda: True; from snakemake.cli import main; "
              "sys.argv = ['snakemake'] + sys.argv[1:]; main()")
     on_gpu = subprocess.run([sys.executable, "-c", faked, "--snakefile", str(ROOT / "Snakefile"), "--directory",

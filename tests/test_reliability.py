@@ -129,6 +129,15 @@ CASES = [
     ("gap given as a task parameter", _with(tasks=[{"name": "adding", "gaps": [4], "params": {"gap": 8}}]),
      ["tasks[adding] (gap 4)", "gap is not an option of task 'adding'", "gaps list sets it"]),
     ("decay gap not among the task's gaps", _with(figures={"decay_gap": {"adding": 5}}), ["figures.decay_gap.adding", "5"]),
+    # bounds whose other side would run without a word: a norm arm clipping every gradient to 0,
+    # a model trained twice as one task's, torch's set_num_threads(0)
+    ("zero norm threshold", _with(**{"clip.thresholds": {"norm": 0, "value": 0.1}}),
+     ["clip.thresholds.norm", "0 is less than or equal to the minimum of 0"]),
+    ("zero value threshold", _with(**{"clip.thresholds": {"norm": 1.0, "value": 0}}),
+     ["clip.thresholds.value", "0 is less than or equal to the minimum of 0"]),
+    ("a task's model listed twice", _with(tasks=[{"name": "adding", "gaps": [4], "models": ["vanilla", "vanilla"]}]),
+     ["tasks[0].models", "non-unique"]),
+    ("zero threads per job", _with(threads_per_job=0), ["threads_per_job", "0 is less than the minimum of 1"]),
 ]
 
 
@@ -142,6 +151,18 @@ def test_bad_config_is_refused_with_a_message_naming_it(tmp_path, label, config,
         load_config(configfile, cores=2, cuda_available=lambda: False)
     for fragment in expected:
         assert fragment in str(refused.value), f"{label}: {fragment!r} not in\n{refused.value}"
+
+
+def test_every_optimiser_of_the_training_loop_is_accepted(tmp_path):
+    """The schema's optimizer enum is the training loop's optimisers, no fewer and no more."""
+    from gapbench.optim import OPTIMIZERS
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert sorted(schema["properties"]["train"]["properties"]["optimizer"]["enum"]) == sorted(OPTIMIZERS)
+    for name in OPTIMIZERS:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(_with(**{"train.optimizer": name})))
+        assert load_config(path, cores=2, cuda_available=lambda: False)["train"]["optimizer"] == name
 
 
 def test_a_task_entry_trains_only_the_models_it_names():
