@@ -225,8 +225,9 @@ def test_cuda_without_a_gpu_stops_before_any_job(tmp_path):
 
 # ----------------------------------------------------------------- nothing complete is lost
 
-# one (task, gap, seed), two models, three clip arms: long enough (200 steps) to interrupt
-TINY = _with(tasks=[{"name": "adding", "gaps": [6]}], models=[{"name": "vanilla"}, {"name": "irnn"}],
+# one (task, gap, model), two seeds (the smoke grid has one: a seed left out anywhere shows here),
+# three clip arms: long enough (200 steps) to interrupt
+TINY = _with(tasks=[{"name": "adding", "gaps": [6]}], models=[{"name": "vanilla"}], seeds=[0, 1],
              **{"train.steps": 200, "train.eval_every": 50})
 IGNORED = {"wall_seconds", "code_version"}  # timing, and the code version of a dirty checkout
 
@@ -271,6 +272,13 @@ def reference(tmp_path_factory):
     (tmp / "work").mkdir()
     snakemake(tmp / "work", *UP_TO_PAPER_TABLES, configfile=_config(tmp))
     return tmp / "work"
+
+
+def test_the_tables_hold_every_seed_and_arm(reference):
+    for name, table in _tables(reference).items():
+        if "seed" in table.columns:
+            runs = set(zip(table["clip"], table["seed"]))
+            assert runs == {(arm, seed) for arm in TINY["clip"]["arms"] for seed in TINY["seeds"]}, name
 
 
 # The recovery tests compare tables, so they stop there; the reference and the reproducibility
@@ -328,7 +336,7 @@ def test_a_job_killed_after_two_arms_loses_neither(reference, tmp_path):
     before = _train_logs(workdir)
     snakemake(workdir, TABLES_ONLY, configfile=configfile)
     trained, restored = _trained_and_restored(workdir, before)
-    assert restored == 2 and trained == 6 - 2  # 2 models × 3 arms; the 2 complete arms are not trained again
+    assert restored == 2 and trained == 6 - 2  # 2 seeds × 3 arms; the 2 complete arms are not trained again
     _assert_same_tables(reference, workdir)
 
 
@@ -407,7 +415,7 @@ def test_a_run_file_edited_in_place_is_named_and_its_run_trained_again(reference
     before = _train_logs(workdir)
     snakemake(workdir, TABLES_ONLY, configfile=configfile)
     trained, restored = _trained_and_restored(workdir, before)
-    assert trained == 1 and restored == 2
+    assert trained == 1 and restored == 5  # the job's other five runs
     assert f"run cache entry {entries[0].relative_to(workdir)}: gradient_decay.csv changed since it was stored" in "".join(
         _train_logs(workdir).values())
     _assert_same_tables(reference, workdir)
