@@ -92,6 +92,27 @@ def test_propagation_counts_runs_without_a_value_and_writes_rounding_as_zero():
     assert irnn["MC"] == "—" and irnn["λ1"] == "-0.4" and irnn["ρ(W_h)"] == "1.5"
 
 
+def test_a_finite_median_over_infinite_values_says_how_many():
+    """A ReLU network's λ1 is −inf where every unit is off: a median over such runs is counted, so
+    that it does not read as one of finite runs; an infinite median (identity's half-life) is not."""
+    summary = summary_table()
+    summary.loc[summary.model == "irnn", "lyapunov_max"] = [-0.2, -np.inf, -0.1]
+    names = pd.DataFrame({"model": summary.model, "model_name": summary.model})
+    table = paper_tables.propagation(reader(propagation_summary=summary, accuracy_vs_gap=names))
+    assert table.loc[("irnn", "trained"), "λ1"] == "-0.2 (1 infinite)"
+    assert table.loc[("irnn", "trained"), "half-life"] == "2 (2/3)"  # no infinite value among its runs
+    assert table.loc[("identity", "trained"), "half-life"] == "∞"
+
+
+def test_a_range_is_written_to_the_mean_s_precision_and_holds_the_mean():
+    assert paper_tables._spread(pd.Series([0.9977, 0.9981])) == "0.998 [0.998, 0.998]"  # not "0.998 [1, 1]"
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        values = pd.Series(10.0 ** rng.uniform(-4, 4) * rng.uniform(0.9, 1.1, size=int(rng.integers(2, 5))))
+        mean, low, high = (float(word.strip("[],")) for word in paper_tables._spread(values).split())
+        assert low <= mean <= high, values.tolist()
+
+
 def test_latex_floats_use_booktabs_rules_and_fit_the_text(tmp_path):
     accuracy = accuracy_table()
     accuracy.to_csv(tmp_path / "accuracy_vs_gap.csv", index=False)

@@ -708,7 +708,8 @@ def lyapunov(read, gaps=None, layout=None):
     is symlog: a ReLU network's lower exponents fall below −500 (irnn, default grid at c911003), where a linear
     axis would press every other model's λ_1 near 0 into one line."""
     table = _at_chosen_gap(read, "lyapunov", ["index", "exponent"], gaps, layout=layout)
-    return _per_stage(read, table, "index", "exponent", "exponent index i", "λᵢ (ln per step)", layout,
+    return _per_stage(read, table, "index", "exponent", "exponent index i",
+                      f"λᵢ (ln per step; symlog,\nlinear in ±{LYAPUNOV_LINEAR_WITHIN:g})", layout,
                       linear_within=LYAPUNOV_LINEAR_WITHIN)
 
 

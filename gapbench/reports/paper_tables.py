@@ -67,7 +67,8 @@ def _spread(values: pd.Series) -> str:
     """A cell of seeds' scores: the mean and its spread over the seeds with a finite score: the
     half-width of the 95% Student-t interval (mean ± h) from INTERVAL_SEEDS seeds on, their range
     below (mean [min, max]), the mean alone for one seed; seeds whose score is not finite (a
-    diverged run) are counted."""
+    diverged run) are counted. The range is written to the mean's 3 significant figures:
+    rounded coarser, it could leave the mean outside it (0.998 [1, 1] for 0.9977 to 0.9981)."""
     values = values.to_numpy(dtype=float)
     lost = int((~np.isfinite(values)).sum())
     values = values[np.isfinite(values)]
@@ -78,7 +79,7 @@ def _spread(values: pd.Series) -> str:
     if values.size == 1:
         return f"{mean:.3g}{note}"
     if values.size < INTERVAL_SEEDS:
-        return f"{mean:.3g} [{values.min():.2g}, {values.max():.2g}]{note}"
+        return f"{mean:.3g} [{values.min():.3g}, {values.max():.3g}]{note}"
     half = t_quantile(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
     return f"{mean:.3g} ± {half:.2g}{note}"
 
@@ -120,9 +121,9 @@ def score_vs_gap(read) -> list[Part]:
     return _per_task(read, lambda rows: _spread(rows.test_score), words)
 
 
-@paper_table("success_rate", "Seeds whose run succeeded at each gap, k of n, by the task's criterion: test loss "
-             "below 10% of the memoryless baseline, unless the task defines another (docs/tasks.md: adding's "
-             "hochreiter convention).")
+@paper_table("success_rate", "Seeds whose run succeeded at each gap, k of n, by the task's success criterion: "
+             "a test loss below 10% of the memoryless baseline for every task that defines no other (gapbench's "
+             "docs/tasks.md lists the ones that do).")
 def success_rate(read) -> list[Part]:
     return _per_task(read, lambda rows: f"{int(rows.success.sum())}/{len(rows)}", _seeds_a_cell)
 
@@ -149,22 +150,26 @@ ROUNDING = 1e-12  # propagation: a median this small in magnitude is float64 rou
              "clip arms and seeds: gradient decay rate (log10 per step), its half-life (steps), the largest "
              "Lyapunov exponent λ1 (ln per step), memory capacity MC (delays k ≥ 0, and k ≥ 1 as Jaeger 2001 "
              "counts it) and ρ(W_h) (— for models without W_h). (k/n): the median of the k of n runs that have "
-             "a value (a decay rate needs two lags with a nonzero gradient; MC, states that stay finite). Medians "
-             f"below {ROUNDING:g} in magnitude are float64 rounding, written 0.")
+             "a value (a decay rate needs two lags with a nonzero gradient; MC, states that stay finite); "
+             "(j infinite): a finite median over values of which j are infinite (a ReLU network's λ1 where "
+             f"every unit is off). Medians below {ROUNDING:g} in magnitude are float64 rounding, written 0.")
 def propagation(read) -> pd.DataFrame:
     summary = read("propagation_summary")
     columns = {"decay_log10_per_step": "decay (log10/step)", "half_life_steps": "half-life", "lyapunov_max": "λ1",
                "memory_capacity": "MC", "memory_capacity_from_1": "MC (k ≥ 1)", "spectral_radius": "ρ(W_h)"}
     groups = summary.groupby(["model", "stage"])[list(columns)]
     median, present, runs = groups.median(), groups.count(), groups.size()
+    infinite = summary[list(columns)].apply(np.isinf).groupby([summary.model, summary.stage]).sum()
 
-    def cell(value, k, n):
+    def cell(value, k, n, j):
         if np.isnan(value):
             return "—"
         text = "∞" if np.isinf(value) else "0" if abs(value) < ROUNDING else f"{value + 0.0:.3g}"  # no "-0"
-        return text if k == n else f"{text} ({k}/{n})"
+        notes = ([] if k == n else [f"{k}/{n}"]) + ([f"{j} infinite"] if j and np.isfinite(value) else [])
+        return f"{text} ({'; '.join(notes)})" if notes else text
 
-    table = pd.DataFrame({column: [cell(v, k, n) for v, k, n in zip(median[column], present[column], runs)]
+    table = pd.DataFrame({column: [cell(v, k, n, j) for v, k, n, j in
+                                   zip(median[column], present[column], runs, infinite[column].reindex(median.index))]
                           for column in columns}, index=median.index)
     return _in_model_order(table.rename(columns=columns), read)
 
