@@ -246,6 +246,10 @@ def test_scheduler_wakes_thirty_times_less_often_unless_told(tmp_path, given, ex
     limiters = re.findall(r"Submitting maximum .*", log)  # each limiter built logs its limit
     assert limiters and limiters[-1] == expected  # the last: the one the jobs ran under
     assert (tmp_path / "results/data/copy/gap2/seed0/meta.json").exists()
+    # the wake-ups left pending at the end cancelled (onsuccess): else Snakemake waits out the last,
+    # up to 30 s under the workflow's limiter (one is pending then; a 1 s one may have fired)
+    cancelled = re.findall(r"cancelled (\d+) pending scheduler wake-up", log)
+    assert cancelled and (given or int(cancelled[-1]) >= 1), log[-3000:]
 
 
 def test_the_schema_s_defaults_are_the_default_config_s():

@@ -371,8 +371,9 @@ def test_a_corrupt_dataset_is_named_discarded_and_regenerated(reference, tmp_pat
     original = (data / "train.npz").read_bytes()
     (data / "train.npz").write_bytes(original[: len(original) // 2])  # truncated
     before = _train_logs(workdir)
-    failed = snakemake(workdir, configfile=configfile, check=False)
+    failed = snakemake(workdir, "--verbose", configfile=configfile, check=False)
     assert failed.returncode != 0
+    assert re.search(r"cancelled \d+ pending scheduler wake-up", failed.stdout + failed.stderr)  # onerror
     log = "".join(p.read_text() for p in (workdir / "results" / "logs" / "train").rglob("*.log"))
     assert f"{data.relative_to(workdir) / 'train.npz'} cannot be read" in log
     assert "run the pipeline again and it generates the dataset anew" in log and "Traceback" not in log

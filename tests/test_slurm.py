@@ -35,7 +35,13 @@ def test_the_smoke_grid_on_slurm_equals_the_local_run(cluster, smoke_run, tmp_pa
          "--group-components", "train_group=2"],
         capture_output=True, text=True, env=cluster, timeout=1800)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    assert "slurm" in (result.stdout + result.stderr).lower()  # it really went through sbatch
+    log = result.stdout + result.stderr
+    assert "slurm" in log.lower()  # it really went through sbatch
+    # the collecting rules run beside Snakemake (localrule: no queue wait, no cluster job of their
+    # own); the training and dataset jobs go to the cluster
+    for rule in ("tables", "figures", "paper_tables"):
+        assert f"localrule {rule}:" in log, rule
+    assert "localrule train:" not in log and "localrule generate_data:" not in log
     for path in sorted((smoke_run / "results" / "tables").glob("*.*")):
         local, cluster_table = read_table(path), read_table(workdir / "results" / "tables" / path.name)
         drop = [c for c in TIMING if c in local.columns]

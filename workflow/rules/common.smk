@@ -75,9 +75,10 @@ def cancel_pending_wakeups():
     """Cancel the scheduler's pending wake-up timers (threading.Timer; Snakemake starts no other)."""
     import threading
 
-    for thread in threading.enumerate():
-        if isinstance(thread, threading.Timer):
-            thread.cancel()
+    pending = [thread for thread in threading.enumerate() if isinstance(thread, threading.Timer)]
+    for thread in pending:
+        thread.cancel()
+    logger.debug(f"cancelled {len(pending)} pending scheduler wake-up(s)")
 
 
 onstart:
