@@ -130,19 +130,21 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
                               f"allowed: {labels}")
         if name not in tasks.names():
             raise ConfigError(f"config key tasks: {tasks._registry.unknown(name)}")
-        drawn = {}  # (seq_len, sample) by gap: two gaps that give the same task are a gap ignored
+        drawn = {}  # (seq_len, probe_step, sample) by gap: two gaps that give the same task are a gap ignored
         for gap in entry["gaps"]:
             where = f"config key tasks[{label}] (gap {gap})"
             task = _built(tasks, "task", name, where, where, entry["params"], gap,
                           not_options={"gap": "the entry's gaps list sets it (tasks: [{name: ..., gaps: [...]}])"})
             check_task_declares(task, where)
             sample = check_task_sample(task, where)
-            for other, (seq_len, other_sample) in drawn.items():
-                if seq_len == task.seq_len and all(np.array_equal(sample[key], other_sample[key]) for key in sample):
+            for other, (seq_len, probe_step, other_sample) in drawn.items():
+                if (seq_len, probe_step) == (task.seq_len, task.probe_step) and sample.keys() == other_sample.keys() \
+                        and all(np.array_equal(sample[key], other_sample[key]) for key in sample):
                     raise _user_code_error(f"config key tasks[{label}].gaps", "task", task,
-                                           f"gaps {other} and {gap} give the same task (seq_len {seq_len} and the "
-                                           "same sample from one seed): its seq_len or sample must use the gap")
-            drawn[gap] = (task.seq_len, sample)
+                                           f"gaps {other} and {gap} give the same task (seq_len {seq_len}, the step "
+                                           "scored and the sample from one seed): its seq_len, sample or scored "
+                                           "step must use the gap")
+            drawn[gap] = (task.seq_len, task.probe_step, sample)
             for model in task_models(config, entry):
                 input_sizes[model].add(task.input_size)
     for entry in config["models"]:
@@ -180,7 +182,8 @@ def check_config(config: dict, cores: int | None = None, cuda_available=None) ->
 SAMPLE = 2  # the batch a model runs in the pre-flight checks
 STEPS = 3  # steps of the model's pre-flight input
 # sequences a task draws there: enough that a class or a value most draws avoid (a label of -1
-# half the time, an inf one sequence in eight) is seen, at well under a millisecond a task
+# half the time, an inf one sequence in eight) is seen; milliseconds a gap (0.1 s for copy at
+# gap 10000), where the model checks cost more
 TASK_SAMPLE = 32
 
 
@@ -281,6 +284,7 @@ def check_task_sample(task, where: str) -> dict:
     import numpy as np
     import torch
 
+    from gapbench.data import unreadable
     from gapbench.tasks._base import LastStepClassification, LastStepRegression
 
     def refuse(message, error=None):
@@ -315,11 +319,10 @@ def check_task_sample(task, where: str) -> dict:
     if y.dtype.kind in "iu" and not ((y >= 0) & (y < task.output_size)).all():
         raise refuse(f"sample y holds classes {sorted(set(y.ravel().tolist()))}, expected classes in "
                      f"[0, output_size = {task.output_size})")
-    for key, values in sample.items():
-        if isinstance(values, np.ndarray) and values.dtype.kind in "fc" and not np.isfinite(values).all():
-            bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-            raise refuse(f"sample {key} is not finite in {bad.sum()} of {len(values)} sequences (a dataset must "
-                         "be finite, or the models trained on it would be reported as diverged)")
+    problem = unreadable(task, sample)
+    if problem:
+        raise refuse(f"sample({TASK_SAMPLE}, rng) drew {problem} (a dataset must be finite, or the models trained on "
+                     "it would be reported as diverged)")
     again = draw()
     if not (isinstance(again, dict) and again.keys() == sample.keys() and all(
             np.array_equal(np.asarray(again[key]), np.asarray(value)) for key, value in sample.items())):
@@ -348,8 +351,8 @@ def check_model_runs(model, where: str) -> None:
     (batch, time, hidden_size), h_n), the output being what training reads (h_n's form varies:
     the LSTM's is torch's (h, c)); float32 parameters and values, all finite; no parameter made
     while it runs (the optimiser, built before the first step, would never train it); the same
-    in the float64 copy the probes take (model.double()), where forward's output must be its
-    `step` unrolled (training reads forward, the probes measure step: two maps would make every
+    in the float64 copy the probes take (model.double(), in eval mode: dropout off), where
+    forward's output must be its `step` unrolled (training reads forward, the probes measure step: two maps would make every
     propagation number another network's); and the backward passes of training (through
     forward's output, by the weights) and of the probes (through step, by the state) run and
     give finite gradients: an in-place update breaks them, sqrt(s²) at s = 0 makes them NaN.
@@ -378,7 +381,7 @@ def check_model_runs(model, where: str) -> None:
         try:
             return call()
         except Exception as error:  # noqa: BLE001
-            copied = " of the float64 copy the probes use (model.double())" if network is not model else ""
+            copied = " of the float64 copy the probes use (model.double().eval())" if network is not model else ""
             hint = ("; keep layers as attributes or in nn.ModuleList and weights as nn.Parameter, so that "
                     "model.double() converts them" if copied and isinstance(error, RuntimeError) else "")
             raise refuse(f"{method}{copied} failed on {shape}{hint}", error) from None
@@ -412,7 +415,7 @@ def check_model_runs(model, where: str) -> None:
     if made_now:
         raise refuse(f"parameters {made_now} were made while the model ran: make every layer in __init__ (the "
                      "optimiser is built before the first step, and would never train them)")
-    _, output, unrolled = run(copy.deepcopy(model).double(), torch.float64)
+    _, output, unrolled = run(copy.deepcopy(model).double().eval(), torch.float64)  # as the probes copy it
     difference = (output - unrolled).abs().max().item()
     if not difference <= 1e-8 * max(1.0, output.abs().max().item()):
         raise refuse(f"forward's output is not its step unrolled (observe(s_t) of step after step; max difference "
@@ -420,7 +423,9 @@ def check_model_runs(model, where: str) -> None:
                      "they must compute one network")
     # what training differentiates (forward's output, by the weights) and what the probes do (step,
     # by a state that requires grad): an in-place update of the state breaks either
-    state = model.initial_state(SAMPLE, x).requires_grad_()
+    with torch.random.fork_rng(), torch.no_grad():  # a leaf, as the probes' state is (a learned h0 is not)
+        torch.manual_seed(0)
+        state = called("initial_state", lambda: model.initial_state(SAMPLE, x), model).detach().requires_grad_()
     passes = {"forward's output, by the weights": (lambda: model(x)[0], lambda: [p.grad for p in model.parameters()]),
               "step, by the state from initial_state": (lambda: model.step(state, x[:, 0]), lambda: [state.grad])}
     for what, (call, gradients) in passes.items():

@@ -140,24 +140,31 @@ def write_split(task, seed: int, split: str, n: int, path, compress: bool = True
     return digest.hexdigest()
 
 
+def unreadable(task, arrays: dict) -> str | None:
+    """What in a task's draw training cannot read, or None: a non-finite value in any array, an
+    integer target outside the classes [0, output_size). One check for the pre-flight's sample
+    (gapbench.config.check_task_sample) and every chunk a dataset is written from."""
+    for name, array in arrays.items():
+        array = np.asarray(array)
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            return f"non-finite values in {name}"
+        if name == "y" and array.dtype.kind in "iu" and not ((array >= 0) & (array < task.output_size)).all():
+            return (f"y with classes {sorted(set(array[(array < 0) | (array >= task.output_size)].tolist()))}, "
+                    f"outside [0, output_size = {task.output_size})")
+    return None
+
+
 def check_chunk(task, split: str, arrays: dict) -> None:
-    """Every sequence of a chunk is one training can read: finite values, and integer targets
-    classes in [0, output_size); else a DatasetError naming the task and its file. The
-    pre-flight (gapbench.config.check_task_sample) checks this on a sample before any job; this
-    checks every sequence of every split, so that a value a sample missed (an inf one draw in a
+    """Every sequence of a chunk is one training can read (`unreadable`); else a DatasetError
+    naming the task and its file. The pre-flight checks a sample before any job; this checks
+    every sequence of every split, so that a value a sample missed (an inf one draw in a
     thousand) stops its dataset instead of being reported as the models' divergence."""
     from gapbench.registry import source_file
 
-    for name, array in arrays.items():
-        problem = None
-        if array.dtype.kind in "fc" and not np.isfinite(array).all():
-            problem = f"non-finite values in {name}"
-        elif name == "y" and array.dtype.kind in "iu" and not ((array >= 0) & (array < task.output_size)).all():
-            problem = (f"y holds classes {sorted(set(array[(array < 0) | (array >= task.output_size)].tolist()))}, "
-                       f"outside [0, output_size = {task.output_size})")
-        if problem:
-            raise DatasetError(f"task {task.registry_name!r} ({source_file(type(task))}) drew {problem} in the "
-                               f"{split} split; no dataset written")
+    problem = unreadable(task, arrays)
+    if problem:
+        raise DatasetError(f"task {task.registry_name!r} ({source_file(type(task))}) drew {problem} in the "
+                           f"{split} split; no dataset written")
 
 
 def generate(task, seed: int, sizes: dict, out_dir, compress: bool = True) -> dict:

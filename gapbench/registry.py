@@ -99,7 +99,9 @@ class Registry:
         allowed = options_of(builder)
         unknown = sorted(set(options) - set(allowed))
         if unknown:
-            positional = [option for option in unknown if option in inspect.signature(builder).parameters]
+            parameters = inspect.signature(builder).parameters
+            positional = [option for option in unknown if option in parameters and parameters[option].kind in
+                          (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
             raise ValueError(
                 f"unknown option(s) {unknown} for {self._kind} {name!r}; allowed: {allowed}" + (
                     f" ({source_file(builder)} takes {positional} as positional arguments: options are the "

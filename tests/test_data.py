@@ -137,7 +137,7 @@ def test_generate_command_reports_a_bad_option_in_one_line(tmp_path):
 @pytest.mark.parametrize("name, spoil, said", [
     ("adding", lambda sample: sample["x"].__setitem__((3, 0, 0), np.inf), "non-finite values in x"),
     ("temporal_order", lambda sample: sample["y"].__setitem__(3, -1),
-     "y holds classes [-1], outside [0, output_size = 4)"),
+     "y with classes [-1], outside [0, output_size = 4)"),
 ])
 def test_a_task_that_draws_what_training_cannot_read_writes_no_dataset(tmp_path, name, spoil, said):
     """A value a pre-flight sample can miss (here only in the fourth sequence of a draw) stops the

@@ -102,6 +102,10 @@ def test_a_finite_median_over_infinite_values_says_how_many():
     assert table.loc[("irnn", "trained"), "λ1"] == "-0.2 (1 infinite)"
     assert table.loc[("irnn", "trained"), "half-life"] == "2 (2/3)"  # no infinite value among its runs
     assert table.loc[("identity", "trained"), "half-life"] == "∞"
+    summary.loc[summary.model == "irnn", "lyapunov_max"] = [-np.inf, -np.inf, -0.1]
+    table = paper_tables.propagation(reader(propagation_summary=summary, accuracy_vs_gap=names))
+    assert table.loc[("irnn", "trained"), "λ1"] == "-∞"  # not "∞", which would read as chaos
+    assert paper_tables._latex("-∞ (2/3)") == "$-\\infty$ (2/3)"
 
 
 def test_a_range_is_written_to_the_mean_s_precision_and_holds_the_mean():

@@ -166,7 +166,7 @@ TASK_CASES = [
      ["y must be floats of shape (n,) = (32,)", "got float32 of shape (32, 4)"]),
     ("labels -1 and +1", SignedLabels, ["classes [-1, 1]", "[0, output_size = 2)"]),
     ("an inf in one sequence of eight", RareInfinity,
-     ["sample x is not finite in 4 of 32 sequences", "reported as diverged"]),
+     ["sample(32, rng) drew non-finite values in x", "reported as diverged"]),
     ("draws from an unseeded generator", Unseeded,
      ["sample(32, rng) drew another sample from the same seed", "not np.random's functions or a new default_rng()"]),
 ]
@@ -191,10 +191,21 @@ def test_a_task_whose_gap_changes_nothing_is_refused(tmp_path):
         message = refusal(tmp_path, tasks_=[{"name": "preflight_task", "gaps": [3, 4]}])
     for fragment in ["tasks[preflight_task].gaps", f"({HERE})", "gaps 3 and 4 give the same task (seq_len 6"]:
         assert fragment in message, message
-    with registered(tasks, "preflight_task", Sign):  # the same task at one gap, or at gaps it tells apart
-        for gaps in ([3], [3, 4]):
-            load_config(_with_tasks(tmp_path, [{"name": "preflight_task", "gaps": gaps}]), cores=2,
-                        cuda_available=lambda: False)
+    class MaskedAtFour(FixedLength):
+        def sample(self, n, rng):  # one more array at gap 4: another task, though seq_len is the same
+            sample = super().sample(n, rng)
+            return {**sample, "mask": np.ones(n, np.float32)} if self.gap == 4 else sample
+
+    class ScoredAtTheGap(FixedLength):
+        @property
+        def probe_step(self):  # one stream, scored at step `gap`: the gap changes what the loss reads
+            return self.gap
+
+    for builder in (Sign, MaskedAtFour, ScoredAtTheGap):  # at gaps it tells apart, or at one gap
+        with registered(tasks, "preflight_task", builder):
+            for gaps in ([3], [3, 4]):
+                load_config(_with_tasks(tmp_path, [{"name": "preflight_task", "gaps": gaps}]), cores=2,
+                            cuda_available=lambda: False)
 
 
 def _with_tasks(tmp_path, entries):
@@ -308,7 +319,7 @@ MODEL_CASES = [
                                                   "ran: make every layer in __init__"]),
     ("a float64 parameter", DoubleDecay, ["parameter decay is torch.float64: make every parameter float32"]),
     ("layers in a plain list", LayersInAList,
-     ["step of the float64 copy the probes use (model.double()) failed", "in nn.ModuleList", "RuntimeError"]),
+     ["step of the float64 copy the probes use (model.double().eval()) failed", "in nn.ModuleList", "RuntimeError"]),
     ("a NaN derivative at the initial state", NormOfTheState,
      ["the gradient of step, by the state from initial_state is not finite"]),
     ("step returns a tuple", StepReturnsTwo, ["step must have shape (2, 8) (hidden_size 8, state_size 8)",
@@ -342,6 +353,27 @@ def test_a_value_error_from_a_bug_in_a_builder_names_its_line(tmp_path):
                             f"(raised in {HERE}, line {line})"), message
     message = refusal(tmp_path, tasks_=[{"name": "latch", "gaps": [3], "params": {"classes": 1}}])
     assert "classes" in message and "raised in" not in message, message
+
+
+def test_a_model_with_dropout_passes(tmp_path):
+    """Training mode draws dropout masks, so forward and step unrolled differ there; the float64
+    copy is compared in eval mode, as the probes take it."""
+    class Dropping(Tanh):
+        def __init__(self, input_size, hidden_size, **kwargs):
+            super().__init__(input_size, hidden_size, **kwargs)
+            self.dropout = torch.nn.Dropout(0.1)
+
+        def step(self, state, x_t):
+            return super().step(state, self.dropout(x_t))
+
+    config = yaml.safe_load(SMOKE.read_text())
+    config["models"] = [{"name": "preflight_model"}]
+    for entry in config["tasks"]:
+        entry.pop("models", None)
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    with registered(models, "preflight_model", Dropping):
+        load_config(configfile, cores=2, cuda_available=lambda: False)
 
 
 def test_an_option_taken_positionally_is_told_to_be_keyword_only(tmp_path):

@@ -63,7 +63,8 @@ def _resolved(stretches, grown):
     and would enter the average as ln 1e-16 ≈ −37 instead of −inf. The threshold
     max(S, k) · ε · ‖J_l Q_{l−1}‖_F (ε the float64 machine epsilon) is the numerical-rank rule
     of numpy.linalg.matrix_rank (Press et al. 2007, Numerical Recipes, 3rd ed., p. 795) with
-    the Frobenius norm, an upper bound of σ_max that costs no decomposition."""
+    the Frobenius norm in place of σ_max: an upper bound (at most √k times σ_max, so a
+    threshold up to √k times matrix_rank's) that costs no decomposition."""
     size, k = grown.shape[-2:]
     resolution = max(size, k) * torch.finfo(grown.dtype).eps * torch.linalg.matrix_norm(grown)
     return stretches.masked_fill(stretches <= resolution[..., None], 0.0)

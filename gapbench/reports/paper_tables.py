@@ -164,7 +164,8 @@ def propagation(read) -> pd.DataFrame:
     def cell(value, k, n, j):
         if np.isnan(value):
             return "—"
-        text = "∞" if np.isinf(value) else "0" if abs(value) < ROUNDING else f"{value + 0.0:.3g}"  # no "-0"
+        text = ("∞" if value > 0 else "-∞") if np.isinf(value) else "0" if abs(value) < ROUNDING else \
+            f"{value + 0.0:.3g}"  # no "-0"
         notes = ([] if k == n else [f"{k}/{n}"]) + ([f"{j} infinite"] if j and np.isfinite(value) else [])
         return f"{text} ({'; '.join(notes)})" if notes else text
 
@@ -175,7 +176,7 @@ def propagation(read) -> pd.DataFrame:
 
 
 # LaTeX for what the Markdown tables write in Unicode (after escaping LaTeX's special characters)
-LATEX = {"λ1": r"$\lambda_1$", r"ρ(W\_h)": r"$\rho(W_h)$", "±": r"$\pm$", "—": "---", "–": "--",
+LATEX = {"-∞": r"$-\infty$", "λ1": r"$\lambda_1$", r"ρ(W\_h)": r"$\rho(W_h)$", "±": r"$\pm$", "—": "---", "–": "--",
          "∞": r"$\infty$", "≥": r"$\geq$"}
 
 
