@@ -30,8 +30,8 @@ def registered(package, name, builder):
         package._registry._builders.pop(name)
 
 
-def refusal(tmp_path, tasks_=None, models_=None) -> str:
-    """The ConfigError message for the smoke config with its tasks and/or models replaced."""
+def smoke_with(tmp_path, tasks_=None, models_=None):
+    """The smoke config with its tasks and/or models replaced, written to a file; its path."""
     config = yaml.safe_load(SMOKE.read_text())
     if tasks_ is not None:
         config["tasks"] = tasks_
@@ -41,8 +41,17 @@ def refusal(tmp_path, tasks_=None, models_=None) -> str:
             entry.pop("models", None)
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
+    return configfile
+
+
+def passes(tmp_path, tasks_=None, models_=None) -> None:
+    load_config(smoke_with(tmp_path, tasks_, models_), cores=2, cuda_available=lambda: False)
+
+
+def refusal(tmp_path, tasks_=None, models_=None) -> str:
+    """The ConfigError message for the smoke config with its tasks and/or models replaced."""
     with pytest.raises(ConfigError) as refused:
-        load_config(configfile, cores=2, cuda_available=lambda: False)
+        passes(tmp_path, tasks_, models_)
     return str(refused.value)
 
 
@@ -204,25 +213,12 @@ def test_a_task_whose_gap_changes_nothing_is_refused(tmp_path):
     for builder in (Sign, MaskedAtFour, ScoredAtTheGap):  # at gaps it tells apart, or at one gap
         with registered(tasks, "preflight_task", builder):
             for gaps in ([3], [3, 4]):
-                load_config(_with_tasks(tmp_path, [{"name": "preflight_task", "gaps": gaps}]), cores=2,
-                            cuda_available=lambda: False)
-
-
-def _with_tasks(tmp_path, entries):
-    config = yaml.safe_load(SMOKE.read_text())
-    config["tasks"] = entries
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
-    return configfile
+                passes(tmp_path, tasks_=[{"name": "preflight_task", "gaps": gaps}])
 
 
 def test_a_correct_task_passes(tmp_path):
-    config = yaml.safe_load(SMOKE.read_text())
-    config["tasks"] = [{"name": "preflight_task", "gaps": [3]}]
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
     with registered(tasks, "preflight_task", Sign):
-        load_config(configfile, cores=2, cuda_available=lambda: False)
+        passes(tmp_path, tasks_=[{"name": "preflight_task", "gaps": [3]}])
 
 
 class Tanh(RecurrentModel):
@@ -366,14 +362,8 @@ def test_a_model_with_dropout_passes(tmp_path):
         def step(self, state, x_t):
             return super().step(state, self.dropout(x_t))
 
-    config = yaml.safe_load(SMOKE.read_text())
-    config["models"] = [{"name": "preflight_model"}]
-    for entry in config["tasks"]:
-        entry.pop("models", None)
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
     with registered(models, "preflight_model", Dropping):
-        load_config(configfile, cores=2, cuda_available=lambda: False)
+        passes(tmp_path, models_=[{"name": "preflight_model"}])
 
 
 def test_an_option_taken_positionally_is_told_to_be_keyword_only(tmp_path):
