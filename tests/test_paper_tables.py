@@ -65,9 +65,25 @@ def test_tables_per_gap_are_one_float_per_task_with_its_own_gaps_and_seeds():
 
 def test_largest_gap_solved_gives_the_largest_gap_run():
     table = paper_tables.largest_gap_solved(reader(accuracy_vs_gap=accuracy_table()))
-    assert table.loc[("copy", "gru"), "none"] == "30" and table.loc[("adding", "gru"), "none"] == "—"
+    # copy's gru: one of two seeds at 30, the largest gap copy ran (censored); adding's: 1 of 5
+    assert table.loc[("copy", "gru"), "none"] == "≥30 (1/2)" and table.loc[("adding", "gru"), "none"] == "—"
     assert table.loc[("copy", "gru"), "largest gap run"] == "30"
     assert table.loc[("adding", "vanilla"), "largest gap run"] == "80"
+
+
+def test_largest_gap_solved_says_how_many_seeds_and_marks_a_limit_beyond_the_gaps_run():
+    """k/n where not every seed succeeded (with 2 seeds "at least half" is one); ≥G where G is the
+    largest gap run (the model's limit was not reached); the largest such gap even where a longer
+    gap was solved by fewer than half."""
+    rows = [("t", gap, model, "none", seed, success)
+            for model, solved in (("all", {10: 3, 20: 3, 40: 3}), ("most", {10: 3, 20: 2, 40: 1}),
+                                  ("short", {10: 3, 20: 1, 40: 0}), ("none", {10: 1, 20: 0, 40: 0}))
+            for gap, k in solved.items() for seed in range(3) for success in [seed < k]]
+    accuracy = pd.DataFrame(rows, columns=["task", "gap", "model", "clip", "seed", "success"])
+    table = paper_tables.largest_gap_solved(reader(accuracy_vs_gap=accuracy.assign(model_name=accuracy.model)))
+    assert table["none"].droplevel("task").to_dict() == {"all": "≥40", "most": "20 (2/3)", "short": "10",
+                                                          "none": "—"}
+    assert paper_tables._latex("≥40 (2/3)") == "$\\geq$40 (2/3)"
 
 
 def summary_table() -> pd.DataFrame:
@@ -129,7 +145,9 @@ def test_latex_floats_use_booktabs_rules_and_fit_the_text(tmp_path):
     assert "\\cmidrule{1-5}\n\\bottomrule" not in latex and "\\bottomrule" in latex
     assert "\\begin{tabular}{llrrr}" in latex  # the index left, the numbers right-aligned
     # a minus sign typeset as one, not a hyphen; hyphens and exponents left as they are
-    assert paper_tables._latex("-0.2 [-0.3, 1e-12] half-life") == "$-$0.2 [$-$0.3, 1e-12] half-life"
+    assert paper_tables._latex("-0.2 [-0.3, 1e-12] half-life") == "$-$0.2 [$-$0.3, $1\\times10^{-12}$] half-life"
+    # Python's e-notation as LaTeX's, its sign inside the math; not in a name (esn_n1e3)
+    assert paper_tables._latex("-4.19e-09 7.19e+07 esn_n1e3") == "$-4.19\\times10^{-9}$ $7.19\\times10^{7}$ esn\\_n1e3"
     assert paper_tables._latex("2–5 seeds; myW_h") == "2--5 seeds; myW\\_h"  # an en dash; W_h only in captions
     assert paper_tables._latex("10% of") == "10\\% of"  # unescaped, % comments out the rest of the line
     assert paper_tables._latex("∞ (3/4)") == "$\\infty$ (3/4)"
@@ -145,6 +163,13 @@ def test_the_latex_compiles_with_nothing_wider_than_the_text(tmp_path, layout):
     for name, table in (("score_vs_gap", paper_tables.score_vs_gap), ("success_rate", paper_tables.success_rate)):
         for part in table(reader(accuracy_vs_gap=wide)):
             (tmp_path / f"{name}_{part.key}.tex").write_text(paper_tables.to_latex(part.table, part.caption, "tab:x"))
+    # the whole-grid tables too: ≥G (k/n), -∞, e-notation, ∞ and their captions
+    summary = summary_table()
+    summary.loc[summary.model == "irnn", ["lyapunov_max", "decay_log10_per_step"]] = [[-np.inf, -4.19e-9]] * 3
+    read = reader(accuracy_vs_gap=accuracy, propagation_summary=summary)
+    for name in ("largest_gap_solved", "propagation"):
+        build, caption = paper_tables.PAPER_TABLES[name]
+        (tmp_path / f"{name}.tex").write_text(paper_tables.to_latex(build(read), caption, "tab:y"))
     inputs = "\n".join(f"\\input{{{path.name}}}" for path in sorted(tmp_path.glob("*.tex")))
     (tmp_path / "paper.tex").write_text(f"\\documentclass[{layout}]{{article}}\n\\usepackage{{booktabs,multirow,graphicx}}\n"
                                         f"\\begin{{document}}\n{inputs}\n\\end{{document}}\n")

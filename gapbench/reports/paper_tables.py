@@ -129,16 +129,26 @@ def success_rate(read) -> list[Part]:
 
 
 @paper_table("largest_gap_solved", "Largest gap at which at least half of the seeds succeeded, per task, "
-             "model and clip arm (— where no gap was), and the largest gap the task ran (a model that solved "
-             "it may solve longer ones).")
+             "model and clip arm (— where no gap was), with (k/n) where only k of its n seeds did; ≥G where G "
+             "is the largest gap the task ran: the model's limit lies beyond the gaps measured. Last column: the "
+             "largest gap the task ran.")
 def largest_gap_solved(read) -> pd.DataFrame:
     accuracy = read("accuracy_vs_gap")
-    rate = accuracy.groupby(["task", "model", "clip", "gap"]).success.mean().reset_index()
-    solved = rate[rate.success >= 0.5].groupby(["task", "model", "clip"]).gap.max()
-    everything = rate.groupby(["task", "model", "clip"]).gap.max()
-    table = solved.reindex(everything.index).map(lambda g: "—" if np.isnan(g) else str(int(g)))
-    table = table.unstack("clip").rename_axis(columns="clip")
+    seeds = accuracy.groupby(["task", "model", "clip", "gap"]).success.agg(["sum", "count"]).reset_index()
     longest = accuracy.groupby("task").gap.max()
+    half = seeds[seeds["sum"] >= 0.5 * seeds["count"]]
+    solved = half.loc[half.groupby(["task", "model", "clip"]).gap.idxmax()]
+
+    def cell(task, gap, k, n) -> str:
+        # censored: solved at the largest gap run, so how much further it reaches is not measured
+        text = f"≥{gap}" if gap == longest[task] else str(gap)
+        return text if k == n else f"{text} ({k}/{n})"
+
+    cells = pd.Series([cell(*row) for row in solved[["task", "gap", "sum", "count"]].itertuples(index=False)],
+                      index=pd.MultiIndex.from_frame(solved[["task", "model", "clip"]]), dtype=object)
+    everything = seeds.groupby(["task", "model", "clip"]).gap.max().index
+    table = cells.reindex(everything).fillna("—")
+    table = table.unstack("clip").rename_axis(columns="clip")
     table = table.assign(**{"largest gap run": table.index.get_level_values("task").map(longest).astype(str)})
     return _in_model_order(table, read)
 
@@ -152,7 +162,8 @@ ROUNDING = 1e-12  # propagation: a median this small in magnitude is float64 rou
              "counts it) and ρ(W_h) (— for models without W_h). (k/n): the median of the k of n runs that have "
              "a value (a decay rate needs two lags with a nonzero gradient; MC, states that stay finite); "
              "(j infinite): a finite median over values of which j are infinite (a ReLU network's λ1 where "
-             f"every unit is off). Medians below {ROUNDING:g} in magnitude are float64 rounding, written 0.")
+             "every unit is off; a half-life is ∞ where the gradient does not shrink, flat or growing: the decay "
+             f"column's sign tells which). Medians below {ROUNDING:g} in magnitude are float64 rounding, written 0.")
 def propagation(read) -> pd.DataFrame:
     summary = read("propagation_summary")
     columns = {"decay_log10_per_step": "decay (log10/step)", "half_life_steps": "half-life", "lyapunov_max": "λ1",
@@ -188,8 +199,12 @@ def _latex(value):
     text = re.sub(r"[\\&%$#_{}~^]", lambda match: LATEX_SPECIAL[match.group()], str(value))  # one pass
     for unicode, latex in LATEX.items():
         text = text.replace(unicode, latex)
-    # a minus sign, not a hyphen: -0.2, not half-life, 1e-12 or an en dash's "--" (2–5)
-    return re.sub(r"(?<![\w.-])-(?=\d)", "$-$", text)
+    # Python's e-notation typeset: -4.19e-09 is $-4.19\times10^{-9}$ (its sign inside the math)
+    text = re.sub(r"(?<![\w.])(-?\d+(?:\.\d+)?)e([+-]\d+)\b",
+                  lambda match: f"${match[1]}\\times10^{{{int(match[2])}}}$", text)
+    # a minus sign, not a hyphen: -0.2, not half-life or an en dash's "--" (2–5); not one inside
+    # the math just written
+    return re.sub(r"(?<![\w.\-${])-(?=\d)", "$-$", text)
 
 
 FIT_TO_TEXT = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
