@@ -215,22 +215,76 @@ def test_every_figure_prints_at_a_paper_width_with_legible_text(read, smoke_run,
                     assert not legend_box.overlaps(ax.get_window_extent(renderer)), (name, ax.get_title())
 
 
-def test_values_a_figure_cannot_draw_are_counted_in_the_panel_title(read):
-    """A run whose probe values are ±∞ or NaN (a norm that underflowed to 0, states that overflowed)
-    leaves its line to the other seeds and is counted in its panel's title, init untouched; a run
-    without a decay rate is counted where its point is missing. The lyapunov axis is symlog."""
+def _tick_labels(ax, axis="y"):
+    """The tick labels of `ax` as drawn (the figure laid out at its saved size first)."""
+    scaled = ax.yaxis if axis == "y" else ax.xaxis
+    ticks = scaled.get_majorticklocs()
+    return list(ticks), scaled.get_major_formatter().format_ticks(ticks)
+
+
+def test_infinite_values_are_drawn_on_a_labelled_edge_and_undefined_ones_counted_by_model(read):
+    """One trained run's values replaced (with_undrawable_values): a −∞ (a norm that underflowed to
+    0, a direction a ReLU step annihilates) is drawn on a dotted line labelled −∞ below every finite
+    value, and so is the mean over seeds at a point where one seed is −∞ (a mean of logs); init
+    panels have no such line. A NaN (memory capacity of overflowing states) is left out, the
+    title counting its runs and naming their model; a run without a decay rate is drawn at "no
+    rate". The lyapunov axis is symlog."""
     reader = with_undrawable_values(one_task(read, "copy"))
-    for name in ("gradient_decay", "sensitivity", "jacobian_spectrum", "lyapunov", "memory_capacity"):
+    for name in ("gradient_decay", "sensitivity", "jacobian_spectrum", "lyapunov"):
         with figures.paper_style():
             figure = figures.FIGURES[name].draw(reader, None)
-        titles = {ax.get_title().replace("\n", " ") for ax in figure.axes if ax.get_visible()}
-        assert any("trained" in t and "(±∞ or NaN in 1 run: not drawn)" in t for t in titles), titles
-        assert not any("init" in t and "not drawn" in t for t in titles), titles
+        figures.fit_to_page(figure)
+        panels = {ax.get_title().replace("\n", " "): ax for ax in figure.axes if ax.get_visible()}
+        for title, ax in panels.items():
+            assert "not drawn" not in title, (name, title)
+            ticks, labels = _tick_labels(ax)
+            if "init" in title:
+                assert "−∞" not in labels, (name, title)
+                continue
+            assert labels.count("−∞") == 1, (name, title, labels)
+            floor = ticks[labels.index("−∞")]
+            # every line's lowest point: the mean lines of the run's model (one seed of two −∞) on
+            # the floor, every other line above it
+            lowest = [np.min(np.asarray(line.get_ydata(), dtype=float)) for line in ax.get_lines()
+                      if len(line.get_xdata()) > 2]
+            assert floor in lowest and all(value >= floor for value in lowest), (name, title, lowest, floor)
+            assert ax.get_ylim()[0] < floor < ax.get_ylim()[1]
+        legend = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+        assert "−∞ (dotted line)" in legend, (name, legend)
         if name == "lyapunov":
             assert {ax.get_yscale() for ax in figure.axes if ax.get_visible()} == {"symlog"}
         figures.plt.close(figure)
     with figures.paper_style():
+        figure = figures.FIGURES["memory_capacity"].draw(reader, None)
+    titles = {ax.get_title().replace("\n", " ") for ax in figure.axes if ax.get_visible()}
+    assert any("trained" in t and "(NaN in 1 run of vanilla: not drawn)" in t for t in titles), titles
+    assert not any("init" in t and "not drawn" in t for t in titles), titles
+    figures.plt.close(figure)
+    with figures.paper_style():
         figure = figures.FIGURES["decay_rate_vs_gap_solved"].draw(reader, None)
+    figures.fit_to_page(figure)
+    (ax,) = [ax for ax in figure.axes if ax.get_visible()]
+    ticks, labels = _tick_labels(ax, "x")
+    assert labels.count("no\nrate") == 1, labels
+    no_rate = ticks[labels.index("no\nrate")]
+    xs = np.concatenate([np.asarray(line.get_xdata(), dtype=float) for line in ax.get_lines()
+                         if line.get_marker() not in (None, "None", "")])
+    assert (xs == no_rate).sum() == 1 and (xs[xs != no_rate] > no_rate).all()  # the one run without a rate
+    figures.plt.close(figure)
+
+
+def test_a_score_that_is_not_finite_is_counted_by_model_in_its_panel_title(read):
+    copy = one_task(read, "copy")
+
+    def reader(name, columns=None, rows=None):
+        table = copy(name, columns, rows)
+        if name == "accuracy_vs_gap" and {"model", "clip", "seed", "gap", "test_score"} <= set(table.columns):
+            run = (table["model"] == "vanilla") & (table["clip"] == "none") & (table.seed == 0)
+            table.loc[run & (table.gap == table.gap.max()), "test_score"] = np.inf
+        return table
+
+    with figures.paper_style():
+        figure = figures.FIGURES["accuracy_vs_gap"].draw(reader, None)
     titles = [ax.get_title().replace("\n", " ") for ax in figure.axes if ax.get_visible()]
-    assert any("(1 run without a decay rate: not drawn)" in t for t in titles), titles
+    assert titles == ["copy (1 run of vanilla not finite: not drawn)"], titles
     figures.plt.close(figure)

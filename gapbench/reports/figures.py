@@ -30,7 +30,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import LogFormatterSciNotation, NullLocator  # noqa: E402
+from matplotlib.ticker import Formatter, Locator, LogFormatterSciNotation, NullLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -525,8 +525,9 @@ def accuracy_vs_gap(read, gaps=None, layout=None):
             ax.yaxis.set_major_formatter(_PlainLogFormatter())
             ax.yaxis.set_minor_formatter(_PlainLogFormatter())
         ax.axhline(rows.chance_score.mean(), color="grey", linestyle=":", linewidth=1)
-        dropped = int((~np.isfinite(rows.test_score)).sum())
-        notes = [f"{_runs(dropped)} not finite: not drawn"] if dropped else []
+        dropped = rows[~np.isfinite(rows.test_score)]
+        models = [model for model in styles.models if model in set(dropped["model"])]
+        notes = [f"{_with_models(len(dropped), models)} not finite: not drawn"] if len(dropped) else []
         top = np.inf
         if metric == "mse":  # an exploded run (MSE 1e30) would squash every other line to the floor
             top = MSE_AXIS_TOP * accuracy.chance_score[accuracy.task == task].max()
@@ -619,45 +620,151 @@ STAGES = ("init", "trained")
 MARKERS_PER_CURVE = 6  # markers on a per-lag curve of hundreds of points (greyscale: which model)
 
 
+EDGE_OFFSET = 0.1  # ±∞ is drawn this fraction of the finite values' span beyond them (on the axis' scale)
+EDGE_TICK_CLEARANCE = 0.07  # a tick this fraction of the axis' span from an edge line loses its label to it
+
+
+def _edges(values, linear_within: float | None = None) -> tuple[float, float]:
+    """(floor, ceiling): where −∞ and +∞ are drawn, EDGE_OFFSET of the span of the finite
+    `values` below the lowest and above the highest, measured on the axis' scale (symlog with
+    `linear_within`, else linear), so that the edge lines sit just outside every finite value."""
+    from matplotlib.scale import SymmetricalLogTransform
+
+    scale = None if linear_within is None else SymmetricalLogTransform(10, linear_within, 1)
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if scale is not None:
+        values = scale.transform(values.reshape(-1, 1)).ravel()
+    low, high = (values.min(), values.max()) if values.size else (-1.0, 1.0)
+    span = (high - low) or 1.0
+    edges = np.array([low - EDGE_OFFSET * span, high + EDGE_OFFSET * span])
+    if scale is not None:
+        edges = scale.inverted().transform(edges.reshape(-1, 1)).ravel()
+    return float(edges[0]), float(edges[1])
+
+
+class _EdgeLocator(Locator):
+    """The axis' own ticks (`base`, at the size the figure is drawn), less those closer than
+    EDGE_TICK_CLEARANCE of the axis' span to an edge line, and the edge lines themselves."""
+
+    def __init__(self, base: Locator, edges: dict[float, str]):
+        self.base, self.edges = base, edges
+
+    def set_axis(self, axis):
+        super().set_axis(axis)
+        self.base.set_axis(axis)
+
+    def __call__(self):
+        low, high = sorted(self.axis.get_view_interval())
+        transform = self.axis.get_transform()
+        place = lambda value: float(transform.transform(np.array([[value]]))[0, 0])  # noqa: E731
+        span = abs(place(high) - place(low)) or 1.0
+        ticks = [tick for tick in self.base() if low <= tick <= high and
+                 all(abs(place(tick) - place(edge)) >= EDGE_TICK_CLEARANCE * span for edge in self.edges)]
+        return sorted([*ticks, *self.edges])
+
+
+class _EdgeFormatter(Formatter):
+    """The axis' own tick labels (`base`), and each edge line's label at its position."""
+
+    def __init__(self, base: Formatter, edges: dict[float, str]):
+        self.base, self.edges = base, edges
+
+    def set_axis(self, axis):
+        super().set_axis(axis)
+        self.base.set_axis(axis)
+
+    def format_ticks(self, values):
+        labels = iter(self.base.format_ticks([value for value in values if value not in self.edges]))
+        return [self.edges[value] if value in self.edges else next(labels) for value in values]
+
+    def __call__(self, x, pos=None):
+        return self.edges[x] if x in self.edges else self.base(x, pos)
+
+    def get_offset(self):
+        return self.base.get_offset()
+
+
+def _mark_edges(ax, edges: dict[float, str], axis: str = "y") -> None:
+    """Label the lines where infinite (or undefined) values are drawn: a dotted line at each
+    position of `edges` ({position: label}), its label as a tick label, in place of the axis'
+    ticks that would crowd it (chosen when the figure is drawn, at its printed size)."""
+    scaled = ax.yaxis if axis == "y" else ax.xaxis
+    limits = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    for position in edges:
+        (ax.axhline if axis == "y" else ax.axvline)(position, color="grey", linestyle=":", linewidth=0.8)
+    scaled.set_major_locator(_EdgeLocator(scaled.get_major_locator(), edges))
+    scaled.set_major_formatter(_EdgeFormatter(scaled.get_major_formatter(), edges))
+    (ax.set_ylim if axis == "y" else ax.set_xlim)(limits)
+
+
+def _with_models(count: int, models) -> str:
+    """"4 runs of irnn, linear": a count of runs and the models they are of."""
+    return f"{_runs(count)} of {', '.join(models)}"
+
+
 def _per_stage(read, shown, x, y, xlabel, ylabel, layout, linear_within: float | None = None):
     """A panel per task (at its chosen gap: _at_chosen_gap) and stage, or per task, stage and
     family where faceted: each task's init panels above its trained panels; a line per model and
     clip arm, the mean over seeds, the band their range (min to max). One legend for the figure.
 
-    A value that cannot be drawn (log10 of a norm that underflowed to 0 in float64 is −∞; a
-    memory capacity whose network's states overflow is NaN) is left out of its line, whose mean at
-    that x is then over the other seeds (a line none of whose seeds is finite is not drawn); the
-    panel's title counts the runs with such values. With `linear_within` the y axis is symlog:
-    linear within ±linear_within, logarithmic beyond (for values spanning decades of either sign)."""
+    Infinite values are drawn, at the edge: log10 of a norm that underflowed to 0 in float64 and
+    the Lyapunov exponent of a direction a ReLU step annihilates are −∞, and so is the mean over
+    seeds at an x where any seed's value is (the mean of logs: a geometric mean with a 0 in it);
+    −∞ is drawn on a dotted line just below the panel's finite values (+∞ above them), labelled
+    −∞ (+∞) on the axis (_edges, _mark_edges). A value that is undefined (NaN: a memory capacity
+    whose network's states overflow) is left out of its line, whose mean at that x is then over
+    the other seeds; the panel's title counts those runs and names their models. With
+    `linear_within` the y axis is symlog: linear within ±linear_within, logarithmic beyond (for
+    values spanning decades of either sign)."""
+    from matplotlib.lines import Line2D
+
     layout = layout or Layout(tuple(sorted(shown.task.unique())))
     styles = _styles(shown, read)
-    drawable = np.isfinite(shown[y])
-    finite, lost = shown[drawable], shown.loc[~drawable, KEYS + ["stage", "shown"]].drop_duplicates()
+    undefined = shown[y].isna()
+    defined, lost = shown[~undefined], shown.loc[undefined, KEYS + ["stage", "shown"]].drop_duplicates()
     # the mean and range over seeds, computed once by pandas: seaborn's own aggregation, point by
     # point, took about 3 minutes a figure at paper size (42 lines of ~300 points in 42 panels)
-    curves = finite.groupby(["task", "shown", "stage", "model", "clip", x], sort=False)[y].agg(["mean", "min", "max"])
+    curves = defined.groupby(["task", "shown", "stage", "model", "clip", x], sort=False)[y].agg(["mean", "min", "max"])
     curves = curves.reset_index().rename(columns={"min": "low", "max": "high"})
+    curves = curves[curves["mean"].notna()]  # +∞ and −∞ over the seeds of one point: no mean
+    # where ±∞ goes: one floor and ceiling per task and stage (faceted, its family panels share them)
+    edges = {key: _edges(block[["mean", "low", "high"]].to_numpy().ravel(), linear_within)
+             for key, block in curves.groupby(["task", "stage"])}
     figure, panels = _panel_grid(layout, STAGES)
     labelled = _first_in_row(panels)
     titles = dict(zip([*curves.task, *lost.task], [*curves.shown, *lost.shown]))
+    marked, drawn_edges = {}, set()
     for (task, stage, family), ax in panels.items():
         panel = _in_panel(curves, styles, task, family, stage)
-        dropped = len(_in_panel(lost, styles, task, family, stage))
-        if panel.empty and not dropped:
+        dropped = _in_panel(lost, styles, task, family, stage)
+        if panel.empty and dropped.empty:
             ax.set_visible(False)
             continue
-        _draw_lines(ax, panel, x, styles, MARKERS_PER_CURVE)
         if linear_within is not None:
             ax.set_yscale("symlog", linthresh=linear_within)
             ax.yaxis.set_major_formatter(_PlainLogFormatter())
-        notes = [f"(±∞ or NaN in {_runs(dropped)}: not drawn)"] if dropped else []
+        floor, ceiling = edges.get((task, stage), (-1.0, 1.0))
+        values = panel[["mean", "low", "high"]].to_numpy()
+        infinite = {label: position for label, position, sign in (("−∞", floor, -1), ("+∞", ceiling, 1))
+                    if (values == sign * np.inf).any()}
+        _draw_lines(ax, panel.replace({-np.inf: floor, np.inf: ceiling}), x, styles, MARKERS_PER_CURVE)
+        if infinite:
+            marked[ax] = {position: label for label, position in infinite.items()}
+            drawn_edges |= set(infinite)
+        models = [model for model in styles.models if model in set(dropped["model"])]
+        notes = [f"(NaN in {_with_models(len(dropped), models)}: not drawn)"] if len(dropped) else []
         label, gap = titles[task].rsplit(", ", 1)  # "task, gap G": the task on a line of its own
         ax.set_title(_title(label, f"{gap}, {stage}", family, *notes))
         ax.set_xlabel(xlabel if stage == STAGES[-1] else "")
         ax.set_ylabel(ylabel if id(ax) in labelled else "")
     if layout.families is not None:
         _share_y(panels)
-    _legend(figure, styles, list(styles.dashes))
+    for ax, positions in marked.items():
+        _mark_edges(ax, positions)
+    extra = [Line2D([], [], color="grey", linestyle=":", linewidth=0.8, label=f"{label} (dotted line)")
+             for label in ("−∞", "+∞") if label in drawn_edges]
+    _legend(figure, styles, list(styles.dashes), extra)
     return figure
 
 
@@ -707,7 +814,7 @@ def lyapunov(read, gaps=None, layout=None):
     perturbations, and memories, fade at rate λ_1; λ ≡ 0 is a norm-preserving map. The y axis
     is symlog: the lowest exponents reach −12 (lstm, default grid at f458346) while others sit
     within 1e-7 of 0, where a linear axis would press them into one line. Exponents of −∞ (a
-    ReLU unit off: gapbench.probes.lyapunov) are counted in the title, not drawn."""
+    ReLU unit off: gapbench.probes.lyapunov) are drawn on the dotted −∞ line below the others."""
     table = _at_chosen_gap(read, "lyapunov", ["index", "exponent"], gaps, layout=layout)
     return _per_stage(read, table, "index", "exponent", "exponent index i",
                       f"λᵢ (ln per step; symlog,\nlinear in ±{LYAPUNOV_LINEAR_WITHIN:g})", layout,
@@ -739,7 +846,8 @@ def decay_rate_vs_gap_solved(read, gaps=None, layout=None):
     (model, clip, seed): the model's colour and marker, the clip arm's fill; a panel per task
     (per task and family where faceted). A run without a decay rate (fewer than two lags whose
     gradient norm is above float64's smallest normal number, as where the loss's gradient is
-    exactly 0: probes/_summary.py fit_decay_rate) cannot be placed: the panel's title counts them."""
+    exactly 0, a latch run solved to loss 0: probes/_summary.py fit_decay_rate) is drawn left of
+    the others, on a dotted line labelled "no rate" (_edges, _mark_edges)."""
     from matplotlib.lines import Line2D
 
     accuracy, summary = _on_page(read("accuracy_vs_gap"), layout), _on_page(read("propagation_summary"), layout)
@@ -752,33 +860,41 @@ def decay_rate_vs_gap_solved(read, gaps=None, layout=None):
     fills = clip_fills(list(styles.dashes))
     figure, panels = _panel_grid(layout)
     labelled = _first_in_row(panels)
+    without_rate = False
     for (task, _, family), ax in panels.items():
         panel = _in_panel(points, styles, task, family)
         if panel.empty:
             ax.set_visible(False)
             continue
-        undrawn = int((~np.isfinite(panel.decay_log10_per_step)).sum())
+        rated = panel[np.isfinite(panel.decay_log10_per_step)]
+        # the x range of the finite rates, at least MIN_DECAY_SPAN wide (every run may decay at
+        # nearly the same rate), and 0 (no decay) in it; runs without a rate go left of it
+        low, high = min(rated.decay_log10_per_step.min(), 0.0), max(rated.decay_log10_per_step.max(), 0.0)
+        if high - low < MIN_DECAY_SPAN:
+            middle = (low + high) / 2
+            low, high = middle - MIN_DECAY_SPAN / 2, middle + MIN_DECAY_SPAN / 2
+        no_rate, _ = _edges([low, high])
         # the gaps that were run (and 0, none solved) evenly spaced, labelled, nothing else:
         # on a linear axis 0, 10, 30 and 100 would sit on each other below 2000
         run = sorted({0, *accuracy.gap[accuracy.task == task]})
         ax.axvline(0, color="grey", linestyle=":", linewidth=1)  # no decay: the gradient keeps its norm
         for (model, clip), group in panel.groupby(["model", "clip"], sort=False):
-            ax.plot(group.decay_log10_per_step, group.solved_gap.map(run.index), linestyle="",
+            ax.plot(group.decay_log10_per_step.fillna(no_rate), group.solved_gap.map(run.index), linestyle="",
                     marker=styles.markers[model], fillstyle=fills[clip], color=styles.colours[model], markersize=4,
                     markeredgewidth=0.7)
         ax.set_yticks(range(len(run)), [str(gap) for gap in run])
         ax.set_ylim(-0.5, len(run) - 0.5)
-        # plain tick labels, no offset text (it would sit on the axis label), and at least
-        # MIN_DECAY_SPAN of x, where every run decays at nearly the same rate
-        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
-        low, high = ax.get_xlim()
-        if high - low < MIN_DECAY_SPAN:
-            middle = (low + high) / 2
-            ax.set_xlim(middle - MIN_DECAY_SPAN / 2, middle + MIN_DECAY_SPAN / 2)
-        ax.set_title(_title(task, family, f"({_runs(undrawn)} without a decay rate: not drawn)" if undrawn else ""))
+        ax.ticklabel_format(axis="x", style="plain", useOffset=False)  # no offset text on the axis label
+        margin = 0.05 * (high - low)
+        ax.set_xlim((no_rate if len(rated) < len(panel) else low) - margin, high + margin)
+        if len(rated) < len(panel):
+            _mark_edges(ax, {no_rate: "no\nrate"}, axis="x")
+            without_rate = True
+        ax.set_title(_title(task, family))
         ax.set_xlabel("trained decay\n(log10 per step)")
         ax.set_ylabel("largest gap solved\n(0: none)" if id(ax) in labelled else "")
-    _legend(figure, styles, list(fills), clip_handle=lambda clip: Line2D(
+    extra = [Line2D([], [], linestyle="", label="no rate: under 2 lags\nwith a nonzero gradient")] if without_rate else []
+    _legend(figure, styles, list(fills), extra, clip_handle=lambda clip: Line2D(
         [], [], color="black", marker="o", fillstyle=fills[clip], linestyle="", markersize=4, label=clip),
         model_line=False)
     return figure
