@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PolyCollection
 
 from gapbench.reports import figures
 from gapbench.reports.tables import INTERVAL_SEEDS, table_reader
@@ -44,14 +45,24 @@ def _draw(name: str, read):
     return getattr(drawn, "figure", drawn)  # a seaborn grid holds its figure
 
 
-@pytest.mark.parametrize("seeds, band", [(INTERVAL_SEEDS, "band: 95% bootstrap"),
-                                         (INTERVAL_SEEDS - 1, "band: min to max")])
-def test_the_accuracy_band_is_a_bootstrap_interval_from_interval_seeds(tmp_path, seeds, band):
+@pytest.mark.parametrize("seeds", [INTERVAL_SEEDS, INTERVAL_SEEDS - 1, 2])
+def test_the_accuracy_band_is_a_bootstrap_interval_from_interval_seeds_and_seeds_are_points_below(tmp_path, seeds):
+    """From INTERVAL_SEEDS seeds a bootstrap band around the mean; below, no band but each
+    seed's score a point (a band over 2 seeds, one solved and one not, covered whole panels)."""
     figure = _draw("accuracy_vs_gap", _tables(tmp_path, seeds))
     legend = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
-    assert any(text.startswith(band) for text in legend), legend
+    (ax,) = [ax for ax in figure.axes if ax.get_visible()]
+    bands = [collection for collection in ax.collections if isinstance(collection, PolyCollection)]
+    drawn = {round(y, 9) for y in _drawn(figure, "y")}
     mean_seed = (seeds - 1) / 2  # each gap's point: the mean over the seeds of gap + seed / 100
-    assert {10 + mean_seed / 100, 100 + mean_seed / 100} <= {round(y, 9) for y in _drawn(figure, "y")}
+    assert {10 + mean_seed / 100, 100 + mean_seed / 100} <= drawn
+    every_seed = {round(gap + seed / 100, 9) for gap in GAPS for seed in range(seeds)}
+    if seeds >= INTERVAL_SEEDS:
+        assert any(text.startswith("band: 95% bootstrap") for text in legend), legend
+        assert len(bands) == 1 and not every_seed <= drawn
+    else:
+        assert "each seed" in legend and not any(text.startswith("band") for text in legend), legend
+        assert not bands and every_seed <= drawn
     figures.plt.close(figure)
 
 

@@ -60,6 +60,7 @@ PAPER_RC = {
 
 MSE_AXIS_TOP = 100  # MSE panels stop at this multiple of the memoryless baseline
 METRIC_LABEL = {"accuracy": "test accuracy", "mse": "test MSE"}  # tables without a score_label column
+SEED_POINT = {"markersize": 2.5, "fillstyle": "none", "markeredgewidth": 0.5}  # a seed's score, below INTERVAL_SEEDS
 BOOTSTRAP_RESAMPLES = 1000  # resamples of the seeds per point (seeded: the same tables, the same figure)
 # Per-lag curves have hundreds of points per line: a bootstrap at each would take minutes, and
 # over a few seeds a 95% interval says little, so their band is always the range over seeds.
@@ -349,15 +350,19 @@ def _in_panel(table: pd.DataFrame, styles: Styles, task, family, stage=None) -> 
     return table[rows]
 
 
-def _draw_lines(ax, curves: pd.DataFrame, x: str, styles: Styles, markers_per_line: int | None = None) -> None:
+def _draw_lines(ax, curves: pd.DataFrame, x: str, styles: Styles, markers_per_line: int | None = None,
+                band: bool = True) -> None:
     """A line per (model, clip arm) of `curves` (columns model, clip, x, mean, low, high): the
-    mean in the model's colour and marker and the arm's dash, the band from low to high. Long
+    mean in the model's colour and marker and the arm's dash, the band from low to high (unless
+    not `band`). Long
     curves get markers_per_line markers, staggered by model so that they do not sit on each other."""
     order = styles.models
     for (model, clip), line in curves.groupby(["model", "clip"], sort=False):
         line = line.sort_values(x)
         colour = styles.colours[model]
-        ax.fill_between(line[x], line["low"], line["high"], color=colour, alpha=0.2, linewidth=0, edgecolor="none")
+        if band:
+            ax.fill_between(line[x], line["low"], line["high"], color=colour, alpha=0.2, linewidth=0,
+                            edgecolor="none")
         markevery = None
         if markers_per_line and len(line) > markers_per_line:
             step = len(line) // markers_per_line
@@ -487,8 +492,10 @@ def accuracy_vs_gap(read, gaps=None, layout=None):
     """Test score against the gap (log x): a panel per task (or per task and family, where one
     panel would hold more than MAX_LINES_PER_PANEL lines), a line per model and clip arm.
 
-    Lines are the mean over seeds; the band is a 95% bootstrap confidence interval from
-    INTERVAL_SEEDS seeds on, and the seeds' range (min to max) below; the dotted grey line
+    Lines are the mean over seeds with, from INTERVAL_SEEDS seeds on, a band: the 95% bootstrap
+    confidence interval of the mean; below that each seed's score is a small open point of the
+    line's colour and marker (a band over 2 seeds, one solved and one not, covered whole panels
+    and hid the other lines; points show the same range and which seeds lie where); the dotted grey line
     is the score of the memoryless predictor (chance accuracy or baseline MSE). MSE panels
     have a log y axis that stops at MSE_AXIS_TOP × the baseline, so one exploding run cannot
     flatten the others (the runs above it are counted in the panel title). Runs marked diverged
@@ -502,7 +509,7 @@ def accuracy_vs_gap(read, gaps=None, layout=None):
     styles = _styles(accuracy, read)
     finite = accuracy[np.isfinite(accuracy.test_score)]
     seeds = accuracy.groupby(["task", "gap", "model", "clip"]).seed.nunique().min()
-    # below INTERVAL_SEEDS seeds the band is their range (min to max), and says so in the legend
+    # below INTERVAL_SEEDS seeds no band: each seed a point (and the legend says which)
     bootstrap = seeds >= INTERVAL_SEEDS
     curves = _mean_and_band(finite, ["task", "gap", "model", "clip"], "test_score", bootstrap)
     figure, panels = _panel_grid(layout)
@@ -513,7 +520,7 @@ def accuracy_vs_gap(read, gaps=None, layout=None):
         if rows.empty:
             ax.set_visible(False)
             continue
-        _draw_lines(ax, _in_panel(curves, styles, task, family), "gap", styles)
+        _draw_lines(ax, _in_panel(curves, styles, task, family), "gap", styles, band=bootstrap)
         _gap_axis(ax, accuracy.gap[accuracy.task == task].unique(), columns)
         ax.set_xlabel("gap (steps)")
         metric = rows.metric.iloc[0]
@@ -536,18 +543,22 @@ def accuracy_vs_gap(read, gaps=None, layout=None):
                 low, _ = ax.get_ylim()
                 ax.set_ylim(low, top)
                 notes.append(f"{_runs(len(above))} above {MSE_AXIS_TOP:g}× baseline: off scale")
+        if not bootstrap:  # each seed's score, where there are too few for an interval
+            for (model, clip), seed_rows in rows[np.isfinite(rows.test_score)].groupby(["model", "clip"], sort=False):
+                ax.plot(seed_rows.gap, np.minimum(seed_rows.test_score, top), linestyle="", alpha=0.8,
+                        marker=styles.markers[model], color=styles.colours[model], **SEED_POINT)
         diverged = rows[rows.diverged.astype(bool) & np.isfinite(rows.test_score)]
         ax.scatter(diverged.gap, np.minimum(diverged.test_score, top), marker="o", facecolors="none",
                    edgecolors="black", s=40, linewidths=0.9, zorder=5, clip_on=False)  # off scale: at the top
         ax.set_title(_title(task, family, *[f"({note})" for note in notes]))
     if layout.families is not None:
         _share_y(panels)
-    band = "band: 95% bootstrap\ninterval over seeds" if bootstrap else "band: min to max\nover seeds"
     extra = [Line2D([], [], color="grey", linestyle=":", linewidth=1, label="memoryless predictor")]
     if accuracy.diverged.astype(bool).any():
         extra.append(Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=6, linestyle="",
                             label="diverged run (ringed)"))
-    extra.append(Line2D([], [], linestyle="", label=band))
+    extra.append(Line2D([], [], linestyle="", label="band: 95% bootstrap\ninterval over seeds") if bootstrap else
+                 Line2D([], [], color="grey", marker="o", linestyle="", label="each seed", **SEED_POINT))
     _legend(figure, styles, list(styles.dashes), extra)
     return figure
 
