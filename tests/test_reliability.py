@@ -225,10 +225,13 @@ def test_cuda_without_a_gpu_stops_before_any_job(tmp_path):
 
 # ----------------------------------------------------------------- nothing complete is lost
 
-# one (task, gap, model), two seeds (the smoke grid has one: a seed left out anywhere shows here),
-# three clip arms: long enough (200 steps) to interrupt
-TINY = _with(tasks=[{"name": "adding", "gaps": [6]}], models=[{"name": "vanilla"}], seeds=[0, 1],
+# one (task, gap), two models (two training jobs: a job finished before an interruption is not
+# run again), two seeds (the smoke grid has one: a seed left out anywhere shows here), three clip
+# arms: long enough (200 steps) to interrupt
+TINY = _with(tasks=[{"name": "adding", "gaps": [6]}], models=[{"name": "vanilla"}, {"name": "irnn"}], seeds=[0, 1],
              **{"train.steps": 200, "train.eval_every": 50})
+RUNS_A_JOB = len(TINY["seeds"]) * len(TINY["clip"]["arms"])  # 6: 2 seeds × 3 arms
+RUNS = len(TINY["models"]) * RUNS_A_JOB  # 12
 IGNORED = {"wall_seconds", "code_version"}  # timing, and the code version of a dirty checkout
 
 
@@ -277,8 +280,9 @@ def reference(tmp_path_factory):
 def test_the_tables_hold_every_seed_and_arm(reference):
     for name, table in _tables(reference).items():
         if "seed" in table.columns:
-            runs = set(zip(table["clip"], table["seed"]))
-            assert runs == {(arm, seed) for arm in TINY["clip"]["arms"] for seed in TINY["seeds"]}, name
+            runs = set(zip(table["model"], table["clip"], table["seed"]))
+            assert runs == {(model["name"], arm, seed) for model in TINY["models"] for arm in TINY["clip"]["arms"]
+                            for seed in TINY["seeds"]}, name
 
 
 # The recovery tests compare tables, so they stop there; the reference and the reproducibility
@@ -336,26 +340,28 @@ def test_a_job_killed_after_two_arms_loses_neither(reference, tmp_path):
     before = _train_logs(workdir)
     snakemake(workdir, TABLES_ONLY, configfile=configfile)
     trained, restored = _trained_and_restored(workdir, before)
-    assert restored == 2 and trained == 6 - 2  # 2 seeds × 3 arms; the 2 complete arms are not trained again
+    assert restored == 2 and trained == RUNS - 2  # the 2 complete arms are not trained again
     _assert_same_tables(reference, workdir)
 
 
 def test_snakemake_killed_mid_grid_resumes_with_unlock_and_rerun_incomplete(reference, tmp_path):
-    """The whole run dies (SIGKILL to Snakemake and its jobs): the recovery the docs give —
-    `snakemake --unlock`, then `snakemake --rerun-incomplete` — trains no completed run again."""
+    """The whole run dies (SIGKILL to Snakemake and its jobs) in its second training job: the
+    recovery the docs give — `snakemake --unlock`, then `snakemake --rerun-incomplete` — trains
+    no completed run again, and does not run the finished first job again at all."""
     workdir, configfile = tmp_path / "work", _config(tmp_path)
     workdir.mkdir()
     process = _start(workdir, configfile)
-    _wait_for(lambda: _complete_runs(workdir) >= 4)
+    _wait_for(lambda: _complete_runs(workdir) >= RUNS_A_JOB + 1)  # one job done, the second under way
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     completed = len(list((workdir / "results" / "cache" / "runs").glob("*/metrics.json")))
-    assert completed >= 4
+    assert RUNS_A_JOB < completed < RUNS and len(list((workdir / "results" / "runs").rglob("job.json"))) == 1
     before = _train_logs(workdir)
     snakemake(workdir, "--unlock", configfile=configfile)
     snakemake(workdir, "--rerun-incomplete", TABLES_ONLY, configfile=configfile)
     trained, restored = _trained_and_restored(workdir, before)
-    assert trained == 6 - completed  # every run completed before the kill is restored, not trained
+    # every run completed before the kill is restored, not trained; the finished job's not even that
+    assert trained == RUNS - completed and restored == completed - RUNS_A_JOB
     _assert_same_tables(reference, workdir)
 
 
@@ -381,7 +387,7 @@ def test_a_corrupt_dataset_is_named_discarded_and_regenerated(reference, tmp_pat
     snakemake(workdir, configfile=configfile)  # `all`: it names every run, so deleted ones are restored
     assert (data / "train.npz").read_bytes() == original
     trained, restored = _trained_and_restored(workdir, before)
-    assert trained == 0 and restored == 6
+    assert trained == 0 and restored == RUNS
     _assert_same_tables(reference, workdir)
 
 
@@ -408,7 +414,7 @@ def test_a_run_file_edited_in_place_is_named_and_its_run_trained_again(reference
     failed = snakemake(workdir, "--forcerun", "tables", TABLES_ONLY, configfile=configfile, check=False)
     assert failed.returncode != 0
     log = (workdir / "results" / "logs" / "tables.log").read_text()
-    assert (f"1 of 6 run folders hold files that are not what their run wrote, the first {run.relative_to(workdir)}: "
+    assert (f"1 of {RUNS} run folders hold files that are not what their run wrote, the first {run.relative_to(workdir)}: "
             "gradient_decay.csv changed since the run wrote them; delete its training job's record "
             f"({run.parent.parent.relative_to(workdir) / 'job.json'})") in log, log
     assert "Traceback" not in log
@@ -416,7 +422,7 @@ def test_a_run_file_edited_in_place_is_named_and_its_run_trained_again(reference
     before = _train_logs(workdir)
     snakemake(workdir, TABLES_ONLY, configfile=configfile)
     trained, restored = _trained_and_restored(workdir, before)
-    assert trained == 1 and restored == 5  # the job's other five runs
+    assert trained == 1 and restored == RUNS_A_JOB - 1  # the job's other runs; the other job is not run
     assert f"run cache entry {entries[0].relative_to(workdir)}: gradient_decay.csv changed since it was stored" in "".join(
         _train_logs(workdir).values())
     _assert_same_tables(reference, workdir)
