@@ -404,10 +404,14 @@ def check_model_runs(model, where: str) -> None:
             x = torch.randn(SAMPLE, STEPS, network.input_size).to(dtype)
             checked("step", called("step", lambda: network.step(network.initial_state(SAMPLE, x), x[:, 0]), network),
                     (SAMPLE, state_size), dtype)
+            # forward and the unroll draw the same random numbers: a random initial_state (or any
+            # draw in eval mode) is then the same in both, and only a different map differs
+            torch.manual_seed(1)
             forward = called("forward", lambda: network(x), network)
             if not (isinstance(forward, tuple) and len(forward) == 2):
                 raise refuse(f"forward must return (output, h_n) as torch.nn.RNN does, got {type(forward).__name__}")
             output = checked("forward output", forward[0], (SAMPLE, STEPS, hidden), dtype)
+            torch.manual_seed(1)
             return x, output, called("unroll (step after step)", lambda: network.unroll(x)[0], network)
 
     x, _, _ = run(model, torch.float32)

@@ -366,6 +366,17 @@ def test_a_model_with_dropout_passes(tmp_path):
         passes(tmp_path, models_=[{"name": "preflight_model"}])
 
 
+def test_a_model_with_a_random_initial_state_passes(tmp_path):
+    """forward and step unrolled are compared on the same random draws: a random initial state
+    is one map started from a random point, not two maps (it was refused as one)."""
+    class RandomStart(Tanh):
+        def initial_state(self, batch, like):
+            return 0.1 * torch.randn(batch, self.state_size, dtype=like.dtype)
+
+    with registered(models, "preflight_model", RandomStart):
+        passes(tmp_path, models_=[{"name": "preflight_model"}])
+
+
 def test_an_option_taken_positionally_is_told_to_be_keyword_only(tmp_path):
     with registered(models, "preflight_model", PositionalOption):
         message = refusal(tmp_path, models_=[{"name": "preflight_model", "options": {"leak": 0.2}}])
