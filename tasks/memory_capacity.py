@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from gapbench.tasks import register
-from gapbench.tasks._base import Task, check, is_int
+from gapbench.tasks._base import SUCCESS_FRACTION, Task, check, is_int
 
 
 @register("memory_capacity")
@@ -14,9 +14,14 @@ class MemoryCapacity(Task):
     The `delays` (K) delays, kept as `lags`, are k_j = ⌈j·gap/K⌉, j = 1..K (Jaeger's k = 1..K
     when gap = K; the distinct values, i.e. 1..gap, when gap < K), one output unit each. Length
     gap + outputs: the first gap steps are the washout (every target exists after it), the last
-    `outputs` steps are scored. Loss and metric: MSE over scored steps and delays; predicting the
-    mean 0 scores Var(u) = 1/3, the baseline. Jaeger's capacity Σ_k r_k² can be computed from the
-    predictions; 1 − MSE_k / Var(u) is its value for a prediction with the optimal scale.
+    `outputs` steps are scored. Loss: MSE over scored steps and delays. Score: the MSE of the
+    largest delay, the gap, alone, and success is that score below SUCCESS_FRACTION × Var(u):
+    with the loss's mean over K delays, a network that recalls every shorter delay exactly and
+    nothing of the gap's scores exactly SUCCESS_FRACTION × Var(u) at K = 10 (the default), so
+    the shared rule (loss below it) was met by chance on half of the test sets, a gap "solved"
+    without memory of it. Predicting the mean 0 scores Var(u) = 1/3 in both, the baseline.
+    Jaeger's capacity Σ_k r_k² can be computed from the predictions; 1 − MSE_k / Var(u) is its
+    value for a prediction with the optimal scale.
     """
 
     metric = "mse"
@@ -55,8 +60,17 @@ class MemoryCapacity(Task):
     def loss(self, pred, y):
         return ((pred[:, -self.outputs :] - y) ** 2).mean()
 
+    @property
+    def score_label(self):
+        return "test MSE at delay = gap"
+
     def score(self, pred, y):
-        return self.loss(pred, y)
+        # the last delay is the largest, the gap: the recall the gap is about (a mean over
+        # sequences and steps, so a split's score is the same in batches of any size)
+        return ((pred[:, -self.outputs :, -1] - y[..., -1]) ** 2).mean()
+
+    def success(self, test_loss, test_score=None):
+        return bool(test_score is not None and np.isfinite(test_score) and test_score < SUCCESS_FRACTION * self.baseline)
 
     def probe_loss(self, pred_t, y):
         return ((pred_t - y[:, -1]) ** 2).mean(-1)

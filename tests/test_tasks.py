@@ -390,6 +390,28 @@ def test_memory_capacity_targets_and_baseline():
     assert task.loss(torch.zeros(20_000, 33, 5), torch.from_numpy(y)).item() == pytest.approx(squared.mean(), rel=1e-5)
 
 
+def test_memory_capacity_succeeds_only_by_recalling_the_gap():
+    """At K = 10 delays a network that recalls every shorter delay exactly and nothing of the gap
+    has a loss of exactly 0.1 × Var(u): the shared rule (loss below it) passed on about half of
+    the test sets. The score and success read the gap's delay alone."""
+    task = tasks.build("memory_capacity", 30)
+    assert task.lags[-1] == 30 and task.score_label == "test MSE at delay = gap"
+    y = torch.from_numpy(task.sample(4096, np.random.default_rng(0))["y"]).double()
+    pred = torch.zeros(4096, task.seq_len, len(task.lags), dtype=torch.float64)
+    pred[:, -task.outputs:] = y
+    pred[:, -task.outputs:, -1] = 0.0  # nothing of the gap
+    loss, score = task.loss(pred, y).item(), task.score(pred, y).item()
+    assert loss == pytest.approx(0.1 / 3, rel=0.05) and score == pytest.approx(1 / 3, rel=0.05)
+    assert not task.success(loss, score)
+    pred[:, -task.outputs:, -1] = 0.9 * y[..., -1]  # the gap to 1% of its variance, the rest exact
+    loss, score = task.loss(pred, y).item(), task.score(pred, y).item()
+    assert score == pytest.approx(0.01 / 3, rel=0.05) and task.success(loss, score)
+    # a mean over sequences and steps: the score of a split is the same in batches of any size
+    halves = [task.score(pred[part], y[part]).item() for part in (slice(0, 1000), slice(1000, None))]
+    assert (1000 * halves[0] + 3096 * halves[1]) / 4096 == pytest.approx(score, rel=1e-12)
+    assert task.chance_score == pytest.approx(task.score(torch.zeros_like(pred), y).item(), rel=0.05)
+
+
 # ---------------------------------------------------------------- bad parameters
 
 @pytest.mark.parametrize("name, gap", [("copy", 0), ("copy", -3), ("adding", 1), ("copy", 2.5),
