@@ -237,8 +237,8 @@ def _built(package, kind: str, name: str, where: str, options_key: str, options:
 def check_task_declares(task, where: str) -> None:
     """`task` provides what every task declares (tasks/_base.py's Task) and what its datasets
     record (`describe()`, its params kept under their own names among them): seq_len,
-    input_size and output_size integers >= 1, baseline a finite number > 0 (success is a test
-    loss below a fraction of it), chance_score a finite number; else a ConfigError naming the
+    input_size and output_size integers >= 1, baseline a finite number > 0 (success is, unless a
+    task says otherwise, a test loss below a fraction of it), chance_score a finite number; else a ConfigError naming the
     task and its file."""
     from gapbench.tasks._base import is_int
 
@@ -404,8 +404,8 @@ def check_model_runs(model, where: str) -> None:
             x = torch.randn(SAMPLE, STEPS, network.input_size).to(dtype)
             checked("step", called("step", lambda: network.step(network.initial_state(SAMPLE, x), x[:, 0]), network),
                     (SAMPLE, state_size), dtype)
-            # forward and the unroll draw the same random numbers: a random initial_state (or any
-            # draw in eval mode) is then the same in both, and only a different map differs
+            # forward and the unroll start from the same seed: a random initial_state (drawn the
+            # same way in both, as the base class's loop does) is then the same state in both
             torch.manual_seed(1)
             forward = called("forward", lambda: network(x), network)
             if not (isinstance(forward, tuple) and len(forward) == 2):

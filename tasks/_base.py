@@ -11,7 +11,8 @@ from gapbench import tasks
 from gapbench.registry import declared_options, option_values
 
 SUCCESS_FRACTION = 0.1
-"""A run succeeds when its test loss is below SUCCESS_FRACTION × the task's baseline."""
+"""A run succeeds when its test loss is below SUCCESS_FRACTION × the task's baseline (a task with
+another rule overrides Task.success: adding's hochreiter convention, memory_capacity's score)."""
 
 
 class Task:

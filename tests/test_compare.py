@@ -35,6 +35,9 @@ def test_a_changed_verdict_a_last_bit_and_a_missing_run_are_each_reported(tmp_pa
     row = table.loc[flipped]
     assert (f"  {row.task} gap {row.gap} {row.model} {row['clip']} seed {row.seed}: {not row.success} -> "
             f"{row.success}") in out
+    # and its test score, which is what a task judging by its score (memory_capacity) changed
+    score = f"{row.test_score:.6g}"
+    assert f"test loss {row.test_loss / 2:.6g} -> {row.test_loss:.6g}, test score {score} -> {score})" in out
     assert "1 differ" in out
     assert len(compare.compare(compare.read(KEPT), compare.read(other)).changed) == 1
 

@@ -91,3 +91,62 @@ def test_the_decay_rate_against_the_gap_solved_is_the_largest_gap_s_rate(tmp_pat
     figure = _draw("decay_rate_vs_gap_solved", _tables(tmp_path, 2))
     assert _drawn(figure, "x") - {0.0} == {-0.1}  # the trained rate at gap 100 (a grey line at x = 0 aside)
     figures.plt.close(figure)
+
+
+def test_a_panel_without_any_decay_rate_draws_every_run_at_no_rate(tmp_path):
+    """Every run without a rate (each solved to a loss of exactly 0): no finite x to scale by,
+    every point at "no rate" (the axis' limits were NaN, and the figure failed)."""
+    _tables(tmp_path, 2)
+    summary = pd.read_csv(tmp_path / "propagation_summary.csv").assign(decay_log10_per_step=np.nan)
+    summary.to_csv(tmp_path / "propagation_summary.csv", index=False)
+    figure = _draw("decay_rate_vs_gap_solved", table_reader(tmp_path))
+    figures.fit_to_page(figure)
+    (ax,) = [ax for ax in figure.axes if ax.get_visible()]
+    ticks = list(ax.xaxis.get_majorticklocs())
+    no_rate = ticks[ax.xaxis.get_major_formatter().format_ticks(ticks).index("no\nrate")]
+    assert _drawn(figure, "x") - {0.0} == {no_rate} and np.isfinite(ax.get_xlim()).all()
+    figures.plt.close(figure)
+
+
+def test_below_interval_seeds_every_seed_stays_on_an_mse_axis_cut_above_an_exploded_one(tmp_path):
+    """An MSE task, 2 seeds: at gap 10 one seed solved (1e-4) and one exploded (1e30, off scale
+    at the top); the axis is cut at 100 × the baseline and still shows the solved seed."""
+    rows = [{"task": "adding", "model": "vanilla", "model_name": "vanilla", "clip": "none", "gap": gap, "seed": seed,
+             "test_score": score, "test_loss": score, "metric": "mse", "chance_score": 1 / 6, "diverged": False,
+             "success": score < 1 / 60, "baseline": 1 / 6, "hidden_size": 8}
+            for gap, scores in ((10, (1e-4, 1e30)), (100, (0.1, 0.12))) for seed, score in enumerate(scores)]
+    pd.DataFrame(rows).to_csv(tmp_path / "accuracy_vs_gap.csv", index=False)
+    figure = _draw("accuracy_vs_gap", table_reader(tmp_path))
+    (ax,) = [ax for ax in figure.axes if ax.get_visible()]
+    low, high = ax.get_ylim()
+    assert low < 1e-4 and high == pytest.approx(100 / 6) and "1 run above 100× baseline" in ax.get_title().replace("\n", " ")
+    figures.plt.close(figure)
+
+
+def _decay_reader(tmp_path, trained_norms):
+    """gradient_decay of 2 seeds whose trained log10 norms at lags 0-2 are `trained_norms[seed]`."""
+    read = _tables(tmp_path, 2)
+    decay = read("gradient_decay").astype({"log10_grad_norm": float})
+    for seed, values in enumerate(trained_norms):
+        for lag, value in enumerate(values):
+            decay.loc[(decay.seed == seed) & (decay.stage == "trained") & (decay.gap == 100) & (decay.lag == lag),
+                      "log10_grad_norm"] = value
+    decay.to_parquet(tmp_path / "gradient_decay.parquet", index=False)
+    return table_reader(tmp_path)
+
+
+def test_plus_and_minus_infinity_at_one_point_are_counted_in_the_title(tmp_path):
+    figure = _draw("gradient_decay", _decay_reader(tmp_path, [(-1, -np.inf, -3), (-1, np.inf, -3)]))
+    trained = [ax for ax in figure.axes if ax.get_visible() and "trained" in ax.get_title()]
+    assert len(trained) == 1
+    assert "(+∞ and −∞ among the seeds at 1 point of vanilla: not drawn)" in trained[0].get_title().replace("\n", " ")
+    figures.plt.close(figure)
+
+
+def test_a_panel_of_nothing_but_minus_infinity_has_no_other_tick(tmp_path):
+    figure = _draw("gradient_decay", _decay_reader(tmp_path, [(-np.inf,) * 3, (-np.inf,) * 3]))
+    figures.fit_to_page(figure)
+    (trained,) = [ax for ax in figure.axes if ax.get_visible() and "trained" in ax.get_title()]
+    ticks = trained.yaxis.get_majorticklocs()
+    assert trained.yaxis.get_major_formatter().format_ticks(ticks) == ["−∞"]
+    figures.plt.close(figure)

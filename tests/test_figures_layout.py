@@ -129,8 +129,8 @@ def test_smoke_figures_are_faceted_by_family_and_split_into_pages(read, smoke_ru
     # greyscale: within every panel each (model, clip arm) line has its own (marker, dash) pair
     for ax in panels:
         # (matplotlib keeps a line's dash sequence, before scaling by line width, in _unscaled_dash_pattern)
-        styles = [(line.get_marker(), repr(line._unscaled_dash_pattern))
-                  for line in ax.get_lines() if line.get_marker() not in ("", "None", None)]
+        styles = [(line.get_marker(), repr(line._unscaled_dash_pattern)) for line in ax.get_lines()
+                  if line.get_marker() not in ("", "None", None) and line.get_linestyle() not in ("None", "")]
         assert len(styles) == len(set(styles)) > 0, ax.get_title()
     # and every model of the registry has a marker of its own, every clip arm its own dash
     every = figures.model_markers(models.names())

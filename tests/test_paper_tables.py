@@ -148,6 +148,7 @@ def test_latex_floats_use_booktabs_rules_and_fit_the_text(tmp_path):
     assert paper_tables._latex("-0.2 [-0.3, 1e-12] half-life") == "$-$0.2 [$-$0.3, $1\\times10^{-12}$] half-life"
     # Python's e-notation as LaTeX's, its sign inside the math; not in a name (esn_n1e3)
     assert paper_tables._latex("-4.19e-09 7.19e+07 esn_n1e3") == "$-4.19\\times10^{-9}$ $7.19\\times10^{7}$ esn\\_n1e3"
+    assert paper_tables._latex("2e-05–3e-04") == "$2\\times10^{-5}$--$3\\times10^{-4}$"  # a range
     assert paper_tables._latex("2–5 seeds; myW_h") == "2--5 seeds; myW\\_h"  # an en dash; W_h only in captions
     assert paper_tables._latex("10% of") == "10\\% of"  # unescaped, % comments out the rest of the line
     assert paper_tables._latex("∞ (3/4)") == "$\\infty$ (3/4)"

@@ -1,6 +1,6 @@
 """How much of the gap a predictor must remember to meet each task's success rule: predictors that see only
 the last k inputs (k < gap). Run from the repository root: python docs/measurements/task_shortcuts.py
-(about 20 s; its output at the commit named in the .txt next to it). From an audit of the tasks
+(5 s on the 2-core Intel VM; its output at the commit named in the .txt next to it). From an audit of the tasks
 against their docs (2026-12-07)."""
 import numpy as np
 from gapbench import tasks

@@ -4,7 +4,7 @@ A and B are accuracy tables: results/tables/accuracy_vs_gap.csv of two runs, or 
 as docs/measurements/default_grid_runs_65ca298_intel.csv (any CSV or Parquet table with the run
 keys, test_loss and success). Prints how many runs both hold (and those only one holds), how many test losses
 are the same bits, the largest relative difference of the others, and every run whose success
-verdict differs. Exit status as diff's: 0 when every shared run has the same verdict, 1 when
+verdict differs, with its test loss and (where both tables have it) its test score. Exit status as diff's: 0 when every shared run has the same verdict, 1 when
 some differ, 2 when a file cannot be read.
 
 Two machines can compute a run differently (another CPU's floating-point path: fused
@@ -26,6 +26,7 @@ from gapbench.reports.tables import read_table
 from gapbench.results import KEYS
 
 COLUMNS = KEYS + ["test_loss", "success"]
+SCORE = "test_score"
 
 
 @dataclass
@@ -60,7 +61,8 @@ def read(path) -> pd.DataFrame:
         raise ValueError(f"{path}: holds no runs")
     if table.duplicated(KEYS).any():
         raise ValueError(f"{path}: a run appears more than once (keys {', '.join(KEYS)})")
-    return table[COLUMNS].astype({"test_loss": float})
+    # the test score too where a table has it: a task may judge success by its score (memory_capacity)
+    return table[COLUMNS + [SCORE] * (SCORE in table.columns)].astype({"test_loss": float})
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
@@ -83,8 +85,10 @@ def report(comparison: Comparison, name_a: str = "A", name_b: str = "B") -> str:
     lines.append(f"success verdicts: {int(both.success_a.sum())} in {name_a}, {int(both.success_b.sum())} in "
                  f"{name_b}; {len(changed)} differ")
     for row in changed.sort_values(KEYS).itertuples():
+        scores = (f", test score {row.test_score_a:.6g} -> {row.test_score_b:.6g}"
+                  if hasattr(row, "test_score_a") and hasattr(row, "test_score_b") else "")
         lines.append(f"  {row.task} gap {row.gap} {row.model} {row.clip} seed {row.seed}: {row.success_a} -> "
-                     f"{row.success_b} (test loss {row.test_loss_a:.6g} -> {row.test_loss_b:.6g})")
+                     f"{row.success_b} (test loss {row.test_loss_a:.6g} -> {row.test_loss_b:.6g}{scores})")
     return "\n".join(lines)
 
 

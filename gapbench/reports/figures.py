@@ -535,18 +535,18 @@ def accuracy_vs_gap(read, gaps=None, layout=None):
         dropped = rows[~np.isfinite(rows.test_score)]
         models = [model for model in styles.models if model in set(dropped["model"])]
         notes = [f"{_with_models(len(dropped), models)} not finite: not drawn"] if len(dropped) else []
-        top = np.inf
-        if metric == "mse":  # an exploded run (MSE 1e30) would squash every other line to the floor
-            top = MSE_AXIS_TOP * accuracy.chance_score[accuracy.task == task].max()
-            above = rows[np.isfinite(rows.test_score) & (rows.test_score > top)]
-            if len(above):
-                low, _ = ax.get_ylim()
-                ax.set_ylim(low, top)
-                notes.append(f"{_runs(len(above))} above {MSE_AXIS_TOP:g}× baseline: off scale")
-        if not bootstrap:  # each seed's score, where there are too few for an interval
+        # an exploded run (MSE 1e30) would squash every other line to the floor: MSE axes stop at top
+        top = MSE_AXIS_TOP * accuracy.chance_score[accuracy.task == task].max() if metric == "mse" else np.inf
+        if not bootstrap:  # each seed's score, where there are too few for an interval (drawn before
+            # the axis is cut at top, so that its lower limit holds every seed, not only the means)
             for (model, clip), seed_rows in rows[np.isfinite(rows.test_score)].groupby(["model", "clip"], sort=False):
                 ax.plot(seed_rows.gap, np.minimum(seed_rows.test_score, top), linestyle="", alpha=0.8,
                         marker=styles.markers[model], color=styles.colours[model], **SEED_POINT)
+        above = rows[np.isfinite(rows.test_score) & (rows.test_score > top)]
+        if len(above):
+            low, _ = ax.get_ylim()
+            ax.set_ylim(low, top)
+            notes.append(f"{_runs(len(above))} above {MSE_AXIS_TOP:g}× baseline: off scale")
         diverged = rows[rows.diverged.astype(bool) & np.isfinite(rows.test_score)]
         ax.scatter(diverged.gap, np.minimum(diverged.test_score, top), marker="o", facecolors="none",
                    edgecolors="black", s=40, linewidths=0.9, zorder=5, clip_on=False)  # off scale: at the top
@@ -656,10 +656,11 @@ def _edges(values, linear_within: float | None = None) -> tuple[float, float]:
 
 class _EdgeLocator(Locator):
     """The axis' own ticks (`base`, at the size the figure is drawn), less those closer than
-    EDGE_TICK_CLEARANCE of the axis' span to an edge line, and the edge lines themselves."""
+    EDGE_TICK_CLEARANCE of the axis' span to an edge line, and the edge lines themselves (only
+    those, without `base_ticks`: an axis of nothing but edges has no scale to mark)."""
 
-    def __init__(self, base: Locator, edges: dict[float, str]):
-        self.base, self.edges = base, edges
+    def __init__(self, base: Locator, edges: dict[float, str], base_ticks: bool = True):
+        self.base, self.edges, self.base_ticks = base, edges, base_ticks
 
     def set_axis(self, axis):
         super().set_axis(axis)
@@ -670,7 +671,7 @@ class _EdgeLocator(Locator):
         transform = self.axis.get_transform()
         place = lambda value: float(transform.transform(np.array([[value]]))[0, 0])  # noqa: E731
         span = abs(place(high) - place(low)) or 1.0
-        ticks = [tick for tick in self.base() if low <= tick <= high and
+        ticks = [tick for tick in (self.base() if self.base_ticks else []) if low <= tick <= high and
                  all(abs(place(tick) - place(edge)) >= EDGE_TICK_CLEARANCE * span for edge in self.edges)]
         return sorted([*ticks, *self.edges])
 
@@ -696,7 +697,7 @@ class _EdgeFormatter(Formatter):
         return self.base.get_offset()
 
 
-def _mark_edges(ax, edges: dict[float, str], axis: str = "y") -> None:
+def _mark_edges(ax, edges: dict[float, str], axis: str = "y", base_ticks: bool = True) -> None:
     """Label the lines where infinite (or undefined) values are drawn: a dotted line at each
     position of `edges` ({position: label}), its label as a tick label, in place of the axis'
     ticks that would crowd it (chosen when the figure is drawn, at its printed size)."""
@@ -704,7 +705,7 @@ def _mark_edges(ax, edges: dict[float, str], axis: str = "y") -> None:
     limits = ax.get_ylim() if axis == "y" else ax.get_xlim()
     for position in edges:
         (ax.axhline if axis == "y" else ax.axvline)(position, color="grey", linestyle=":", linewidth=0.8)
-    scaled.set_major_locator(_EdgeLocator(scaled.get_major_locator(), edges))
+    scaled.set_major_locator(_EdgeLocator(scaled.get_major_locator(), edges, base_ticks))
     scaled.set_major_formatter(_EdgeFormatter(scaled.get_major_formatter(), edges))
     (ax.set_ylim if axis == "y" else ax.set_xlim)(limits)
 
@@ -725,7 +726,8 @@ def _per_stage(read, shown, x, y, xlabel, ylabel, layout, linear_within: float |
     −∞ is drawn on a dotted line just below the panel's finite values (+∞ above them), labelled
     −∞ (+∞) on the axis (_edges, _mark_edges). A value that is undefined (NaN: a memory capacity
     whose network's states overflow) is left out of its line, whose mean at that x is then over
-    the other seeds; the panel's title counts those runs and names their models. With
+    the other seeds; the panel's title counts those runs and names their models, and the points
+    where one seed is +∞ and another −∞ (no mean). With
     `linear_within` the y axis is symlog: linear within ±linear_within, logarithmic beyond (for
     values spanning decades of either sign)."""
     from matplotlib.lines import Line2D
@@ -738,18 +740,22 @@ def _per_stage(read, shown, x, y, xlabel, ylabel, layout, linear_within: float |
     # point, took about 3 minutes a figure at paper size (42 lines of ~300 points in 42 panels)
     curves = defined.groupby(["task", "shown", "stage", "model", "clip", x], sort=False)[y].agg(["mean", "min", "max"])
     curves = curves.reset_index().rename(columns={"min": "low", "max": "high"})
-    curves = curves[curves["mean"].notna()]  # +∞ and −∞ over the seeds of one point: no mean
-    # where ±∞ goes: one floor and ceiling per task and stage (faceted, its family panels share them)
-    edges = {key: _edges(block[["mean", "low", "high"]].to_numpy().ravel(), linear_within)
-             for key, block in curves.groupby(["task", "stage"])}
+    clashing = curves[curves["mean"].isna()]  # +∞ and −∞ among the seeds of one point: no mean
+    curves = curves[curves["mean"].notna()]
+    # where ±∞ goes: one floor and ceiling per task and stage (faceted, its family panels share
+    # them); a block with no finite value at all gets no other tick than its edges
+    blocks = {key: block[["mean", "low", "high"]].to_numpy().ravel() for key, block in curves.groupby(["task", "stage"])}
+    edges = {key: _edges(values, linear_within) for key, values in blocks.items()}
+    any_finite = {key: bool(np.isfinite(values).any()) for key, values in blocks.items()}
     figure, panels = _panel_grid(layout, STAGES)
     labelled = _first_in_row(panels)
-    titles = dict(zip([*curves.task, *lost.task], [*curves.shown, *lost.shown]))
+    titles = dict(zip([*curves.task, *lost.task, *clashing.task], [*curves.shown, *lost.shown, *clashing.shown]))
     marked, drawn_edges = {}, set()
     for (task, stage, family), ax in panels.items():
         panel = _in_panel(curves, styles, task, family, stage)
         dropped = _in_panel(lost, styles, task, family, stage)
-        if panel.empty and dropped.empty:
+        clashes = _in_panel(clashing, styles, task, family, stage)
+        if panel.empty and dropped.empty and clashes.empty:
             ax.set_visible(False)
             continue
         if linear_within is not None:
@@ -761,18 +767,22 @@ def _per_stage(read, shown, x, y, xlabel, ylabel, layout, linear_within: float |
                     if (values == sign * np.inf).any()}
         _draw_lines(ax, panel.replace({-np.inf: floor, np.inf: ceiling}), x, styles, MARKERS_PER_CURVE)
         if infinite:
-            marked[ax] = {position: label for label, position in infinite.items()}
+            marked[ax] = ({position: label for label, position in infinite.items()}, any_finite[(task, stage)])
             drawn_edges |= set(infinite)
         models = [model for model in styles.models if model in set(dropped["model"])]
         notes = [f"(NaN in {_with_models(len(dropped), models)}: not drawn)"] if len(dropped) else []
+        if len(clashes):
+            models = [model for model in styles.models if model in set(clashes["model"])]
+            points = f"{len(clashes)} point{'s' * (len(clashes) > 1)}"
+            notes.append(f"(+∞ and −∞ among the seeds at {points} of {', '.join(models)}: not drawn)")
         label, gap = titles[task].rsplit(", ", 1)  # "task, gap G": the task on a line of its own
         ax.set_title(_title(label, f"{gap}, {stage}", family, *notes))
         ax.set_xlabel(xlabel if stage == STAGES[-1] else "")
         ax.set_ylabel(ylabel if id(ax) in labelled else "")
     if layout.families is not None:
         _share_y(panels)
-    for ax, positions in marked.items():
-        _mark_edges(ax, positions)
+    for ax, (positions, with_ticks) in marked.items():
+        _mark_edges(ax, positions, base_ticks=with_ticks)
     extra = [Line2D([], [], color="grey", linestyle=":", linewidth=0.8, label=f"{label} (dotted line)")
              for label in ("−∞", "+∞") if label in drawn_edges]
     _legend(figure, styles, list(styles.dashes), extra)
@@ -878,9 +888,10 @@ def decay_rate_vs_gap_solved(read, gaps=None, layout=None):
             ax.set_visible(False)
             continue
         rated = panel[np.isfinite(panel.decay_log10_per_step)]
-        # the x range of the finite rates, at least MIN_DECAY_SPAN wide (every run may decay at
-        # nearly the same rate), and 0 (no decay) in it; runs without a rate go left of it
-        low, high = min(rated.decay_log10_per_step.min(), 0.0), max(rated.decay_log10_per_step.max(), 0.0)
+        # the x range of the finite rates (if any), at least MIN_DECAY_SPAN wide (every run may
+        # decay at nearly the same rate), and 0 (no decay) in it; runs without a rate go left of it
+        rates = rated.decay_log10_per_step
+        low, high = (min(rates.min(), 0.0), max(rates.max(), 0.0)) if len(rated) else (0.0, 0.0)
         if high - low < MIN_DECAY_SPAN:
             middle = (low + high) / 2
             low, high = middle - MIN_DECAY_SPAN / 2, middle + MIN_DECAY_SPAN / 2

@@ -134,7 +134,8 @@ def success_rate(read) -> list[Part]:
              "largest gap the task ran.")
 def largest_gap_solved(read) -> pd.DataFrame:
     accuracy = read("accuracy_vs_gap")
-    seeds = accuracy.groupby(["task", "model", "clip", "gap"]).success.agg(["sum", "count"]).reset_index()
+    seeds = accuracy.assign(success=accuracy.success.astype(bool)).groupby(
+        ["task", "model", "clip", "gap"]).success.agg(["sum", "count"]).reset_index()
     longest = accuracy.groupby("task").gap.max()
     half = seeds[seeds["sum"] >= 0.5 * seeds["count"]]
     solved = half.loc[half.groupby(["task", "model", "clip"]).gap.idxmax()]
@@ -197,11 +198,12 @@ LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", 
 
 def _latex(value):
     text = re.sub(r"[\\&%$#_{}~^]", lambda match: LATEX_SPECIAL[match.group()], str(value))  # one pass
-    for unicode, latex in LATEX.items():
-        text = text.replace(unicode, latex)
-    # Python's e-notation typeset: -4.19e-09 is $-4.19\times10^{-9}$ (its sign inside the math)
+    # Python's e-notation typeset: -4.19e-09 is $-4.19\times10^{-9}$ (its sign inside the math;
+    # before the en dash of a range, 2e-05–3e-04, becomes LaTeX's "--")
     text = re.sub(r"(?<![\w.])(-?\d+(?:\.\d+)?)e([+-]\d+)\b",
                   lambda match: f"${match[1]}\\times10^{{{int(match[2])}}}$", text)
+    for unicode, latex in LATEX.items():
+        text = text.replace(unicode, latex)
     # a minus sign, not a hyphen: -0.2, not half-life or an en dash's "--" (2–5); not one inside
     # the math just written
     return re.sub(r"(?<![\w.\-${])-(?=\d)", "$-$", text)

@@ -43,9 +43,10 @@ from gapbench.runstore import changed_files, said_changed
 
 PROBE_TABLES = tuple(PROBE_ROW_ORDER)
 COLLECTED_FILES = (COMPLETE_MARKER, SUMMARY_FILE) + tuple(f"{name}.csv" for name in PROBE_TABLES)  # of a run folder
-# From this many seeds a spread over seeds is a 95% interval of the mean (figures: bootstrap;
-# paper tables: Student t); below it, the seeds' range (min to max): an interval over 2 or 3
-# seeds spans whole panels (the t quantile at 2 seeds is 12.7) and means little.
+# From this many seeds a spread over seeds is a 95% interval of the mean (accuracy_vs_gap:
+# bootstrap; paper tables: Student t); below it, the seeds themselves (accuracy_vs_gap: a point
+# each; paper tables: their range, min to max): an interval over 2 or 3 seeds spans whole
+# panels (the t quantile at 2 seeds is 12.7) and means little.
 INTERVAL_SEEDS = 5
 TABLES = table_names(PROBE_TABLES)
 # the order in which each table's rows are sorted, after the run keys
