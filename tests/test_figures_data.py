@@ -150,3 +150,28 @@ def test_a_panel_of_nothing_but_minus_infinity_has_no_other_tick(tmp_path):
     ticks = trained.yaxis.get_majorticklocs()
     assert trained.yaxis.get_major_formatter().format_ticks(ticks) == ["−∞"]
     figures.plt.close(figure)
+
+
+def test_a_figure_function_of_the_wrong_signature_is_refused_when_registered():
+    with pytest.raises(TypeError) as refused:
+        figures.figure("registry_test_two_arguments")(lambda read, gaps: None)
+    assert str(refused.value).startswith("figure 'registry_test_two_arguments' (tests/test_figures_data.py): its "
+                                         "function must take (read, gaps, layout)"), refused.value
+    assert "registry_test_two_arguments" not in figures.FIGURES
+
+
+def test_a_figure_reading_a_column_its_table_lacks_is_named_with_the_figure(tmp_path, monkeypatch):
+    """Not "collect the tables again", which cannot add a column no probe writes: the figure, its
+    file, the column and the columns the table holds."""
+    from gapbench.reports.tables import UnreadableTable
+
+    _tables(tmp_path, 2)
+    monkeypatch.setattr(figures, "FIGURES", {})  # this figure alone
+    figures.figure("registry_test_norms")(
+        lambda read, gaps, layout: read("gradient_decay", columns=["lag", "norms"]))
+    with pytest.raises(UnreadableTable) as refused:
+        figures.draw_all(tmp_path, tmp_path / "figures")
+    message = str(refused.value)
+    assert message.startswith(f"figure 'registry_test_norms' (tests/test_figures_data.py): {tmp_path}/gradient_decay."
+                              "parquet has no column norms (it has "), message
+    assert "only if an older gapbench wrote it" in message

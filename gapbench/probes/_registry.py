@@ -8,6 +8,7 @@ from typing import Callable
 
 import pandas as pd
 
+from gapbench.registry import source_file
 from gapbench.probes._numerics import kept_positions
 from gapbench.probes._summary import propagation_summary
 
@@ -46,8 +47,11 @@ def probe(name: str, row_order: list[str], order: float = math.inf, resolution: 
         unknown = [p for p in required if p not in PROBE_ARGUMENTS]
         if unknown:
             raise TypeError(f"probe {name!r}: probe_all cannot pass {unknown}; allowed: {list(PROBE_ARGUMENTS)}")
-        if name in PROBES or name == "summary":
-            raise ValueError(f"probe table name {name!r} is taken")
+        if name == "summary":
+            raise ValueError(f"probe table name 'summary' is taken (propagation_summary's), in {source_file(function)}")
+        if name in PROBES:  # both files named: discovery order, not the mistake, decides which comes second
+            raise ValueError(f"probe table name {name!r} is taken: {source_file(PROBES[name].function)} and "
+                             f"{source_file(function)} both register it")
         arguments = tuple(p for p in parameters if p in PROBE_ARGUMENTS + ("method",))
         PROBES[name] = Probe(name, function, list(row_order), arguments, order, resolution)
         ordered = sorted(PROBES.values(), key=lambda entry: entry.order)  # stable: ties keep registration order
@@ -56,6 +60,19 @@ def probe(name: str, row_order: list[str], order: float = math.inf, resolution: 
             PROBES[entry.name], TABLES[entry.name] = entry, list(entry.row_order)
         return function
     return register
+
+
+def _checked(entry: Probe, table) -> pd.DataFrame:
+    """A probe's table, or a TypeError naming the probe and its file: a DataFrame holding the
+    columns of its row_order (but `stage`, which the job adds), as the collector sorts by them."""
+    where = f"probe {entry.name!r} ({source_file(entry.function)})"
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"{where} returned {type(table).__name__}, not a pandas DataFrame")
+    missing = [column for column in entry.row_order if column != "stage" and column not in table.columns]
+    if missing:
+        raise TypeError(f"{where} returned no column {missing} of its row_order {entry.row_order}; "
+                        f"it returned {list(table.columns)}")
+    return table
 
 
 def probe_all(model, readout, task, x, y, *, method: str = "auto") -> dict:
@@ -67,7 +84,7 @@ def probe_all(model, readout, task, x, y, *, method: str = "auto") -> dict:
     "analytic" or "generic", passed to every probe that takes it.
     """
     available = {"model": model, "readout": readout, "task": task, "x": x, "y": y, "method": method}
-    tables = {name: entry.function(**{a: available[a] for a in entry.arguments})
+    tables = {name: _checked(entry, entry.function(**{a: available[a] for a in entry.arguments}))
               for name, entry in PROBES.items()}
     tables["summary"] = propagation_summary(
         tables.get("gradient_decay"), tables.get("jacobian_spectrum"), tables.get("lyapunov"),

@@ -19,6 +19,7 @@ figure printed in greyscale still tells each line apart.
 """
 from __future__ import annotations
 
+import inspect
 import textwrap
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,7 +37,8 @@ import seaborn as sns  # noqa: E402
 
 from gapbench.files import atomic_path  # noqa: E402
 from gapbench.reports.families import FAMILY_COLOURS, model_order, registry_names  # noqa: E402
-from gapbench.reports.tables import INTERVAL_SEEDS, table_reader  # noqa: E402
+from gapbench.registry import source_file  # noqa: E402
+from gapbench.reports.tables import INTERVAL_SEEDS, UnreadableTable, table_reader  # noqa: E402
 from gapbench.results import FIGURE_FORMATS, KEYS  # noqa: E402
 
 # Print sizes, in inches: the column of a two-column paper and its full text width (which also
@@ -201,10 +203,16 @@ FIGURES: dict[str, FigureSpec] = {}  # name -> how to draw it and how many tasks
 
 
 def figure(name: str, tasks_per_page: Callable[[GridShape], int] = tasks_per_page_of_lines(1)):
-    """Register a figure under `name` (its file stem, or the stem of its pages)."""
+    """Register a figure under `name` (its file stem, or the stem of its pages): a function
+    draw_all calls as function(read, gaps, layout), checked here, before any job runs."""
     def decorator(function):
         if name in FIGURES:
             raise ValueError(f"figure {name!r} is registered twice")
+        try:
+            inspect.signature(function).bind(None, None, None)
+        except TypeError:
+            raise TypeError(f"figure {name!r} ({source_file(function)}): its function must take (read, gaps, layout), "
+                            f"as draw_all passes them; it takes {inspect.signature(function)}") from None
         FIGURES[name] = FigureSpec(function, tasks_per_page)
         return function
 
@@ -931,6 +939,10 @@ def draw_all(tables_dir, out_dir, gaps: dict | None = None) -> list[str]:
     for name, spec in FIGURES.items():
         for stem, layout in pages(name, shape):
             with paper_style():
-                _save(spec.draw(read, gaps, layout), Path(out_dir), stem)
+                try:
+                    drawn = spec.draw(read, gaps, layout)
+                except UnreadableTable as error:  # which figure asked, and where it is written
+                    raise UnreadableTable(f"figure {name!r} ({source_file(spec.draw)}): {error}") from None
+                _save(drawn, Path(out_dir), stem)
             stems.append(stem)
     return stems

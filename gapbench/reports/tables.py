@@ -73,6 +73,14 @@ def table_reader(tables_dir):
         if key not in cache:
             path = tables_dir / table_file(name)
             with _readable(path, UnreadableTable, COLLECT_AGAIN, passes=FileNotFoundError):  # missing: said so
+                held = table_columns(path)
+            absent = [column for column in columns or () if column not in held]
+            if absent:  # asked for by a report, not written by the collector: collecting again would not help
+                raise UnreadableTable(f"{path} has no column {', '.join(absent)} (it has {', '.join(held)}): the "
+                                      "figure or paper table that reads it asks for a column its table does not "
+                                      f"hold (a probe writes its own table's columns); {COLLECT_AGAIN} only if "
+                                      "an older gapbench wrote it")
+            with _readable(path, UnreadableTable, COLLECT_AGAIN, passes=FileNotFoundError):
                 table = read_table(path, columns, rows)
             missing = [column for column in columns or KEYS if column not in table.columns]
             if missing:  # every tidy table holds the run keys
@@ -88,6 +96,12 @@ class UnreadableTable(ValueError):
 
 
 COLLECT_AGAIN = "collect the tables again (snakemake --cores N --forcerun tables)"
+
+
+def table_columns(path) -> list[str]:
+    """The column names of a tidy table file, from its Parquet schema or CSV header alone."""
+    path = Path(path)
+    return pq.read_schema(path).names if path.suffix == ".parquet" else list(read_csv(path, nrows=0).columns)
 
 
 def read_table(path, columns: list[str] | None = None, rows: list | None = None) -> pd.DataFrame:
