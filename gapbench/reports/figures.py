@@ -541,8 +541,7 @@ def accuracy_vs_gap(read, gaps=None, layout=None):
             ax.yaxis.set_minor_formatter(_PlainLogFormatter())
         ax.axhline(rows.chance_score.mean(), color="grey", linestyle=":", linewidth=1)
         dropped = rows[~np.isfinite(rows.test_score)]
-        models = [model for model in styles.models if model in set(dropped["model"])]
-        notes = [f"{_with_models(len(dropped), models)} not finite: not drawn"] if len(dropped) else []
+        notes = [f"{_runs(len(dropped))} of {_models_in(dropped, styles)} not finite: not drawn"] if len(dropped) else []
         # an exploded run (MSE 1e30) would squash every other line to the floor: MSE axes stop at top
         top = MSE_AXIS_TOP * accuracy.chance_score[accuracy.task == task].max() if metric == "mse" else np.inf
         if not bootstrap:  # each seed's score, where there are too few for an interval (drawn before
@@ -709,18 +708,17 @@ def _mark_edges(ax, edges: dict[float, str], axis: str = "y", base_ticks: bool =
     """Label the lines where infinite (or undefined) values are drawn: a dotted line at each
     position of `edges` ({position: label}), its label as a tick label, in place of the axis'
     ticks that would crowd it (chosen when the figure is drawn, at its printed size)."""
-    scaled = ax.yaxis if axis == "y" else ax.xaxis
-    limits = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    scaled, limits = getattr(ax, f"{axis}axis"), getattr(ax, f"get_{axis}lim")()
     for position in edges:
         (ax.axhline if axis == "y" else ax.axvline)(position, color="grey", linestyle=":", linewidth=0.8)
     scaled.set_major_locator(_EdgeLocator(scaled.get_major_locator(), edges, base_ticks))
     scaled.set_major_formatter(_EdgeFormatter(scaled.get_major_formatter(), edges))
-    (ax.set_ylim if axis == "y" else ax.set_xlim)(limits)
+    getattr(ax, f"set_{axis}lim")(limits)  # a new locator must not move the limits drawn with
 
 
-def _with_models(count: int, models) -> str:
-    """"4 runs of irnn, linear": a count of runs and the models they are of."""
-    return f"{_runs(count)} of {', '.join(models)}"
+def _models_in(rows: pd.DataFrame, styles: Styles) -> str:
+    """"irnn, linear": the models of `rows`, in legend order."""
+    return ", ".join(model for model in styles.models if model in set(rows["model"]))
 
 
 def _per_stage(read, shown, x, y, xlabel, ylabel, layout, linear_within: float | None = None):
@@ -777,12 +775,10 @@ def _per_stage(read, shown, x, y, xlabel, ylabel, layout, linear_within: float |
         if infinite:
             marked[ax] = ({position: label for label, position in infinite.items()}, any_finite[(task, stage)])
             drawn_edges |= set(infinite)
-        models = [model for model in styles.models if model in set(dropped["model"])]
-        notes = [f"(NaN in {_with_models(len(dropped), models)}: not drawn)"] if len(dropped) else []
+        notes = [f"(NaN in {_runs(len(dropped))} of {_models_in(dropped, styles)}: not drawn)"] if len(dropped) else []
         if len(clashes):
-            models = [model for model in styles.models if model in set(clashes["model"])]
             points = f"{len(clashes)} point{'s' * (len(clashes) > 1)}"
-            notes.append(f"(+∞ and −∞ among the seeds at {points} of {', '.join(models)}: not drawn)")
+            notes.append(f"(+∞ and −∞ among the seeds at {points} of {_models_in(clashes, styles)}: not drawn)")
         label, gap = titles[task].rsplit(", ", 1)  # "task, gap G": the task on a line of its own
         ax.set_title(_title(label, f"{gap}, {stage}", family, *notes))
         ax.set_xlabel(xlabel if stage == STAGES[-1] else "")

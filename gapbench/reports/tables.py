@@ -72,18 +72,19 @@ def table_reader(tables_dir):
         key = (name, tuple(columns or ()), repr(rows))
         if key not in cache:
             path = tables_dir / table_file(name)
-            with _readable(path, UnreadableTable, COLLECT_AGAIN, passes=FileNotFoundError):  # missing: said so
-                held = table_columns(path)
-            absent = [column for column in columns or () if column not in held]
-            if absent:  # asked for by a report, not written by the collector: collecting again would not help
-                raise UnreadableTable(f"{path} has no column {', '.join(absent)} (it has {', '.join(held)}): the "
-                                      "figure or paper table that reads it asks for a column its table does not "
-                                      f"hold (a probe writes its own table's columns); {COLLECT_AGAIN} only if "
-                                      "an older gapbench wrote it")
+            if columns:  # the file's schema alone, only when a report names columns
+                with _readable(path, UnreadableTable, COLLECT_AGAIN, passes=FileNotFoundError):  # missing: said so
+                    held = table_columns(path)
+                absent = [column for column in columns if column not in held]
+                if absent:
+                    raise UnreadableTable(f"{path} has no column {', '.join(absent)} (it has {', '.join(held)}): the "
+                                          "figure or paper table that reads it asks for a column its table does not "
+                                          f"hold (a probe writes its own table's columns); {COLLECT_AGAIN} only if "
+                                          "an older gapbench wrote it")
             with _readable(path, UnreadableTable, COLLECT_AGAIN, passes=FileNotFoundError):
                 table = read_table(path, columns, rows)
-            missing = [column for column in columns or KEYS if column not in table.columns]
-            if missing:  # every tidy table holds the run keys
+            missing = [column for column in KEYS if column not in table.columns] if not columns else []
+            if missing:  # every tidy table holds the run keys (asked-for columns were checked above)
                 raise UnreadableTable(f"{path} has no column {', '.join(missing)}: {COLLECT_AGAIN}")
             cache[key] = table
         return cache[key]
