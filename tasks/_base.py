@@ -99,7 +99,12 @@ class Task:
 
     def success(self, test_loss: float, test_score: float | None = None) -> bool:
         """Solved: test loss below SUCCESS_FRACTION × baseline (tasks with a published criterion override)."""
-        return bool(np.isfinite(test_loss) and test_loss < SUCCESS_FRACTION * self.baseline)
+        return self.below_success_threshold(test_loss)
+
+    def below_success_threshold(self, value: float | None) -> bool:
+        """Whether `value` (a loss, or a score on the loss's scale) is finite and below
+        SUCCESS_FRACTION × baseline: the shared rule, for a task that applies it to its score."""
+        return bool(value is not None and np.isfinite(value) and value < SUCCESS_FRACTION * self.baseline)
 
     def describe(self) -> dict:
         return {

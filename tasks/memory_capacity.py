@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from gapbench.tasks import register
-from gapbench.tasks._base import SUCCESS_FRACTION, Task, check, is_int
+from gapbench.tasks._base import Task, check, is_int
 
 
 @register("memory_capacity")
@@ -71,7 +71,7 @@ class MemoryCapacity(Task):
         return ((pred[:, -self.outputs :, -1] - y[..., -1]) ** 2).mean()
 
     def success(self, test_loss, test_score=None):
-        return bool(test_score is not None and np.isfinite(test_score) and test_score < SUCCESS_FRACTION * self.baseline)
+        return self.below_success_threshold(test_score)
 
     def probe_loss(self, pred_t, y):
         return ((pred_t - y[:, -1]) ** 2).mean(-1)
