@@ -216,6 +216,10 @@ def test_the_report_holds_every_figure_and_paper_table_and_the_small_tables(smok
     written = {path.name for folder in ("figures", "paper") for path in (smoke_run / "results" / folder).iterdir()}
     assert shown == written | {table_file(name) for name in REPORT_TABLES}
     assert len(html) > 100_000 and all(category in html for category in ('"Tables"', "Figures", "Paper tables"))
+    # the tables job's entry lists no run folder (read from the job records, not its params: 21,630 at paper size)
+    assert not re.search(r"results/runs/[^\"'<]*/seed[0-9]", html)
+    # the front page says the steps are a budget where runs stop early once solved
+    assert re.search(r"at most [0-9]+ training(\s|\\n)+steps \(a run stops early", html)  # JSON-escaped text
 
 
 def test_every_file_written_is_tracked_and_each_rule_logs_to_its_own_file(smoke_run):

@@ -221,6 +221,13 @@ def _readable_run_file(run_dir, name: str):
     return _readable(Path(run_dir) / name, IncompleteRuns, _recovery(run_dir))
 
 
+def recorded_runs(job_records) -> list[str]:
+    """The run folders the training jobs' records (results.JOB_RECORD) list: what the tables
+    collect. Read from the records rather than passed as the rule's params, so that the tables
+    job's entry in Snakemake's report does not list every run folder (21,630 on the paper grid)."""
+    return [run for record in job_records for run in json.loads(Path(record).read_text())["runs"]]
+
+
 def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stderr, flush=True)) -> dict[str, int]:
     """Write every table of TABLES into out_dir (table_file names); return {name: rows}.
 

@@ -3,7 +3,7 @@
 
 rule tables:
     input:
-        JOB_RECORDS,  # each training job's record, written once all its runs are complete
+        JOB_RECORDS,  # each training job's record, written once all its runs are complete: the runs collected
     output:
         # the per-lag probe tables (hundreds of thousands of rows) stay out of the HTML report
         **{
@@ -13,7 +13,6 @@ rule tables:
             for name, path in TABLE_FILES.items()
         },
     params:
-        runs=RUN_DIRS,
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     log:
         f"{LOGS_DIR}/tables.log",

@@ -122,7 +122,7 @@ wildcard_constraints:
 
 
 # every training job of the grid, (task label, gap, model): tasks × their gaps × their models;
-# its record, and its runs (× clip arms × seeds)
+# its record (listing its runs: × clip arms × seeds)
 TRAIN_JOBS = [
     {"task": task_label(entry), "gap": gap, "model": model}
     for entry in config["tasks"]
@@ -130,7 +130,6 @@ TRAIN_JOBS = [
     for model in task_models(config, entry)
 ]
 JOB_RECORDS = [JOB_RECORD.format(**job) for job in TRAIN_JOBS]
-RUN_DIRS = [RUN_DIR.format(**job, clip=clip, seed=seed) for job in TRAIN_JOBS for clip in CLIPS for seed in SEEDS]
 
 
 def train_arguments(wc):

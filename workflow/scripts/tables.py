@@ -3,12 +3,12 @@
 import sys
 import traceback
 
-from gapbench.reports.tables import IncompleteRuns, collect
+from gapbench.reports.tables import IncompleteRuns, collect, recorded_runs
 
 with open(snakemake.log[0], "w") as log:  # noqa: F821 (snakemake is injected)
     sys.stderr = log
     try:
-        rows = collect(snakemake.params.runs, snakemake.params.out_dir)  # noqa: F821
+        rows = collect(recorded_runs(snakemake.input), snakemake.params.out_dir)  # noqa: F821
     except IncompleteRuns as error:  # one line in the log, no traceback: it names the file and what to do
         print(f"error: {error}", file=log)
         sys.exit(1)
