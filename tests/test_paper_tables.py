@@ -124,6 +124,21 @@ def test_a_finite_median_over_infinite_values_says_how_many():
     assert paper_tables._latex("-∞ (2/3)") == "$-\\infty$ (2/3)"
 
 
+def test_propagation_counts_an_initial_network_once_whatever_the_clip_arms():
+    """The clip arms of a seed start from one network: its init rows, one per arm, are one
+    network's, so a count at initialisation is of networks; after training, of runs."""
+    trained = summary_table()
+    trained.loc[trained.model == "irnn", "lyapunov_max"] = [-0.2, -np.inf, -0.1]
+    initial = trained.assign(stage="init")
+    summary = pd.concat([arm.assign(clip=clip) for clip in ("none", "norm") for arm in (initial, trained)])
+    names = pd.DataFrame({"model": summary.model, "model_name": summary.model})
+    table = paper_tables.propagation(reader(propagation_summary=summary, accuracy_vs_gap=names))
+    assert table.loc[("irnn", "init"), "λ1"] == "-0.2 (1 infinite)"  # 3 networks, not 6 rows
+    assert table.loc[("irnn", "init"), "half-life"] == "2 (2/3)"
+    assert table.loc[("irnn", "trained"), "λ1"] == "-0.2 (2 infinite)"  # 6 runs
+    assert table.loc[("irnn", "trained"), "half-life"] == "2 (4/6)"
+
+
 def test_a_range_is_written_to_the_mean_s_precision_and_holds_the_mean():
     assert paper_tables._spread(pd.Series([0.9977, 0.9981])) == "0.998 [0.998, 0.998]"  # not "0.998 [1, 1]"
     rng = np.random.default_rng(0)
