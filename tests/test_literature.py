@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -48,6 +49,13 @@ def test_stays_and_goes_below_judges_by_the_declared_fractions(tmp_path):
     rows[-1] = ("copy_x", "orthogonal", "none", 100, 1, 0.9, 1.0, False, 0.3, 64)  # mean 0.55 > 0.5
     measured, reproduced, why = judge(_tables(tmp_path, _accuracy(rows)), {})
     assert reproduced is False and "orthogonal" in why
+    # every model the claim names must go far below ("the IRNN and the LSTM"), not one of them
+    both = literature._stays_and_goes_below("copy_x", ["vanilla"], ["orthogonal", "lstm"])
+    rows = [("copy_x", "vanilla", "none", 100, s, 0.95, 1.0, False, 0.1, 64) for s in (0, 1)]
+    rows += [("copy_x", "orthogonal", "none", 100, s, 0.2, 1.0, True, 1.0, 64) for s in (0, 1)]
+    rows += [("copy_x", "lstm", "none", 100, s, 0.7, 1.0, False, 0.5, 64) for s in (0, 1)]
+    measured, reproduced, why = both(_tables(tmp_path, _accuracy(rows)), {})
+    assert reproduced is False and why.startswith("lstm did not reach 0.5 × baseline")
     # at the fractions' edges: 0.85 of the baseline is below "stays" (0.9); 0.45 is "far below" (0.5)
     for vanilla, orthogonal, expected in ((0.85, 0.2, False), (0.95, 0.45, True)):
         rows = [("copy_x", "vanilla", "none", 100, s, vanilla, 1.0, False, 0.1, 64) for s in (0, 1)]
@@ -55,17 +63,32 @@ def test_stays_and_goes_below_judges_by_the_declared_fractions(tmp_path):
         assert judge(_tables(tmp_path, _accuracy(rows)), {})[1] is expected, (vanilla, orthogonal)
 
 
-def test_clipping_helps_only_where_it_raises_a_success_rate(tmp_path):
+def test_clipping_helps_only_where_it_raises_a_success_rate_and_gradients_explode(tmp_path):
     """No clipping solves 1 of 2 seeds at gap 10 and 0 of 2 at 30; norm clipping the same at 10,
-    and at 30 the same (no help) or 1 of 2 (help: never lower, higher at one gap)."""
+    and at 30 the same (no help) or 1 of 2 (help: never lower, higher at one gap), as long as the
+    unclipped runs' largest gradient norms exceed θ (the median over seeds, at one gap at least);
+    the length each arm solves by half the seeds is reported beside."""
     judge = literature._clipping_helps("order_x")
-    for norm_at_30, helps in (((False, False), False), ((True, False), True)):
+
+    def tables(norm_at_30, largest_norms):
         success = {"none": {10: (True, False), 30: (False, False)}, "norm": {10: (True, False), 30: norm_at_30}}
         rows = [("order_x", "vanilla", clip, gap, s, 0.5, 1.0, ok, 0.5, 64)
                 for clip, by_gap in success.items() for gap, oks in by_gap.items() for s, ok in enumerate(oks)]
-        measured, reproduced, why = judge(_tables(tmp_path, _accuracy(rows)), {})
+        accuracy = _accuracy(rows).assign(clip_threshold=lambda table: np.where(table["clip"] == "norm", 1.0, np.nan))
+        summary = pd.DataFrame([{"task": "order_x", "model": "vanilla", "clip": "none", "gap": gap, "seed": s,
+                                 "stage": "trained", "memory_capacity_from_1": np.nan, "norm_max": norm}
+                                for gap in (10, 30) for s, norm in enumerate(largest_norms[gap])])
+        return _tables(tmp_path, accuracy, summary)
+
+    exploding = {10: (0.5, 30.0), 30: (0.2, 0.3)}  # median 15.2 > θ = 1 at gap 10
+    for norm_at_30, helps in (((False, False), False), ((True, False), True)):
+        measured, reproduced, why = judge(tables(norm_at_30, exploding), {})
         assert reproduced is helps and ("did not raise" in why) is not helps
         assert "T=30: 0.00 → " + ("0.50" if helps else "0.00") in measured
+        assert measured.endswith("largest T solved by half the seeds: 10 → " + ("30" if helps else "10"))
+    tame = {10: (0.5, 0.9), 30: (0.2, 0.3)}  # median largest norm 0.7 and 0.25: below θ everywhere
+    measured, reproduced, why = judge(tables((True, False), tame), {})
+    assert reproduced is False and "did not exceed θ = 1.0" in why and "did not raise" not in why
 
 
 def test_success_must_fall_with_the_gap(tmp_path):

@@ -85,8 +85,11 @@ def _ratios_text(table: pd.DataFrame, models: list[str], clip: str = "none") -> 
 
 
 def _stays_and_goes_below(task, staying, going):
-    """The `staying` models stay at the baseline at every gap, at least one `going` model goes
-    far below it at every gap (clip arm none: the papers did not clip, except where stated)."""
+    """The `staying` models stay at the baseline at every gap, and every `going` model goes far
+    below it at every gap (the claims name each: "the IRNN and the LSTM"), on clip arm none, as
+    the rules were written; the norm arm is reported beside. (Arjovsky et al.'s code clipped
+    its RNN, IRNN and LSTM baselines elementwise at ±1, not its unitary RNN: a value arm, which
+    the literature grid does not run; docs/literature.md.)"""
     def judge(read, config):
         table = _loss_ratio(read("accuracy_vs_gap"), task)
         if table.empty:
@@ -94,8 +97,8 @@ def _stays_and_goes_below(task, staying, going):
         none = table[table["clip"] == "none"]
         gaps = sorted(none.gap.unique())
         stay = all((none[(none.model == m)].ratio >= STAYS).all() for m in staying if m in set(none.model))
-        below = all(any(((none.model == m) & (none.gap == g) & (none.ratio <= FAR_BELOW)).any() for m in going)
-                    for g in gaps)
+        short = [m for m in going if not all(((none.model == m) & (none.gap == g) & (none.ratio <= FAR_BELOW)).any()
+                                              for g in gaps)]
         seeds = int(table.seeds.min())
         measured = (f"mean loss / baseline at T = {', '.join(map(str, gaps))} ({seeds} seeds), clip none: "
                     + _ratios_text(table, staying + going))
@@ -104,15 +107,20 @@ def _stays_and_goes_below(task, staying, going):
         why = []
         if not stay:
             why.append(f"a model of {staying} went below {STAYS} × baseline")
-        if not below:
-            why.append(f"none of {going} reached {FAR_BELOW} × baseline at every T within the step budget")
-        return measured, stay and below, "; ".join(why)
+        if short:
+            why.append(f"{' and '.join(short)} did not reach {FAR_BELOW} × baseline at every T within the step budget")
+        return measured, stay and not short, "; ".join(why)
     return judge
 
 
 def _clipping_helps(task):
     """Norm clipping's success rate ≥ no clipping's at every gap, higher at one at least, and
-    the unclipped runs' gradient norms exceed the threshold (explosion is what clipping acts on)."""
+    the unclipped runs' gradient norms exceed the threshold (explosion is what clipping acts on:
+    the median over seeds of a run's largest pre-clip norm, above θ at one gap at least).
+
+    This judges the success rate, as written before the grid ran; the paper's claim is about
+    length ("solve longer sequences"), which the measured text gives too: the largest T that at
+    least half the seeds solve in each arm (largest_gap_solved's reading)."""
     def judge(read, config):
         accuracy = read("accuracy_vs_gap")
         rows = accuracy[accuracy.task == task]
@@ -129,11 +137,20 @@ def _clipping_helps(task):
             f"{norm.loc[g, 'score']:.2f})" for g in gaps))
         if len(exploding):
             measured += "; median largest unclipped ‖g‖: " + ", ".join(f"{v:.3g}" for v in exploding.to_numpy())
-        helps = all(norm.loc[g, "success"] >= none.loc[g, "success"] for g in gaps) and any(
+        longest = {arm: max([g for g in gaps if rate.loc[(arm, g), "success"] >= 0.5], default=None)
+                   for arm in ("none", "norm")}
+        measured += "; largest T solved by half the seeds: " + " → ".join(
+            "none" if longest[arm] is None else str(longest[arm]) for arm in ("none", "norm"))
+        raised = all(norm.loc[g, "success"] >= none.loc[g, "success"] for g in gaps) and any(
             norm.loc[g, "success"] > none.loc[g, "success"] for g in gaps)
-        why = "" if helps else "clipping did not raise the success rate at any gap (see the gradient norms: " \
-                               "where they do not explode, clipping has nothing to act on)"
-        return measured, helps, why
+        threshold = rows[rows["clip"] == "norm"].clip_threshold.max()  # θ, as the runs recorded it
+        explodes = bool((exploding > threshold).any())
+        why = "; ".join(text for ok, text in [
+            (raised, "clipping did not raise the success rate at any gap (see the gradient norms: where they do "
+                     "not explode, clipping has nothing to act on)"),
+            (explodes, f"the unclipped runs' gradient norms did not exceed θ = {threshold}: nothing for clipping to "
+                       "act on")] if not ok)
+        return measured, raised and explodes, why
     return judge
 
 
@@ -199,7 +216,8 @@ CLAIMS = [
           "the probability of learning the latch falls as T grows",
           _success_falls_with_gap("latch_bengio")),
     Claim("Jaeger 2001", "Sec. 5-6 (memory capacity)", "memory_capacity_jaeger",
-          "ESN reservoirs, N = {sizes}, spectral radius {spectral_radius}, linear and tanh, MC from delay 1",
+          "ESN reservoirs, N = {sizes}, spectral radius {spectral_radius}, bias scaling {bias_scaling}, linear and "
+          "tanh, MC from delay 1",
           "MC ≤ N; a linear reservoir comes close to N; tanh reservoirs hold less",
           _memory_capacity("memory_capacity_jaeger")),
 ]
