@@ -92,12 +92,23 @@ class ElementwiseRNN(RecurrentModel):
 class FreeRNN(ElementwiseRNN):
     """h_t = φ(W_h h_{t-1} + W_in x_t + b) with W_h a trained parameter, drawn by `init`
     (`init_recurrent_`) and scaled by `init_gain`; `activation` and `init` default to the
-    subclass's `default_activation` and `default_init` (vanilla, linear, irnn, random_guess)."""
+    subclass's `default_activation` and `default_init` (vanilla, linear, irnn, random_guess).
+    W_in is torch.nn.RNN's U(−1/√H, 1/√H) unless `input_std` is set: then N(0, input_std²)
+    (Le, Jaitly & Hinton 2015 draw the IRNN's input weights with standard deviation 0.001)."""
 
     default_activation, default_init = "tanh", "uniform"
 
-    def __init__(self, input_size, hidden_size, *, activation=None, init=None, init_gain=1.0, **kwargs):
+    def __init__(self, input_size, hidden_size, *, activation=None, init=None, init_gain=1.0, input_std=None,
+                 **kwargs):
         super().__init__(input_size, hidden_size, activation or self.default_activation, **kwargs)
+        if input_std is not None and not (isinstance(input_std, (int, float)) and not isinstance(input_std, bool)
+                                          and input_std > 0 and math.isfinite(input_std)):
+            raise ValueError(f"input_std must be a positive number (or None: U(-1/sqrt(H), 1/sqrt(H))), "
+                             f"got {input_std!r}")
+        self.input_std = None if input_std is None else float(input_std)
+        if self.input_std is not None:
+            with torch.no_grad():
+                self.weight_ih.normal_(0.0, self.input_std)
         self.init, self.init_gain = init or self.default_init, init_gain
         self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size))
         init_recurrent_(self.weight_hh, self.init, init_gain)

@@ -18,8 +18,12 @@ class AntisymmetricRNN(RecurrentModel):
 
     Chang, Chen, Haber & Chi 2019, "AntisymmetricRNN: a dynamical system view on
     recurrent neural networks" (ICLR), Eq. 12, the ungated model: W − Wᵀ is
-    antisymmetric, so its eigenvalues are purely imaginary, and the diffusion −γI moves
-    them to real part −γ, which keeps the forward-Euler step stable.
+    antisymmetric, so its eigenvalues iμ are purely imaginary, and the diffusion −γI moves
+    them to real part −γ. That damps the forward-Euler step but does not make it contract:
+    at a linear point the step multiplies a mode by |1 + ε(−γ + iμ)|, at most 1 only where
+    εμ² ≤ γ(2 − εγ). At the defaults (ε = γ = 0.01, σ_w = 1, H = 64) max|μ| is about 2.6 and
+    the step's spectral radius at h = 0 is 1.0002 (34–41% of the modes above 1; 5 seeds),
+    a growth of about 1.25–1.3 over 1000 steps: marginal, not stable.
 
     Options: epsilon (the step size ε), gamma (the diffusion γ), sigma_w (W's init scale).
     The paper tunes them per task over ε ∈ {0.01, 0.1, 1}, σ_w ∈ {0, 1, 2, 4, 8, 16} and a

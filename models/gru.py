@@ -20,8 +20,9 @@ class GRU(RecurrentModel):
 
     Cho et al. 2014, "Learning phrase representations using RNN encoder-decoder for
     statistical machine translation". As in torch (and cuDNN), the reset gate multiplies
-    W_hn h_{t-1} + b_hn, i.e. it is applied after the recurrent product (the "v3" /
-    reset-after form), not to h_{t-1} before it as in the paper's first version.
+    W_hn h_{t-1} + b_hn, i.e. it is applied after the recurrent product (the "reset-after"
+    form of the paper's first arXiv version, 1406.1078v1), not to h_{t-1} before it as in the
+    published version (v3, Eq. 8); Keras names the two the same way.
     `forward` is torch.nn.GRU itself (cuDNN on a GPU); `step` writes the equations above with
     the same weights (`self.gru.weight_ih_l0`, ...), initialised like torch.nn.GRU,
     U(-1/√H, 1/√H) for every weight and bias.

@@ -16,13 +16,15 @@ class IndRNN(ElementwiseRNN):
     a longer and deeper RNN" (CVPR). Each unit's gradient over T steps is a product of u_n and
     relu slopes (0 or 1), so it stays within [0, γ] when |u_n| ≤ γ^(1/T) (section 3.1); for the
     adding problem the authors' code (IndRNN_Theano_Lasagne, adding/adding.py) uses γ = 2
-    ("MAG"), T = the sequence length, initialises u ~ U(0, 2^(1/T)) and clips u to
-    [-2^(1/T), 2^(1/T)] before every training step.
+    ("MAG"), T = the sequence length, initialises u ~ U(0, 2^(1/T)) in the first of its two
+    layers and u ~ U(2^(−1/T), 2^(1/T)) in the last, the one read out (`U_lowbound`), and clips
+    u to [-2^(1/T), 2^(1/T)] before every training step. gapbench's single layer starts as
+    their first, U(0, bound).
 
     Here the bound is kept by the parametrisation instead of a clip that forward cannot do:
     u = bound · tanh(v), bound = gamma^(1/max_length), with v the trained parameter, so
     |u_n| < bound always, whatever optimizer the pipeline runs. v is initialised to
-    atanh(u_0 / bound) with u_0 ~ U(0, bound), i.e. u starts U(0, bound) as in the paper.
+    atanh(u_0 / bound) with u_0 ~ U(0, bound), i.e. u starts U(0, bound) as the paper's first layer.
     Unlike the projected (clipped) gradient, ∂u/∂v = bound · (1 − (u/bound)²) shrinks as a unit
     approaches the bound, so it reaches the bound only asymptotically.
 

@@ -87,7 +87,8 @@ class LRU(RecurrentModel):
         self.r_min, self.r_max, self.max_phase = r_min, r_max, max_phase
         self.scan = scan
 
-        # float64 draws (an exact 0 of u1 would put |λ| at r_max = 1 and γlog at −∞)
+        # float64 draws: float32's u1 can fall one step below 1, which puts |λ| at r_max = 1 within
+        # rounding and γlog = log √(1 − |λ|²) near −∞
         u1 = torch.rand(n, dtype=torch.float64)
         u2 = torch.rand(n, dtype=torch.float64)
         nu_log = torch.log(-0.5 * torch.log(u1 * (r_max**2 - r_min**2) + r_min**2))

@@ -86,7 +86,7 @@ def test_a_float_option_that_is_not_finite_is_refused_by_the_registry(value):
 
 
 def test_bad_options_name_the_allowed_values():
-    with pytest.raises(ValueError, match="allowed: \\['activation', 'init', 'init_gain'\\]"):
+    with pytest.raises(ValueError, match="allowed: \\['activation', 'init', 'init_gain', 'input_std'\\]"):
         models.build("vanilla", 2, 4, nonlinearity="tanh")
     with pytest.raises(ValueError, match="unknown init 'he'"):
         models.build("linear", 2, 4, init="he")
@@ -188,8 +188,26 @@ def test_a_model_without_step_or_update_says_so():
         Nothing(2, 3)(torch.zeros(1, 2, 2))
 
 
+def test_input_std_draws_the_input_weights_from_a_normal_and_leaves_the_default_draws_alone():
+    """input_std = σ: W_in ~ N(0, σ²) (Le et al. 2015's IRNN: σ = 0.001); unset, W_in and W_h are
+    the draws they were before the option existed (torch.nn.RNN's U(−1/√H, 1/√H) first)."""
+    torch.manual_seed(0)
+    default = models.build("irnn", 50, 64)
+    torch.manual_seed(0)
+    bound = 1 / 64 ** 0.5
+    expected = torch.empty(64, 50).uniform_(-bound, bound)
+    assert torch.equal(default.weight_ih, expected) and torch.equal(default.weight_hh, torch.eye(64))
+    le = models.build("irnn", 50, 64, input_std=0.001)
+    assert abs(le.weight_ih.std().item() - 0.001) < 0.0001 and abs(le.weight_ih.mean().item()) < 0.0001
+    assert le.options()["input_std"] == 0.001 and models.build("irnn", 50, 64, **le.options()).input_std == 0.001
+    for bad in (0, -0.1, float("inf"), "0.001", True):
+        with pytest.raises(ValueError, match="input_std must be a positive number"):
+            models.build("vanilla", 3, 6, input_std=bad)
+
+
 def test_repr_shows_the_sizes_and_every_option():
-    assert repr(models.build("vanilla", 3, 6)) == "VanillaRNN(3, 6, activation='tanh', init='uniform', init_gain=1.0)"
+    assert repr(models.build("vanilla", 3, 6)) == ("VanillaRNN(3, 6, activation='tanh', init='uniform', init_gain=1.0, "
+                                                   "input_std=None)")
     assert repr(models.build("cornn", 3, 6, dt=0.1)) == "CoRNN(3, 6, state_size=12, dt=0.1, gamma=66.0, epsilon=15.0)"
     assert repr(models.build("gru", 2, 4)).startswith("GRU(\n  2, 4\n")
 
