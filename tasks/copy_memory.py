@@ -30,7 +30,9 @@ class Copy(Sampled, Task):
       selective (the selective copying task of Gu & Dao 2023, Mamba): the L symbols sit at L
                 random distinct steps among the first gap + L − 1 (blanks elsewhere), the
                 delimiter at step gap + L − 1, recall of the symbols in order of appearance after
-                it. Loss: cross-entropy over the L recall steps only, baseline ln(A).
+                it. Loss: cross-entropy over the L recall steps only, baseline ln(A). (Gu & Dao's
+                generator, state-spaces/s4 copying.py, marks every recall step instead of one
+                delimiter; here the recall steps are blank, as in the other conventions.)
     Accuracy always counts the L recall steps only (chance 1/A).
 
     Irregular sampling (arjovsky and expRNN; see tasks/_sampling.py): the cue is the last
