@@ -106,12 +106,12 @@ class FreeRNN(ElementwiseRNN):
             raise ValueError(f"input_std must be a positive number (or None: U(-1/sqrt(H), 1/sqrt(H))), "
                              f"got {input_std!r}")
         self.input_std = None if input_std is None else float(input_std)
-        if self.input_std is not None:
-            with torch.no_grad():
-                self.weight_ih.normal_(0.0, self.input_std)
         self.init, self.init_gain = init or self.default_init, init_gain
         self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size))
         init_recurrent_(self.weight_hh, self.init, init_gain)
+        if self.input_std is not None:  # drawn last: W_h is the draw it is without the option
+            with torch.no_grad():
+                self.weight_ih.normal_(0.0, self.input_std)
 
     def recurrent_weight(self):
         return self.weight_hh

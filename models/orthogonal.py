@@ -10,8 +10,8 @@ from gapbench.models._elementwise import ElementwiseRNN
 @register("orthogonal")
 class OrthogonalRNN(ElementwiseRNN):
     """h_t = φ(Q h_{t-1} + W_in x_t + b), Q = B·exp(A − Aᵀ) orthogonal (B the random orthogonal
-    initial matrix, A trained: torch's parametrisation with use_trivialization): ||J_l|| = 1 when
-    φ is linear.
+    initial matrix, A trained: torch's parametrisation with use_trivialization; `orthogonal_map:
+    cayley` puts the Cayley map of A − Aᵀ in place of exp): ||J_l|| = 1 when φ is linear.
 
     `orthogonal_map` is any map torch.nn.utils.parametrizations.orthogonal accepts.
     """

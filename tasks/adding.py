@@ -101,7 +101,8 @@ class AddingHochreiter(MarkedPair):
     with a = 4·0.04 (the triangular law of X1 + X2).
     Success: test MSE < 0.01 and every sequence processed correctly: their stopping rule
     (average training error < 0.01 and the 2000 most recent training sequences correct)
-    applied to the test set, stricter than their reported test errors (1–3 of 2560 wrong).
+    applied to the test set, stricter than their reported test errors (never more than 3 of
+    2560 sequences wrong).
     Sampling must be regular.
     """
 
@@ -181,7 +182,8 @@ class Multiplication(AddingArjovsky):
     """The multiplication problem's target (Hochreiter & Schmidhuber 1997 exp. 5; Pascanu et al.
     2013) in the adding task's arjovsky layout (v_t ~ U(0, 1), one marker in each half, length
     `gap`): target v_i·v_j. Their layouts put both marked values in the first part of the
-    sequence (X1 among the first tenth, X2 before T/2) and draw the length from [T, 1.1T). Loss and metric MSE; predicting the mean 1/4 scores
+    sequence (X1 among the first ten steps, X2 before T/2) and draw the length from
+    [T, T + T/10]. Loss and metric MSE; predicting the mean 1/4 scores
     Var(v_i v_j) = E[v²]² − E[v]⁴ = 1/9 − 1/16 = 7/144, the baseline.
     Takes the same sampling options as adding.
     """

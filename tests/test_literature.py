@@ -56,6 +56,12 @@ def test_stays_and_goes_below_judges_by_the_declared_fractions(tmp_path):
     rows += [("copy_x", "lstm", "none", 100, s, 0.7, 1.0, False, 0.5, 64) for s in (0, 1)]
     measured, reproduced, why = both(_tables(tmp_path, _accuracy(rows)), {})
     assert reproduced is False and why.startswith("lstm did not reach 0.5 × baseline")
+    # stand-ins for one model of the paper: one of them far below is enough
+    either = literature._stays_and_goes_below("copy_x", ["vanilla"], ["orthogonal", "lstm"], every_going=False)
+    assert either(_tables(tmp_path, _accuracy(rows)), {})[1] is True
+    # a claimed model the tables lack leaves the claim unjudged, not failed
+    measured, reproduced, why = both(_tables(tmp_path, _accuracy(rows[:4])), {})
+    assert reproduced is None and why == "lstm not in these tables (clip arm none)"
     # at the fractions' edges: 0.85 of the baseline is below "stays" (0.9); 0.45 is "far below" (0.5)
     for vanilla, orthogonal, expected in ((0.85, 0.2, False), (0.95, 0.45, True)):
         rows = [("copy_x", "vanilla", "none", 100, s, vanilla, 1.0, False, 0.1, 64) for s in (0, 1)]
@@ -89,6 +95,9 @@ def test_clipping_helps_only_where_it_raises_a_success_rate_and_gradients_explod
     tame = {10: (0.5, 0.9), 30: (0.2, 0.3)}  # median largest norm 0.7 and 0.25: below θ everywhere
     measured, reproduced, why = judge(tables((True, False), tame), {})
     assert reproduced is False and "did not exceed θ = 1.0" in why and "did not raise" not in why
+    unmeasured = {10: (np.nan, np.nan), 30: (np.nan, np.nan)}  # no norms recorded: not judged, not "no"
+    measured, reproduced, why = judge(tables((True, False), unmeasured), {})
+    assert reproduced is None and "norm_max" in why
 
 
 def test_success_must_fall_with_the_gap(tmp_path):

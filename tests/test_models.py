@@ -197,6 +197,11 @@ def test_input_std_draws_the_input_weights_from_a_normal_and_leaves_the_default_
     bound = 1 / 64 ** 0.5
     expected = torch.empty(64, 50).uniform_(-bound, bound)
     assert torch.equal(default.weight_ih, expected) and torch.equal(default.weight_hh, torch.eye(64))
+    torch.manual_seed(0)
+    vanilla, scaled = models.build("vanilla", 50, 64), None
+    torch.manual_seed(0)
+    scaled = models.build("vanilla", 50, 64, input_std=0.5)
+    assert torch.equal(scaled.weight_hh, vanilla.weight_hh)  # the option moves W_in's draw only
     le = models.build("irnn", 50, 64, input_std=0.001)
     assert abs(le.weight_ih.std().item() - 0.001) < 0.0001 and abs(le.weight_ih.mean().item()) < 0.0001
     assert le.options()["input_std"] == 0.001 and models.build("irnn", 50, 64, **le.options()).input_std == 0.001

@@ -84,21 +84,27 @@ def _ratios_text(table: pd.DataFrame, models: list[str], clip: str = "none") -> 
     return "; ".join(parts)
 
 
-def _stays_and_goes_below(task, staying, going):
-    """The `staying` models stay at the baseline at every gap, and every `going` model goes far
-    below it at every gap (the claims name each: "the IRNN and the LSTM"), on clip arm none, as
-    the rules were written; the norm arm is reported beside. (Arjovsky et al.'s code clipped
-    its RNN, IRNN and LSTM baselines elementwise at ±1, not its unitary RNN: a value arm, which
-    the literature grid does not run; docs/literature.md.)"""
+def _stays_and_goes_below(task, staying, going, every_going=True):
+    """The `staying` models stay at the baseline at every gap, and the `going` models go far
+    below it at every gap: every one of them where the claim names each ("the IRNN and the
+    LSTM"), one at least where they stand in for one model of the paper (`every_going=False`:
+    Arjovsky et al.'s unitary RNN), on clip arm none, as the rules were written; the norm arm is
+    reported beside. A claimed model missing from the tables leaves the claim unjudged.
+    (Arjovsky et al.'s code clipped its RNN, IRNN and LSTM baselines elementwise at ±1, not its
+    unitary RNN: a value arm, which the literature grid does not run; docs/literature.md.)"""
     def judge(read, config):
         table = _loss_ratio(read("accuracy_vs_gap"), task)
         if table.empty:
             return "not run", None, "the task is not in these tables"
         none = table[table["clip"] == "none"]
+        missing = [m for m in staying + going if m not in set(none.model)]
+        if missing:
+            return "not run", None, f"{' and '.join(missing)} not in these tables (clip arm none)"
         gaps = sorted(none.gap.unique())
-        stay = all((none[(none.model == m)].ratio >= STAYS).all() for m in staying if m in set(none.model))
+        stay = all((none[(none.model == m)].ratio >= STAYS).all() for m in staying)
         short = [m for m in going if not all(((none.model == m) & (none.gap == g) & (none.ratio <= FAR_BELOW)).any()
                                               for g in gaps)]
+        below = not short if every_going else len(short) < len(going)
         seeds = int(table.seeds.min())
         measured = (f"mean loss / baseline at T = {', '.join(map(str, gaps))} ({seeds} seeds), clip none: "
                     + _ratios_text(table, staying + going))
@@ -107,9 +113,9 @@ def _stays_and_goes_below(task, staying, going):
         why = []
         if not stay:
             why.append(f"a model of {staying} went below {STAYS} × baseline")
-        if short:
+        if not below:
             why.append(f"{' and '.join(short)} did not reach {FAR_BELOW} × baseline at every T within the step budget")
-        return measured, stay and not short, "; ".join(why)
+        return measured, stay and below, "; ".join(why)
     return judge
 
 
@@ -140,14 +146,17 @@ def _clipping_helps(task):
         longest = {arm: max([g for g in gaps if rate.loc[(arm, g), "success"] >= 0.5], default=None)
                    for arm in ("none", "norm")}
         measured += "; largest T solved by half the seeds: " + " → ".join(
-            "none" if longest[arm] is None else str(longest[arm]) for arm in ("none", "norm"))
+            "—" if longest[arm] is None else str(longest[arm]) for arm in ("none", "norm"))
         raised = all(norm.loc[g, "success"] >= none.loc[g, "success"] for g in gaps) and any(
             norm.loc[g, "success"] > none.loc[g, "success"] for g in gaps)
-        threshold = rows[rows["clip"] == "norm"].clip_threshold.max()  # θ, as the runs recorded it
+        # θ as the runs recorded it (tables before clip_threshold was a column: the config's)
+        recorded = rows.loc[rows["clip"] == "norm", "clip_threshold"] if "clip_threshold" in rows else pd.Series()
+        threshold = recorded.max() if recorded.notna().any() else config.get("clip", {}).get("thresholds", {}).get("norm")
+        if threshold is None or not exploding.notna().any():
+            return measured, None, "the unclipped runs' gradient norms (norm_max) or θ are not in these tables"
         explodes = bool((exploding > threshold).any())
         why = "; ".join(text for ok, text in [
-            (raised, "clipping did not raise the success rate at any gap (see the gradient norms: where they do "
-                     "not explode, clipping has nothing to act on)"),
+            (raised, "clipping did not raise the success rate at any gap"),
             (explodes, f"the unclipped runs' gradient norms did not exceed θ = {threshold}: nothing for clipping to "
                        "act on")] if not ok)
         return measured, raised and explodes, why
@@ -201,7 +210,7 @@ CLAIMS = [
           "copy {length} symbols of {alphabet} after T = {gaps} blanks; H = {hidden_size}, at most {steps} "
           "{optimizer} steps of batch {batch_size}",
           "RNN and LSTM stay at the memoryless baseline 10 ln 8/(T+20); the unitary RNN goes far below it",
-          _stays_and_goes_below("copy_arjovsky", ["vanilla", "lstm"], ["orthogonal", "exprnn"])),
+          _stays_and_goes_below("copy_arjovsky", ["vanilla", "lstm"], ["orthogonal", "exprnn"], every_going=False)),
     Claim("Le, Jaitly & Hinton 2015", "Fig. 2 (adding)", "adding_le",
           "adding, T = {gaps}; H = {hidden_size}, at most {steps} {optimizer} steps",
           "the tanh RNN stays at MSE 0.167; the IRNN and the LSTM go well below it",
