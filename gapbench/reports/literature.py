@@ -4,7 +4,8 @@
 Each `Claim` is one paper's result: where it is (figure or table), the setting gapbench runs
 (a template whose numbers are filled from config/literature.yaml, so they cannot drift from
 what ran), what the paper reports, and a rule that judges the measured tables. The rules were written
-before the literature grid ran and are not tuned to its numbers; a claim that does not
+before the literature grid ran and are not tuned to its numbers (where one was later brought to
+what it states, docs/literature.md says when and that no verdict moved); a claim that does not
 reproduce is reported with the measured numbers that say why. The output is the Markdown
 table in docs/literature.md (and summarised in the README).
 
