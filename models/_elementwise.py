@@ -101,8 +101,8 @@ class FreeRNN(ElementwiseRNN):
     def __init__(self, input_size, hidden_size, *, activation=None, init=None, init_gain=1.0, input_std=None,
                  **kwargs):
         super().__init__(input_size, hidden_size, activation or self.default_activation, **kwargs)
-        if input_std is not None and not (isinstance(input_std, (int, float)) and not isinstance(input_std, bool)
-                                          and input_std > 0 and math.isfinite(input_std)):
+        if input_std is not None and (isinstance(input_std, bool) or not isinstance(input_std, (int, float))
+                                      or not 0 < input_std < math.inf):  # NaN fails the comparison too
             raise ValueError(f"input_std must be a positive number (or None: U(-1/sqrt(H), 1/sqrt(H))), "
                              f"got {input_std!r}")
         self.input_std = None if input_std is None else float(input_std)

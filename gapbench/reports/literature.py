@@ -25,6 +25,7 @@ import pandas as pd
 
 from gapbench import models, tasks
 from gapbench.config import ROOT, load_config, model_entry, model_hidden_size, task_entry, task_models
+from gapbench.reports.paper_tables import half_solved_gaps
 from gapbench.reports.tables import UnreadableTable, table_reader
 
 LITERATURE_CONFIG = ROOT / "config" / "literature.yaml"
@@ -144,10 +145,9 @@ def _clipping_helps(task):
             f"{norm.loc[g, 'score']:.2f})" for g in gaps))
         if len(exploding):
             measured += "; median largest unclipped ‖g‖: " + ", ".join(f"{v:.3g}" for v in exploding.to_numpy())
-        longest = {arm: max([g for g in gaps if rate.loc[(arm, g), "success"] >= 0.5], default=None)
-                   for arm in ("none", "norm")}
+        longest = half_solved_gaps(rows, ["clip"]).set_index("clip").gap
         measured += "; largest T solved by half the seeds: " + " → ".join(
-            "—" if longest[arm] is None else str(longest[arm]) for arm in ("none", "norm"))
+            str(longest[arm]) if arm in longest else "—" for arm in ("none", "norm"))
         raised = all(norm.loc[g, "success"] >= none.loc[g, "success"] for g in gaps) and any(
             norm.loc[g, "success"] > none.loc[g, "success"] for g in gaps)
         # θ as the runs recorded it (tables before clip_threshold was a column: the config's)

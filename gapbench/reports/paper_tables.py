@@ -21,6 +21,7 @@ import pandas as pd
 from gapbench.files import write_text
 from gapbench.reports.families import model_order, registry_names
 from gapbench.reports.tables import INTERVAL_SEEDS, table_reader
+from gapbench.results import KEYS, STAGES
 
 PAPER_TABLES: dict[str, tuple[Callable, str]] = {}  # name -> (function(read), caption)
 
@@ -128,17 +129,24 @@ def success_rate(read) -> list[Part]:
     return _per_task(read, lambda rows: f"{int(rows.success.sum())}/{len(rows)}", _seeds_a_cell)
 
 
+def half_solved_gaps(accuracy: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group of `by`, the largest gap at which at least half of the seeds succeeded: rows of
+    `by`, gap, sum (the seeds that succeeded there) and count (the seeds run); a group that
+    solved no gap has no row. The reading of largest_gap_solved and the literature judge."""
+    seeds = accuracy.assign(success=accuracy.success.astype(bool)).groupby(
+        [*by, "gap"]).success.agg(["sum", "count"]).reset_index()
+    half = seeds[seeds["sum"] >= 0.5 * seeds["count"]]
+    return half.loc[half.groupby(by).gap.idxmax()]
+
+
 @paper_table("largest_gap_solved", "Largest gap at which at least half of the seeds succeeded, per task, "
              "model and clip arm (— where no gap was), with (k/n) where only k of its n seeds did; ≥G where G "
              "is the largest gap the task ran: the model's limit lies beyond the gaps measured. Last column: the "
              "largest gap the task ran.")
 def largest_gap_solved(read) -> pd.DataFrame:
     accuracy = read("accuracy_vs_gap")
-    seeds = accuracy.assign(success=accuracy.success.astype(bool)).groupby(
-        ["task", "model", "clip", "gap"]).success.agg(["sum", "count"]).reset_index()
     longest = accuracy.groupby("task").gap.max()
-    half = seeds[seeds["sum"] >= 0.5 * seeds["count"]]
-    solved = half.loc[half.groupby(["task", "model", "clip"]).gap.idxmax()]
+    solved = half_solved_gaps(accuracy, ["task", "model", "clip"])
 
     def cell(task, gap, k, n) -> str:
         # censored: solved at the largest gap run, so how much further it reaches is not measured
@@ -147,7 +155,7 @@ def largest_gap_solved(read) -> pd.DataFrame:
 
     cells = pd.Series([cell(*row) for row in solved[["task", "gap", "sum", "count"]].itertuples(index=False)],
                       index=pd.MultiIndex.from_frame(solved[["task", "model", "clip"]]), dtype=object)
-    everything = seeds.groupby(["task", "model", "clip"]).gap.max().index
+    everything = accuracy.groupby(["task", "model", "clip"]).size().index
     table = cells.reindex(everything).fillna("—")
     table = table.unstack("clip").rename_axis(columns="clip")
     table = table.assign(**{"largest gap run": table.index.get_level_values("task").map(longest).astype(str)})
@@ -170,8 +178,9 @@ def propagation(read) -> pd.DataFrame:
     summary = read("propagation_summary")
     # the clip arms of a seed train from one initial network (gapbench.job refuses arms that do
     # not), so their init rows are one network's: each counted once in the (k/n) and (j infinite)
-    initial = summary.stage == "init"
-    summary = pd.concat([summary[initial].drop_duplicates(["task", "gap", "model", "seed"]), summary[~initial]])
+    initial = summary.stage == STAGES[0]
+    network = [key for key in KEYS if key != "clip"]
+    summary = pd.concat([summary[initial].drop_duplicates(network), summary[~initial]])
     columns = {"decay_log10_per_step": "decay (log10/step)", "half_life_steps": "half-life", "lyapunov_max": "λ1",
                "memory_capacity": "MC", "memory_capacity_from_1": "MC (k ≥ 1)", "spectral_radius": "ρ(W_h)"}
     groups = summary.groupby(["model", "stage"])[list(columns)]
