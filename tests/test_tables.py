@@ -50,3 +50,16 @@ def test_a_run_whose_probe_table_differs_from_the_others_is_named(tmp_path):
                                          "runs' types"):
         stream.append(_run(2).assign(lag="far"), "results/runs/c")
     stream.abandon()
+
+
+def test_the_runs_collected_are_the_job_records_and_a_record_edited_by_hand_is_named(tmp_path):
+    """The tables job reads its runs from the training jobs' records; a record that no longer
+    parses is refused in one line naming it and the fix, not with a traceback."""
+    first, second = tmp_path / "a" / "job.json", tmp_path / "b" / "job.json"
+    for record, runs in ((first, ["r/a/none/seed0", "r/a/norm/seed0"]), (second, ["r/b/none/seed0"])):
+        record.parent.mkdir()
+        record.write_text('{"runs": ' + str(runs).replace("'", '"') + "}")
+    assert tables.recorded_runs([first, second]) == ["r/a/none/seed0", "r/a/norm/seed0", "r/b/none/seed0"]
+    second.write_text('{"runs": ["r/b/none/se')  # cut short
+    with pytest.raises(tables.IncompleteRuns, match=f"{second} cannot be read .*delete it and run snakemake again"):
+        tables.recorded_runs([first, second])

@@ -199,9 +199,11 @@ class IncompleteRuns(RuntimeError):
 
 
 def _recovery(run_dir) -> str:
-    return (f"delete its training job's record ({Path(run_dir).parent.parent / Path(JOB_RECORD).name}) and run snakemake "
-            "again; the job restores its completed runs from the run cache (and trains again any whose cached "
-            "copy changed too)")
+    record = Path(run_dir).parent.parent / Path(JOB_RECORD).name
+    return f"delete its training job's record ({record}) and run snakemake again; {_RESTORES}"
+
+
+_RESTORES = "the job restores its completed runs from the run cache (and trains again any whose cached copy changed too)"
 
 
 @contextmanager
@@ -225,7 +227,11 @@ def recorded_runs(job_records) -> list[str]:
     """The run folders the training jobs' records (results.JOB_RECORD) list: what the tables
     collect. Read from the records rather than passed as the rule's params, so that the tables
     job's entry in Snakemake's report does not list every run folder (21,630 on the paper grid)."""
-    return [run for record in job_records for run in json.loads(Path(record).read_text())["runs"]]
+    runs = []
+    for record in map(Path, job_records):  # one edited by hand: named, with the fix
+        with _readable(record, IncompleteRuns, f"delete it and run snakemake again; {_RESTORES}"):
+            runs += json.loads(record.read_text())["runs"]
+    return runs
 
 
 def collect(run_dirs, out_dir, log=lambda message: print(message, file=sys.stderr, flush=True)) -> dict[str, int]:
