@@ -355,7 +355,8 @@ def check_model_runs(model, where: str) -> None:
     forward's output must be its `step` unrolled (training reads forward, the probes measure step: two maps would make every
     propagation number another network's); and the backward passes of training (through
     forward's output, by the weights) and of the probes (through step, by the state) run and
-    give finite gradients: an in-place update breaks them, sqrt(s²) at s = 0 makes them NaN.
+    give finite gradients: an in-place update breaks them, sqrt(s²) at s = 0 makes them NaN; and
+    the probes' linearisation runs (torch.func's vmap and vjp refuse code that training runs).
     Else a ConfigError naming the model and its file."""
     import copy
 
@@ -447,6 +448,16 @@ def check_model_runs(model, where: str) -> None:
                                  "state that is 0: the probes and training differentiate there)")
             finally:
                 model.zero_grad(set_to_none=True)
+
+    # what the probes do with step and observe (a vjp vmapped over cotangent rows, vmap(jacrev) of
+    # observe) training never does: a model torch.func refuses would stop every training job at its first probe
+    from gapbench.probes._linearisation import linearise_once
+    try:
+        with torch.random.fork_rng():  # a random initial_state leaves the caller's random stream alone
+            linearise_once(model, x)
+    except Exception as error:  # noqa: BLE001
+        raise refuse(f"the probes' linearisation (torch.func: a vjp through step vmapped over cotangent rows, and "
+                     f"vmap(jacrev(observe))) failed on {shape}", error) from None
 
 
 def _check_settings_take_effect(config: dict, cores, cuda_available) -> None:

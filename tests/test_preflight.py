@@ -1,6 +1,6 @@
 """Pre-flight checks of user code, before any job: every configured task draws a small sample
-checked against what it declares, every configured model runs forward and `step` on a tiny
-input, and a failure names the task or model, its file and what was expected; a name registered
+checked against what it declares, every configured model runs forward, `step` and the probes'
+linearisation on a tiny input, and a failure names the task or model, its file and what was expected; a name registered
 twice names both files. The bad classes are defined here and registered under new names for one
 test each (never written into tasks/ or models/)."""
 import contextlib
@@ -293,6 +293,30 @@ class StepReturnsTwo(Tanh):
         return new, new
 
 
+class OldStyleTanh(torch.autograd.Function):
+    """tanh with its own backward, written without setup_context: autograd runs it, torch.func not."""
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return a.tanh()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (a,) = ctx.saved_tensors
+        return grad * (1 - a.tanh() ** 2)
+
+
+class CustomBackward(Tanh):
+    def step(self, state, x_t):
+        return OldStyleTanh.apply(self.weight(torch.cat([x_t, state], -1)))
+
+
+class ObserveBranches(Tanh):
+    def observe(self, state):  # an `if` on a value: training runs it, the probes' vmap cannot
+        return state if state.sum() > -1e9 else -state
+
+
 class PositionalOption(Tanh):
     def __init__(self, input_size, hidden_size, leak=0.5, **kwargs):  # no *: leak is no option
         super().__init__(input_size, hidden_size, **kwargs)
@@ -318,6 +342,11 @@ MODEL_CASES = [
      ["step of the float64 copy the probes use (model.double().eval()) failed", "in nn.ModuleList", "RuntimeError"]),
     ("a NaN derivative at the initial state", NormOfTheState,
      ["the gradient of step, by the state from initial_state is not finite"]),
+    ("an autograd.Function torch.func cannot run", CustomBackward,
+     ["the probes' linearisation (torch.func", "must override the setup_context staticmethod"]),
+    ("data-dependent control flow in observe", ObserveBranches,
+     ["the probes' linearisation (torch.func", "data-dependent control flow",
+      f"(in {HERE}, line {ObserveBranches.observe.__code__.co_firstlineno + 1})"]),
     ("step returns a tuple", StepReturnsTwo, ["step must have shape (2, 8) (hidden_size 8, state_size 8)",
                                               "got tuple"]),
 ]

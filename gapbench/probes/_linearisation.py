@@ -79,6 +79,18 @@ def linearisation(model, method: str = "auto") -> type[Linearisation]:
     return Analytic if method == "analytic" else Generic
 
 
+def linearise_once(model, x) -> None:
+    """What the probes ask of a model, once, along x (B, T, I): the linearisation kind the probes
+    take for it, its float64 trajectory, step 0's pullback of a batch of cotangent rows (state and
+    input) and what the readout sees (observe's Jacobian on the generic path). The pre-flight runs
+    it (gapbench/config.py): torch.func refuses code that training runs without complaint, such as
+    an autograd.Function without setup_context in step, or .item() or an `if` on a value in observe."""
+    with linearisation(model).along(model, x) as run:
+        rows = torch.ones(run.states.shape[0], 2, run.states.shape[-1], dtype=torch.float64)
+        run.pullback(0, rows, inputs=True)
+        _ = run.observed  # built on first use: vmap(jacrev(observe))
+
+
 def float64_copy(model):
     """A float64 CPU copy in eval mode (no dropout in the map being measured); complex
     parameters (a diagonal complex recurrence) become complex128 (Module.double() leaves
