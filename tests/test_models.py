@@ -205,9 +205,14 @@ def test_input_std_draws_the_input_weights_from_a_normal_and_leaves_the_default_
     le = models.build("irnn", 50, 64, input_std=0.001)
     assert abs(le.weight_ih.std().item() - 0.001) < 0.0001 and abs(le.weight_ih.mean().item()) < 0.0001
     assert le.options()["input_std"] == 0.001 and models.build("irnn", 50, 64, **le.options()).input_std == 0.001
-    for bad in (0, -0.1, float("inf"), "0.001", True):
-        with pytest.raises(ValueError, match="input_std must be a positive number"):
-            models.build("vanilla", 3, 6, input_std=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, float("inf"), float("nan"), "0.001", True])
+def test_a_positive_number_option_refuses_zero_infinity_nan_text_and_true(bad):
+    with pytest.raises(ValueError, match="input_std must be a positive number"):
+        models.build("vanilla", 3, 6, input_std=bad)
+    with pytest.raises(ValueError, match="weight_range must be a finite number"):
+        models.build("random_guess", 3, 6, weight_range=bad)
 
 
 def test_repr_shows_the_sizes_and_every_option():
