@@ -313,6 +313,29 @@ def test_lyapunov_exponents_of_units_switched_off_are_minus_infinity(method):
     assert table.cumulative_sum.iloc[-1] == -math.inf
 
 
+@pytest.mark.parametrize("method", ["analytic", "generic"])
+def test_lyapunov_exponents_are_the_mean_of_each_sequences_sorted_exponents(method):
+    """λ_i of a batch is the mean over its sequences of each one's i-th largest exponent. At
+    finite T a sequence's QR columns need not be in decreasing order, and at the IRNN's
+    initialisation (W_h = I, J_l a 0/1 diagonal) a column a step annihilates is −inf in that
+    sequence alone: averaged column by column first, every λ_i here read −inf, though every
+    sequence keeps directions of exponent 0 (units on throughout)."""
+    task = tasks.build("copy", 14, length=3)
+    torch.manual_seed(2)
+    model = models.build("irnn", task.input_size, 12)
+    x = torch.from_numpy(task.sample(8, np.random.default_rng(2))["x"])
+    each = [lyapunov(model, x[i:i + 1], method=method).exponent.to_numpy() for i in range(8)]
+    table = lyapunov(model, x, sequences=8, method=method)
+    np.testing.assert_allclose(table.exponent, np.mean(each, axis=0), atol=1e-15)
+    assert table.exponent[0] == pytest.approx(0.0, abs=1e-12)
+    torch.manual_seed(1)  # a finite spectrum whose columns come out of order in some sequences
+    model = models.build("vanilla", 3, 12, init="normal", init_gain=2.0)
+    x = _inputs(8, 20)
+    each = [lyapunov(model, x[i:i + 1], method=method).exponent.to_numpy() for i in range(8)]
+    np.testing.assert_allclose(lyapunov(model, x, sequences=8, method=method).exponent, np.mean(each, axis=0),
+                               rtol=1e-12, atol=1e-15)
+
+
 def test_lyapunov_exponents_of_diagonalisable_linear_map_are_log_abs_eigenvalues():
     eigenvalues = torch.tensor([0.95, -0.8, 0.6, 0.45, -0.3, 0.15], dtype=torch.float64)
     basis = torch.eye(6, dtype=torch.float64) + 0.4 * torch.randn(6, 6, generator=torch.Generator().manual_seed(2),

@@ -20,8 +20,11 @@ def lyapunov(model, x, k: int | None = None, warmup: int | None = None, sequence
                                                                 Eckmann & Ruelle 1985)
 
     Natural log per step, along each of the first `sequences` sequences of x from the initial
-    state (a QR per step and sequence is the cost; exponents are time averages already), averaged,
-    sorted in decreasing order. The first `warmup` steps (default T/4) only align Q with the
+    state (a QR per step and sequence is the cost; exponents are time averages already); each
+    sequence's exponents sorted in decreasing order, then averaged index by index: λ_i is the
+    mean of the sequences' i-th largest. (At finite T the QR's columns need not come out in
+    decreasing order, and a column a singular step annihilated, −inf, is that sequence's own:
+    averaged by column first, one sequence's dead column 1 made λ_1 = −inf for the run.) The first `warmup` steps (default T/4) only align Q with the
     dominant directions and let the state forget s_0. Σ_{i≤k} λ_i is the mean log growth
     of k-volumes; with k = S (the default: the state size) it is the mean ln|det J_l| =
     dissipation (negative: volumes contract). λ_1 < 0 means perturbations of the state (and
@@ -52,7 +55,7 @@ def lyapunov(model, x, k: int | None = None, warmup: int | None = None, sequence
                     basis, triangular = torch.linalg.qr(grown)
                     if l >= warmup:
                         log_growth += torch.log(_resolved(torch.diagonal(triangular, dim1=-2, dim2=-1).abs(), grown))
-    exponents = np.sort((log_growth.mean(0) / (steps - warmup)).numpy())[::-1]
+    exponents = np.sort((log_growth / (steps - warmup)).numpy(), axis=1)[:, ::-1].mean(0)
     return pd.DataFrame(
         {"index": np.arange(1, k + 1), "exponent": exponents, "cumulative_sum": np.cumsum(exponents)}
     )
