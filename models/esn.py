@@ -30,7 +30,8 @@ class EchoStateNetwork(RecurrentModel):
     Neural Networks: Tricks of the Trade) as the source of each default:
 
     spectral_radius (0.9): W is rescaled so that max |eig(W)| equals it exactly (§3.2.5; a
-        value below 1 is the usual starting point, giving the echo state property in practice).
+        value below 1 is the usual starting point; for tanh it is neither sufficient nor necessary
+        for the echo state property, which σ_max(W) < 1 guarantees).
     density (1.0): the fraction of nonzero entries of W; the nonzero values are U(-1, 1)
         before rescaling. Dense by default: §3.2.2 says sparsity "does not affect the
         performance much" and serves speed through sparse matrix products, which this
@@ -47,8 +48,8 @@ class EchoStateNetwork(RecurrentModel):
         (1 − α) + α·λ_i for the eigenvalues λ_i of W; its spectral radius max_i |(1 − α) + α·λ_i|
         is at most (1 − α) + α·spectral_radius, with equality only when W has the real positive
         eigenvalue λ = spectral_radius (a leading eigenvalue that is negative or complex gives less).
-    activation ("tanh"): "tanh" or "linear" (a linear reservoir is the setting of Jaeger's
-        short-term memory capacity bound MC ≤ N: Jaeger 2001, GMD Report 152).
+    activation ("tanh"): "tanh" or "linear" (Jaeger's short-term memory capacity bound MC ≤ N
+        holds for any reservoir; a linear one can reach it: Jaeger 2001, GMD Report 152).
 
     State: h, state_size = hidden_size (the number of reservoir units); observe(h) = h.
     recurrent_weight(): W when leak_rate = 1, since the model is then h_t = φ(W h_{t-1} +

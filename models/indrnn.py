@@ -14,7 +14,7 @@ class IndRNN(ElementwiseRNN):
 
     Li, Li, Cook, Zhu & Gao 2018, "Independently Recurrent Neural Network (IndRNN): Building
     a longer and deeper RNN" (CVPR). Each unit's gradient over T steps is a product of u_n and
-    relu slopes (0 or 1), so it stays within [0, γ] when |u_n| ≤ γ^(1/T) (section 3.1); for the
+    relu slopes (0 or 1), so its magnitude stays at most γ over T steps when |u_n| ≤ γ^(1/T) (section 3.1); for the
     adding problem the authors' code (IndRNN_Theano_Lasagne, adding/adding.py) uses γ = 2
     ("MAG"), T = the sequence length, initialises u ~ U(0, 2^(1/T)) in the first of its two
     layers and u ~ U(2^(−1/T), 2^(1/T)) in the last, the one read out (`U_lowbound`), and clips

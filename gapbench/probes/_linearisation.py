@@ -20,7 +20,8 @@ thread setting it always had on each path.
 
 Index conventions: states[:, l] is s_{l+1} (the state after 0-based step l), previous[:, l] is
 s_l; J_l is evaluated at step l's input; on the analytic path D_l = diag(φ'(a_l)) uses that
-step's output and J_l = D_l W_h (the lecture writes D_{l+1} W_hᵀ for the row-vector form).
+step's output and J_l = D_l W_h (the lecture's D_{l+1} W_hᵀ is the same Jacobian for its
+h_{l+1} = tanh(W_hᵀ h_l + …): its W_h is our W_hᵀ, and its index l+1 our 0-based step l).
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from gapbench.probes._registry import probe
 def gradient_decay(model, readout, task, x, y, *, method: str = "auto") -> pd.DataFrame:
     """||∂L_t/∂s_k|| for the loss L_t at the task's probe step t and every k ≤ t.
 
-        ∂L_t/∂s_k = ∂L_t/∂s_t · ∏_{l=k+1..t} J_l,   J_l = ∂s_l/∂s_{l-1}
+        ∂L_t/∂s_k = ∂L_t/∂s_t · J_t J_{t-1} ⋯ J_{k+1},   J_l = ∂s_l/∂s_{l-1}
         elementwise RNNs: J_l = D_l W_h,  D_l = diag(φ'(a_l))   (Bengio et al. 1994;
                                                                  Pascanu et al. 2013, eq. 5)
 

@@ -31,8 +31,9 @@ def memory_capacity(
     initial state (h_0 = 0);
     the washout (raised to max_delay K if shorter; K defaults to 2H) is discarded, readouts fit on the
     next train_length steps, scored on the last test_length. Delays start at 0 because
-    h_t already contains u(t) here; with that indexing MC ≤ H for any network, and a linear
-    network reaches rank[w, W_h w, …, W_h^(H−1) w] = H for generic w = W_in v (Jaeger 2001;
+    h_t already contains u(t) here; with that indexing MC ≤ H for any network, and a stable
+    linear network (ρ(W_h) < 1) reaches rank[w, W_h w, …, W_h^(H−1) w], which is H for generic
+    w = W_in v when W_h is cyclic (W_h = aI gives 1) (Jaeger 2001;
     Gonon, Grigoryeva & Ortega 2020). The input enters along one direction v so any
     input_size works (it is not the task's input distribution). State units are standardised
     with the training mean and std; the readout is plain least squares, min ||Z β − y||², solved

@@ -14,7 +14,7 @@ from gapbench.probes._registry import probe
 def sensitivity(model, x, sequences: int | None = None, *, method: str = "auto") -> pd.DataFrame:
     """||∂s_t/∂x_l||_F for the last step t and every l ≤ t (the lecture's memory sensitivity).
 
-        ∂s_t/∂x_l = (∏_{i=l+1..t} J_i) ∂s_l/∂x_l   (elementwise RNNs: J_i = D_i W_h, ∂h_l/∂x_l = D_l W_in)
+        ∂s_t/∂x_l = J_t J_{t-1} ⋯ J_{l+1} ∂s_l/∂x_l   (elementwise RNNs: J_i = D_i W_h, ∂h_l/∂x_l = D_l W_in)
 
     One reverse sweep per sequence carries the full S×S propagator M_L = ∂s_t/∂s_{t-L} (all S
     output directions at once, so every lag costs one S×S product instead of a new sweep):
