@@ -10,6 +10,7 @@ here trains or measures by itself.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -175,7 +176,14 @@ def run_all(groups, cache=None, log=lambda message: print(message, file=sys.stde
     stored there the moment it is complete (when it stops early or diverges, before the rest
     of the batch ends), so a killed job loses no completed run."""
     groups = list(groups)
-    device = _set_up_process(groups[0][0])
+    first = groups[0][0]
+    for spec, _, _ in groups[1:]:  # one task, gap, model and training: the batch shares them
+        differing = [field.name for field in dataclasses.fields(RunSpec)
+                     if field.name != "seed" and getattr(spec, field.name) != getattr(first, field.name)]
+        if differing:
+            raise ValueError(f"one training job trains the seeds of one (task, gap, model) with one training "
+                             f"config; seed {spec.seed}'s spec differs from seed {first.seed}'s in {differing}")
+    device = _set_up_process(first)
     results: dict[tuple[int, str], RunMetrics] = {}
     pending: list[_Pending] = []
     task = None

@@ -398,6 +398,12 @@ def test_one_process_trains_several_seeds_and_names_a_missing_group_part(dataset
                               f"none={tmp_path / 'y'}"], capture_output=True, text=True)
     assert missing.returncode == 2 and "needs one --data" in missing.stderr and "seed 4" in missing.stderr
     assert not (tmp_path / "x").exists()  # checked before anything trains
+    shorter = dataclasses.replace(second, train=dataclasses.replace(SPEC.train, steps=SPEC.train.steps // 2))
+    mixed = subprocess.run([sys.executable, "-m", "gapbench", "train", "--spec", SPEC.to_json(), "--data", str(dataset),
+                            "--run", f"none={tmp_path / 'x'}", "--spec", shorter.to_json(), "--data", str(dataset),
+                            "--run", f"none={tmp_path / 'y'}"], capture_output=True, text=True)
+    assert mixed.returncode == 2 and "seed 4's spec differs from seed 3's in ['train']" in mixed.stderr, mixed.stderr
+    assert not (tmp_path / "x").exists()  # one batch shares the first seed's training: never trained with it
 
 
 def test_a_run_spec_is_the_same_after_its_json_and_an_unknown_key_is_refused():
