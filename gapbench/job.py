@@ -240,7 +240,9 @@ def run_all(groups, cache=None, log=lambda message: print(message, file=sys.stde
             test_score=test_score,
             baseline=task.baseline,
             chance_score=task.chance_score,
-            success=task.success(test_loss, test_score),
+            # a run whose training diverged failed, whatever its last finite weights score (as
+            # steps_to_solve, which a divergence leaves empty)
+            success=task.success(test_loss, test_score) and not diverged,
             diverged=diverged,
             clip_fraction=stability["clipped_fraction"],
             train_steps=training.applied_steps,

@@ -368,6 +368,40 @@ def test_a_solved_run_that_diverges_is_not_solved(dataset):
     assert run.diverged and [h["step"] for h in run.history] == [2, 4] and run.steps_to_solve is None
 
 
+def test_a_run_that_diverges_after_learning_is_no_success(tmp_path, monkeypatch):
+    """The latch learnt, then the training loss turns NaN at step 75: the job tests the last
+    finite weights, which solve it (test loss far below 0.1 × baseline), and records the run
+    as diverged and not a success."""
+    from gapbench import job
+
+    folder = tmp_path / "data"
+    data.generate(tasks.build("latch", 3, classes=2, noise=0.2), 0, {"train": 256, "validation": 64, "test": 64}, folder)
+    spec = dataclasses.replace(SPEC, task="latch", task_name="latch", task_params={"classes": 2, "noise": 0.2}, gap=3,
+                               seed=0, train=TrainConfig(steps=80, batch_size=16, optimizer="adam", lr=0.03,
+                                                         eval_every=10, probe_batch=4, stop_when_solved=0))
+    task_of = data.task_of
+
+    class Breaks:
+        def __init__(self, task):
+            self.task, self.steps = task, 0
+
+        def __getattr__(self, name):
+            return getattr(self.task, name)
+
+        def loss(self, prediction, target):
+            value = self.task.loss(prediction, target)
+            if torch.is_grad_enabled():  # a training step's loss, not an evaluation's
+                self.steps += 1
+                value = value * math.nan if self.steps >= 75 else value
+            return value
+
+    monkeypatch.setattr(job.data, "task_of", lambda meta: Breaks(task_of(meta)))
+    (run,) = job.run(spec, folder, {"none": str(tmp_path / "none")}, log=lambda message: None)
+    assert run.diverged and run.train_steps == 74 and run.steps_to_solve is None
+    assert run.test_loss < 0.01 * run.baseline and not run.success
+    assert json.loads((tmp_path / "none" / "metrics.json").read_text())["success"] is False
+
+
 def test_stopping_changes_nothing_before_the_stop(dataset):
     """Up to the stop the arithmetic is the same: the same history and steps as the full run."""
     stopped, _ = _fit(dataset, [False, True, True], steps=30, eval_every=10, stop_when_solved=2)
