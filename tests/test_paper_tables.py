@@ -109,8 +109,9 @@ def test_propagation_counts_runs_without_a_value_and_writes_rounding_as_zero():
 
 
 def test_a_finite_median_over_infinite_values_says_how_many():
-    """A ReLU network's λ1 is −inf where every unit is off: a median over such runs is counted, so
-    that it does not read as one of finite runs; an infinite median (identity's half-life) is not."""
+    """A ReLU network's λ1 is −inf where its switched-off units annihilate every direction: a
+    median over such runs is counted, so that it does not read as one of finite runs; an
+    infinite median (identity's half-life) is not."""
     summary = summary_table()
     summary.loc[summary.model == "irnn", "lyapunov_max"] = [-0.2, -np.inf, -0.1]
     names = pd.DataFrame({"model": summary.model, "model_name": summary.model})
