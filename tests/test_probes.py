@@ -313,6 +313,25 @@ def test_lyapunov_exponents_of_units_switched_off_are_minus_infinity(method):
     assert table.cumulative_sum.iloc[-1] == -math.inf
 
 
+@pytest.mark.parametrize("seed", [31, 47, 66])
+def test_an_annihilated_direction_whose_rounding_exceeds_matrix_ranks_rule_counts_as_zero(seed):
+    """J = D Q with units off (D a 0/1 diagonal, Q orthonormal, S = 12): these draws' QR leaves
+    an annihilated direction 1.1 to 1.3 times matrix_rank's rule max(S, k)·ε·‖J‖_F, which read
+    it as a finite stretch; with the margin every annihilated one is 0, no true stretch is."""
+    from gapbench.probes.lyapunov import _resolved
+
+    generator = torch.Generator().manual_seed(seed)
+    on = (torch.rand(12, generator=generator) > 0.3).double()
+    on[0] = 0.0
+    grown = on[:, None] * torch.linalg.qr(torch.randn(12, 12, generator=generator, dtype=torch.float64))[0]
+    stretches = torch.linalg.qr(grown)[1].diagonal().abs()
+    rule = 12 * torch.finfo(torch.float64).eps * torch.linalg.matrix_norm(grown)
+    off = int(12 - on.sum())
+    assert stretches.sort().values[off - 1] > rule  # the case the rule alone missed
+    kept = _resolved(stretches, grown)
+    assert int((kept == 0).sum()) == off and torch.equal(kept[kept != 0], stretches[kept != 0])
+
+
 @pytest.mark.parametrize("method", ["analytic", "generic"])
 def test_lyapunov_exponents_are_the_mean_of_each_sequences_sorted_exponents(method):
     """λ_i of a batch is the mean over its sequences of each one's i-th largest exponent. At
