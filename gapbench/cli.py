@@ -131,7 +131,7 @@ def _run(args) -> int:
             groups.append((spec, group["data"], dict(group["runs"])))
         try:  # one job: every group's runs trained together
             job.run_all(groups, cache=args.cache)
-        except ValueError as error:  # a dataset that is not the one the spec describes
+        except ValueError as error:  # a dataset not the one its spec describes; seeds whose specs differ
             raise InputError(error) from None
         if args.record:  # last: Snakemake takes the job as done when this file exists
             job.write_record(args.record, [folder for _, _, runs in groups for folder in runs.values()])

@@ -8,8 +8,8 @@ autograd Function), instead of one autograd graph node per step:
     δ_t = g_t ⊙ φ'(a_t),   g_{t-1} = ∂L/∂h_{t-1}|_direct + δ_t W_h,
     ∂L/∂u_t = δ_t,         ∂L/∂W_h = Σ_t δ_tᵀ h_{t-1}  (one matrix product over all steps)
 
-g_k = ∂L/∂h_k is the quantity whose norm the lecture bounds by (ρ(D)ρ(W_h))^(t-k)
-(Bengio et al. 1994; Pascanu et al. 2013). The loops are the only place the recurrence
+g_k = ∂L/∂h_k is the quantity whose norm shrinks or grows with the lag t − k: bounded by
+(γ‖W_h‖₂)^(t-k), γ the bound on |φ'| (Bengio et al. 1994; Pascanu et al. 2013; docs/theory.md). The loops are the only place the recurrence
 is written; models differ only in how they produce W_h and which φ they use.
 """
 from __future__ import annotations

@@ -10,7 +10,6 @@ here trains or measures by itself.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import math
@@ -177,9 +176,10 @@ def run_all(groups, cache=None, log=lambda message: print(message, file=sys.stde
     of the batch ends), so a killed job loses no completed run."""
     groups = list(groups)
     first = groups[0][0]
+    shared = {key: json.dumps(value, sort_keys=True) for key, value in first.to_dict().items() if key != "seed"}
     for spec, _, _ in groups[1:]:  # one task, gap, model and training: the batch shares them
-        differing = [field.name for field in dataclasses.fields(RunSpec)
-                     if field.name != "seed" and getattr(spec, field.name) != getattr(first, field.name)]
+        own = spec.to_dict()  # compared as their JSON, the form the job received: exact (NaN, True vs 1)
+        differing = [key for key, value in shared.items() if json.dumps(own[key], sort_keys=True) != value]
         if differing:
             raise ValueError(f"one training job trains the seeds of one (task, gap, model) with one training "
                              f"config; seed {spec.seed}'s spec differs from seed {first.seed}'s in {differing}")

@@ -12,7 +12,8 @@ from gapbench.registry import declared_options, option_values
 
 SUCCESS_FRACTION = 0.1
 """A run succeeds when its test loss is below SUCCESS_FRACTION × the task's baseline (a task with
-another rule overrides Task.success: adding's hochreiter convention, memory_capacity's score)."""
+another rule overrides Task.success: adding's hochreiter convention, memory_capacity's score), and
+its training did not diverge (gapbench.job's rule, whatever the task)."""
 
 
 class Task:

@@ -315,9 +315,11 @@ def test_lyapunov_exponents_of_units_switched_off_are_minus_infinity(method):
 
 @pytest.mark.parametrize("seed", [31, 47, 66])
 def test_an_annihilated_direction_whose_rounding_exceeds_matrix_ranks_rule_counts_as_zero(seed):
-    """J = D Q with units off (D a 0/1 diagonal, Q orthonormal, S = 12): these draws' QR leaves
-    an annihilated direction 1.1 to 1.3 times matrix_rank's rule max(S, k)·ε·‖J‖_F, which read
-    it as a finite stretch; with the margin every annihilated one is 0, no true stretch is."""
+    """J = D Q with units off (D a 0/1 diagonal, Q orthonormal, S = 12): on the Intel VM these
+    draws' QR left an annihilated direction 1.1 to 1.3 times matrix_rank's rule max(S, k)·ε·‖J‖_F
+    (another LAPACK may round otherwise), which read it as a finite stretch; with the margin every
+    annihilated direction is 0 and no true one is. Rounding measured up to 188 times the rule
+    (docs/measurements/qr_singular_noise.py) is 0, a stretch 1e8 times above it is kept."""
     from gapbench.probes.lyapunov import _resolved
 
     generator = torch.Generator().manual_seed(seed)
@@ -325,11 +327,10 @@ def test_an_annihilated_direction_whose_rounding_exceeds_matrix_ranks_rule_count
     on[0] = 0.0
     grown = on[:, None] * torch.linalg.qr(torch.randn(12, 12, generator=generator, dtype=torch.float64))[0]
     stretches = torch.linalg.qr(grown)[1].diagonal().abs()
-    rule = 12 * torch.finfo(torch.float64).eps * torch.linalg.matrix_norm(grown)
-    off = int(12 - on.sum())
-    assert stretches.sort().values[off - 1] > rule  # the case the rule alone missed
     kept = _resolved(stretches, grown)
-    assert int((kept == 0).sum()) == off and torch.equal(kept[kept != 0], stretches[kept != 0])
+    assert int((kept == 0).sum()) == int(12 - on.sum()) and torch.equal(kept[kept != 0], stretches[kept != 0])
+    rule = 12 * torch.finfo(torch.float64).eps * torch.linalg.matrix_norm(grown)
+    assert _resolved(rule * torch.tensor([188.0, 1e8], dtype=torch.float64), grown).tolist() == [0.0, 1e8 * rule]
 
 
 @pytest.mark.parametrize("method", ["analytic", "generic"])

@@ -82,14 +82,15 @@ def linearisation(model, method: str = "auto") -> type[Linearisation]:
 
 def linearise_once(model, x) -> None:
     """What the probes ask of a model, once, along x (B, T, I): the linearisation kind the probes
-    take for it, its float64 trajectory, step 0's pullback of a batch of cotangent rows (state and
-    input) and what the readout sees (observe's Jacobian on the generic path). The pre-flight runs
-    it (gapbench/config.py): torch.func refuses code that training runs without complaint, such as
-    an autograd.Function without setup_context in step, or .item() or an `if` on a value in observe."""
+    take for it, its float64 trajectory, step 0's pullback of a batch of cotangent rows (state
+    and input), what the readout sees (observe's Jacobian on the generic path) and W_h. The
+    pre-flight runs it (gapbench/config.py): torch.func refuses code that training runs without
+    complaint, such as an autograd.Function without setup_context in step, or .item() or an `if`
+    on a value in observe."""
     with linearisation(model).along(model, x) as run:
         rows = torch.ones(run.states.shape[0], 2, run.states.shape[-1], dtype=torch.float64)
         run.pullback(0, rows, inputs=True)
-        _ = run.observed  # built on first use: vmap(jacrev(observe))
+        _ = run.observed, run.recurrent_weight  # built on first use: vmap(jacrev(observe)); W_h or None
 
 
 def float64_copy(model):

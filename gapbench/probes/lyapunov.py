@@ -16,16 +16,18 @@ def lyapunov(model, x, k: int | None = None, warmup: int | None = None, sequence
     """The k largest Lyapunov exponents of the input-driven map s_l = F(s_{l-1}, x_l).
 
         Q_0 random orthonormal (S×k);   J_l Q_{l-1} = Q_l R_l (QR);
-        λ_i = 1/(T − warmup) Σ_{l ≥ warmup} ln |R_l[i, i]|    (Benettin et al. 1980;
-                                                                Eckmann & Ruelle 1985)
+        λ_i^(b) = 1/(T − warmup) Σ_{l ≥ warmup} ln |R_l[i, i]|   along sequence b (Benettin et
+                                                     al. 1980; Eckmann & Ruelle 1985)
+        λ_i = mean over b of the i-th largest of λ^(b)
 
     Natural log per step, along each of the first `sequences` sequences of x from the initial
     state (a QR per step and sequence is the cost; exponents are time averages already); each
     sequence's exponents sorted in decreasing order, then averaged index by index: λ_i is the
     mean of the sequences' i-th largest. (At finite T the QR's columns need not come out in
     decreasing order, and a column a singular step annihilated, −inf, is that sequence's own:
-    averaged by column first, one sequence's dead column 1 made λ_1 = −inf for the run.) The first `warmup` steps (default T/4) only align Q with the
-    dominant directions and let the state forget s_0. Σ_{i≤k} λ_i is the mean log growth
+    averaged by column first, one sequence's dead column 1 made λ_1 = −inf for the run.) The
+    first `warmup` steps (default T/4) only align Q with the dominant directions and let the
+    state forget s_0. Σ_{i≤k} λ_i is the mean log growth
     of k-volumes; with k = S (the default: the state size) it is the mean ln|det J_l| =
     dissipation (negative: volumes contract). λ_1 < 0 means perturbations of the state (and
     therefore memories of the input) fade, λ_1 > 0 chaos. Exact values: W_h = aQ, linear →

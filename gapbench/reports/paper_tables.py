@@ -172,7 +172,8 @@ ROUNDING = 1e-12  # propagation: a median this small in magnitude is float64 rou
              "counts it) and ρ(W_h) (— for models without W_h). (k/n): the median of the k of n runs that have "
              "a value (a decay rate needs two lags with a nonzero gradient; MC, states that stay finite); "
              "(j infinite): a finite median over values of which j are infinite (λ1 is -∞ where, along "
-             "some probe sequence, steps annihilate every direction of the state: ReLU units off; a half-life is ∞ where the gradient does not shrink, flat or growing: the decay "
+             "some probe sequence, the steps after the warm-up annihilate every direction of the state: "
+             "units switched off; a half-life is ∞ where the gradient does not shrink, flat or growing: the decay "
              f"column's sign tells which). Medians below {ROUNDING:g} in magnitude are float64 rounding, written 0.")
 def propagation(read) -> pd.DataFrame:
     summary = read("propagation_summary")
