@@ -5,9 +5,10 @@ recomputed from two tables of one run:
 
 ACCURACY: the run's accuracy_vs_gap.csv (or the kept file of its runs, which holds the columns
 read here); SUMMARY: its propagation_summary.csv. Without arguments, the kept files of the
-default grid at eccb4d2 on the 2-core Intel Xeon VM (2026-12-07): measurements/
-default_grid_runs_65ca298_intel.csv (its test losses and verdicts, which that run reproduced to
-the bit) and measurements/default_grid_summary_eccb4d2_intel.csv (its propagation_summary.csv).
+default grid on the 2-core Intel Xeon VM (2026-12-07): measurements/
+default_grid_runs_65ca298_intel.csv (its test losses and verdicts, which the runs at eccb4d2 and
+8bd763d reproduced to the bit) and measurements/default_grid_summary_8bd763d_intel.csv (8bd763d's
+propagation_summary.csv: λ1 averaged over each sequence's sorted exponents, since e4cf4b6).
 Run it on your own run's results/tables to see which of the page's numbers your machine moves.
 
 "Rate" is decay_log10_per_step (log10 of the gradient norm per step back, negative when
@@ -21,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 HERE = Path(__file__).parent
-KEPT = (HERE / "default_grid_runs_65ca298_intel.csv", HERE / "default_grid_summary_eccb4d2_intel.csv")
+KEPT = (HERE / "default_grid_runs_65ca298_intel.csv", HERE / "default_grid_summary_8bd763d_intel.csv")
 STEPS = 600  # config/default.yaml's train.steps
 
 
