@@ -25,7 +25,6 @@ class RandomGuessRNN(FreeRNN):
         super().__init__(input_size, hidden_size, **kwargs)
         if isinstance(guesses, bool) or not isinstance(guesses, int) or guesses < 1:
             raise ValueError(f"random_guess: guesses must be an integer >= 1, got {guesses!r}")
-        if isinstance(weight_range, bool) or not isinstance(weight_range, (int, float)) \
-                or not 0 < weight_range < float("inf"):  # NaN fails the comparison too
+        if not isinstance(weight_range, (int, float)) or not 0 < weight_range < float("inf"):
             raise ValueError(f"random_guess: weight_range must be a finite number > 0, got {weight_range!r}")
         self.guesses, self.weight_range = guesses, float(weight_range)
