@@ -9,7 +9,9 @@ default grid on the 2-core Intel Xeon VM (2026-12-07): measurements/
 default_grid_runs_65ca298_intel.csv (its test losses and verdicts, which the runs at eccb4d2 and
 8bd763d reproduced to the bit) and measurements/default_grid_summary_8bd763d_intel.csv (8bd763d's
 propagation_summary.csv: λ1 averaged over each sequence's sorted exponents, since e4cf4b6).
-Run it on your own run's results/tables to see which of the page's numbers your machine moves.
+Run it on your own run's results/tables to see which of the page's numbers your machine moves,
+or on the kept files of the same code on a 2-core AMD EPYC VM (95a78b2, 2026-12-07):
+measurements/default_grid_runs_95a78b2_amd.csv and measurements/default_grid_summary_95a78b2_amd.csv.
 
 "Rate" is decay_log10_per_step (log10 of the gradient norm per step back, negative when
 decaying); medians are over gaps and seeds (and clip arms, for the trained stage), as the page
