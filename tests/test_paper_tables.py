@@ -55,10 +55,10 @@ def test_tables_per_gap_are_one_float_per_task_with_its_own_gaps_and_seeds():
     assert list(adding.index) == [("vanilla", "none"), ("vanilla", "norm"), ("gru", "none"), ("gru", "norm")]
     assert adding.loc[("vanilla", "norm"), 20].startswith("0.03 ± ")
     assert copy.loc[("vanilla", "none"), 10] == "0.75 [0.5, 1]"
-    assert parts[0].caption == "adding (test MSE; 5 seeds a cell)"
-    assert parts[1].caption == "copy (test accuracy; 2 seeds a cell)"
+    assert parts[0].caption == "adding: test MSE; 5 seeds a cell"
+    assert parts[1].caption == "copy: test accuracy; 2 seeds a cell"
     one_seed = accuracy_table().query("seed == 0")
-    assert paper_tables.score_vs_gap(reader(accuracy_vs_gap=one_seed))[1].caption == "copy (test accuracy; 1 seed a cell)"
+    assert paper_tables.score_vs_gap(reader(accuracy_vs_gap=one_seed))[1].caption == "copy: test accuracy; 1 seed a cell"
     success = {part.key: part.table for part in paper_tables.success_rate(read)}
     assert success["copy"].loc[("gru", "norm"), 30] == "1/2" and success["adding"].loc[("gru", "none"), 20] == "1/5"
 
@@ -66,7 +66,10 @@ def test_tables_per_gap_are_one_float_per_task_with_its_own_gaps_and_seeds():
 def test_largest_gap_solved_gives_the_largest_gap_run():
     table = paper_tables.largest_gap_solved(reader(accuracy_vs_gap=accuracy_table()))
     # copy's gru: one of two seeds at 30, the largest gap copy ran (censored); adding's: 1 of 5
-    assert table.loc[("copy", "gru"), "none"] == "≥30 (1/2)" and table.loc[("adding", "gru"), "none"] == "—"
+    assert table.loc[("copy", "gru"), "clip none"] == "≥30 (1/2)" and table.loc[("adding", "gru"), "clip none"] == "—"
+    # each clip arm's column says so itself: no header name ("clip") that LaTeX and Markdown
+    # would write over the index, labelling the model column, with "largest gap run" beside the arms
+    assert list(table.columns) == ["clip none", "clip norm", "largest gap run"] and table.columns.name is None
     assert table.loc[("copy", "gru"), "largest gap run"] == "30"
     assert table.loc[("adding", "vanilla"), "largest gap run"] == "80"
 
@@ -81,7 +84,7 @@ def test_largest_gap_solved_says_how_many_seeds_and_marks_a_limit_beyond_the_gap
             for gap, k in solved.items() for seed in range(3) for success in [seed < k]]
     accuracy = pd.DataFrame(rows, columns=["task", "gap", "model", "clip", "seed", "success"])
     table = paper_tables.largest_gap_solved(reader(accuracy_vs_gap=accuracy.assign(model_name=accuracy.model)))
-    assert table["none"].droplevel("task").to_dict() == {"all": "≥40", "most": "20 (2/3)", "short": "10",
+    assert table["clip none"].droplevel("task").to_dict() == {"all": "≥40", "most": "20 (2/3)", "short": "10",
                                                           "none": "—"}
     assert paper_tables._latex("≥40 (2/3)") == "$\\geq$40 (2/3)"
 
@@ -155,6 +158,7 @@ def test_latex_floats_use_booktabs_rules_and_fit_the_text(tmp_path):
     summary_table().to_csv(tmp_path / "propagation_summary.csv", index=False)
     paper_tables.write_all(tmp_path, tmp_path)
     latex = (tmp_path / "score_vs_gap.tex").read_text()
+    assert latex.startswith(paper_tables.LATEX_HEADER) and "\\usepackage{booktabs,multirow,graphicx}" in latex
     assert latex.count("\\begin{table*}") == 2 and latex.count("\\resizebox{") == 2
     assert "\\label{tab:gapbench-score-vs-gap-adding}" in latex and "\\label{tab:gapbench-score-vs-gap-copy}" in latex
     assert "\\cline" not in latex and latex.count("\\cmidrule") == 2  # between gru and vanilla, in each float
@@ -169,12 +173,17 @@ def test_latex_floats_use_booktabs_rules_and_fit_the_text(tmp_path):
     assert paper_tables._latex("10% of") == "10\\% of"  # unescaped, % comments out the rest of the line
     assert paper_tables._latex("∞ (3/4)") == "$\\infty$ (3/4)"
     markdown = (tmp_path / "score_vs_gap.md").read_text()
-    assert markdown.startswith("adding (test MSE; 5 seeds a cell). Test score at each gap") and "copy (" in markdown
+    # the gaps' header keeps its name in Markdown, which has one header row
+    headers = [line for line in markdown.splitlines() if line.startswith("| model")]
+    assert [[cell.strip() for cell in line.strip("|").split("|")][2:] for line in headers] == \
+        [[f"gap {gap}" for gap in sorted(gaps)] for _, gaps in sorted(accuracy_table().groupby("task").gap.unique().items())]
+    assert markdown.startswith("adding: test MSE; 5 seeds a cell. Test score at each gap") and "copy: " in markdown
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no LaTeX here (pdflatex)")
-@pytest.mark.parametrize("layout", ["onecolumn", "twocolumn"])
-def test_the_latex_compiles_with_nothing_wider_than_the_text(tmp_path, layout):
+@pytest.mark.parametrize("layout, packages", [("onecolumn", ""), ("twocolumn", ""),
+                                              ("twocolumn", "\\usepackage[tableposition=top]{caption}\n")])
+def test_the_latex_compiles_with_nothing_wider_than_the_text(tmp_path, layout, packages):
     accuracy = accuracy_table()
     wide = pd.concat([accuracy.assign(gap=accuracy.gap * k + k) for k in range(1, 5)])  # 13 gaps: too wide
     for name, table in (("score_vs_gap", paper_tables.score_vs_gap), ("success_rate", paper_tables.success_rate)):
@@ -188,7 +197,8 @@ def test_the_latex_compiles_with_nothing_wider_than_the_text(tmp_path, layout):
         build, caption = paper_tables.PAPER_TABLES[name]
         (tmp_path / f"{name}.tex").write_text(paper_tables.to_latex(build(read), caption, "tab:y"))
     inputs = "\n".join(f"\\input{{{path.name}}}" for path in sorted(tmp_path.glob("*.tex")))
-    (tmp_path / "paper.tex").write_text(f"\\documentclass[{layout}]{{article}}\n\\usepackage{{booktabs,multirow,graphicx}}\n"
+    (tmp_path / "paper.tex").write_text(f"\\documentclass[{layout}]{{article}}\n"
+                                        f"\\usepackage{{{paper_tables.LATEX_PACKAGES}}}\n{packages}"
                                         f"\\begin{{document}}\n{inputs}\n\\end{{document}}\n")
     result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "paper.tex"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=120)

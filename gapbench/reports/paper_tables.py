@@ -102,12 +102,13 @@ def _seeds_a_cell(rows: pd.DataFrame) -> str:
 
 def _per_task(read, cell, words) -> list[Part]:
     """A Part per task of accuracy_vs_gap: rows model and clip arm, a column per gap the task
-    ran, `cell` of each group's rows; its caption "task (`words(rows)`)"."""
+    ran, `cell` of each group's rows; its caption "task: `words(rows)`" (a colon, not
+    parentheses: a score's label may hold its own)."""
     parts = []
     for task, rows in read("accuracy_vs_gap").groupby("task", sort=True):
         table = rows.groupby(["model", "clip", "gap"]).apply(cell, include_groups=False).unstack("gap")
         table = _in_model_order(table.fillna("—").rename_axis(columns="gap"), read)
-        parts.append(Part(task, table, f"{task} ({words(rows)})"))
+        parts.append(Part(task, table, f"{task}: {words(rows)}"))
     return parts
 
 
@@ -157,7 +158,9 @@ def largest_gap_solved(read) -> pd.DataFrame:
                       index=pd.MultiIndex.from_frame(solved[["task", "model", "clip"]]), dtype=object)
     everything = accuracy.groupby(["task", "model", "clip"]).size().index
     table = cells.reindex(everything).fillna("—")
-    table = table.unstack("clip").rename_axis(columns="clip")
+    # "clip none", not "none" under a header "clip": pandas writes a header's name above the
+    # index, where it would label the model column and the last column as a clip arm
+    table = table.unstack("clip").rename(columns=lambda arm: f"clip {arm}").rename_axis(columns=None)
     table = table.assign(**{"largest gap run": table.index.get_level_values("task").map(longest).astype(str)})
     return _in_model_order(table, read)
 
@@ -224,6 +227,14 @@ def _latex(value):
     return re.sub(r"(?<![\w.\-${])-(?=\d)", "$-$", text)
 
 
+LATEX_PACKAGES = "booktabs,multirow,graphicx"  # what the floats need in the paper's preamble
+# atop every .tex: the packages, and the caption package for captions above a table, under
+# which article.cls leaves no space (\belowcaptionskip 0 pt): the top rule touches the caption
+LATEX_HEADER = (f"% gapbench paper tables: needs \\usepackage{{{LATEX_PACKAGES}}}; the captions are above the\n"
+                "% tables, so add \\usepackage[tableposition=top]{caption} where the class leaves no space under\n"
+                "% a caption (article, report, book)\n")
+
+
 FIT_TO_TEXT = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
 
 
@@ -250,6 +261,14 @@ def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
     return latex.replace("\\cline{", "\\cmidrule{")
 
 
+def _markdown(table: pd.DataFrame) -> str:
+    """`table` as a Markdown table, its index as leading columns; a header's name (gap) kept in
+    each of its columns' headers ("gap 10"), which a flat Markdown header has no row for."""
+    if table.columns.name is not None:
+        table = table.rename(columns=lambda column: f"{table.columns.name} {column}")
+    return table.reset_index().to_markdown(index=False)
+
+
 def write_all(tables_dir, out_dir) -> None:
     """Write every registered paper table as name.tex and name.md into out_dir: one float (and
     one Markdown table) per Part where a table is built in parts."""
@@ -264,6 +283,6 @@ def write_all(tables_dir, out_dir) -> None:
             words = f"{part.caption}. {caption}" if part.caption else caption
             # the task's label as it is: \label takes its letters, digits, '_', '.' and '-'
             floats.append(to_latex(part.table, words, f"{label}-{part.key}" if part.key else label))
-            sections.append(f"{words}\n\n{part.table.reset_index().to_markdown(index=False)}\n")
-        for suffix, text in (("tex", "\n".join(floats)), ("md", "\n".join(sections))):
+            sections.append(f"{words}\n\n{_markdown(part.table)}\n")
+        for suffix, text in (("tex", LATEX_HEADER + "\n".join(floats)), ("md", "\n".join(sections))):
             write_text(out_dir / f"{name}.{suffix}", text)
