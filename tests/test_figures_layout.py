@@ -27,9 +27,12 @@ def pdf_page_size(pdf: bytes) -> tuple[float, float]:
 def pdf_font_sizes(pdf: bytes) -> set[float]:
     """Every font size the PDF's content streams select (the Tf operator), in points."""
     sizes = set()
-    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+    # up to "endstream" with the end of line before it: a compressed stream may itself end in a
+    # byte \r, which a pattern taking "\r\n" as that end of line would cut off (1 in 256 streams;
+    # which one depends on the plotted numbers, so on the machine); zlib stops at its stream's end
+    for stream in re.findall(rb"stream\r?\n(.*?)endstream", pdf, re.S):
         try:
-            content = zlib.decompress(stream)
+            content = zlib.decompressobj().decompress(stream)
         except zlib.error:  # an uncompressed or font stream
             content = stream
         sizes |= {float(size) for size in re.findall(rb"/F\d+\s+([\d.]+)\s+Tf", content)}

@@ -339,7 +339,9 @@ def test_lyapunov_exponents_are_the_mean_of_each_sequences_sorted_exponents(meth
     finite T a sequence's QR columns need not be in decreasing order, and at the IRNN's
     initialisation (W_h = I, J_l a 0/1 diagonal) a column a step annihilates is −inf in that
     sequence alone: averaged column by column first, every λ_i here read −inf, though every
-    sequence keeps directions of exponent 0 (units on throughout)."""
+    sequence keeps directions of exponent 0 (units on throughout). Where a step annihilates a
+    column, the QR completes it with a direction LAPACK chooses, which later steps may shorten: a
+    finite-T transient, machine-dependent (λ1 −7.3e-6 on the AMD EPYC VM, 0 on the Intel VM)."""
     task = tasks.build("copy", 14, length=3)
     torch.manual_seed(2)
     model = models.build("irnn", task.input_size, 12)
@@ -347,7 +349,7 @@ def test_lyapunov_exponents_are_the_mean_of_each_sequences_sorted_exponents(meth
     each = [lyapunov(model, x[i:i + 1], method=method).exponent.to_numpy() for i in range(8)]
     table = lyapunov(model, x, sequences=8, method=method)
     np.testing.assert_allclose(table.exponent, np.mean(each, axis=0), atol=1e-15)
-    assert table.exponent[0] == pytest.approx(0.0, abs=1e-12)
+    assert table.exponent[0] == pytest.approx(0.0, abs=1e-4)  # finite: not −inf, as column by column
     torch.manual_seed(1)  # a finite spectrum whose columns come out of order in some sequences
     model = models.build("vanilla", 3, 12, init="normal", init_gain=2.0)
     x = _inputs(8, 20)

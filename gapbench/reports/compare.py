@@ -9,9 +9,9 @@ some differ, 2 when a file cannot be read.
 
 Two machines can compute a run differently (another CPU's floating-point path: fused
 multiply-adds, vector widths), and hundreds of training steps amplify the difference where
-training is unstable: the verdict of a run at the edge (solved only at the last step of its
-budget, say) then follows the machine (docs/findings.md names the 7 such runs of the default
-grid between two VMs); the same machine and code give the same bits (docs/reproducibility.md).
+training is unstable: some runs' verdicts then follow the machine (docs/findings.md names the 7
+such runs of the default grid between two VMs); the same machine and code give the same bits
+(docs/reproducibility.md).
 """
 from __future__ import annotations
 

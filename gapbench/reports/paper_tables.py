@@ -264,8 +264,9 @@ def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
 def _markdown(table: pd.DataFrame) -> str:
     """`table` as a Markdown table, its index as leading columns; a header's name (gap) kept in
     each of its columns' headers ("gap 10"), which a flat Markdown header has no row for."""
-    if table.columns.name is not None:
-        table = table.rename(columns=lambda column: f"{table.columns.name} {column}")
+    header = table.columns.name
+    if header is not None:
+        table = table.rename(columns=lambda column: f"{header} {column}")
     return table.reset_index().to_markdown(index=False)
 
 
