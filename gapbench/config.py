@@ -279,8 +279,9 @@ def check_task_sample(task, where: str) -> dict:
     int64 (n,), for a LastStepRegression floats (n,); integer targets are classes in [0,
     output_size)), finite, and the same again from the same seed (a dataset is its seed's); and
     its loss, score and probe loss take them with a prediction of shape (n, seq_len,
-    output_size) as training passes it, giving finite numbers; else a ConfigError naming the
-    task and its file. Returns the sample."""
+    output_size) as training passes it, giving finite numbers; and other sequences from another
+    seed (a fixed generator of its own would make the test set the training set); else a
+    ConfigError naming the task and its file. Returns the sample."""
     import numpy as np
     import torch
 
@@ -290,9 +291,9 @@ def check_task_sample(task, where: str) -> dict:
     def refuse(message, error=None):
         return _user_code_error(where, "task", task, message, error)
 
-    def draw():
+    def draw(seed=0):
         try:
-            return task.sample(TASK_SAMPLE, np.random.default_rng(0))
+            return task.sample(TASK_SAMPLE, np.random.default_rng(seed))
         except Exception as error:  # noqa: BLE001 - user code: any failure is named with its file
             raise refuse(f"sample({TASK_SAMPLE}, rng) failed", error) from None
 
@@ -329,6 +330,14 @@ def check_task_sample(task, where: str) -> dict:
         raise refuse(f"sample({TASK_SAMPLE}, rng) drew another sample from the same seed: draw every random number "
                      "from the rng it is given (not np.random's functions or a new default_rng()), so that a "
                      "dataset is its seed's")
+    # a generator of the task's own with a fixed seed passes the check above, but then every split
+    # and every seed gets the same sequences: the test set would be the training set
+    other = draw(1)
+    if isinstance(other, dict) and other.keys() == sample.keys() and all(
+            np.array_equal(np.asarray(other[key]), np.asarray(value)) for key, value in sample.items()):
+        raise refuse(f"sample({TASK_SAMPLE}, rng) drew the same sequences from two different seeds, so its "
+                     "training, validation and test sets would be one set: draw every random number from the rng "
+                     "it is given (not a default_rng(42) of its own)")
     pred, target = torch.zeros(TASK_SAMPLE, task.seq_len, task.output_size), torch.from_numpy(y)
     checks = [("loss", lambda: task.loss(pred, target), ()), ("score", lambda: task.score(pred, target), ()),
               ("probe_loss", lambda: task.probe_loss(pred[:, task.probe_step], target), (TASK_SAMPLE,))]

@@ -99,13 +99,18 @@ class Registry:
         allowed = options_of(builder)
         unknown = sorted(set(options) - set(allowed))
         if unknown:
+            import difflib
+
             parameters = inspect.signature(builder).parameters
             positional = [option for option in unknown if option in parameters and parameters[option].kind in
                           (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+            near = {option: difflib.get_close_matches(option, allowed, n=1) for option in unknown}
             raise ValueError(
                 f"unknown option(s) {unknown} for {self._kind} {name!r}; allowed: {allowed}" + (
                     f" ({source_file(builder)} takes {positional} as positional arguments: options are the "
-                    "keyword-only arguments of __init__, after its *)" if positional else "")
+                    "keyword-only arguments of __init__, after its *)" if positional else
+                    f" ({source_file(builder)})") + "".join(
+                    f"; did you mean {near[option][0]!r} for {option!r}?" for option in unknown if near[option])
             )
         defaults = {p.name: p.default for p in inspect.signature(builder).parameters.values()}
         options = {option: _checked(f"{self._kind} {name!r}: option {option}", value, defaults.get(option))

@@ -157,6 +157,11 @@ class Unseeded(Sign):
         return super().sample(n, np.random.default_rng())
 
 
+class FixedSeed(Sign):
+    def sample(self, n, rng):  # a generator of its own, seeded: every split and seed the same sequences
+        return super().sample(n, np.random.default_rng(42))
+
+
 TASK_CASES = [
     ("no seq_len", NoLength, ["seq_len is not defined (every task provides it: Task in tasks/_base.py)"]),
     ("no input_size", NoInputSize, ["input_size is not defined"]),
@@ -178,6 +183,9 @@ TASK_CASES = [
      ["sample(32, rng) drew non-finite values in x", "reported as diverged"]),
     ("draws from an unseeded generator", Unseeded,
      ["sample(32, rng) drew another sample from the same seed", "not np.random's functions or a new default_rng()"]),
+    ("draws from a generator of its own with a fixed seed", FixedSeed,
+     ["sample(32, rng) drew the same sequences from two different seeds", "training, validation and test sets",
+      "not a default_rng(42) of its own"]),
 ]
 
 
@@ -412,6 +420,13 @@ def test_an_option_taken_positionally_is_told_to_be_keyword_only(tmp_path):
     assert message == ("config key models[preflight_model].options: unknown option(s) ['leak'] for model "
                        f"'preflight_model'; allowed: [] ({HERE} takes ['leak'] as positional arguments: options "
                        "are the keyword-only arguments of __init__, after its *)"), message
+
+
+def test_a_misspelt_option_is_named_with_the_file_and_the_option_meant(tmp_path):
+    message = refusal(tmp_path, models_=[{"name": "vanilla", "options": {"activaton": "relu"}}])
+    assert message == ("config key models[vanilla].options: unknown option(s) ['activaton'] for model 'vanilla'; "
+                       "allowed: ['activation', 'init', 'init_gain', 'input_std'] (models/vanilla.py); did you mean "
+                       "'activation' for 'activaton'?"), message
 
 
 def test_a_model_whose_step_returns_the_wrong_shape_is_refused(tmp_path):
