@@ -4,6 +4,8 @@ FONT_SIZES points at that size, inside the page and not overlapping other text."
 import re
 import zlib
 
+import matplotlib.axis
+import matplotlib.figure
 import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -164,19 +166,38 @@ def test_a_clip_arm_keeps_its_dash_and_fill_without_the_others():
 
 
 @pytest.mark.parametrize("subset", ["every task", "one task", "one task, undrawable values"])
-def test_every_figure_prints_at_a_paper_width_with_legible_text(read, smoke_run, tmp_path, subset):
+def test_every_figure_prints_at_a_paper_width_with_legible_text(read, smoke_run, tmp_path, subset, monkeypatch):
     figures_dir = smoke_run / FIGURES_DIR
     tasks = sorted(read("accuracy_vs_gap").task.unique())
     assert len(tasks) > 3  # the smoke grid wraps onto a second row of panels
     width = figures.TEXT_WIDTH if subset == "every task" else figures.COLUMN_WIDTH
     low, high = figures.FONT_SIZES
     assert figures.FIGURES and (figures.COLUMN_WIDTH, figures.TEXT_WIDTH) == (3.4, 7.0) and (low, high) == (7, 9)
+    # the ticks each saved file drew, axis by axis (matplotlib's Axis._update_ticks, called once
+    # per axis and draw): the PDF and the PNG of a figure must show the same ones
+    saved_ticks, update_ticks, savefig = [], matplotlib.axis.Axis._update_ticks, matplotlib.figure.Figure.savefig
+
+    def recording_ticks(axis):
+        ticks = update_ticks(axis)
+        if saved_ticks:  # in a savefig (_save draws the figure once before)
+            saved_ticks[-1].append(tuple(float(tick.get_loc()) for tick in ticks))
+        return ticks
+
+    def recording_savefig(figure, *args, **kwargs):
+        saved_ticks.append([])
+        return savefig(figure, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axis.Axis, "_update_ticks", recording_ticks)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", recording_savefig)
     for name, stem, draw in figure_pages(read, subset):
         with figures.paper_style():
             drawn = draw()
             figure = getattr(drawn, "figure", drawn)
+            saved_ticks.clear()
             figures._save(drawn, tmp_path, stem)
         assert {p.name for p in tmp_path.glob(f"{stem}.*")} == {f"{stem}.{suffix}" for suffix in FIGURE_FORMATS}
+        assert len(saved_ticks) == len(FIGURE_FORMATS) and saved_ticks[0] and \
+            all(ticks == saved_ticks[0] for ticks in saved_ticks), stem
         if subset == "every task":  # drawn again from the same tables: the bytes the pipeline's figures rule wrote
             for suffix in FIGURE_FORMATS:
                 assert (tmp_path / f"{stem}.{suffix}").read_bytes() == (figures_dir / f"{stem}.{suffix}").read_bytes()

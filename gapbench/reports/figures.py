@@ -31,7 +31,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import Formatter, Locator, LogFormatterSciNotation, NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, Formatter, Locator, LogFormatterSciNotation, MaxNLocator, NullLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -481,11 +481,30 @@ def fit_to_page(figure) -> None:
         text.set_fontsize(min(max(text.get_fontsize(), low), high))
 
 
+def _freeze_layout(figure) -> None:
+    """Lay `figure` out once, at the PNG's resolution, and keep that layout and its ticks for
+    every file. Constrained layout and the tick locators run again at each draw, at the
+    resolution drawn, and text extents round otherwise at 72 dots an inch (the PDF) than at
+    PNG_DPI: the axes moved a little and another number of ticks fitted (gradient_decay's lag
+    axis read 0, 25, 50, 75 in the PDF and 0, 20, 40, 60, 80 in the PNG)."""
+    dpi = figure.dpi
+    figure.set_dpi(PNG_DPI)
+    figure.canvas.draw()
+    figure.set_layout_engine("none")  # the positions just computed stay
+    for ax in figure.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(FixedLocator(axis.get_majorticklocs()))
+            axis.set_minor_locator(FixedLocator(axis.get_minorticklocs()))
+    figure.set_dpi(dpi)
+
+
 def _save(grid, out_dir: Path, stem: str) -> None:
     """Save a seaborn grid (or a matplotlib figure) as stem.pdf and stem.png, sized for print
-    by fit_to_page (the page is the figure: no tight bounding box), without timestamps."""
+    by fit_to_page (the page is the figure: no tight bounding box), laid out once for both
+    (_freeze_layout), without timestamps."""
     figure = getattr(grid, "figure", grid)
     fit_to_page(figure)
+    _freeze_layout(figure)
     for suffix in FIGURE_FORMATS:
         with atomic_path(out_dir / f"{stem}.{suffix}") as tmp:
             # no timestamps in the files: same tables, same bytes
@@ -640,6 +659,9 @@ MARKERS_PER_CURVE = 6  # markers on a per-lag curve of hundreds of points (greys
 
 EDGE_OFFSET = 0.1  # ±∞ is drawn this fraction of the finite values' span beyond them (on the axis' scale)
 EDGE_TICK_CLEARANCE = 0.07  # a tick this fraction of the axis' span from an edge line loses its label to it
+# ... or this many tick-label font sizes of the drawn axis, if more: a line of text is about 1.2
+# sizes tall, and a tick label such as −0.15 about 3 sizes wide (its half, and the edge label's)
+EDGE_LABEL_CLEARANCE = {"y": 1.5, "x": 3.5}
 
 
 def _edges(values, linear_within: float | None = None) -> tuple[float, float]:
@@ -678,9 +700,18 @@ class _EdgeLocator(Locator):
         transform = self.axis.get_transform()
         place = lambda value: float(transform.transform(np.array([[value]]))[0, 0])  # noqa: E731
         span = abs(place(high) - place(low)) or 1.0
+        clearance = max(EDGE_TICK_CLEARANCE, self._labels_apart()) * span
         ticks = [tick for tick in (self.base() if self.base_ticks else []) if low <= tick <= high and
-                 all(abs(place(tick) - place(edge)) >= EDGE_TICK_CLEARANCE * span for edge in self.edges)]
+                 all(abs(place(tick) - place(edge)) >= clearance for edge in self.edges)]
         return sorted([*ticks, *self.edges])
+
+    def _labels_apart(self) -> float:
+        """EDGE_LABEL_CLEARANCE as a fraction of the axis' drawn length: on a short axis a
+        fraction of its span is less than a label's size, and the edge's label touched the next."""
+        axes = self.axis.axes
+        name = "x" if self.axis is axes.xaxis else "y"
+        length = (axes.bbox.width if name == "x" else axes.bbox.height) * 72 / axes.figure.dpi  # points
+        return EDGE_LABEL_CLEARANCE[name] * PAPER_RC[f"{name}tick.labelsize"] / max(length, 1.0)
 
 
 class _EdgeFormatter(Formatter):
@@ -910,6 +941,8 @@ def decay_rate_vs_gap_solved(read, gaps=None, layout=None):
                     markeredgewidth=0.7)
         ax.set_yticks(range(len(run)), [str(gap) for gap in run])
         ax.set_ylim(-0.5, len(run) - 0.5)
+        # rates as −0.1, −0.05, not −0.100, −0.075 (steps of 2.5 make labels too wide for a panel)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 5, 10]))
         ax.ticklabel_format(axis="x", style="plain", useOffset=False)  # no offset text on the axis label
         margin = 0.05 * (high - low)
         ax.set_xlim((no_rate if len(rated) < len(panel) else low) - margin, high + margin)
