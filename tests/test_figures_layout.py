@@ -173,9 +173,11 @@ def test_every_figure_prints_at_a_paper_width_with_legible_text(read, smoke_run,
     width = figures.TEXT_WIDTH if subset == "every task" else figures.COLUMN_WIDTH
     low, high = figures.FONT_SIZES
     assert figures.FIGURES and (figures.COLUMN_WIDTH, figures.TEXT_WIDTH) == (3.4, 7.0) and (low, high) == (7, 9)
-    # the ticks each saved file drew, axis by axis (matplotlib's Axis._update_ticks, called once
-    # per axis and draw): the PDF and the PNG of a figure must show the same ones
+    # the ticks each saved file drew (matplotlib's Axis._update_ticks, called several times per
+    # axis and draw: the sequence compared whole) and where its panels were: the PDF and the PNG
+    # of a figure must show the same ticks at the same places
     saved_ticks, update_ticks, savefig = [], matplotlib.axis.Axis._update_ticks, matplotlib.figure.Figure.savefig
+    saved_places = []
 
     def recording_ticks(axis):
         ticks = update_ticks(axis)
@@ -185,7 +187,9 @@ def test_every_figure_prints_at_a_paper_width_with_legible_text(read, smoke_run,
 
     def recording_savefig(figure, *args, **kwargs):
         saved_ticks.append([])
-        return savefig(figure, *args, **kwargs)
+        result = savefig(figure, *args, **kwargs)
+        saved_places.append([tuple(ax.get_position().bounds) for ax in figure.axes])  # as drawn
+        return result
 
     monkeypatch.setattr(matplotlib.axis.Axis, "_update_ticks", recording_ticks)
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", recording_savefig)
@@ -194,10 +198,12 @@ def test_every_figure_prints_at_a_paper_width_with_legible_text(read, smoke_run,
             drawn = draw()
             figure = getattr(drawn, "figure", drawn)
             saved_ticks.clear()
+            saved_places.clear()
             figures._save(drawn, tmp_path, stem)
         assert {p.name for p in tmp_path.glob(f"{stem}.*")} == {f"{stem}.{suffix}" for suffix in FIGURE_FORMATS}
         assert len(saved_ticks) == len(FIGURE_FORMATS) and saved_ticks[0] and \
             all(ticks == saved_ticks[0] for ticks in saved_ticks), stem
+        assert all(places == saved_places[0] for places in saved_places), stem
         if subset == "every task":  # drawn again from the same tables: the bytes the pipeline's figures rule wrote
             for suffix in FIGURE_FORMATS:
                 assert (tmp_path / f"{stem}.{suffix}").read_bytes() == (figures_dir / f"{stem}.{suffix}").read_bytes()

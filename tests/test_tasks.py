@@ -76,9 +76,9 @@ def test_every_task_is_deterministic_and_describes_itself(name):
 SAMPLINGS = [{}, {"time_channels": ["mask", "dt"]}, {"sampling": "poisson", "rate": 2.5},
              {"sampling": "thinned", "keep": 0.3, "gap_unit": "steps", "time_channels": ["dt"]},
              {"sampling": "regular", "rate": 3.0, "gap_unit": "steps"}]
-# options beyond the defaults, per shipped task; a task without an entry (a user's own, in one
-# new file: docs/extending.md promises nothing else to edit) is built with its defaults below and
-# in tests/test_conformance.py
+# options beyond the defaults, per shipped task (ALL); a user's own task, in one new file
+# (docs/extending.md promises nothing else to edit), needs no entry: tests/test_conformance.py
+# builds every registered task
 OPTION_SETS = {
     "adding": [{"convention": "hochreiter"}, *SAMPLINGS],
     "copy": [{"convention": "selective", "length": 4}, {"convention": "expRNN", "alphabet": 5},
@@ -91,6 +91,10 @@ OPTION_SETS = {
     "sine_frequency": [{"classes": 4, "noise": 0}, *SAMPLINGS],
     "temporal_order": [{"relevant": 3}],
 }
+
+
+def test_every_shipped_task_has_option_sets_here():
+    assert set(ALL) <= set(OPTION_SETS)
 
 
 @pytest.mark.parametrize("name, options", [(name, {}) for name in ALL] + [

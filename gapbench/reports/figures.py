@@ -659,9 +659,12 @@ MARKERS_PER_CURVE = 6  # markers on a per-lag curve of hundreds of points (greys
 
 EDGE_OFFSET = 0.1  # ±∞ is drawn this fraction of the finite values' span beyond them (on the axis' scale)
 EDGE_TICK_CLEARANCE = 0.07  # a tick this fraction of the axis' span from an edge line loses its label to it
-# ... or this many tick-label font sizes of the drawn axis, if more: a line of text is about 1.2
-# sizes tall, and a tick label such as −0.15 about 3 sizes wide (its half, and the edge label's)
-EDGE_LABEL_CLEARANCE = {"y": 1.5, "x": 3.5}
+# ... or this many tick-label font sizes of the drawn axis, if more. Across (x): a label such as
+# −0.15 is about 3 sizes wide, and half of it and half of the edge's ("no rate") must fit. Up (y):
+# a label's ink is about 0.75 sizes tall (its box, ascent to descent, 1.2): at 0.9 two labels' ink
+# stays apart, and a symlog axis keeps its −10 above −∞ (at 1.2, 6 of the default run's 10
+# Lyapunov panels lost it)
+EDGE_LABEL_CLEARANCE = {"y": 0.9, "x": 3.5}
 
 
 def _edges(values, linear_within: float | None = None) -> tuple[float, float]:
@@ -684,9 +687,10 @@ def _edges(values, linear_within: float | None = None) -> tuple[float, float]:
 
 
 class _EdgeLocator(Locator):
-    """The axis' own ticks (`base`, at the size the figure is drawn), less those closer than
-    EDGE_TICK_CLEARANCE of the axis' span to an edge line, and the edge lines themselves (only
-    those, without `base_ticks`: an axis of nothing but edges has no scale to mark)."""
+    """The axis' own ticks (`base`, at the size the figure is drawn), less those closer to an
+    edge line than EDGE_TICK_CLEARANCE of the axis' span or EDGE_LABEL_CLEARANCE label sizes,
+    whichever is more, and the edge lines themselves (only those, without `base_ticks`: an axis
+    of nothing but edges has no scale to mark)."""
 
     def __init__(self, base: Locator, edges: dict[float, str], base_ticks: bool = True):
         self.base, self.edges, self.base_ticks = base, edges, base_ticks
