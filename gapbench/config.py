@@ -291,6 +291,10 @@ def check_task_sample(task, where: str) -> dict:
     def refuse(message, error=None):
         return _user_code_error(where, "task", task, message, error)
 
+    def same(one, other) -> bool:
+        return isinstance(other, dict) and other.keys() == one.keys() and all(
+            np.array_equal(np.asarray(other[key]), np.asarray(value)) for key, value in one.items())
+
     def draw(seed=0):
         try:
             return task.sample(TASK_SAMPLE, np.random.default_rng(seed))
@@ -324,17 +328,13 @@ def check_task_sample(task, where: str) -> dict:
     if problem:
         raise refuse(f"sample({TASK_SAMPLE}, rng) drew {problem} (a dataset must be finite, or the models trained on "
                      "it would be reported as diverged)")
-    again = draw()
-    if not (isinstance(again, dict) and again.keys() == sample.keys() and all(
-            np.array_equal(np.asarray(again[key]), np.asarray(value)) for key, value in sample.items())):
+    if not same(sample, draw()):
         raise refuse(f"sample({TASK_SAMPLE}, rng) drew another sample from the same seed: draw every random number "
                      "from the rng it is given (not np.random's functions or a new default_rng()), so that a "
                      "dataset is its seed's")
     # a generator of the task's own with a fixed seed passes the check above, but then every split
     # and every seed gets the same sequences: the test set would be the training set
-    other = draw(1)
-    if isinstance(other, dict) and other.keys() == sample.keys() and all(
-            np.array_equal(np.asarray(other[key]), np.asarray(value)) for key, value in sample.items()):
+    if same(sample, draw(1)):
         raise refuse(f"sample({TASK_SAMPLE}, rng) drew the same sequences from two different seeds, so its "
                      "training, validation and test sets would be one set: draw every random number from the rng "
                      "it is given (not a default_rng(42) of its own)")

@@ -70,12 +70,10 @@ class Registry:
     def unknown(self, name: str) -> str:
         """What to say of a name nothing registered: the registered names, a near one, and where a
         file of the package has that name, what it registers (a class without its @register)."""
-        import difflib
-
         said = f"unknown {self._kind} {name!r}; allowed: {self.names()}"
-        near = difflib.get_close_matches(name, self.names(), n=1)
+        near = _nearest(name, self.names())
         if near:
-            said += f"; did you mean {near[0]!r}?"
+            said += f"; did you mean {near!r}?"
         package = importlib.import_module(self._package)
         for folder in package.__path__ if not name.startswith("_") else []:  # _*.py: shared code, never a builder
             file = Path(folder) / f"{name}.py"
@@ -99,23 +97,29 @@ class Registry:
         allowed = options_of(builder)
         unknown = sorted(set(options) - set(allowed))
         if unknown:
-            import difflib
-
             parameters = inspect.signature(builder).parameters
             positional = [option for option in unknown if option in parameters and parameters[option].kind in
                           (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-            near = {option: difflib.get_close_matches(option, allowed, n=1) for option in unknown}
+            near = {option: _nearest(option, allowed) for option in unknown}
             raise ValueError(
                 f"unknown option(s) {unknown} for {self._kind} {name!r}; allowed: {allowed}" + (
                     f" ({source_file(builder)} takes {positional} as positional arguments: options are the "
                     "keyword-only arguments of __init__, after its *)" if positional else
                     f" ({source_file(builder)})") + "".join(
-                    f"; did you mean {near[option][0]!r} for {option!r}?" for option in unknown if near[option])
+                    f"; did you mean {near[option]!r} for {option!r}?" for option in unknown if near[option])
             )
         defaults = {p.name: p.default for p in inspect.signature(builder).parameters.values()}
         options = {option: _checked(f"{self._kind} {name!r}: option {option}", value, defaults.get(option))
                    for option, value in options.items()}
         return builder(*args, **options)
+
+
+def _nearest(word: str, choices) -> str | None:
+    """The choice closest to a misspelt `word` (difflib's ratio, at least 0.6), or None."""
+    import difflib
+
+    near = difflib.get_close_matches(word, list(choices), n=1)
+    return near[0] if near else None
 
 
 def source_path(builder) -> Path | None:
