@@ -21,7 +21,9 @@ Steps, each timed (wall, CPU) with its peak resident memory (of the process and 
               grid's structure and on a one-job grid, whose CPU (Snakemake's start, the config
               checks) is taken off both to give the CPU each job adds, at both sizes
   tables      gapbench.reports.tables.collect, as the tables rule runs it
-  figures     python -m gapbench figures
+  figures     python -m gapbench figures --page STEM, a process per page one at a time, as the
+              figures rule runs each page (summed; the largest peak); then every page in one
+              process, side by side
   paper       python -m gapbench paper-tables
 Prints one line per step and writes them to OUT/summary.txt.
 """
@@ -44,6 +46,7 @@ from gapbench import models, tasks
 from gapbench.config import load_config, model_entry, model_hidden_size, task_label, task_models
 from gapbench.probes._linearisation import is_elementwise
 from gapbench.probes._numerics import kept_positions
+from gapbench.reports.figures import figure_stems, shape_of_config
 from gapbench.results import COMPLETE_MARKER, DATA_DIR, DATA_SPLITS, JOB_RECORD, RUN_DIR, TABLES_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,10 +217,10 @@ def snakemake_dry_run(workdir: Path, configfile: Path) -> dict:
 
 
 def dag_jobs(config: dict) -> int:
-    """Jobs in the DAG: datasets, training jobs, tables, figures, paper tables, all."""
+    """Jobs in the DAG: datasets, training jobs, tables, a figures job per page, paper tables, all."""
     data = sum(len(e["gaps"]) for e in config["tasks"]) * len(config["seeds"])
     train = sum(len(e["gaps"]) * len(task_models(config, e)) for e in config["tasks"])
-    return data + train + 4
+    return data + train + len(figure_stems(shape_of_config(config))) + 3
 
 
 def main(argv=None) -> int:
@@ -284,19 +287,35 @@ def main(argv=None) -> int:
         runs_file.write_text(json.dumps([str(workdir / RUN_DIR.format(**{k: r[k] for k in ("task", "gap", "model",
                                                                                         "clip", "seed")}))
                                          for r in runs]))
+        draw = [sys.executable, "-m", "gapbench", "figures", "--tables", str(tables), "--out-dir",
+                str(workdir / "results" / "figures")]
         steps = {
             "tables": [sys.executable, "-c", "import json, sys; from gapbench.reports.tables import collect; "
                        f"collect(json.load(open({str(runs_file)!r})), {str(tables)!r})"],
-            "figures": [sys.executable, "-m", "gapbench", "figures", "--tables", str(tables), "--out-dir",
-                        str(workdir / "results" / "figures")],
+            "figures": None,  # a job per page, as the pipeline draws them (below)
             "paper tables": [sys.executable, "-m", "gapbench", "paper-tables", "--tables", str(tables), "--out-dir",
                              str(workdir / "results" / "paper")],
         }
         total = 0.0
         for step, command in steps.items():
-            out = measured(command, cwd=workdir)
+            if step == "figures":
+                # one page a process, one at a time (the pipeline runs as many at once as it has
+                # cores); beside it, every page in one process, as the pipeline did until 2026-12-08
+                pages = [measured([*draw, "--page", page], cwd=workdir)
+                         for page in figure_stems(shape_of_config(config))]
+                out = {"wall": sum(p["wall"] for p in pages), "cpu": sum(p["cpu"] for p in pages),
+                       "peak_gb": max(p["peak_gb"] for p in pages)}
+                longest = max(p["wall"] for p in pages)
+                report(f"paper: figures, a process per page ({len(pages)} pages, one at a time): "
+                       f"{out['wall']:.0f} s wall, {out['cpu']:.0f} s CPU, the longest page {longest:.0f} s, "
+                       f"peak {out['peak_gb']:.2f} GB")
+                whole = measured(draw, cwd=workdir)
+                report(f"paper: figures, every page in one process: {whole['wall']:.0f} s wall, "
+                       f"{whole['cpu']:.0f} s CPU, peak {whole['peak_gb']:.2f} GB")
+            else:
+                out = measured(command, cwd=workdir)
+                report(f"paper: {step}: {out['wall']:.0f} s wall, {out['cpu']:.0f} s CPU, peak {out['peak_gb']:.2f} GB")
             total += out["wall"]
-            report(f"paper: {step}: {out['wall']:.0f} s wall, {out['cpu']:.0f} s CPU, peak {out['peak_gb']:.2f} GB")
         parquet = sum(p.stat().st_size for p in tables.glob("*.parquet")) / 1e9
         csv = sum(p.stat().st_size for p in tables.glob("*.csv")) / 1e9
         report(f"paper: the three collect steps: {total:.0f} s; tables: Parquet {parquet:.2f} GB, CSV {csv:.3f} GB")

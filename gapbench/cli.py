@@ -76,6 +76,9 @@ def main(argv=None) -> int:
     figures.add_argument("--out-dir", required=True)
     figures.add_argument("--decay-gap", type=_json, default={}, help='{"task": gap}: the gap the per-lag figures (gradient decay, sensitivity, Jacobian spectrum, '
                                               'Lyapunov, memory capacity) show for that task')
+    figures.add_argument("--page", action="append", dest="pages", metavar="STEM",
+                         help="draw only this page (its file stem, e.g. accuracy_vs_gap or gradient_decay_page2); "
+                              "repeat for more; default: every page of every figure")
 
     paper = verbs.add_parser("paper-tables", help="write the LaTeX and Markdown tables from the tidy tables")
     paper.add_argument("--tables", required=True, help="folder holding the tables")
@@ -142,7 +145,10 @@ def _run(args) -> int:
             if args.verb == "figures":
                 from gapbench.reports import figures as drawing
 
-                drawing.draw_all(args.tables, args.out_dir, args.decay_gap)
+                try:
+                    drawing.draw_all(args.tables, args.out_dir, args.decay_gap, args.pages)
+                except drawing.UnknownPage as error:
+                    raise InputError(error) from None
             else:
                 from gapbench.reports import paper_tables
 

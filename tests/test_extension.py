@@ -142,7 +142,10 @@ def scheduled(output: str) -> dict:
     return jobs
 
 
-REPORTS = {("tables", ""), ("figures", ""), ("paper_tables", ""), ("all", "")}  # redrawn after any run
+def reports(work) -> set:
+    """The jobs redrawn after any run: the tables, a figures job per page drawn, the paper tables."""
+    pages = {("figures", f"page={path.stem}") for path in (work / "results" / "figures").glob("*.png")}
+    return {("tables", ""), ("paper_tables", ""), ("all", "")} | pages
 
 
 def test_edited_code_reruns_exactly_the_jobs_it_determines(finished):
@@ -162,20 +165,52 @@ def test_edited_code_reruns_exactly_the_jobs_it_determines(finished):
 
     params_changed = "Params have changed since last execution"
     jobs = dry_run_after("models/mgu.py")
-    assert set(jobs) == {("train", "task=adding, gap=4, model=mgu")} | REPORTS, jobs
+    assert set(jobs) == {("train", "task=adding, gap=4, model=mgu")} | reports(work), jobs
     assert params_changed in jobs["train", "task=adding, gap=4, model=mgu"]
 
     train = {("train", f"task=adding, gap=4, model={model}") for model in ("vanilla", "mgu")}
     jobs = dry_run_after("gapbench/optim.py")  # training code: every training job, no dataset
-    assert set(jobs) == train | REPORTS, jobs
+    assert set(jobs) == train | reports(work), jobs
     assert all(params_changed in jobs[job] for job in train)
 
     jobs = dry_run_after("tasks/adding.py")  # its datasets, and so (their input) its training jobs
     data = {("generate_data", f"task=adding, gap=4, seed={seed}") for seed in config["seeds"]}
-    assert set(jobs) == data | train | REPORTS, jobs
+    assert set(jobs) == data | train | reports(work), jobs
     assert all(params_changed in jobs[job] for job in data)
 
     assert dry_run_after("tasks/latch.py") == {}  # latch is not in this config
+    assert "Nothing to be done" in snakemake(work, "-n", configfile=configfile, root=root, python=python).stdout
+
+
+BROKEN_FIGURE = textwrap.dedent('''
+
+
+    @figure("broken")
+    def broken(read, gaps=None, layout=None):
+        raise RuntimeError("a figure of the user's that fails")
+''')
+
+
+def test_a_figure_that_fails_costs_no_other_figure(finished):
+    """Each page is a job of its own: a figure added to a finished grid that fails leaves every
+    page drawn before it as it was (one figures job would have lost them all: Snakemake deletes
+    a failed job's outputs), names its error in its own log, and is the only job to run."""
+    root, python, work, configfile, config = finished
+    figures = work / "results" / "figures"
+    before = {path.name: path.read_bytes() for path in figures.iterdir()}
+    module = root / "gapbench" / "reports" / "figures.py"
+    original = module.read_bytes()
+    try:
+        module.write_bytes(original + BROKEN_FIGURE.encode())
+        planned = scheduled(snakemake(work, "-n", configfile=configfile, root=root, python=python).stdout)
+        assert set(planned) == {("figures", "page=broken"), ("all", "")}, planned
+        result = snakemake(work, "--keep-going", configfile=configfile, root=root, python=python, check=False)
+    finally:
+        module.write_bytes(original)
+    assert result.returncode != 0
+    assert {path.name: path.read_bytes() for path in figures.iterdir()} == before
+    log = (work / "results" / "logs" / "figures" / "broken.log").read_text()
+    assert "RuntimeError: a figure of the user's that fails" in log
     assert "Nothing to be done" in snakemake(work, "-n", configfile=configfile, root=root, python=python).stdout
 
 
@@ -187,7 +222,7 @@ def test_a_model_added_to_a_finished_grid_schedules_only_its_jobs(finished, tmp_
     grown = tmp_path / "grown.yaml"
     grown.write_text(yaml.safe_dump(config))
     jobs = scheduled(snakemake(work, "-n", configfile=grown, root=root, python=python).stdout)
-    assert set(jobs) == {("train", "task=adding, gap=4, model=gru")} | REPORTS, jobs
+    assert set(jobs) == {("train", "task=adding, gap=4, model=gru")} | reports(work), jobs
     assert jobs["train", "task=adding, gap=4, model=gru"].startswith("Missing output files")
 
 # A task file whose sample breaks its declared input size: without the pre-flight check, the

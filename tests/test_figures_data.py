@@ -175,3 +175,30 @@ def test_a_figure_reading_a_column_its_table_lacks_is_named_with_the_figure(tmp_
     assert message.startswith(f"figure 'registry_test_norms' (tests/test_figures_data.py): {tmp_path}/gradient_decay."
                               "parquet has no column norms (it has "), message
     assert "only if an older gapbench wrote it" in message
+
+
+def test_draw_all_draws_only_the_pages_asked_for(tmp_path, monkeypatch):
+    """The pipeline draws each page in a job of its own (`gapbench figures --page STEM`)."""
+    _tables(tmp_path, 2)
+    monkeypatch.setattr(figures, "FIGURES", {})
+    for name in ("registry_test_first", "registry_test_second"):
+        figures.figure(name)(lambda read, gaps, layout: figures.plt.figure())
+    assert figures.draw_all(tmp_path, tmp_path / "figures", stems=["registry_test_second"]) == ["registry_test_second"]
+    assert sorted(path.name for path in (tmp_path / "figures").iterdir()) == [
+        "registry_test_second.pdf", "registry_test_second.png"]
+
+
+def test_a_page_the_tables_do_not_have_is_refused_before_any_is_drawn(tmp_path):
+    """A page asked of the command line that the tables' figures do not have (the Snakefile's
+    pages, from the config, disagree with the tables'): named, with the pages there are."""
+    import subprocess
+    import sys
+
+    _tables(tmp_path, 2)
+    result = subprocess.run([sys.executable, "-m", "gapbench", "figures", "--tables", str(tmp_path), "--out-dir",
+                             str(tmp_path / "figures"), "--page", "accuracy_vs_gap_page2"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"gapbench figures: no figure page 'accuracy_vs_gap_page2' in the tables of {tmp_path}; "
+                                    "their pages: accuracy_vs_gap, success_rate_vs_gap, gradient_decay,"), result.stderr
+    assert not (tmp_path / "figures").exists()

@@ -235,7 +235,8 @@ def test_every_file_written_is_tracked_and_each_rule_logs_to_its_own_file(smoke_
     logs = {str(path.relative_to(results / "logs")) for path in (results / "logs").rglob("*.log")}
     datasets = {f"generate_data/{task}/gap{gap}/seed{seed}.log" for task, gap, *_, seed in GRID}
     jobs = {f"train/{task}/gap{gap}/{model}.log" for task, gap, model, *_ in GRID}
-    assert logs == {"tables.log", "figures.log", "paper_tables.log"} | datasets | jobs
+    pages = {f"figures/{stem}.log" for stem in figure_stems(shape_of_tables(table_reader(results / "tables")))}
+    assert logs == {"tables.log", "paper_tables.log"} | pages | datasets | jobs
 
 
 @pytest.mark.parametrize("given, expected", [

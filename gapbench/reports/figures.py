@@ -6,7 +6,7 @@ table as a DataFrame, only the columns and rows asked for), the per-task gaps to
 page's Layout, and returns its matplotlib figure. `draw_all` saves every page of every registered
 figure as STEM.pdf and STEM.png: STEM is the figure's name when its tasks fit one page, else
 name_page1, name_page2, ... (`pages`). Adding a figure touches nothing outside this module: the
-pipeline's targets come from `figure_stems`, for the grid's GridShape.
+pipeline's targets come from `figure_stems`, for the grid's GridShape (`shape_of_config`).
 
 Every figure is drawn in one paper style (`paper_style`: fonts of FONT_SIZES points) and saved
 at a width a paper includes at 100% scale (`fit_to_page`): TEXT_WIDTH, or COLUMN_WIDTH for a
@@ -168,6 +168,16 @@ def grid_shape(tasks, model_names: dict[str, str], lines: int) -> GridShape:
     present = {family[model] for model in model_names}
     families = [f for f in FAMILY_COLOURS if f in present] + sorted(present - set(FAMILY_COLOURS))
     return GridShape(tuple(sorted(tasks)), int(lines), tuple(families))
+
+
+def shape_of_config(config: dict) -> GridShape:
+    """The GridShape of a config's grid (the Snakefile's figure pages); shape_of_tables reads the
+    same from the grid's tables."""
+    from gapbench.config import model_label, task_label, task_models  # here: drawing a page needs no torch
+
+    lines = max(len(task_models(config, entry)) for entry in config["tasks"]) * len(config["clip"]["arms"])
+    return grid_shape([task_label(entry) for entry in config["tasks"]],
+                      {model_label(entry): entry["name"] for entry in config["models"]}, lines)
 
 
 def shape_of_tables(read) -> GridShape:
@@ -963,19 +973,29 @@ def decay_rate_vs_gap_solved(read, gaps=None, layout=None):
     return figure
 
 
-def draw_all(tables_dir, out_dir, gaps: dict | None = None) -> list[str]:
+class UnknownPage(LookupError):
+    """A page asked of draw_all that the tables' figures do not have."""
+
+
+def draw_all(tables_dir, out_dir, gaps: dict | None = None, stems=None) -> list[str]:
     """Draw every page of every registered figure from the tables in tables_dir (each table
-    request read once); returns the file stems written (figure_stems of the tables' shape)."""
+    request read once), or only the pages named in `stems` (the pipeline draws each page in a
+    job of its own, so one page that fails costs no other); returns the file stems written
+    (figure_stems of the tables' shape, in that order)."""
     read = table_reader(tables_dir)
     shape = shape_of_tables(read)
-    stems = []
-    for name, spec in FIGURES.items():
-        for stem, layout in pages(name, shape):
-            with paper_style():
-                try:
-                    drawn = spec.draw(read, gaps, layout)
-                except UnreadableTable as error:  # which figure asked, and where it is written
-                    raise UnreadableTable(f"figure {name!r} ({source_file(spec.draw)}): {error}") from None
-                _save(drawn, Path(out_dir), stem)
-            stems.append(stem)
-    return stems
+    every_page = [(name, spec, stem, layout) for name, spec in FIGURES.items() for stem, layout in pages(name, shape)]
+    if stems is not None:
+        unknown = sorted(set(stems) - {stem for _, _, stem, _ in every_page})
+        if unknown:  # the Snakefile derives its pages from the config, this from the tables: they disagree
+            raise UnknownPage(f"no figure page {', '.join(map(repr, unknown))} in the tables of {tables_dir}; their pages: "
+                             f"{', '.join(stem for _, _, stem, _ in every_page)}")
+        every_page = [page for page in every_page if page[2] in set(stems)]
+    for name, spec, stem, layout in every_page:
+        with paper_style():
+            try:
+                drawn = spec.draw(read, gaps, layout)
+            except UnreadableTable as error:  # which figure asked, and where it is written
+                raise UnreadableTable(f"figure {name!r} ({source_file(spec.draw)}): {error}") from None
+            _save(drawn, Path(out_dir), stem)
+    return [stem for _, _, stem, _ in every_page]

@@ -21,20 +21,23 @@ rule tables:
         "../scripts/tables.py"
 
 
+# a job per page: a page that fails (a figure of the user's) costs no other page, and pages draw
+# in parallel (the paper grid has 122); each job reads what its figure draws, as draw_all does
 rule figures:
     input:
         **TABLE_FILES,
     output:
-        report(FIGURES, caption="../report/figures.rst", category="Figures"),
+        report(expand(f"{FIGURES_DIR}/{{page}}.{{ext}}", ext=FIGURE_FORMATS, allow_missing=True),
+               caption="../report/figures.rst", category="Figures"),
     params:
         tables=lambda wc, input: os.path.dirname(input[0]),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
         decay_gap=json.dumps(config["figures"]["decay_gap"]),
     log:
-        f"{LOGS_DIR}/figures.log",
+        f"{LOGS_DIR}/figures/{{page}}.log",
     localrule: True
     shell:
-        "python -m gapbench figures --tables {params.tables:q} --out-dir {params.out_dir:q}"
+        "python -m gapbench figures --tables {params.tables:q} --out-dir {params.out_dir:q} --page {wildcards.page:q}"
         " --decay-gap {params.decay_gap:q} 2> {log:q}"
 
 

@@ -12,7 +12,7 @@ from snakemake.settings.types import DeploymentMethod
 from gapbench.config import ConfigError, model_entry, model_label, prepare, task_entry, task_label, task_models
 from gapbench.provenance import data_code_digest, train_code_digest
 from gapbench.reports.cost import job_minutes
-from gapbench.reports.figures import figure_stems, grid_shape
+from gapbench.reports.figures import figure_stems, shape_of_config
 from gapbench.reports.paper_tables import PAPER_TABLES as PAPER_TABLE_REGISTRY
 from gapbench.reports.tables import TABLES
 from gapbench.results import (
@@ -107,9 +107,8 @@ SEEDS = list(config["seeds"])
 TABLE_FILES = {name: f"{TABLES_DIR}/{table_file(name)}" for name in TABLES}
 # every page of every figure: how many pages depends on the tasks, the lines a panel would hold
 # and the model families (gapbench.reports.figures.pages), the same shape draw_all reads from the tables
-GRID_SHAPE = grid_shape(TASKS, {label: model_entry(config, label)["name"] for label in MODELS},
-                        max(len(task_models(config, entry)) for entry in config["tasks"]) * len(CLIPS))
-FIGURES = expand(f"{FIGURES_DIR}/{{stem}}.{{ext}}", stem=figure_stems(GRID_SHAPE), ext=FIGURE_FORMATS)
+FIGURE_PAGES = figure_stems(shape_of_config(config))
+FIGURES = expand(f"{FIGURES_DIR}/{{page}}.{{ext}}", page=FIGURE_PAGES, ext=FIGURE_FORMATS)
 PAPER_TABLES = expand(f"{PAPER_DIR}/{{name}}.{{ext}}", name=list(PAPER_TABLE_REGISTRY), ext=PAPER_TABLE_FORMATS)
 
 
@@ -119,6 +118,7 @@ wildcard_constraints:
     clip="|".join(map(re.escape, CLIPS)),
     gap=r"[1-9][0-9]*",
     seed=r"[0-9]+",
+    page="|".join(map(re.escape, FIGURE_PAGES)),
 
 
 # every training job of the grid, (task label, gap, model): tasks × their gaps × their models;
