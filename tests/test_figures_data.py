@@ -87,6 +87,16 @@ def test_the_per_stage_figures_draw_the_largest_gap_unless_told(tmp_path):
     figures.plt.close(chosen)
 
 
+def test_a_per_stage_figure_of_a_few_lags_ticks_whole_lags_only(tmp_path):
+    """Lags 0 to 2: matplotlib's own ticks would be 0, 0.25, 0.5, ..., lags no run has."""
+    figure = _draw("gradient_decay", _tables(tmp_path, 2))
+    for ax in (ax for ax in figure.axes if ax.get_visible()):
+        low, high = ax.get_xlim()
+        shown = [tick for tick in ax.xaxis.get_majorticklocs() if low <= tick <= high]
+        assert len(shown) >= 2 and all(float(tick).is_integer() for tick in shown), shown
+    figures.plt.close(figure)
+
+
 def test_the_decay_rate_against_the_gap_solved_is_the_largest_gap_s_rate(tmp_path):
     figure = _draw("decay_rate_vs_gap_solved", _tables(tmp_path, 2))
     assert _drawn(figure, "x") - {0.0} == {-0.1}  # the trained rate at gap 100 (a grey line at x = 0 aside)

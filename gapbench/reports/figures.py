@@ -246,9 +246,9 @@ def figure_stems(shape: GridShape) -> list[str]:
 
 
 def _on_page(table: pd.DataFrame, layout: "Layout | None") -> pd.DataFrame:
-    """The rows of `table` of the page's tasks (all rows without a layout). Figures read whole
-    tables (each request once, cached by table_reader) and cut them here, page by page: a Parquet
-    read filtered to one task costs about as much as the read of every task."""
+    """The rows of `table` of the page's tasks (all rows without a layout): the small tables
+    are read whole and cut here (the per-lag ones are read for the page's tasks alone:
+    _at_chosen_gap)."""
     return table if layout is None else table[table.task.isin(layout.tasks)].reset_index(drop=True)
 
 
@@ -651,15 +651,16 @@ def _at_chosen_gap(read, name: str, columns: list[str], gaps: dict | None, where
     """The rows of table `name` of each task at its gap in `gaps` (default: the task's largest
     run), read with only the run keys, stage and `columns`, and only the rows that pass the
     (column, op, value) terms `where`; a column `shown` holds "task, gap G" for the panel
-    titles; only the rows of the page's tasks (`layout`) are returned. Only these rows and
-    columns are read from disk: a per-lag table of the paper grid holds ~10^8 rows, a figure
-    draws one gap per task."""
+    titles; only the page's tasks (`layout`). Only these rows and columns are read from disk: a
+    per-lag table of the paper grid holds ~10^8 rows, a page draws one gap of a few tasks (the
+    pipeline draws each page in a process of its own: reading the page's rows alone took its
+    largest peak from 2.03 to ... GB, benchmarks/paper_load.py)."""
     gaps = gaps or {}
     runs = read("accuracy_vs_gap", columns=["task", "gap"])
-    chosen = {task: int(gaps.get(task, rows.gap.max())) for task, rows in runs.groupby("task")}
+    chosen = {task: int(gaps.get(task, rows.gap.max())) for task, rows in runs.groupby("task")
+              if layout is None or task in layout.tasks}
     shown = read(name, columns=KEYS + ["stage"] + columns,
                  rows=[[("task", "==", task), ("gap", "==", gap), *where] for task, gap in chosen.items()])
-    shown = _on_page(shown, layout)
     return shown.assign(shown=shown.task.map(lambda t: f"{t}, gap {chosen[t]}"))
 
 
@@ -800,6 +801,7 @@ def _per_stage(read, shown, x, y, xlabel, ylabel, layout, linear_within: float |
     any_finite = {key: bool(np.isfinite(values).any()) for key, values in blocks.items()}
     figure, panels = _panel_grid(layout, STAGES)
     labelled = _first_in_row(panels)
+    whole_x = bool((curves[x] % 1 == 0).all())  # a lag, a delay, an exponent's index
     titles = dict(zip([*curves.task, *lost.task, *clashing.task], [*curves.shown, *lost.shown, *clashing.shown]))
     marked, drawn_edges = {}, set()
     for (task, stage, family), ax in panels.items():
@@ -817,6 +819,8 @@ def _per_stage(read, shown, x, y, xlabel, ylabel, layout, linear_within: float |
         infinite = {label: position for label, position, sign in (("−∞", floor, -1), ("+∞", ceiling, 1))
                     if (values == sign * np.inf).any()}
         _draw_lines(ax, panel.replace({-np.inf: floor, np.inf: ceiling}), x, styles, MARKERS_PER_CURVE)
+        if whole_x:  # ticks at whole numbers only (matplotlib's own put 0.5, 1.5, ... on lags 0 to 3)
+            ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True))
         if infinite:
             marked[ax] = ({position: label for label, position in infinite.items()}, any_finite[(task, stage)])
             drawn_edges |= set(infinite)
